@@ -1,0 +1,211 @@
+/*
+ * client.c: client objects: id, name, rooms joined, and lifetime. Names
+ * are unique server-wide with ASCII letters folded, found through a map;
+ * ids never repeat, so scripts and plugins can hold an id instead of a
+ * pointer. A removed client is only marked dead and freed in the loop's
+ * before-sleep step, never in the middle of a broadcast walk.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parley.h"
+
+struct client *clients;
+unsigned client_count;
+
+static uint64_t client_next_id = 1;
+static struct map client_by_name; /* folded name -> client */
+static struct map client_by_id;   /* decimal id -> client */
+static struct client *client_dead; /* dead, waiting for the reap */
+
+static char *
+client_fold(const char *name, size_t len)
+{
+	char *f = xmalloc(len + 1);
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = name[i];
+		f[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+	}
+	f[len] = '\0';
+	return f;
+}
+
+static size_t
+client_id_key(uint64_t id, char *out, size_t size)
+{
+	return (size_t)snprintf(out, size, "%llu", (unsigned long long)id);
+}
+
+struct client *
+client_find_by_name(const char *name, size_t len)
+{
+	char *f = client_fold(name, len);
+	struct client *c = map_find(&client_by_name, f, len);
+
+	free(f);
+	return c;
+}
+
+struct client *
+client_find_by_id(uint64_t id)
+{
+	char key[24];
+	size_t n = client_id_key(id, key, sizeof key);
+
+	return map_find(&client_by_id, key, n);
+}
+
+int
+client_set_name(struct client *c, const char *name, size_t len)
+{
+	char *f = client_fold(name, len);
+	struct client *other = map_find(&client_by_name, f, len);
+
+	if (other != NULL && other != c) {
+		free(f);
+		return -1;
+	}
+	if (c->name != NULL) {
+		char *old = client_fold(c->name, strlen(c->name));
+		map_remove(&client_by_name, old, strlen(c->name));
+		free(old);
+		free(c->name);
+	}
+	map_add(&client_by_name, f, len, c);
+	free(f);
+	c->name = xstrndup(name, len);
+	return 0;
+}
+
+struct client *
+client_create(const char *addr)
+{
+	struct client *c = xcalloc(1, sizeof *c);
+	char key[24], name[32];
+	size_t n;
+
+	c->id = client_next_id++;
+	c->refs = 1;
+	c->lfd.fd = -1;
+	snprintf(c->addr, sizeof c->addr, "%s", addr);
+	n = client_id_key(c->id, key, sizeof key);
+	map_add(&client_by_id, key, n, c);
+
+	/* Guest names look like people's numbers, not like a counter. */
+	for (int tries = 0;; tries++) {
+		unsigned digits = tries < 8 ? 4 : 6;
+		unsigned r = (unsigned)random() % (digits == 4 ? 9000 : 900000);
+		int len;
+
+		if (tries >= 16)
+			len = snprintf(name, sizeof name, "guest-%llu",
+			    (unsigned long long)c->id);
+		else
+			len = snprintf(name, sizeof name, "guest-%u",
+			    r + (digits == 4 ? 1000 : 100000));
+		if (client_set_name(c, name, (size_t)len) == 0)
+			break;
+	}
+
+	c->next = clients;
+	if (clients != NULL)
+		clients->prev = c;
+	clients = c;
+	client_count++;
+	return c;
+}
+
+struct client *
+client_ref(struct client *c)
+{
+	c->refs++;
+	return c;
+}
+
+static void
+client_free(struct client *c)
+{
+	conn_forget(c);
+	free(c->rooms);
+	free(c->name);
+	free(c);
+}
+
+void
+client_unref(struct client *c)
+{
+	PARLEY_ASSERT(c->refs > 0);
+	if (--c->refs == 0)
+		client_free(c);
+}
+
+void
+client_remove(struct client *c, const char *reason)
+{
+	char key[24];
+	size_t n;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	/* Leave from the last joined so each removal is O(1) in c->rooms. */
+	while (c->nrooms > 0) {
+		struct room *r = c->rooms[c->nrooms - 1]->room;
+		json_t *ev;
+
+		room_leave(r, c);
+		if (r->count == 0)
+			continue;
+		ev = json_pack("{s:s, s:s%, s:s, s:s, s:o}", "type",
+		    "user_left", "roomName", r->name, r->name_len, "username",
+		    c->name, "reason", reason, "participants",
+		    room_participants(r));
+		room_broadcast_new(r, ev);
+	}
+
+	n = client_id_key(c->id, key, sizeof key);
+	map_remove(&client_by_id, key, n);
+	if (c->name != NULL) {
+		size_t len = strlen(c->name);
+		char *f = client_fold(c->name, len);
+		if (map_find(&client_by_name, f, len) == c)
+			map_remove(&client_by_name, f, len);
+		free(f);
+	}
+
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	client_count--;
+
+	c->next = client_dead;
+	c->prev = NULL;
+	client_dead = c;
+}
+
+void
+client_broadcast_all(struct buf *b)
+{
+	for (struct client *c = clients; c != NULL; c = c->next) {
+		if (!c->closing)
+			conn_send(c, b);
+	}
+}
+
+void
+client_reap(void)
+{
+	while (client_dead != NULL) {
+		struct client *c = client_dead;
+		client_dead = c->next;
+		c->next = NULL;
+		client_unref(c);
+	}
+}

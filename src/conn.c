@@ -1,0 +1,450 @@
+/*
+ * conn.c: upgraded WebSocket sockets on the event loop: reading into the
+ * codec, the bounded output queue of shared frames flushed with writev
+ * once per loop iteration, pings to idle peers, and the close handshake.
+ * A socket is given back to libmicrohttpd with MHD_UPGRADE_ACTION_CLOSE,
+ * never closed here.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "parley.h"
+
+enum {
+	CONN_OPEN,
+	CONN_CLOSE_SENT, /* our close frame is queued; waiting for theirs */
+	CONN_CLOSE_DONE, /* handshake over: release once flushed */
+};
+
+#define CONN_READ_CHUNK 65536
+#define CONN_READS_PER_EVENT 4
+#define CONN_IOV_MAX 64
+#define CONN_CLOSE_WAIT_MS 2000
+
+static struct client *conn_pending; /* clients with output to flush */
+static unsigned conn_open;
+static bool conn_shutting_down;
+static struct loop_timer conn_shutdown_timer;
+
+static void conn_on_event(struct loop_fd *lfd, uint32_t events);
+static void conn_on_timer(struct loop_timer *t);
+static void conn_release(struct client *c, const char *reason);
+static void conn_write(struct client *c);
+
+unsigned
+conn_count(void)
+{
+	return conn_open;
+}
+
+static void
+conn_mark_pending(struct client *c)
+{
+	if (c->pending)
+		return;
+	c->pending = true;
+	c->next_pending = conn_pending;
+	conn_pending = c;
+}
+
+static void
+conn_queue_push(struct client *c, struct buf *b)
+{
+	if (c->outq_len == c->outq_cap) {
+		uint32_t cap = c->outq_cap ? c->outq_cap * 2 : 8;
+		struct buf **q = xreallocarray(NULL, cap, sizeof *q);
+		for (uint32_t i = 0; i < c->outq_len; i++)
+			q[i] = c->outq[(c->outq_head + i) % c->outq_cap];
+		free(c->outq);
+		c->outq = q;
+		c->outq_cap = cap;
+		c->outq_head = 0;
+	}
+	c->outq[(c->outq_head + c->outq_len) % c->outq_cap] = b;
+	c->outq_len++;
+	c->out_bytes += b->len;
+}
+
+static void
+conn_queue_clear(struct client *c)
+{
+	while (c->outq_len > 0) {
+		buf_unref(c->outq[c->outq_head]);
+		c->outq_head = (c->outq_head + 1) % c->outq_cap;
+		c->outq_len--;
+	}
+	free(c->outq);
+	c->outq = NULL;
+	c->outq_cap = c->outq_head = 0;
+	c->out_bytes = 0;
+	c->out_off = 0;
+}
+
+void
+conn_forget(struct client *c)
+{
+	conn_queue_clear(c);
+	ws_parser_free(&c->parser);
+}
+
+/* Queues without the closing check: control frames during the close. */
+static void
+conn_send_raw(struct client *c, struct buf *b)
+{
+	if (c->dead)
+		return;
+	if (c->out_bytes + b->len > cfg->max_output_bytes) {
+		/* A slow consumer: dropped, but not here, since the caller
+		 * may be walking a room's member list. */
+		if (!c->closing) {
+			c->closing = true;
+			c->close_code = WS_CLOSE_POLICY;
+			c->close_state = CONN_CLOSE_DONE;
+			/* The timer runs after this turn's events. */
+			loop_timer_set(&c->timer, 0, conn_on_timer);
+			log_info("ws", "client %llu (%s): output queue over %zu "
+			    "bytes, dropping slow consumer",
+			    (unsigned long long)c->id, c->addr,
+			    cfg->max_output_bytes);
+		}
+		return;
+	}
+	conn_queue_push(c, buf_ref(b));
+	conn_mark_pending(c);
+}
+
+void
+conn_send(struct client *c, struct buf *b)
+{
+	if (c->closing)
+		return;
+	conn_send_raw(c, b);
+}
+
+void
+conn_send_new(struct client *c, json_t *json)
+{
+	struct buf *b = buf_json(json);
+
+	json_decref(json);
+	conn_send(c, b);
+	buf_unref(b);
+}
+
+static void
+conn_send_close(struct client *c, int code, const char *reason)
+{
+	uint8_t payload[125];
+	size_t len = 0, rlen;
+	struct buf *b;
+
+	if (code != WS_CLOSE_NO_STATUS) {
+		payload[0] = (uint8_t)(code >> 8);
+		payload[1] = (uint8_t)code;
+		len = 2;
+		rlen = reason ? strlen(reason) : 0;
+		if (rlen > sizeof payload - 2)
+			rlen = sizeof payload - 2;
+		if (rlen > 0)
+			memcpy(payload + 2, reason, rlen);
+		len += rlen;
+	}
+	b = buf_frame(WS_OP_CLOSE, payload, len);
+	conn_send_raw(c, b);
+	buf_unref(b);
+}
+
+void
+conn_close(struct client *c, int code, const char *reason)
+{
+	if (c->closing || c->dead)
+		return;
+	log_debug("ws", "client %llu: closing with %d (%s)",
+	    (unsigned long long)c->id, code, reason ? reason : "");
+	c->closing = true;
+	c->close_code = (uint16_t)code;
+	conn_send_close(c, code, reason);
+	c->close_state = CONN_CLOSE_SENT;
+	loop_timer_set(&c->timer, CONN_CLOSE_WAIT_MS, conn_on_timer);
+}
+
+static int
+conn_on_message(void *arg, int opcode, const uint8_t *data, size_t len,
+    int code)
+{
+	struct client *c = arg;
+	struct buf *b;
+
+	c->ping_sent = 0;
+	switch (opcode) {
+	case WS_OP_TEXT:
+		if (!c->closing)
+			proto_handle(c, (const char *)data, len);
+		return c->dead ? 1 : 0;
+	case WS_OP_PING:
+		b = buf_frame(WS_OP_PONG, data, len);
+		if (c->close_state == CONN_OPEN)
+			conn_send_raw(c, b);
+		buf_unref(b);
+		return 0;
+	case WS_OP_PONG:
+		return 0;
+	case WS_OP_CLOSE:
+		if (c->close_state == CONN_OPEN) {
+			/* Echo their code, as RFC 6455 5.5.1 asks. */
+			c->closing = true;
+			c->close_code = (uint16_t)code;
+			conn_send_close(c, code, NULL);
+		}
+		c->close_state = CONN_CLOSE_DONE;
+		return 1;
+	}
+	return 0;
+}
+
+static void
+conn_read(struct client *c)
+{
+	static uint8_t rbuf[CONN_READ_CHUNK];
+
+	for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
+		ssize_t n = read(c->lfd.fd, rbuf, sizeof rbuf);
+		int rc;
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			conn_release(c, "disconnected");
+			return;
+		}
+		c->bytes_in += (size_t)n;
+		c->last_rx = loop_now();
+		if (c->close_state == CONN_CLOSE_DONE)
+			continue; /* discard anything after their close */
+		rc = ws_parser_feed(&c->parser, rbuf, (size_t)n,
+		    conn_on_message, c);
+		if (c->dead)
+			return;
+		if (rc > 0) {
+			log_debug("ws", "client %llu (%s): protocol violation, "
+			    "close %d", (unsigned long long)c->id, c->addr,
+			    rc);
+			if (c->close_state == CONN_OPEN)
+				conn_close(c, rc, NULL);
+			else
+				c->close_state = CONN_CLOSE_DONE;
+		}
+		if (c->close_state == CONN_CLOSE_DONE) {
+			conn_mark_pending(c);
+			return;
+		}
+		if ((size_t)n < sizeof rbuf)
+			return;
+	}
+}
+
+static void
+conn_write(struct client *c)
+{
+	while (c->outq_len > 0) {
+		struct iovec iov[CONN_IOV_MAX];
+		int niov = 0;
+		ssize_t n;
+		size_t left;
+
+		for (uint32_t i = 0; i < c->outq_len && niov < CONN_IOV_MAX;
+		     i++) {
+			struct buf *b = c->outq[(c->outq_head + i) %
+			    c->outq_cap];
+			size_t off = i == 0 ? c->out_off : 0;
+			iov[niov].iov_base = b->data + off;
+			iov[niov].iov_len = b->len - off;
+			niov++;
+		}
+		n = writev(c->lfd.fd, iov, niov);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				loop_fd_mod(&c->lfd, EPOLLIN | EPOLLOUT);
+				return;
+			}
+			conn_release(c, "disconnected");
+			return;
+		}
+		c->bytes_out += (size_t)n;
+		left = (size_t)n;
+		while (left > 0) {
+			struct buf *b = c->outq[c->outq_head];
+			size_t rest = b->len - c->out_off;
+			if (left < rest) {
+				c->out_off += (uint32_t)left;
+				break;
+			}
+			left -= rest;
+			c->out_off = 0;
+			c->out_bytes -= b->len;
+			buf_unref(b);
+			c->outq_head = (c->outq_head + 1) % c->outq_cap;
+			c->outq_len--;
+		}
+	}
+	/* Drained: idle connections keep no queue memory. */
+	free(c->outq);
+	c->outq = NULL;
+	c->outq_cap = c->outq_head = 0;
+	loop_fd_mod(&c->lfd, EPOLLIN);
+	if (c->close_state == CONN_CLOSE_DONE)
+		conn_release(c, "disconnected");
+}
+
+void
+conn_flush_pending(void)
+{
+	while (conn_pending != NULL) {
+		struct client *c = conn_pending;
+		conn_pending = c->next_pending;
+		c->next_pending = NULL;
+		c->pending = false;
+		if (!c->dead)
+			conn_write(c);
+	}
+	if (conn_shutting_down && conn_open == 0)
+		loop_stop();
+}
+
+static void
+conn_on_event(struct loop_fd *lfd, uint32_t events)
+{
+	struct client *c = container_of(lfd, struct client, lfd);
+
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		conn_read(c);
+	if (!c->dead && (events & EPOLLOUT))
+		conn_write(c);
+}
+
+static void
+conn_on_timer(struct loop_timer *t)
+{
+	struct client *c = container_of(t, struct client, timer);
+	uint64_t now = loop_now();
+	uint64_t interval = (uint64_t)cfg->ping_interval * 1000;
+	uint8_t payload[8];
+	struct buf *b;
+
+	if (c->close_state != CONN_OPEN) {
+		conn_release(c, "disconnected");
+		return;
+	}
+	if (c->ping_sent != 0) {
+		log_info("ws", "client %llu (%s): no pong within %us, dropping",
+		    (unsigned long long)c->id, c->addr, cfg->ping_timeout);
+		c->closing = true;
+		conn_send_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
+		conn_write(c);
+		if (!c->dead)
+			conn_release(c, "timeout");
+		return;
+	}
+	if (now - c->last_rx < interval) {
+		loop_timer_set(t, interval - (now - c->last_rx), conn_on_timer);
+		return;
+	}
+	for (int i = 0; i < 8; i++)
+		payload[i] = (uint8_t)(now >> (8 * i));
+	b = buf_frame(WS_OP_PING, payload, sizeof payload);
+	conn_send_raw(c, b);
+	buf_unref(b);
+	c->ping_sent = now;
+	loop_timer_set(t, (uint64_t)cfg->ping_timeout * 1000, conn_on_timer);
+}
+
+static void
+conn_release(struct client *c, const char *reason)
+{
+	if (c->dead)
+		return;
+	log_info("ws", "close client=%llu addr=%s name=%s code=%u "
+	    "duration_ms=%llu bytes_in=%llu bytes_out=%llu reason=%s",
+	    (unsigned long long)c->id, c->addr, c->name, c->close_code,
+	    (unsigned long long)(loop_now() - c->opened),
+	    (unsigned long long)c->bytes_in,
+	    (unsigned long long)c->bytes_out, reason);
+	loop_timer_cancel(&c->timer);
+	loop_fd_remove(&c->lfd);
+	conn_queue_clear(c);
+	ws_parser_free(&c->parser);
+	if (c->urh != NULL) {
+		MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+		c->urh = NULL;
+		http_kick();
+	}
+	conn_open--;
+	c->closing = true;
+	client_remove(c, reason);
+}
+
+void
+conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
+    const char *extra_in, size_t extra_len, const char *addr)
+{
+	struct client *c = client_create(addr);
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags != -1 && !(flags & O_NONBLOCK))
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	c->urh = urh;
+	c->opened = loop_now();
+	c->last_rx = c->opened;
+	ws_parser_init(&c->parser, cfg->max_frame_bytes);
+	conn_open++;
+	if (loop_fd_add(&c->lfd, fd, EPOLLIN, conn_on_event) == -1) {
+		log_error("ws", "epoll_ctl: %s", strerror(errno));
+		conn_release(c, "disconnected");
+		return;
+	}
+	log_info("ws", "open client=%llu addr=%s name=%s",
+	    (unsigned long long)c->id, addr, c->name);
+	loop_timer_set(&c->timer, (uint64_t)cfg->ping_interval * 1000,
+	    conn_on_timer);
+	proto_welcome(c);
+	if (extra_len > 0) {
+		int rc;
+		c->bytes_in += extra_len;
+		rc = ws_parser_feed(&c->parser, (const uint8_t *)extra_in,
+		    extra_len, conn_on_message, c);
+		if (!c->dead && rc > 0)
+			conn_close(c, rc, NULL);
+		if (!c->dead && c->close_state == CONN_CLOSE_DONE)
+			conn_mark_pending(c);
+	}
+}
+
+static void
+conn_on_shutdown_timer(struct loop_timer *t)
+{
+	log_warn("core", "%u clients did not finish closing in time", conn_open);
+	loop_stop();
+}
+
+void
+conn_shutdown_all(unsigned ms)
+{
+	conn_shutting_down = true;
+	for (struct client *c = clients; c != NULL; c = c->next)
+		conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+	loop_timer_set(&conn_shutdown_timer, ms, conn_on_shutdown_timer);
+}

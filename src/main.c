@@ -1,0 +1,322 @@
+/*
+ * main.c: the command line, the start-up and shutdown order, and signals.
+ * Start-up: read the configuration, bind the listening socket, create the
+ * configured rooms, start libmicrohttpd inside the loop, run. SIGTERM and
+ * SIGINT send close 1001 to every client and exit 0 once they are gone
+ * (or after a bounded wait).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <microhttpd.h>
+
+#include "parley.h"
+
+#define MAIN_SHUTDOWN_MS 3000
+
+static struct loop_fd main_signal_lfd = { .fd = -1 };
+static struct config main_config;
+
+static void
+main_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: parleyd [options]\n"
+	    "\n"
+	    "  -c, --config FILE   read the configuration from FILE\n"
+	    "                      (default: " PARLEY_SYSCONFDIR
+	    "/parley.conf if present)\n"
+	    "  -l, --listen ADDR   address to listen on (overrides the file)\n"
+	    "  -p, --port N        port to listen on; 0 picks a free one and\n"
+	    "                      prints it\n"
+	    "      --check-config  check the configuration and exit\n"
+	    "  -V, --version       print the version and exit\n"
+	    "  -h, --help          print this help and exit\n");
+}
+
+static void
+main_version(void)
+{
+	printf("parleyd %s (protocol %d)\n", PACKAGE_VERSION,
+	    PARLEY_PROTOCOL_VERSION);
+	printf("libmicrohttpd %s, jansson %s, %s\n", MHD_get_version(),
+	    JANSSON_VERSION, LUA_RELEASE);
+}
+
+/* Binds and listens; returns the socket and fills the bound port. */
+static int
+main_listen(const char *addr, int port, int *bound, char **cause)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res, *ai;
+	char service[16];
+	int fd = -1, rc, one = 1;
+
+	snprintf(service, sizeof service, "%d", port);
+	rc = getaddrinfo(addr, service, &hints, &res);
+	if (rc != 0) {
+		xasprintf(cause, "%s: %s", addr, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd == -1)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 1024) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	if (fd == -1) {
+		xasprintf(cause, "cannot listen on %s port %d: %s", addr, port,
+		    strerror(errno));
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	{
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof ss;
+		char host[NI_MAXHOST], serv[NI_MAXSERV];
+		getsockname(fd, (struct sockaddr *)&ss, &len);
+		getnameinfo((struct sockaddr *)&ss, len, host, sizeof host,
+		    serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+		*bound = atoi(serv);
+	}
+	return fd;
+}
+
+/* The web root when the configuration names none: the bundled public/
+ * when running from a build tree, else the installed client. */
+static char *
+main_default_web_root(void)
+{
+	char exe[PATH_MAX], *slash, *candidate;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	struct stat st;
+
+	if (n > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL) {
+			*slash = '\0';
+			/* src/parleyd or src/.libs/lt-parleyd */
+			xasprintf(&candidate, "%s/../public/index.html", exe);
+			if (stat(candidate, &st) == 0) {
+				candidate[strlen(candidate) -
+				    strlen("/index.html")] = '\0';
+				return candidate;
+			}
+			free(candidate);
+		}
+	}
+	return xstrdup(PARLEY_WWWDIR);
+}
+
+static void
+main_on_signal(struct loop_fd *lfd, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	while (read(lfd->fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			if (loop_stopping())
+				break;
+			log_info("core", "%s: closing %u connections",
+			    strsignal((int)si.ssi_signo), conn_count());
+			http_quiesce();
+			conn_shutdown_all(MAIN_SHUTDOWN_MS);
+			if (conn_count() == 0)
+				loop_stop();
+			break;
+		case SIGHUP:
+			log_info("core", "SIGHUP: nothing to reload yet");
+			break;
+		}
+	}
+}
+
+static int
+main_signals(char **cause)
+{
+	sigset_t set;
+	int fd;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd == -1 || loop_fd_add(&main_signal_lfd, fd, EPOLLIN,
+	    main_on_signal) == -1) {
+		xasprintf(cause, "signalfd: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Each connection needs a descriptor: take what the hard limit allows. */
+static void
+main_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    cfg->max_connections + 64 > rl.rlim_cur) {
+		unsigned max = rl.rlim_cur > 128 ? (unsigned)rl.rlim_cur - 64 :
+		    64;
+		log_warn("core", "max_connections %u exceeds the open-file "
+		    "limit; using %u", cfg->max_connections, max);
+		cfg->max_connections = max;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = NULL, *listen_addr = NULL;
+	long port = -1;
+	bool check_only = false;
+	char *cause = NULL, *end;
+	int ch, listen_fd, bound;
+	struct timespec seed;
+
+	while ((ch = getopt_long(argc, argv, "c:l:p:Vh", longopts, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'l':
+			listen_addr = optarg;
+			break;
+		case 'p':
+			errno = 0;
+			port = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || port < 0 ||
+			    port > 65535) {
+				fprintf(stderr, "parleyd: invalid port: %s\n",
+				    optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'V':
+			main_version();
+			return 0;
+		case 'h':
+			main_usage(stdout);
+			return 0;
+		default:
+			main_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "parleyd: unexpected argument: %s\n",
+		    argv[optind]);
+		main_usage(stderr);
+		return 2;
+	}
+
+	config_defaults(&main_config);
+	cfg = &main_config;
+	if (config_path == NULL &&
+	    access(PARLEY_SYSCONFDIR "/parley.conf", F_OK) == 0)
+		config_path = PARLEY_SYSCONFDIR "/parley.conf";
+	if (config_path != NULL &&
+	    config_load(&main_config, config_path, &cause) == -1) {
+		fprintf(stderr, "parleyd: %s\n", cause);
+		free(cause);
+		config_free(&main_config);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration OK\n",
+		    config_path ? config_path : "built-in defaults");
+		config_free(&main_config);
+		return 0;
+	}
+	if (listen_addr != NULL) {
+		free(cfg->listen);
+		cfg->listen = xstrdup(listen_addr);
+	}
+	if (port != -1)
+		cfg->port = (int)port;
+	if (cfg->web_root == NULL)
+		cfg->web_root = main_default_web_root();
+	log_level = cfg->log_level;
+
+	clock_gettime(CLOCK_REALTIME, &seed);
+	srandom((unsigned)(seed.tv_nsec ^ seed.tv_sec ^ getpid()));
+
+	if (loop_init(&cause) == -1 || main_signals(&cause) == -1)
+		fatal("%s", cause);
+	main_raise_nofile();
+	listen_fd = main_listen(cfg->listen, cfg->port, &bound, &cause);
+	if (listen_fd == -1)
+		fatal("%s", cause);
+	for (size_t i = 0; i < cfg->rooms.n; i++)
+		room_create(cfg->rooms.v[i], strlen(cfg->rooms.v[i]), 0);
+	loop_before_sleep(conn_flush_pending);
+	loop_before_sleep(client_reap);
+	if (http_start(listen_fd, &cause) == -1)
+		fatal("%s", cause);
+
+	log_info("core", "parleyd %s serving %s", PACKAGE_VERSION,
+	    cfg->web_root);
+	printf("parleyd: listening on http://%s%s%s:%d/\n",
+	    strchr(cfg->listen, ':') ? "[" : "", cfg->listen,
+	    strchr(cfg->listen, ':') ? "]" : "", bound);
+	fflush(stdout);
+
+	loop_run();
+
+	log_info("core", "stopped");
+	http_stop();
+	client_reap();
+	room_free_all();
+	command_free_all();
+	loop_free();
+	config_free(&main_config);
+	return 0;
+}

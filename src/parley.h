@@ -1,0 +1,464 @@
+/*
+ * parley.h: the daemon's internal header, one section per source file.
+ *
+ * Everything here belongs to the single event-loop thread; nothing is
+ * locked. The public plugin ABI lives in include/parley/plugin.h and never
+ * exposes these types.
+ */
+#ifndef PARLEY_H
+#define PARLEY_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define PARLEY_PROTOCOL_VERSION 1
+
+/* An assert that stays on in release builds. */
+#define PARLEY_ASSERT(e)                                                     \
+	do {                                                                 \
+		if (!(e))                                                    \
+			fatal_assert(#e, __FILE__, __LINE__);                \
+	} while (0)
+void fatal_assert(const char *expr, const char *file, int line)
+    __attribute__((noreturn));
+
+#define container_of(p, type, member)                                        \
+	((type *)((char *)(p)-offsetof(type, member)))
+
+/* xmalloc.c: allocation that never returns NULL (out of memory is fatal) */
+void *xmalloc(size_t size);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *ptr, size_t size);
+void *xreallocarray(void *ptr, size_t nmemb, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+int xasprintf(char **out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int xvasprintf(char **out, const char *fmt, va_list ap);
+
+/* log.c: levelled log lines tagged with their source */
+enum log_level {
+	LOG_LVL_ERROR,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+};
+extern int log_level;
+int log_level_parse(const char *name);
+const char *log_level_name(int level);
+void log_write(int level, const char *source, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define log_at(lvl, src, ...)                                                \
+	do {                                                                 \
+		if (log_level >= (lvl))                                      \
+			log_write((lvl), (src), __VA_ARGS__);                \
+	} while (0)
+#define log_error(src, ...) log_at(LOG_LVL_ERROR, src, __VA_ARGS__)
+#define log_warn(src, ...) log_at(LOG_LVL_WARN, src, __VA_ARGS__)
+#define log_info(src, ...) log_at(LOG_LVL_INFO, src, __VA_ARGS__)
+#define log_debug(src, ...) log_at(LOG_LVL_DEBUG, src, __VA_ARGS__)
+void fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+/* utf8.c: UTF-8 validation, whole or incremental (RFC 3629) */
+#define UTF8_ACCEPT 0u
+#define UTF8_REJECT 1u
+/* Feeds bytes to an incremental validator whose state starts at
+ * UTF8_ACCEPT. Returns the new state: UTF8_REJECT once the input can no
+ * longer be valid (sticky), UTF8_ACCEPT at a character boundary, another
+ * value in the middle of a character. */
+uint32_t utf8_feed(uint32_t state, const uint8_t *p, size_t n);
+bool utf8_valid(const char *s, size_t n);
+/* True when s holds a Unicode Cc character (C0, DEL or C1); s must be
+ * valid UTF-8. */
+bool utf8_has_control(const char *s, size_t n);
+
+/* map.c: string-keyed hash map (open addressing); values are borrowed */
+struct map {
+	struct map_slot *slots;
+	size_t cap; /* power of two, or 0 */
+	size_t count;
+	size_t used; /* live plus tombstones */
+};
+struct map_slot {
+	char *key; /* owned copy; MAP_TOMBSTONE when deleted */
+	size_t keylen;
+	uint64_t hash;
+	void *value;
+};
+void map_init(struct map *m);
+void map_free(struct map *m);
+void *map_find(const struct map *m, const char *key, size_t len);
+/* Adds key (copied); returns -1 if it is already present. */
+int map_add(struct map *m, const char *key, size_t len, void *value);
+/* Removes key; returns its value or NULL. */
+void *map_remove(struct map *m, const char *key, size_t len);
+/* Iteration: *pos starts at 0; returns false at the end. */
+bool map_next(const struct map *m, size_t *pos, const char **key,
+    void **value);
+uint64_t map_hash(const char *key, size_t len);
+
+/* ws.c: RFC 6455 codec on buffers: no I/O, no JSON */
+#define WS_OP_CONT 0x0
+#define WS_OP_TEXT 0x1
+#define WS_OP_BINARY 0x2
+#define WS_OP_CLOSE 0x8
+#define WS_OP_PING 0x9
+#define WS_OP_PONG 0xA
+
+#define WS_CLOSE_NORMAL 1000
+#define WS_CLOSE_GOING_AWAY 1001
+#define WS_CLOSE_PROTOCOL 1002
+#define WS_CLOSE_UNSUPPORTED 1003
+#define WS_CLOSE_NO_STATUS 1005 /* never sent: "no code in the frame" */
+#define WS_CLOSE_INVALID_DATA 1007
+#define WS_CLOSE_POLICY 1008
+#define WS_CLOSE_TOO_BIG 1009
+#define WS_CLOSE_INTERNAL 1011
+
+#define WS_ACCEPT_LEN 28 /* base64 of a SHA-1 digest, without NUL */
+#define WS_MAX_HEADER 10 /* server frames: unmasked, up to 64-bit length */
+
+/* Checks an upgrade request's headers (any may be NULL when absent).
+ * Returns 0 and fills accept (WS_ACCEPT_LEN + 1 bytes, NUL-terminated)
+ * when the request is a valid version-13 upgrade, else the HTTP status to
+ * answer with (400, 405 or 426) and sets *cause to a static reason. */
+int ws_handshake_check(const char *method, const char *upgrade,
+    const char *connection, const char *key, const char *version,
+    char *accept, const char **cause);
+/* Computes Sec-WebSocket-Accept for a key (nettle SHA-1 and base64). */
+void ws_accept_key(const char *key, char *accept);
+
+/* Receives one complete message or control frame. For WS_OP_TEXT the
+ * payload is whole (fragments joined) and valid UTF-8. For WS_OP_CLOSE,
+ * code is the received close code (WS_CLOSE_NO_STATUS when the frame had
+ * none) and data/len the reason. Returns 0 to go on, non-zero to stop
+ * parsing at once (ws_parser_feed then returns -1). */
+typedef int (*ws_message_cb)(void *arg, int opcode, const uint8_t *data,
+    size_t len, int code);
+
+struct ws_parser {
+	size_t max_message; /* inclusive limit for a whole message */
+	uint8_t hdr[14];
+	uint8_t hdr_len;
+	uint8_t state;
+	uint8_t opcode;     /* opcode of the frame being read */
+	uint8_t msg_opcode; /* opcode of the fragmented message, or 0 */
+	bool fin;
+	uint8_t mask[4];
+	uint8_t mask_pos;
+	uint64_t frame_len;  /* payload length of the current frame */
+	uint64_t frame_done; /* payload bytes of it already consumed */
+	uint32_t utf8;       /* validator state across fragments */
+	uint8_t *msg;        /* message buffer, NULL while none pending */
+	size_t msg_len;
+	size_t msg_cap;
+	uint8_t ctl[125]; /* control frame payload */
+	uint8_t ctl_len;
+};
+void ws_parser_init(struct ws_parser *p, size_t max_message);
+void ws_parser_free(struct ws_parser *p);
+/* Feeds received bytes, calling cb for each complete message. Returns 0
+ * when all bytes were consumed, -1 when cb asked to stop, or a close code
+ * (1002, 1003, 1007, 1009) on a violation; the parser is then dead.
+ * No allocation happens before the frame header's length is checked. */
+int ws_parser_feed(struct ws_parser *p, const uint8_t *data, size_t len,
+    ws_message_cb cb, void *arg);
+/* True while a fragmented or partly received message is pending. */
+bool ws_parser_busy(const struct ws_parser *p);
+/* Writes a server frame header (FIN set, unmasked) for a payload of len
+ * bytes; returns its size (2, 4 or 10). */
+size_t ws_frame_header(uint8_t *out, int opcode, size_t len);
+/* True when a close code may appear in a close frame on the wire. */
+bool ws_close_code_valid(int code);
+
+/* buf.c: refcounted, immutable frames shared between output queues */
+struct buf {
+	uint32_t refs;
+	uint32_t len;
+	uint8_t data[];
+};
+/* Allocates a frame holding a WebSocket header plus payload; refs = 1. */
+struct buf *buf_frame(int opcode, const void *payload, size_t len);
+/* Encodes json as one text frame (encoded once, shared by all). */
+struct buf *buf_json(const json_t *json);
+static inline struct buf *
+buf_ref(struct buf *b)
+{
+	b->refs++;
+	return b;
+}
+void buf_unref(struct buf *b);
+
+/* loop.c: epoll file descriptors, timers and the before-sleep step */
+struct loop_fd;
+typedef void (*loop_fd_cb)(struct loop_fd *lfd, uint32_t events);
+struct loop_fd {
+	int fd;
+	uint32_t events;
+	loop_fd_cb cb;
+};
+struct loop_timer;
+typedef void (*loop_timer_cb)(struct loop_timer *t);
+struct loop_timer {
+	uint64_t when; /* loop_now() milliseconds */
+	size_t slot;   /* heap index + 1, 0 when not scheduled */
+	loop_timer_cb cb;
+};
+int loop_init(char **cause);
+void loop_free(void);
+/* Monotonic milliseconds, cached per iteration. */
+uint64_t loop_now(void);
+/* Wall-clock milliseconds since the epoch. */
+uint64_t loop_wall_ms(void);
+int loop_fd_add(struct loop_fd *lfd, int fd, uint32_t events, loop_fd_cb cb);
+int loop_fd_mod(struct loop_fd *lfd, uint32_t events);
+void loop_fd_remove(struct loop_fd *lfd);
+/* Schedules (or reschedules) t to fire after ms milliseconds. */
+void loop_timer_set(struct loop_timer *t, uint64_t ms, loop_timer_cb cb);
+void loop_timer_cancel(struct loop_timer *t);
+static inline bool
+loop_timer_pending(const struct loop_timer *t)
+{
+	return t->slot != 0;
+}
+/* Functions run before every sleep, in registration order. */
+void loop_before_sleep(void (*fn)(void));
+/* Runs until loop_stop(); returns 0. */
+int loop_run(void);
+void loop_stop(void);
+bool loop_stopping(void);
+
+/* config.c: the configuration file (Lua syntax) and its option table */
+struct strlist {
+	char **v;
+	size_t n;
+};
+struct config {
+	char *listen;             /* address to bind, "0.0.0.0" */
+	int port;                 /* 8080; 0 picks a free port */
+	char *web_root;           /* NULL: built-in default */
+	struct strlist allowed_origins; /* empty: any origin */
+	struct strlist rooms;     /* rooms at start-up: general */
+	char *server_name;        /* "parley", sent in welcome */
+	size_t max_message_bytes; /* chat message text: 4096 */
+	size_t max_frame_bytes;   /* one WebSocket message: 65536 */
+	unsigned max_connections; /* 10000 */
+	unsigned max_connections_per_ip; /* 1000 */
+	size_t max_output_bytes;  /* per-client queue cap: 1 MiB */
+	unsigned max_json_depth;  /* 32 */
+	unsigned ping_interval;   /* seconds: 30 */
+	unsigned ping_timeout;    /* seconds: 20 */
+	unsigned http_timeout;    /* seconds: 10 */
+	unsigned history_size;    /* per room: 100; 0 = none */
+	int log_level;            /* LOG_LVL_INFO */
+};
+/* Fills c with the built-in defaults. */
+void config_defaults(struct config *c);
+/* Reads path over the defaults already in c. On error returns -1 and
+ * sets *cause to "FILE:LINE: reason" (caller frees). */
+int config_load(struct config *c, const char *path, char **cause);
+/* Same, from a string (name is used in messages); for tests and fuzzing. */
+int config_load_string(struct config *c, const char *name, const char *text,
+    size_t len, char **cause);
+void config_free(struct config *c);
+extern struct config *cfg; /* the configuration in force */
+
+/* static.c: files under the web root */
+struct MHD_Connection;
+/* Answers a GET or HEAD for url (already percent-decoded by MHD) from
+ * root; returns an MHD_Result. */
+int static_serve(struct MHD_Connection *conn, const char *root,
+    const char *method, const char *url);
+/* Adds the security headers every response carries. */
+struct MHD_Response;
+void static_add_security_headers(struct MHD_Response *resp, bool html);
+
+/* http.c: the MHD daemon inside our loop, routing, the /ws upgrade */
+int http_start(int listen_fd, char **cause);
+void http_stop(void);
+/* Stops accepting new connections; open ones go on. */
+void http_quiesce(void);
+/* Asks for an MHD_run before the next sleep (after an upgrade close). */
+void http_kick(void);
+
+/* conn.c: upgraded sockets: read, codec, output queue, ping, close */
+struct client;
+struct MHD_UpgradeResponseHandle;
+/* Takes over an upgraded socket; extra_in is fed to the codec first. */
+void conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
+    const char *extra_in, size_t extra_len, const char *addr);
+/* Queues a frame for c (takes a new reference); a queue over its cap
+ * closes the client as a slow consumer. */
+void conn_send(struct client *c, struct buf *b);
+/* Encodes and queues one JSON object for c only; steals json. */
+void conn_send_new(struct client *c, json_t *json);
+/* Starts the close handshake with code and reason. */
+void conn_close(struct client *c, int code, const char *reason);
+/* Flushes queued output of every client that has some (before sleep). */
+void conn_flush_pending(void);
+/* Sends close 1001 to everyone, flushes, waits up to ms. */
+void conn_shutdown_all(unsigned ms);
+unsigned conn_count(void);
+/* Drops c's queued output and codec state (when the client is freed). */
+void conn_forget(struct client *c);
+
+/* client.c: clients: id, name, rooms joined, lifetime */
+struct membership;
+struct client {
+	uint64_t id;
+	uint32_t refs;
+	bool closing; /* no more input is handled */
+	bool dead;    /* released; freed before sleep */
+	bool pending; /* on the pending-write list */
+	char *name;
+	char addr[46]; /* INET6_ADDRSTRLEN */
+	struct membership **rooms; /* rooms joined, in join order */
+	size_t nrooms;
+	/* connection state, owned by conn.c */
+	struct loop_fd lfd;
+	struct loop_timer timer;
+	struct MHD_UpgradeResponseHandle *urh;
+	struct ws_parser parser;
+	struct buf **outq; /* ring of frames waiting to be written */
+	uint32_t outq_head, outq_len, outq_cap;
+	uint32_t out_off; /* bytes of outq[head] already written */
+	size_t out_bytes; /* bytes queued, for the cap */
+	uint64_t last_rx; /* loop_now() of the last received frame */
+	uint64_t ping_sent; /* 0 while no ping is outstanding */
+	struct client *next_pending;
+	struct client *prev, *next; /* all clients */
+	uint8_t close_state;
+	uint16_t close_code;
+	uint64_t opened;
+	uint64_t bytes_in, bytes_out;
+};
+/* Creates a client with a fresh guest name; refs = 1. */
+struct client *client_create(const char *addr);
+struct client *client_ref(struct client *c);
+void client_unref(struct client *c);
+/* Leaves every room (reason for user_left) and marks c dead. */
+void client_remove(struct client *c, const char *reason);
+struct client *client_find_by_id(uint64_t id);
+struct client *client_find_by_name(const char *name, size_t len);
+/* Sets c's name; returns -1 if another client has it (ASCII case-folded). */
+int client_set_name(struct client *c, const char *name, size_t len);
+/* Sends b to every connected client. */
+void client_broadcast_all(struct buf *b);
+extern struct client *clients; /* list head */
+extern unsigned client_count;
+/* Frees dead clients (before-sleep step). */
+void client_reap(void);
+
+/* room.c: rooms: create, find, join, leave, broadcast, seq, history */
+struct history_entry {
+	uint64_t seq;
+	uint64_t ts;
+	char *sender;
+	char *text;
+	size_t text_len;
+	bool action;
+};
+struct room {
+	char *name;
+	size_t name_len;
+	uint64_t owner; /* id of the creating client, 0 for configured */
+	uint64_t seq;   /* last seq given */
+	struct membership *head, *tail; /* members in join order */
+	size_t count;
+	struct history_entry *hist; /* ring of history_size entries */
+	size_t hist_cap, hist_start, hist_len;
+};
+struct membership {
+	struct room *room;
+	struct client *client;
+	struct membership *prev, *next;
+	size_t index; /* position in client->rooms */
+};
+struct room *room_create(const char *name, size_t len, uint64_t owner);
+struct room *room_find(const char *name, size_t len);
+struct membership *room_membership(const struct room *r,
+    const struct client *c);
+/* Adds c at the end of r's members. */
+void room_join(struct room *r, struct client *c);
+/* Removes c; returns -1 if c was not a member. */
+int room_leave(struct room *r, struct client *c);
+/* Returns a new JSON array of member names in join order. */
+json_t *room_participants(const struct room *r);
+/* Sends b to every member of r. */
+void room_broadcast(struct room *r, struct buf *b);
+/* Steals json, encodes it once and sends it to every member. */
+void room_broadcast_new(struct room *r, json_t *json);
+/* Records a message in the history ring. */
+void room_history_add(struct room *r, uint64_t seq, uint64_t ts,
+    const char *sender, const char *text, size_t len, bool action);
+/* Returns a new JSON array of the newest limit messages with seq < before
+ * (ROOM_NO_BEFORE for no bound), oldest first. */
+#define ROOM_NO_BEFORE UINT64_MAX
+json_t *room_history(const struct room *r, uint64_t before, size_t limit);
+/* Posts a chat message as sender: gives it the next seq, records it and
+ * sends new_message to every member. */
+void room_post(struct room *r, const char *sender, const char *text,
+    size_t len, bool action);
+json_t *room_names(void);
+json_t *room_list(void); /* [{roomName, count}] */
+unsigned room_count(void);
+void room_free_all(void);
+
+/* proto.c: envelope checks and a dispatch table over message types */
+enum proto_err {
+	PROTO_OK = 0,
+	PROTO_ERR_BAD_JSON,
+	PROTO_ERR_BAD_REQUEST,
+	PROTO_ERR_UNKNOWN_TYPE,
+	PROTO_ERR_ROOM_EXISTS,
+	PROTO_ERR_ROOM_NOT_FOUND,
+	PROTO_ERR_NOT_IN_ROOM,
+	PROTO_ERR_INVALID_NAME,
+	PROTO_ERR_NAME_TAKEN,
+	PROTO_ERR_MESSAGE_TOO_LONG,
+	PROTO_ERR_RATE_LIMITED,
+	PROTO_ERR_UNKNOWN_COMMAND,
+	PROTO_ERR_FORBIDDEN,
+	PROTO_ERR_REJECTED,
+	PROTO_ERR_UNSUPPORTED,
+	PROTO_ERR_INTERNAL,
+	PROTO_ERR_COUNT
+};
+const char *proto_err_code(enum proto_err e);
+/* Handles one text message from c (valid UTF-8, not NUL-terminated). */
+void proto_handle(struct client *c, const char *data, size_t len);
+/* Sends the welcome frame to a new client. */
+void proto_welcome(struct client *c);
+/* Sends error e to c with the given id (borrowed, may be NULL) and
+ * optional room name and message. */
+void proto_send_error(struct client *c, enum proto_err e, const json_t *id,
+    const char *room, const char *message);
+/* Core name rules: 1..max bytes, no Cc, no leading/trailing space. */
+bool proto_name_valid(const char *s, size_t len, size_t max);
+/* Depth of the deepest nesting in a JSON text, stopping past limit. */
+unsigned proto_json_depth(const char *s, size_t len, unsigned limit);
+
+/* command.c: the slash-command registry */
+struct command_ctx {
+	struct client *client;
+	struct room *room;
+	const json_t *id;
+	const char *args; /* after the name and one space; NUL-terminated */
+};
+typedef enum proto_err (*command_fn)(const struct command_ctx *ctx,
+    void *arg);
+void command_register(const char *name, const char *help, command_fn fn,
+    void *arg);
+/* Runs the command in text (starting with '/'); unknown_command when
+ * nobody registered it. */
+enum proto_err command_run(struct client *c, struct room *r,
+    const json_t *id, const char *text, size_t len);
+void command_free_all(void);
+
+#endif

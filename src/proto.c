@@ -1,0 +1,486 @@
+/*
+ * proto.c: protocol version 1 (PROTOCOL.md): the envelope checks, a
+ * dispatch table over message types and one handler per type. Handlers
+ * check everything before they change anything and return an enum
+ * proto_err; only the dispatcher writes error frames and echoes the id.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "parley.h"
+
+#define PROTO_ROOM_NAME_MAX 64
+#define PROTO_USERNAME_MAX 32
+#define PROTO_ID_MAX 64
+#define PROTO_HISTORY_DEFAULT 50
+#define PROTO_HISTORY_MAX 500
+
+/* One request being handled; handlers may say more about an error. */
+struct proto_req {
+	struct client *client;
+	json_t *msg;
+	const json_t *id;
+	const char *err_room; /* roomName for the error frame */
+	const char *err_text; /* message for the error frame */
+};
+
+typedef enum proto_err (*proto_handler)(struct proto_req *req);
+
+static const struct {
+	const char *code;
+	const char *text;
+} proto_errors[PROTO_ERR_COUNT] = {
+	[PROTO_OK] = { "ok", "ok" },
+	[PROTO_ERR_BAD_JSON] = { "bad_json",
+	    "the frame is not exactly one JSON object" },
+	[PROTO_ERR_BAD_REQUEST] = { "bad_request",
+	    "missing or wrongly typed field" },
+	[PROTO_ERR_UNKNOWN_TYPE] = { "unknown_type", "unknown message type" },
+	[PROTO_ERR_ROOM_EXISTS] = { "room_exists", "the room already exists" },
+	[PROTO_ERR_ROOM_NOT_FOUND] = { "room_not_found",
+	    "there is no such room" },
+	[PROTO_ERR_NOT_IN_ROOM] = { "not_in_room",
+	    "you are not in that room" },
+	[PROTO_ERR_INVALID_NAME] = { "invalid_name",
+	    "names are 1 to 32 bytes (rooms 64) of text without control "
+	    "characters or leading or trailing spaces" },
+	[PROTO_ERR_NAME_TAKEN] = { "name_taken",
+	    "someone else has that name" },
+	[PROTO_ERR_MESSAGE_TOO_LONG] = { "message_too_long",
+	    "the message is too long" },
+	[PROTO_ERR_RATE_LIMITED] = { "rate_limited", "slow down" },
+	[PROTO_ERR_UNKNOWN_COMMAND] = { "unknown_command",
+	    "unknown command; /help lists the commands" },
+	[PROTO_ERR_FORBIDDEN] = { "forbidden", "you may not do that" },
+	[PROTO_ERR_REJECTED] = { "rejected", "refused by the server" },
+	[PROTO_ERR_UNSUPPORTED] = { "unsupported",
+	    "this server keeps no history" },
+	[PROTO_ERR_INTERNAL] = { "internal", "internal error" },
+};
+
+const char *
+proto_err_code(enum proto_err e)
+{
+	if (e < 0 || e >= PROTO_ERR_COUNT)
+		return "internal";
+	return proto_errors[e].code;
+}
+
+unsigned
+proto_json_depth(const char *s, size_t len, unsigned limit)
+{
+	unsigned depth = 0, max = 0;
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		if (in_string) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+			continue;
+		}
+		if (ch == '"')
+			in_string = true;
+		else if (ch == '{' || ch == '[') {
+			if (++depth > max) {
+				max = depth;
+				if (max > limit)
+					return max;
+			}
+		} else if ((ch == '}' || ch == ']') && depth > 0)
+			depth--;
+	}
+	return max;
+}
+
+bool
+proto_name_valid(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return false;
+	if (s[0] == ' ' || s[len - 1] == ' ')
+		return false;
+	return utf8_valid(s, len) && !utf8_has_control(s, len);
+}
+
+static void
+proto_reply_new(struct client *c, const json_t *id, json_t *reply)
+{
+	if (id != NULL)
+		json_object_set(reply, "id", (json_t *)id);
+	conn_send_new(c, reply);
+}
+
+void
+proto_send_error(struct client *c, enum proto_err e, const json_t *id,
+    const char *room, const char *message)
+{
+	json_t *err = json_pack("{s:s, s:s, s:s}", "type", "error", "code",
+	    proto_err_code(e), "message",
+	    message ? message : proto_errors[e].text);
+
+	if (room != NULL)
+		json_object_set_new(err, "roomName", json_string(room));
+	proto_reply_new(c, id, err);
+}
+
+/* Field access: -1 when missing (unless optional) or of the wrong type. */
+static int
+proto_string(const json_t *msg, const char *key, const char **s,
+    size_t *len, bool optional)
+{
+	json_t *v = json_object_get(msg, key);
+
+	if (v == NULL) {
+		*s = NULL;
+		*len = 0;
+		return optional ? 0 : -1;
+	}
+	if (!json_is_string(v))
+		return -1;
+	*s = json_string_value(v);
+	*len = json_string_length(v);
+	return 0;
+}
+
+static void
+proto_rename(struct client *c, const char *name, size_t len,
+    const json_t *id)
+{
+	char *old = xstrdup(c->name);
+	bool same = strlen(old) == len && memcmp(old, name, len) == 0;
+
+	if (!same) {
+		PARLEY_ASSERT(client_set_name(c, name, len) == 0);
+		log_debug("core", "client %llu renamed", (unsigned long long)c->id);
+	}
+	proto_reply_new(c, id, json_pack("{s:s, s:s}", "type", "username_set",
+	    "username", c->name));
+	for (size_t i = 0; !same && i < c->nrooms; i++) {
+		struct room *r = c->rooms[i]->room;
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
+		    "type", "user_renamed", "roomName", r->name, r->name_len,
+		    "oldUsername", old, "username", c->name, "participants",
+		    room_participants(r)));
+	}
+	free(old);
+}
+
+/* Checks a requested username without changing anything. */
+static enum proto_err
+proto_check_username(struct client *c, const char *name, size_t len)
+{
+	struct client *other;
+
+	if (!proto_name_valid(name, len, PROTO_USERNAME_MAX))
+		return PROTO_ERR_INVALID_NAME;
+	other = client_find_by_name(name, len);
+	if (other != NULL && other != c)
+		return PROTO_ERR_NAME_TAKEN;
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_set_username(struct proto_req *req)
+{
+	const char *name;
+	size_t len;
+	enum proto_err e;
+
+	if (proto_string(req->msg, "username", &name, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	if ((e = proto_check_username(req->client, name, len)) != PROTO_OK)
+		return e;
+	proto_rename(req->client, name, len, req->id);
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_create_room(struct proto_req *req)
+{
+	struct client *c = req->client;
+	const char *name;
+	size_t len;
+	struct room *r;
+	json_t *ev;
+	struct buf *b;
+
+	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	if (!proto_name_valid(name, len, PROTO_ROOM_NAME_MAX))
+		return PROTO_ERR_INVALID_NAME;
+	if (room_find(name, len) != NULL)
+		return PROTO_ERR_ROOM_EXISTS;
+	r = room_create(name, len, c->id);
+	room_join(r, c);
+	log_debug("core", "client %llu created a room",
+	    (unsigned long long)c->id);
+	proto_reply_new(c, req->id, json_pack("{s:s, s:s%, s:o}", "type",
+	    "created_room", "roomName", r->name, r->name_len, "participants",
+	    room_participants(r)));
+	ev = json_pack("{s:s, s:s%}", "type", "room_created", "roomName",
+	    r->name, r->name_len);
+	b = buf_json(ev);
+	json_decref(ev);
+	client_broadcast_all(b);
+	buf_unref(b);
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_join_room(struct proto_req *req)
+{
+	struct client *c = req->client;
+	const char *name, *user;
+	size_t len, ulen;
+	struct room *r;
+	enum proto_err e;
+
+	if (proto_string(req->msg, "roomName", &name, &len, false) == -1 ||
+	    proto_string(req->msg, "username", &user, &ulen, true) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	if ((r = room_find(name, len)) == NULL)
+		return PROTO_ERR_ROOM_NOT_FOUND;
+	if (user != NULL) {
+		if ((e = proto_check_username(c, user, ulen)) != PROTO_OK)
+			return e;
+		proto_rename(c, user, ulen, req->id);
+	}
+	if (room_membership(r, c) == NULL)
+		room_join(r, c);
+	else
+		r = NULL; /* already a member: only repeat room_joined */
+	proto_reply_new(c, req->id, json_pack("{s:s, s:s%, s:s}", "type",
+	    "room_joined", "roomName", name, len, "username", c->name));
+	if (r != NULL)
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:o}",
+		    "type", "joined_room", "roomName", r->name, r->name_len,
+		    "username", c->name, "participants",
+		    room_participants(r)));
+	return PROTO_OK;
+}
+
+/* Finds a room the client must be a member of. */
+static enum proto_err
+proto_member_room(struct proto_req *req, struct room **out)
+{
+	const char *name;
+	size_t len;
+
+	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	if ((*out = room_find(name, len)) == NULL)
+		return PROTO_ERR_ROOM_NOT_FOUND;
+	req->err_room = (*out)->name;
+	if (room_membership(*out, req->client) == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_leave_room(struct proto_req *req)
+{
+	struct client *c = req->client;
+	struct room *r;
+	enum proto_err e;
+
+	if ((e = proto_member_room(req, &r)) != PROTO_OK)
+		return e;
+	room_leave(r, c);
+	proto_reply_new(c, req->id, json_pack("{s:s, s:s%}", "type",
+	    "room_left", "roomName", r->name, r->name_len));
+	if (r->count > 0)
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
+		    "type", "user_left", "roomName", r->name, r->name_len,
+		    "username", c->name, "reason", "left", "participants",
+		    room_participants(r)));
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_send_message(struct proto_req *req)
+{
+	struct client *c = req->client;
+	const char *text;
+	size_t len;
+	struct room *r;
+	enum proto_err e;
+
+	if (proto_string(req->msg, "message", &text, &len, false) == -1 ||
+	    !json_is_string(json_object_get(req->msg, "roomName")))
+		return PROTO_ERR_BAD_REQUEST;
+	if ((e = proto_member_room(req, &r)) != PROTO_OK)
+		return e;
+	if (len == 0)
+		return PROTO_ERR_BAD_REQUEST;
+	if (len > cfg->max_message_bytes)
+		return PROTO_ERR_MESSAGE_TOO_LONG;
+	if (text[0] == '/')
+		return command_run(c, r, req->id, text, len);
+	room_post(r, c->name, text, len, false);
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_get_participants(struct proto_req *req)
+{
+	const char *name;
+	size_t len;
+	struct room *r;
+
+	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	if ((r = room_find(name, len)) == NULL)
+		return PROTO_ERR_ROOM_NOT_FOUND;
+	proto_reply_new(req->client, req->id, json_pack("{s:s, s:s%, s:o}",
+	    "type", "participants", "roomName", r->name, r->name_len,
+	    "participants", room_participants(r)));
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_list_rooms(struct proto_req *req)
+{
+	proto_reply_new(req->client, req->id, json_pack("{s:s, s:o}", "type",
+	    "rooms", "rooms", room_list()));
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_history(struct proto_req *req)
+{
+	json_t *before = json_object_get(req->msg, "before");
+	json_t *limit = json_object_get(req->msg, "limit");
+	const char *name;
+	size_t len;
+	struct room *r;
+	uint64_t bound = ROOM_NO_BEFORE;
+	json_int_t n = PROTO_HISTORY_DEFAULT;
+
+	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	if ((before != NULL && (!json_is_integer(before) ||
+	    json_integer_value(before) < 0)) ||
+	    (limit != NULL && (!json_is_integer(limit) ||
+	    json_integer_value(limit) < 0)))
+		return PROTO_ERR_BAD_REQUEST;
+	if ((r = room_find(name, len)) == NULL)
+		return PROTO_ERR_ROOM_NOT_FOUND;
+	req->err_room = r->name;
+	if (cfg->history_size == 0)
+		return PROTO_ERR_UNSUPPORTED;
+	if (before != NULL)
+		bound = (uint64_t)json_integer_value(before);
+	if (limit != NULL)
+		n = json_integer_value(limit);
+	if (n > PROTO_HISTORY_MAX)
+		n = PROTO_HISTORY_MAX;
+	proto_reply_new(req->client, req->id, json_pack("{s:s, s:s%, s:o}",
+	    "type", "history", "roomName", r->name, r->name_len, "messages",
+	    room_history(r, bound, (size_t)n)));
+	return PROTO_OK;
+}
+
+static enum proto_err
+proto_ping(struct proto_req *req)
+{
+	proto_reply_new(req->client, req->id, json_pack("{s:s}", "type",
+	    "pong"));
+	return PROTO_OK;
+}
+
+static const struct {
+	const char *type;
+	proto_handler fn;
+} proto_table[] = {
+	{ "create_room", proto_create_room },
+	{ "get_participants", proto_get_participants },
+	{ "history", proto_history },
+	{ "join_room", proto_join_room },
+	{ "leave_room", proto_leave_room },
+	{ "list_rooms", proto_list_rooms },
+	{ "ping", proto_ping },
+	{ "send_message", proto_send_message },
+	{ "set_username", proto_set_username },
+};
+
+static proto_handler
+proto_find(const char *type)
+{
+	size_t lo = 0, hi = sizeof proto_table / sizeof proto_table[0];
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int cmp = strcmp(type, proto_table[mid].type);
+		if (cmp == 0)
+			return proto_table[mid].fn;
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+static bool
+proto_id_valid(const json_t *id)
+{
+	if (json_is_integer(id))
+		return true;
+	return json_is_string(id) && json_string_length(id) <= PROTO_ID_MAX;
+}
+
+void
+proto_handle(struct client *c, const char *data, size_t len)
+{
+	struct proto_req req = { .client = c };
+	json_error_t jerr;
+	json_t *type, *id;
+	proto_handler fn;
+	enum proto_err e;
+
+	if (proto_json_depth(data, len, cfg->max_json_depth) >
+	    cfg->max_json_depth) {
+		proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL,
+		    "JSON nested too deeply");
+		return;
+	}
+	req.msg = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
+	if (req.msg == NULL || !json_is_object(req.msg)) {
+		proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL, NULL);
+		json_decref(req.msg);
+		return;
+	}
+	id = json_object_get(req.msg, "id");
+	if (id != NULL && !proto_id_valid(id)) {
+		proto_send_error(c, PROTO_ERR_BAD_REQUEST, NULL, NULL,
+		    "id must be an integer or a string of at most 64 bytes");
+		json_decref(req.msg);
+		return;
+	}
+	req.id = id;
+	type = json_object_get(req.msg, "type");
+	if (!json_is_string(type) ||
+	    strlen(json_string_value(type)) != json_string_length(type))
+		e = PROTO_ERR_BAD_REQUEST;
+	else if ((fn = proto_find(json_string_value(type))) == NULL)
+		e = PROTO_ERR_UNKNOWN_TYPE;
+	else
+		e = fn(&req);
+	if (e != PROTO_OK && !c->dead)
+		proto_send_error(c, e, req.id, req.err_room, req.err_text);
+	json_decref(req.msg);
+}
+
+void
+proto_welcome(struct client *c)
+{
+	conn_send_new(c, json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}", "type",
+	    "welcome", "server", cfg->server_name, "version", PACKAGE_VERSION,
+	    "protocol", PARLEY_PROTOCOL_VERSION, "username", c->name, "rooms",
+	    room_names()));
+}

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Runs every test of parley from a clean checkout: installs what is
+# missing (Debian), builds, runs `make check` (unit, integration and
+# browser tests), runs it again on an AddressSanitizer + UBSan build, and
+# runs `make distcheck`. Ends with one line "N passed, N failed".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=$(nproc 2>/dev/null || echo 2)
+passed=0
+failed=0
+skipped=0
+
+step() { echo; echo "=== $*"; }
+
+# Adds up the automake test harness's counts from a test-suite.log.
+tally() {
+	log=$1
+	if [ ! -f "$log" ]; then
+		failed=$((failed + 1))
+		return
+	fi
+	p=$(sed -n 's/^# PASS: *//p' "$log" | head -1)
+	f=$(sed -n 's/^# FAIL: *//p' "$log" | head -1)
+	x=$(sed -n 's/^# XPASS: *//p' "$log" | head -1)
+	e=$(sed -n 's/^# ERROR: *//p' "$log" | head -1)
+	s=$(sed -n 's/^# SKIP: *//p' "$log" | head -1)
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0} + ${x:-0} + ${e:-0}))
+	skipped=$((skipped + ${s:-0}))
+}
+
+step "dependencies"
+contrib/install-deps.sh --test || { echo "cannot install dependencies"; exit 1; }
+if [ -f tests/browser/package.json ] && command -v npm >/dev/null 2>&1; then
+	(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) ||
+		echo "npm ci failed: the browser test will be skipped"
+fi
+
+step "build"
+[ -x configure ] || autoreconf -fi || exit 1
+./configure --enable-werror >/dev/null || { cat config.log | tail -30; exit 1; }
+make -j"$jobs" >/dev/null || exit 1
+
+step "make check"
+make -j"$jobs" check
+tally test-suite.log
+
+step "make check on an ASan + UBSan build"
+rm -rf build-asan && mkdir build-asan
+(cd build-asan && ../configure --enable-sanitizers >/dev/null &&
+	make -j"$jobs" >/dev/null &&
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	make -j"$jobs" check)
+tally build-asan/test-suite.log
+
+step "make distcheck"
+if make -j"$jobs" distcheck >distcheck.log 2>&1; then
+	passed=$((passed + 1))
+	tail -4 distcheck.log
+else
+	failed=$((failed + 1))
+	tail -40 distcheck.log
+fi
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
