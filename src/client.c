@@ -153,18 +153,14 @@ client_remove(struct client *c, const char *reason)
 		return;
 	c->dead = true;
 	/* Leave from the last joined so each removal is O(1) in c->rooms. */
-	while (c->nrooms > 0) {
-		struct room *r = c->rooms[c->nrooms - 1]->room;
-		json_t *ev;
-
-		room_leave(r, c);
-		if (r->count == 0)
-			continue;
-		ev = json_pack("{s:s, s:s%, s:s, s:s, s:o}", "type",
-		    "user_left", "roomName", r->name, r->name_len, "username",
-		    c->name, "reason", reason, "participants",
-		    room_participants(r));
-		room_broadcast_new(r, ev);
+	while (c->nrooms > 0)
+		proto_leave(c, c->rooms[c->nrooms - 1]->room, reason, NULL,
+		    NULL);
+	if (hook_any(HOOK_DISCONNECT)) {
+		struct hook_args a = { .event = HOOK_DISCONNECT, .client = c,
+			.reason = reason };
+		hook_run(&a);
+		hook_args_free(&a);
 	}
 
 	n = client_id_key(c->id, key, sizeof key);
@@ -197,6 +193,64 @@ client_broadcast_all(struct buf *b)
 		if (!c->closing)
 			conn_send(c, b);
 	}
+}
+
+static char *client_role_names[32];
+
+static int
+client_role_bit(const char *role, bool add)
+{
+	for (int i = 0; i < 32; i++) {
+		if (client_role_names[i] == NULL) {
+			if (!add)
+				return -1;
+			client_role_names[i] = xstrdup(role);
+			return i;
+		}
+		if (strcmp(client_role_names[i], role) == 0)
+			return i;
+	}
+	return -1;
+}
+
+bool
+client_has_role(const struct client *c, const char *role)
+{
+	int bit = client_role_bit(role, false);
+	return bit != -1 && (c->roles & (1u << bit));
+}
+
+int
+client_add_role(struct client *c, const char *role)
+{
+	int bit = client_role_bit(role, true);
+
+	if (bit == -1)
+		return -1;
+	c->roles |= 1u << bit;
+	return 0;
+}
+
+void
+client_remove_role(struct client *c, const char *role)
+{
+	int bit = client_role_bit(role, false);
+
+	if (bit != -1)
+		c->roles &= ~(1u << bit);
+}
+
+json_t *
+client_roles(const struct client *c)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < 32 && client_role_names[i] != NULL; i++) {
+		if (c->roles & (1u << i))
+			json_array_append_new(a,
+			    json_string(client_role_names[i]));
+	}
+	return a;
 }
 
 void

@@ -13,6 +13,8 @@
 
 struct command {
 	char *name;
+	char *owner;
+	char *usage;
 	char *help;
 	command_fn fn;
 	void *arg;
@@ -20,24 +22,78 @@ struct command {
 
 static struct map command_map;
 
+static void
+command_free(struct command *cmd)
+{
+	free(cmd->name);
+	free(cmd->owner);
+	free(cmd->usage);
+	free(cmd->help);
+	free(cmd);
+}
+
 void
-command_register(const char *name, const char *help, command_fn fn,
-    void *arg)
+command_register(const char *name, const char *owner, const char *usage,
+    const char *help, command_fn fn, void *arg)
 {
 	struct command *cmd = xcalloc(1, sizeof *cmd);
 	struct command *old;
 
 	cmd->name = xstrdup(name);
+	cmd->owner = xstrdup(owner);
+	cmd->usage = usage ? xstrdup(usage) : NULL;
 	cmd->help = xstrdup(help ? help : "");
 	cmd->fn = fn;
 	cmd->arg = arg;
 	old = map_remove(&command_map, name, strlen(name));
 	if (old != NULL) {
-		free(old->name);
-		free(old->help);
-		free(old);
+		log_info("core", "command /%s of %s replaced by %s's", name,
+		    old->owner, owner);
+		command_free(old);
 	}
 	map_add(&command_map, name, strlen(name), cmd);
+}
+
+void
+command_unregister_owner(const char *owner)
+{
+	size_t pos = 0;
+	const char *key;
+	void *v;
+
+	while (map_next(&command_map, &pos, &key, &v)) {
+		struct command *cmd = v;
+		if (strcmp(cmd->owner, owner) == 0) {
+			map_remove(&command_map, cmd->name, strlen(cmd->name));
+			command_free(cmd);
+		}
+	}
+}
+
+static int
+command_compare(const void *a, const void *b)
+{
+	const struct command *x = *(struct command *const *)a;
+	const struct command *y = *(struct command *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+void
+command_each(void (*fn)(const char *name, const char *usage,
+    const char *help, void *arg), void *arg)
+{
+	struct command **v = xreallocarray(NULL, command_map.count + 1,
+	    sizeof *v);
+	size_t n = 0, pos = 0;
+	void *cmd;
+
+	while (map_next(&command_map, &pos, NULL, &cmd))
+		v[n++] = cmd;
+	qsort(v, n, sizeof *v, command_compare);
+	for (size_t i = 0; i < n; i++)
+		fn(v[i]->name, v[i]->usage, v[i]->help, arg);
+	free(v);
 }
 
 enum proto_err
@@ -73,11 +129,7 @@ command_free_all(void)
 	size_t pos = 0;
 	void *v;
 
-	while (map_next(&command_map, &pos, NULL, &v)) {
-		struct command *cmd = v;
-		free(cmd->name);
-		free(cmd->help);
-		free(cmd);
-	}
+	while (map_next(&command_map, &pos, NULL, &v))
+		command_free(v);
 	map_free(&command_map);
 }

@@ -420,6 +420,19 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	    (unsigned long long)c->id, addr, c->name);
 	loop_timer_set(&c->timer, (uint64_t)cfg->ping_interval * 1000,
 	    conn_on_timer);
+	if (hook_any(HOOK_CONNECT)) {
+		struct hook_args a = { .event = HOOK_CONNECT, .client = c };
+		if (hook_run(&a) == HOOK_DENY) {
+			log_info("ws", "client %llu (%s) refused: %s",
+			    (unsigned long long)c->id, addr,
+			    a.deny_reason ? a.deny_reason : "by a hook");
+			conn_close(c, WS_CLOSE_POLICY, a.deny_reason ?
+			    a.deny_reason : "refused");
+			hook_args_free(&a);
+			return;
+		}
+		hook_args_free(&a);
+	}
 	proto_welcome(c);
 	if (extra_len > 0) {
 		int rc;

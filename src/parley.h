@@ -17,6 +17,8 @@
 #include <jansson.h>
 
 #define PARLEY_PROTOCOL_VERSION 1
+#define PROTO_ROOM_NAME_MAX 64
+#define PROTO_USERNAME_MAX 32
 
 /* An assert that stays on in release builds. */
 #define PARLEY_ASSERT(e)                                                     \
@@ -313,6 +315,7 @@ struct membership;
 struct client {
 	uint64_t id;
 	uint32_t refs;
+	uint32_t roles; /* bit i: role_names[i] (client_role_*) */
 	bool closing; /* no more input is handled */
 	bool dead;    /* released; freed before sleep */
 	bool pending; /* on the pending-write list */
@@ -352,6 +355,13 @@ int client_set_name(struct client *c, const char *name, size_t len);
 void client_broadcast_all(struct buf *b);
 extern struct client *clients; /* list head */
 extern unsigned client_count;
+/* Roles are small names ("oper", ...) kept as bits; up to 32 names. */
+bool client_has_role(const struct client *c, const char *role);
+/* Returns -1 when the server already knows 32 role names. */
+int client_add_role(struct client *c, const char *role);
+void client_remove_role(struct client *c, const char *role);
+/* Returns a new JSON array of c's role names. */
+json_t *client_roles(const struct client *c);
 /* Frees dead clients (before-sleep step). */
 void client_reap(void);
 
@@ -410,6 +420,31 @@ json_t *room_list(void); /* [{roomName, count}] */
 unsigned room_count(void);
 void room_free_all(void);
 
+/* history.c: where room history lives: a store registered by a plugin
+ * (durable), else the in-memory ring of room.c */
+struct history_store {
+	const char *owner; /* plugin name, for logs */
+	/* Records one message; returns 0 or -1 (logged by the store). */
+	int (*append)(void *arg, const char *room, size_t room_len,
+	    uint64_t seq, uint64_t ts, const char *sender, const char *text,
+	    size_t len, bool action);
+	/* Returns a new JSON array as room_history does, or NULL on error. */
+	json_t *(*read)(void *arg, const char *room, size_t room_len,
+	    uint64_t before, size_t limit);
+	/* The highest seq stored for room, 0 when none. */
+	uint64_t (*last_seq)(void *arg, const char *room, size_t room_len);
+	void *arg;
+};
+/* Registers the store (copied); NULL goes back to the ring. Returns -1
+ * if another store is already registered. */
+int history_set_store(const struct history_store *s);
+bool history_enabled(void);
+void history_append(struct room *r, uint64_t seq, uint64_t ts,
+    const char *sender, const char *text, size_t len, bool action);
+/* NULL when the store failed. */
+json_t *history_read(const struct room *r, uint64_t before, size_t limit);
+uint64_t history_last_seq(const char *room, size_t len);
+
 /* proto.c: envelope checks and a dispatch table over message types */
 enum proto_err {
 	PROTO_OK = 0,
@@ -439,10 +474,86 @@ void proto_welcome(struct client *c);
  * optional room name and message. */
 void proto_send_error(struct client *c, enum proto_err e, const json_t *id,
     const char *room, const char *message);
+/* Actions shared by the protocol handlers, scripts and plugins. Each
+ * sends what PROTOCOL.md says the action causes. */
+/* Renames c after the core checks (and the username hooks when
+ * run_hooks); replies username_set (with id) and tells c's rooms. */
+enum proto_err proto_rename(struct client *c, const char *name, size_t len,
+    const json_t *id, bool run_hooks, char **reason);
+/* Creates a room owned by c (NULL: by the server), c joining it; tells
+ * every client. Runs the create_room hooks when c is not NULL. */
+enum proto_err proto_room_create(struct client *c, const char *name,
+    size_t len, const json_t *id, struct room **out, char **reason);
+/* Removes c from r; tells c (room_left, or kicked when reason is
+ * "kicked") and the other members (user_left with reason). */
+void proto_leave(struct client *c, struct room *r, const char *reason,
+    const char *kick_reason, const json_t *id);
+/* Sends a notice to c (room may be NULL; id may be NULL). */
+void proto_notice(struct client *c, const struct room *r, const char *text,
+    const json_t *id);
+/* Sends a notice to every member of r. */
+void proto_notice_room(struct room *r, const char *text);
 /* Core name rules: 1..max bytes, no Cc, no leading/trailing space. */
 bool proto_name_valid(const char *s, size_t len, size_t max);
 /* Depth of the deepest nesting in a JSON text, stopping past limit. */
 unsigned proto_json_depth(const char *s, size_t len, unsigned limit);
+
+/* hook.c: one priority-ordered chain per event, shared by scripts and
+ * plugins */
+enum hook_event {
+	HOOK_CONNECT,     /* client: may deny */
+	HOOK_USERNAME,    /* client, text = requested name: deny or modify */
+	HOOK_CREATE_ROOM, /* client, text = room name: may deny */
+	HOOK_JOIN,        /* client, room: may deny */
+	HOOK_MESSAGE,     /* client, room, text: deny, modify or drop */
+	HOOK_LEAVE,       /* client, room, reason: verdict ignored */
+	HOOK_DISCONNECT,  /* client, reason: verdict ignored */
+	HOOK_SERVER_START, /* no client: server started */
+	HOOK_SERVER_STOP, /* no client: server stopping */
+	HOOK_TICK,        /* no client: once a second */
+	HOOK_COUNT
+};
+enum hook_verdict {
+	HOOK_PASS,   /* go on down the chain */
+	HOOK_DENY,   /* refuse: the request fails with deny_code */
+	HOOK_MODIFY, /* replace text (new_text) and go on */
+	HOOK_DROP,   /* accept the request but do nothing, silently */
+	HOOK_STOP,   /* accept as it is now; skip the rest of the chain */
+};
+struct hook_args {
+	enum hook_event event;
+	struct client *client; /* NULL for start, stop, tick */
+	struct room *room;     /* NULL unless the event has one */
+	const char *text;      /* name or message, as modified so far */
+	size_t text_len;
+	const char *reason;    /* leave and disconnect */
+	/* Results, filled by the chain. */
+	char *new_text;        /* owned by args; hook_args_free frees it */
+	enum proto_err deny_code;
+	char *deny_reason;     /* owned by args; may be NULL */
+};
+struct hook;
+typedef enum hook_verdict (*hook_fn)(struct hook_args *a, void *arg);
+/* Adds fn to the chain for ev. Higher priorities run first; equal ones in
+ * the order they were added. owner names the script or plugin (for logs
+ * and hook_remove_owner). */
+struct hook *hook_add(enum hook_event ev, int priority, const char *owner,
+    hook_fn fn, void *arg);
+void hook_remove(struct hook *h);
+/* Removes every hook of owner (a script being reloaded). */
+void hook_remove_owner(const char *owner);
+/* Runs the chain for a->event. A MODIFY replaces a->text for the hooks
+ * after it. Returns PASS (possibly modified: a->new_text != NULL), DENY,
+ * or DROP. */
+enum hook_verdict hook_run(struct hook_args *a);
+/* Sets the deny result (code and a copy of reason) on a. */
+void hook_deny(struct hook_args *a, enum proto_err code, const char *reason);
+/* Sets the modified text (copied) on a. */
+void hook_modify(struct hook_args *a, const char *text, size_t len);
+void hook_args_free(struct hook_args *a);
+bool hook_any(enum hook_event ev);
+const char *hook_event_name(enum hook_event ev);
+void hook_free_all(void);
 
 /* command.c: the slash-command registry */
 struct command_ctx {
@@ -453,8 +564,14 @@ struct command_ctx {
 };
 typedef enum proto_err (*command_fn)(const struct command_ctx *ctx,
     void *arg);
-void command_register(const char *name, const char *help, command_fn fn,
-    void *arg);
+/* Registers /name (replacing one of the same name); owner names the
+ * script or plugin. usage and help may be NULL. */
+void command_register(const char *name, const char *owner, const char *usage,
+    const char *help, command_fn fn, void *arg);
+void command_unregister_owner(const char *owner);
+/* Calls fn for each command in name order (for /help). */
+void command_each(void (*fn)(const char *name, const char *usage,
+    const char *help, void *arg), void *arg);
 /* Runs the command in text (starting with '/'); unknown_command when
  * nobody registered it. */
 enum proto_err command_run(struct client *c, struct room *r,

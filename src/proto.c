@@ -11,8 +11,6 @@
 
 #include "parley.h"
 
-#define PROTO_ROOM_NAME_MAX 64
-#define PROTO_USERNAME_MAX 32
 #define PROTO_ID_MAX 64
 #define PROTO_HISTORY_DEFAULT 50
 #define PROTO_HISTORY_MAX 500
@@ -24,6 +22,7 @@ struct proto_req {
 	const json_t *id;
 	const char *err_room; /* roomName for the error frame */
 	const char *err_text; /* message for the error frame */
+	char *err_owned;      /* an err_text to free */
 };
 
 typedef enum proto_err (*proto_handler)(struct proto_req *req);
@@ -147,30 +146,31 @@ proto_string(const json_t *msg, const char *key, const char **s,
 	return 0;
 }
 
-static void
-proto_rename(struct client *c, const char *name, size_t len,
-    const json_t *id)
+/* Runs a chain that may refuse; returns PROTO_OK or the refusal. A DROP
+ * is reported as PROTO_OK with *dropped set. */
+static enum proto_err
+proto_run_hooks(struct hook_args *a, bool *dropped, char **reason)
 {
-	char *old = xstrdup(c->name);
-	bool same = strlen(old) == len && memcmp(old, name, len) == 0;
+	enum hook_verdict v;
 
-	if (!same) {
-		PARLEY_ASSERT(client_set_name(c, name, len) == 0);
-		log_debug("core", "client %llu renamed", (unsigned long long)c->id);
+	if (dropped != NULL)
+		*dropped = false;
+	if (!hook_any(a->event))
+		return PROTO_OK;
+	v = hook_run(a);
+	if (v == HOOK_DENY) {
+		if (reason != NULL && a->deny_reason != NULL) {
+			*reason = a->deny_reason;
+			a->deny_reason = NULL;
+		}
+		return a->deny_code;
 	}
-	proto_reply_new(c, id, json_pack("{s:s, s:s}", "type", "username_set",
-	    "username", c->name));
-	for (size_t i = 0; !same && i < c->nrooms; i++) {
-		struct room *r = c->rooms[i]->room;
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
-		    "type", "user_renamed", "roomName", r->name, r->name_len,
-		    "oldUsername", old, "username", c->name, "participants",
-		    room_participants(r)));
-	}
-	free(old);
+	if (v == HOOK_DROP && dropped != NULL)
+		*dropped = true;
+	return PROTO_OK;
 }
 
-/* Checks a requested username without changing anything. */
+/* Checks a username against the core rules and the other clients. */
 static enum proto_err
 proto_check_username(struct client *c, const char *name, size_t len)
 {
@@ -184,51 +184,132 @@ proto_check_username(struct client *c, const char *name, size_t len)
 	return PROTO_OK;
 }
 
+/* The whole decision on a requested name, changing nothing: core rules,
+ * then the hooks (which may rewrite it), then the core rules again. On
+ * success *final is the name to set (a->new_text or name). */
+static enum proto_err
+proto_decide_username(struct client *c, const char *name, size_t len,
+    struct hook_args *a, bool run_hooks, char **reason)
+{
+	enum proto_err e;
+
+	if ((e = proto_check_username(c, name, len)) != PROTO_OK)
+		return e;
+	if (!run_hooks)
+		return PROTO_OK;
+	a->event = HOOK_USERNAME;
+	a->client = c;
+	a->text = name;
+	a->text_len = len;
+	if ((e = proto_run_hooks(a, NULL, reason)) != PROTO_OK)
+		return e;
+	if (a->new_text != NULL)
+		return proto_check_username(c, a->text, a->text_len);
+	return PROTO_OK;
+}
+
+static void
+proto_apply_rename(struct client *c, const char *name, size_t len,
+    const json_t *id)
+{
+	char *old = xstrdup(c->name);
+	bool same = strlen(old) == len && memcmp(old, name, len) == 0;
+
+	if (!same)
+		PARLEY_ASSERT(client_set_name(c, name, len) == 0);
+	proto_reply_new(c, id, json_pack("{s:s, s:s}", "type", "username_set",
+	    "username", c->name));
+	for (size_t i = 0; !same && i < c->nrooms; i++) {
+		struct room *r = c->rooms[i]->room;
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
+		    "type", "user_renamed", "roomName", r->name, r->name_len,
+		    "oldUsername", old, "username", c->name, "participants",
+		    room_participants(r)));
+	}
+	free(old);
+}
+
+enum proto_err
+proto_rename(struct client *c, const char *name, size_t len,
+    const json_t *id, bool run_hooks, char **reason)
+{
+	struct hook_args a = { 0 };
+	enum proto_err e;
+
+	e = proto_decide_username(c, name, len, &a, run_hooks, reason);
+	if (e == PROTO_OK)
+		proto_apply_rename(c, a.text ? a.text : name,
+		    a.text ? a.text_len : len, id);
+	hook_args_free(&a);
+	return e;
+}
+
 static enum proto_err
 proto_set_username(struct proto_req *req)
 {
 	const char *name;
 	size_t len;
-	enum proto_err e;
 
 	if (proto_string(req->msg, "username", &name, &len, false) == -1)
 		return PROTO_ERR_BAD_REQUEST;
-	if ((e = proto_check_username(req->client, name, len)) != PROTO_OK)
-		return e;
-	proto_rename(req->client, name, len, req->id);
-	return PROTO_OK;
+	return proto_rename(req->client, name, len, req->id, true,
+	    &req->err_owned);
 }
 
-static enum proto_err
-proto_create_room(struct proto_req *req)
+enum proto_err
+proto_room_create(struct client *c, const char *name, size_t len,
+    const json_t *id, struct room **out, char **reason)
 {
-	struct client *c = req->client;
-	const char *name;
-	size_t len;
+	struct hook_args a = { .event = HOOK_CREATE_ROOM, .client = c,
+		.text = name, .text_len = len };
+	enum proto_err e;
+	bool dropped;
 	struct room *r;
 	json_t *ev;
 	struct buf *b;
 
-	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
-		return PROTO_ERR_BAD_REQUEST;
+	if (out != NULL)
+		*out = NULL;
 	if (!proto_name_valid(name, len, PROTO_ROOM_NAME_MAX))
 		return PROTO_ERR_INVALID_NAME;
 	if (room_find(name, len) != NULL)
 		return PROTO_ERR_ROOM_EXISTS;
-	r = room_create(name, len, c->id);
-	room_join(r, c);
-	log_debug("core", "client %llu created a room",
-	    (unsigned long long)c->id);
-	proto_reply_new(c, req->id, json_pack("{s:s, s:s%, s:o}", "type",
-	    "created_room", "roomName", r->name, r->name_len, "participants",
-	    room_participants(r)));
+	if (c != NULL) {
+		e = proto_run_hooks(&a, &dropped, reason);
+		hook_args_free(&a);
+		if (e != PROTO_OK)
+			return e;
+		if (dropped)
+			return PROTO_OK;
+	}
+	r = room_create(name, len, c ? c->id : 0);
+	if (c != NULL) {
+		room_join(r, c);
+		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:o}", "type",
+		    "created_room", "roomName", r->name, r->name_len,
+		    "participants", room_participants(r)));
+	}
 	ev = json_pack("{s:s, s:s%}", "type", "room_created", "roomName",
 	    r->name, r->name_len);
 	b = buf_json(ev);
 	json_decref(ev);
 	client_broadcast_all(b);
 	buf_unref(b);
+	if (out != NULL)
+		*out = r;
 	return PROTO_OK;
+}
+
+static enum proto_err
+proto_create_room(struct proto_req *req)
+{
+	const char *name;
+	size_t len;
+
+	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	return proto_room_create(req->client, name, len, req->id, NULL,
+	    &req->err_owned);
 }
 
 static enum proto_err
@@ -238,30 +319,45 @@ proto_join_room(struct proto_req *req)
 	const char *name, *user;
 	size_t len, ulen;
 	struct room *r;
-	enum proto_err e;
+	struct hook_args ua = { 0 };
+	struct hook_args ja = { .event = HOOK_JOIN, .client = c };
+	enum proto_err e = PROTO_OK;
+	bool member;
 
 	if (proto_string(req->msg, "roomName", &name, &len, false) == -1 ||
 	    proto_string(req->msg, "username", &user, &ulen, true) == -1)
 		return PROTO_ERR_BAD_REQUEST;
 	if ((r = room_find(name, len)) == NULL)
 		return PROTO_ERR_ROOM_NOT_FOUND;
-	if (user != NULL) {
-		if ((e = proto_check_username(c, user, ulen)) != PROTO_OK)
-			return e;
-		proto_rename(c, user, ulen, req->id);
+	req->err_room = r->name;
+	member = room_membership(r, c) != NULL;
+	/* Decide everything before changing anything. */
+	if (user != NULL)
+		e = proto_decide_username(c, user, ulen, &ua, true,
+		    &req->err_owned);
+	if (e == PROTO_OK && !member) {
+		ja.room = r;
+		e = proto_run_hooks(&ja, NULL, &req->err_owned);
 	}
-	if (room_membership(r, c) == NULL)
+	if (e != PROTO_OK)
+		goto out;
+	if (user != NULL)
+		proto_apply_rename(c, ua.text ? ua.text : user,
+		    ua.text ? ua.text_len : ulen, req->id);
+	if (!member)
 		room_join(r, c);
-	else
-		r = NULL; /* already a member: only repeat room_joined */
 	proto_reply_new(c, req->id, json_pack("{s:s, s:s%, s:s}", "type",
-	    "room_joined", "roomName", name, len, "username", c->name));
-	if (r != NULL)
+	    "room_joined", "roomName", r->name, r->name_len, "username",
+	    c->name));
+	if (!member)
 		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:o}",
 		    "type", "joined_room", "roomName", r->name, r->name_len,
 		    "username", c->name, "participants",
 		    room_participants(r)));
-	return PROTO_OK;
+out:
+	hook_args_free(&ua);
+	hook_args_free(&ja);
+	return e;
 }
 
 /* Finds a room the client must be a member of. */
@@ -281,23 +377,42 @@ proto_member_room(struct proto_req *req, struct room **out)
 	return PROTO_OK;
 }
 
+void
+proto_leave(struct client *c, struct room *r, const char *reason,
+    const char *kick_reason, const json_t *id)
+{
+	struct hook_args a = { .event = HOOK_LEAVE, .client = c, .room = r,
+		.reason = reason };
+
+	if (room_leave(r, c) == -1)
+		return;
+	if (strcmp(reason, "kicked") == 0)
+		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:s}", "type",
+		    "kicked", "roomName", r->name, r->name_len, "reason",
+		    kick_reason ? kick_reason : ""));
+	else if (strcmp(reason, "left") == 0)
+		proto_reply_new(c, id, json_pack("{s:s, s:s%}", "type",
+		    "room_left", "roomName", r->name, r->name_len));
+	if (r->count > 0)
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
+		    "type", "user_left", "roomName", r->name, r->name_len,
+		    "username", c->name, "reason", reason, "participants",
+		    room_participants(r)));
+	if (hook_any(HOOK_LEAVE)) {
+		hook_run(&a);
+		hook_args_free(&a);
+	}
+}
+
 static enum proto_err
 proto_leave_room(struct proto_req *req)
 {
-	struct client *c = req->client;
 	struct room *r;
 	enum proto_err e;
 
 	if ((e = proto_member_room(req, &r)) != PROTO_OK)
 		return e;
-	room_leave(r, c);
-	proto_reply_new(c, req->id, json_pack("{s:s, s:s%}", "type",
-	    "room_left", "roomName", r->name, r->name_len));
-	if (r->count > 0)
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
-		    "type", "user_left", "roomName", r->name, r->name_len,
-		    "username", c->name, "reason", "left", "participants",
-		    room_participants(r)));
+	proto_leave(req->client, r, "left", NULL, req->id);
 	return PROTO_OK;
 }
 
@@ -305,10 +420,12 @@ static enum proto_err
 proto_send_message(struct proto_req *req)
 {
 	struct client *c = req->client;
+	struct hook_args a = { .event = HOOK_MESSAGE, .client = c };
 	const char *text;
 	size_t len;
 	struct room *r;
 	enum proto_err e;
+	bool dropped;
 
 	if (proto_string(req->msg, "message", &text, &len, false) == -1 ||
 	    !json_is_string(json_object_get(req->msg, "roomName")))
@@ -321,8 +438,43 @@ proto_send_message(struct proto_req *req)
 		return PROTO_ERR_MESSAGE_TOO_LONG;
 	if (text[0] == '/')
 		return command_run(c, r, req->id, text, len);
-	room_post(r, c->name, text, len, false);
-	return PROTO_OK;
+	a.room = r;
+	a.text = text;
+	a.text_len = len;
+	e = proto_run_hooks(&a, &dropped, &req->err_owned);
+	if (e == PROTO_OK && !dropped && a.new_text != NULL) {
+		/* A script's text gets the checks the client's got. */
+		if (a.text_len == 0)
+			dropped = true;
+		else if (a.text_len > cfg->max_message_bytes)
+			e = PROTO_ERR_MESSAGE_TOO_LONG;
+		else if (!utf8_valid(a.text, a.text_len))
+			e = PROTO_ERR_INTERNAL;
+	}
+	if (e == PROTO_OK && !dropped)
+		room_post(r, c->name, a.text, a.text_len, false);
+	hook_args_free(&a);
+	return e;
+}
+
+void
+proto_notice(struct client *c, const struct room *r, const char *text,
+    const json_t *id)
+{
+	json_t *n = json_pack("{s:s, s:s}", "type", "notice", "message",
+	    text);
+
+	if (r != NULL)
+		json_object_set_new(n, "roomName",
+		    json_stringn(r->name, r->name_len));
+	proto_reply_new(c, id, n);
+}
+
+void
+proto_notice_room(struct room *r, const char *text)
+{
+	room_broadcast_new(r, json_pack("{s:s, s:s, s:s%}", "type", "notice",
+	    "message", text, "roomName", r->name, r->name_len));
 }
 
 static enum proto_err
@@ -360,6 +512,7 @@ proto_history(struct proto_req *req)
 	struct room *r;
 	uint64_t bound = ROOM_NO_BEFORE;
 	json_int_t n = PROTO_HISTORY_DEFAULT;
+	json_t *msgs;
 
 	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
 		return PROTO_ERR_BAD_REQUEST;
@@ -371,7 +524,7 @@ proto_history(struct proto_req *req)
 	if ((r = room_find(name, len)) == NULL)
 		return PROTO_ERR_ROOM_NOT_FOUND;
 	req->err_room = r->name;
-	if (cfg->history_size == 0)
+	if (!history_enabled())
 		return PROTO_ERR_UNSUPPORTED;
 	if (before != NULL)
 		bound = (uint64_t)json_integer_value(before);
@@ -379,9 +532,11 @@ proto_history(struct proto_req *req)
 		n = json_integer_value(limit);
 	if (n > PROTO_HISTORY_MAX)
 		n = PROTO_HISTORY_MAX;
+	if ((msgs = history_read(r, bound, (size_t)n)) == NULL)
+		return PROTO_ERR_INTERNAL;
 	proto_reply_new(req->client, req->id, json_pack("{s:s, s:s%, s:o}",
 	    "type", "history", "roomName", r->name, r->name_len, "messages",
-	    room_history(r, bound, (size_t)n)));
+	    msgs));
 	return PROTO_OK;
 }
 
@@ -472,7 +627,9 @@ proto_handle(struct client *c, const char *data, size_t len)
 	else
 		e = fn(&req);
 	if (e != PROTO_OK && !c->dead)
-		proto_send_error(c, e, req.id, req.err_room, req.err_text);
+		proto_send_error(c, e, req.id, req.err_room,
+		    req.err_owned ? req.err_owned : req.err_text);
+	free(req.err_owned);
 	json_decref(req.msg);
 }
 

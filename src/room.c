@@ -32,6 +32,9 @@ room_create(const char *name, size_t len, uint64_t owner)
 	r->name = xstrndup(name, len);
 	r->name_len = len;
 	r->owner = owner;
+	/* A durable store remembers the room's messages: go on from there
+	 * so a seq is never reused. */
+	r->seq = history_last_seq(name, len);
 	map_add(&room_map, name, len, r);
 	if (room_n == room_cap) {
 		room_cap = room_cap ? room_cap * 2 : 16;
@@ -233,7 +236,7 @@ room_post(struct room *r, const char *sender, const char *text, size_t len,
 
 	if (action)
 		json_object_set_new(ev, "action", json_true());
-	room_history_add(r, seq, ts, sender, text, len, action);
+	history_append(r, seq, ts, sender, text, len, action);
 	room_broadcast_new(r, ev);
 }
 
