@@ -92,6 +92,10 @@ client_create(const char *addr)
 	c->refs = 1;
 	c->lfd.fd = -1;
 	snprintf(c->addr, sizeof c->addr, "%s", addr);
+	bucket_init(&c->rl_requests, cfg->request_burst);
+	bucket_init(&c->rl_messages, cfg->message_burst);
+	bucket_init(&c->rl_rooms, cfg->room_burst);
+	bucket_init(&c->rl_names, cfg->name_burst);
 	n = client_id_key(c->id, key, sizeof key);
 	map_add(&client_by_id, key, n, c);
 

@@ -38,6 +38,7 @@ static struct loop_timer conn_shutdown_timer;
 
 static void conn_on_event(struct loop_fd *lfd, uint32_t events);
 static void conn_on_timer(struct loop_timer *t);
+static void conn_deadline(struct client *c, uint64_t when);
 static void conn_release(struct client *c, const char *reason);
 static void conn_write(struct client *c);
 
@@ -71,7 +72,12 @@ conn_queue_push(struct client *c, struct buf *b)
 		c->outq_head = 0;
 	}
 	c->outq[(c->outq_head + c->outq_len) % c->outq_cap] = b;
-	c->outq_len++;
+	if (c->outq_len++ == 0) {
+		c->out_stalled = loop_now();
+		if (c->lfd.fd != -1)
+			conn_deadline(c, c->out_stalled +
+			    (uint64_t)cfg->write_timeout * 1000);
+	}
 	c->out_bytes += b->len;
 }
 
@@ -238,9 +244,10 @@ conn_read(struct client *c)
 		if (c->dead)
 			return;
 		if (rc > 0) {
-			log_debug("ws", "client %llu (%s): protocol violation, "
+			log_info("ws", "client %llu (%s): protocol violation, "
 			    "close %d", (unsigned long long)c->id, c->addr,
 			    rc);
+			limit_strike(c->addr);
 			if (c->close_state == CONN_OPEN)
 				conn_close(c, rc, NULL);
 			else
@@ -249,6 +256,13 @@ conn_read(struct client *c)
 		if (c->close_state == CONN_CLOSE_DONE) {
 			conn_mark_pending(c);
 			return;
+		}
+		if (!ws_parser_busy(&c->parser))
+			c->msg_started = 0;
+		else if (c->msg_started == 0) {
+			c->msg_started = c->last_rx;
+			conn_deadline(c, c->msg_started +
+			    (uint64_t)cfg->message_timeout * 1000);
 		}
 		if ((size_t)n < sizeof rbuf)
 			return;
@@ -285,6 +299,7 @@ conn_write(struct client *c)
 			return;
 		}
 		c->bytes_out += (size_t)n;
+		c->out_stalled = loop_now();
 		left = (size_t)n;
 		while (left > 0) {
 			struct buf *b = c->outq[c->outq_head];
@@ -336,12 +351,24 @@ conn_on_event(struct loop_fd *lfd, uint32_t events)
 		conn_write(c);
 }
 
+/* Brings the timer forward when a new deadline comes before it. */
+static void
+conn_deadline(struct client *c, uint64_t when)
+{
+	if (!loop_timer_pending(&c->timer) || c->timer.when > when)
+		loop_timer_set(&c->timer, when > loop_now() ? when - loop_now() :
+		    0, conn_on_timer);
+}
+
 static void
 conn_on_timer(struct loop_timer *t)
 {
 	struct client *c = container_of(t, struct client, timer);
 	uint64_t now = loop_now();
 	uint64_t interval = (uint64_t)cfg->ping_interval * 1000;
+	uint64_t write_ms = (uint64_t)cfg->write_timeout * 1000;
+	uint64_t msg_ms = (uint64_t)cfg->message_timeout * 1000;
+	uint64_t next;
 	uint8_t payload[8];
 	struct buf *b;
 
@@ -349,7 +376,23 @@ conn_on_timer(struct loop_timer *t)
 		conn_release(c, "disconnected");
 		return;
 	}
-	if (c->ping_sent != 0) {
+	if (c->outq_len > 0 && now - c->out_stalled >= write_ms) {
+		log_info("ws", "client %llu (%s): no write progress for %us, "
+		    "dropping", (unsigned long long)c->id, c->addr,
+		    cfg->write_timeout);
+		conn_release(c, "timeout");
+		return;
+	}
+	if (c->msg_started != 0 && now - c->msg_started >= msg_ms) {
+		log_info("ws", "client %llu (%s): message not completed in "
+		    "%us", (unsigned long long)c->id, c->addr,
+		    cfg->message_timeout);
+		limit_strike(c->addr);
+		conn_close(c, WS_CLOSE_POLICY, "message timeout");
+		return;
+	}
+	if (c->ping_sent != 0 && now - c->ping_sent >=
+	    (uint64_t)cfg->ping_timeout * 1000) {
 		log_info("ws", "client %llu (%s): no pong within %us, dropping",
 		    (unsigned long long)c->id, c->addr, cfg->ping_timeout);
 		c->closing = true;
@@ -359,17 +402,24 @@ conn_on_timer(struct loop_timer *t)
 			conn_release(c, "timeout");
 		return;
 	}
-	if (now - c->last_rx < interval) {
-		loop_timer_set(t, interval - (now - c->last_rx), conn_on_timer);
-		return;
+	if (c->ping_sent == 0 && now - c->last_rx >= interval) {
+		for (int i = 0; i < 8; i++)
+			payload[i] = (uint8_t)(now >> (8 * i));
+		b = buf_frame(WS_OP_PING, payload, sizeof payload);
+		conn_send_raw(c, b);
+		buf_unref(b);
+		if (c->dead || c->closing)
+			return;
+		c->ping_sent = now;
 	}
-	for (int i = 0; i < 8; i++)
-		payload[i] = (uint8_t)(now >> (8 * i));
-	b = buf_frame(WS_OP_PING, payload, sizeof payload);
-	conn_send_raw(c, b);
-	buf_unref(b);
-	c->ping_sent = now;
-	loop_timer_set(t, (uint64_t)cfg->ping_timeout * 1000, conn_on_timer);
+	next = c->ping_sent != 0 ?
+	    c->ping_sent + (uint64_t)cfg->ping_timeout * 1000 :
+	    c->last_rx + interval;
+	if (c->outq_len > 0 && c->out_stalled + write_ms < next)
+		next = c->out_stalled + write_ms;
+	if (c->msg_started != 0 && c->msg_started + msg_ms < next)
+		next = c->msg_started + msg_ms;
+	loop_timer_set(t, next > now ? next - now : 0, conn_on_timer);
 }
 
 static void
@@ -393,6 +443,7 @@ conn_release(struct client *c, const char *reason)
 		http_kick();
 	}
 	conn_open--;
+	limit_conn_close(c->addr);
 	c->closing = true;
 	client_remove(c, reason);
 }
@@ -411,6 +462,7 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	c->last_rx = c->opened;
 	ws_parser_init(&c->parser, cfg->max_frame_bytes);
 	conn_open++;
+	limit_conn_open(addr);
 	if (loop_fd_add(&c->lfd, fd, EPOLLIN, conn_on_event) == -1) {
 		log_error("ws", "epoll_ctl: %s", strerror(errno));
 		conn_release(c, "disconnected");

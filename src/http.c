@@ -18,6 +18,10 @@
 
 #include "parley.h"
 
+/* HTTP connections beyond max_connections, so that the refusals can
+ * still be answered with a status. */
+#define HTTP_SPARE_CONNECTIONS 64
+
 static struct MHD_Daemon *http_daemon;
 static struct loop_fd http_lfd = { .fd = -1 };
 static struct loop_timer http_timer;
@@ -83,6 +87,25 @@ http_respond_text(struct MHD_Connection *conn, unsigned status,
 	return ret;
 }
 
+static enum MHD_Result
+http_refuse(struct MHD_Connection *conn, unsigned status, unsigned retry,
+    const char *text)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	    strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+	char value[16];
+	enum MHD_Result ret;
+
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "text/plain; charset=utf-8");
+	snprintf(value, sizeof value, "%u", retry ? retry : 1);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, value);
+	static_add_security_headers(resp, false);
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static void
 http_peer_address(struct MHD_Connection *conn, char *out, size_t size)
 {
@@ -126,6 +149,8 @@ static enum MHD_Result
 http_upgrade(struct MHD_Connection *conn, const char *method)
 {
 	char accept[WS_ACCEPT_LEN + 1];
+	char addr[INET6_ADDRSTRLEN + 8];
+	unsigned retry;
 	const char *cause = NULL;
 	const char *origin = MHD_lookup_connection_value(conn,
 	    MHD_HEADER_KIND, "Origin");
@@ -149,6 +174,29 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 		log_info("http", "refused upgrade from origin %s", origin);
 		return http_respond_text(conn, MHD_HTTP_FORBIDDEN,
 		    "origin not allowed\n");
+	}
+	http_peer_address(conn, addr, sizeof addr);
+	switch (limit_admit(addr, &retry)) {
+	case LIMIT_OK:
+		break;
+	case LIMIT_FULL:
+		log_warn("http", "refused %s: the server is at %u connections",
+		    addr, cfg->max_connections);
+		return http_refuse(conn, MHD_HTTP_SERVICE_UNAVAILABLE, 5,
+		    "the server is full; try again later\n");
+	case LIMIT_ADDR_FULL:
+		log_info("http", "refused %s: %u connections from it", addr,
+		    cfg->max_connections_per_ip);
+		return http_refuse(conn, MHD_HTTP_TOO_MANY_REQUESTS, 10,
+		    "too many connections from your address\n");
+	case LIMIT_RATE:
+		log_info("http", "refused %s: connecting too fast", addr);
+		return http_refuse(conn, MHD_HTTP_TOO_MANY_REQUESTS, retry,
+		    "connecting too fast; try again later\n");
+	case LIMIT_BANNED:
+		log_debug("http", "refused %s: banned", addr);
+		return http_refuse(conn, MHD_HTTP_TOO_MANY_REQUESTS, retry,
+		    "too many violations; try again later\n");
 	}
 	resp = MHD_create_response_for_upgrade(http_on_upgrade, NULL);
 	if (resp == NULL)
@@ -227,9 +275,11 @@ http_start(int listen_fd, char **cause)
 	    NULL, http_on_request, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    (unsigned int)cfg->max_connections_per_ip,
+	    /* Our own limits answer 503/429 at the upgrade; MHD's hard
+	     * cap only keeps sockets within the open-file limit. */
+	    MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)(cfg->max_connections + HTTP_SPARE_CONNECTIONS),
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
 	    MHD_OPTION_END);
 	if (http_daemon == NULL) {

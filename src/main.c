@@ -190,8 +190,8 @@ main_raise_nofile(void)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    cfg->max_connections + 64 > rl.rlim_cur) {
-		unsigned max = rl.rlim_cur > 128 ? (unsigned)rl.rlim_cur - 64 :
+	    cfg->max_connections + 128 > rl.rlim_cur) {
+		unsigned max = rl.rlim_cur > 256 ? (unsigned)rl.rlim_cur - 128 :
 		    64;
 		log_warn("core", "max_connections %u exceeds the open-file "
 		    "limit; using %u", cfg->max_connections, max);
@@ -295,6 +295,7 @@ main(int argc, char **argv)
 	listen_fd = main_listen(cfg->listen, cfg->port, &bound, &cause);
 	if (listen_fd == -1)
 		fatal("%s", cause);
+	limit_init();
 	for (size_t i = 0; i < cfg->rooms.n; i++)
 		room_create(cfg->rooms.v[i], strlen(cfg->rooms.v[i]), 0);
 	loop_before_sleep(conn_flush_pending);
@@ -316,6 +317,8 @@ main(int argc, char **argv)
 	client_reap();
 	room_free_all();
 	command_free_all();
+	hook_free_all();
+	limit_free();
 	loop_free();
 	config_free(&main_config);
 	return 0;

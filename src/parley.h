@@ -197,6 +197,32 @@ buf_ref(struct buf *b)
 }
 void buf_unref(struct buf *b);
 
+/* limit.c: token buckets, per-address admission and temporary bans */
+struct bucket {
+	float tokens;
+	uint32_t last; /* ms since start, wrapping */
+};
+enum limit_admit {
+	LIMIT_OK,
+	LIMIT_FULL,      /* the server is at max_connections: 503 */
+	LIMIT_ADDR_FULL, /* the address is at its cap: 429 */
+	LIMIT_RATE,      /* the address connects too fast: 429 */
+	LIMIT_BANNED,    /* the address is banned for a while: 429 */
+};
+void bucket_init(struct bucket *b, unsigned burst);
+/* Takes a token; false when the bucket is empty. per_minute 0: no limit. */
+bool bucket_take(struct bucket *b, unsigned per_minute, unsigned burst);
+void limit_init(void);
+void limit_free(void);
+/* Decides whether addr may open another WebSocket now. */
+enum limit_admit limit_admit(const char *addr, unsigned *retry_after);
+void limit_conn_open(const char *addr);
+void limit_conn_close(const char *addr);
+/* Counts a violation by addr; returns true when that earned a ban. */
+bool limit_strike(const char *addr);
+bool limit_banned(const char *addr);
+void limit_sweep(void);
+
 /* loop.c: epoll file descriptors, timers and the before-sleep step */
 struct loop_fd;
 typedef void (*loop_fd_cb)(struct loop_fd *lfd, uint32_t events);
@@ -258,6 +284,27 @@ struct config {
 	unsigned ping_timeout;    /* seconds: 20 */
 	unsigned http_timeout;    /* seconds: 10 */
 	unsigned history_size;    /* per room: 100; 0 = none */
+	/* limits and rate limits (limit.c); per_minute 0 = no limit */
+	size_t max_header_bytes;  /* HTTP request memory: 32 KiB */
+	unsigned max_rooms;       /* rooms on the server: 10000 */
+	unsigned max_rooms_per_client; /* rooms one client is in: 100 */
+	unsigned max_members_per_room; /* 100000 */
+	unsigned message_timeout; /* seconds to finish a message: 30 */
+	unsigned write_timeout;   /* seconds without write progress: 60 */
+	unsigned connects_per_minute_per_ip; /* 600 */
+	unsigned connect_burst_per_ip;       /* 200 */
+	unsigned requests_per_minute;  /* any request: 1200 */
+	unsigned request_burst;        /* 200 */
+	unsigned messages_per_minute;  /* send_message: 600 */
+	unsigned message_burst;        /* 60 */
+	unsigned rooms_per_minute;     /* create_room: 10 */
+	unsigned room_burst;           /* 5 */
+	unsigned names_per_minute;     /* username changes: 10 */
+	unsigned name_burst;           /* 5 */
+	unsigned flood_close_after; /* rate-limited requests in a row: 100 */
+	unsigned ban_after;   /* violations within ban_window: 50; 0 = never */
+	unsigned ban_window;  /* seconds: 60 */
+	unsigned ban_seconds; /* seconds: 300 */
 	int log_level;            /* LOG_LVL_INFO */
 };
 /* Fills c with the built-in defaults. */
@@ -340,6 +387,11 @@ struct client {
 	uint16_t close_code;
 	uint64_t opened;
 	uint64_t bytes_in, bytes_out;
+	uint64_t msg_started; /* loop_now() when a partial message began */
+	uint64_t out_stalled; /* loop_now() since output has waited */
+	/* rate limits (limit.c) */
+	struct bucket rl_requests, rl_messages, rl_rooms, rl_names;
+	uint16_t flood; /* rate-limited requests in a row */
 };
 /* Creates a client with a fresh guest name; refs = 1. */
 struct client *client_create(const char *addr);

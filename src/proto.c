@@ -146,6 +146,15 @@ proto_string(const json_t *msg, const char *key, const char **s,
 	return 0;
 }
 
+static void
+proto_set_reason(char **reason, const char *text)
+{
+	if (reason != NULL) {
+		free(*reason);
+		*reason = xstrdup(text);
+	}
+}
+
 /* Runs a chain that may refuse; returns PROTO_OK or the refusal. A DROP
  * is reported as PROTO_OK with *dropped set. */
 static enum proto_err
@@ -252,6 +261,9 @@ proto_set_username(struct proto_req *req)
 
 	if (proto_string(req->msg, "username", &name, &len, false) == -1)
 		return PROTO_ERR_BAD_REQUEST;
+	if (!bucket_take(&req->client->rl_names, cfg->names_per_minute,
+	    cfg->name_burst))
+		return PROTO_ERR_RATE_LIMITED;
 	return proto_rename(req->client, name, len, req->id, true,
 	    &req->err_owned);
 }
@@ -274,6 +286,19 @@ proto_room_create(struct client *c, const char *name, size_t len,
 		return PROTO_ERR_INVALID_NAME;
 	if (room_find(name, len) != NULL)
 		return PROTO_ERR_ROOM_EXISTS;
+	if (c != NULL && room_count() >= cfg->max_rooms) {
+		proto_set_reason(reason,
+		    "the server has reached its number of rooms");
+		return PROTO_ERR_FORBIDDEN;
+	}
+	if (c != NULL && c->nrooms >= cfg->max_rooms_per_client) {
+		proto_set_reason(reason,
+		    "you are in as many rooms as one may be");
+		return PROTO_ERR_FORBIDDEN;
+	}
+	if (c != NULL && !bucket_take(&c->rl_rooms, cfg->rooms_per_minute,
+	    cfg->room_burst))
+		return PROTO_ERR_RATE_LIMITED;
 	if (c != NULL) {
 		e = proto_run_hooks(&a, &dropped, reason);
 		hook_args_free(&a);
@@ -332,9 +357,21 @@ proto_join_room(struct proto_req *req)
 	req->err_room = r->name;
 	member = room_membership(r, c) != NULL;
 	/* Decide everything before changing anything. */
+	if (user != NULL && !bucket_take(&c->rl_names, cfg->names_per_minute,
+	    cfg->name_burst))
+		return PROTO_ERR_RATE_LIMITED;
 	if (user != NULL)
 		e = proto_decide_username(c, user, ulen, &ua, true,
 		    &req->err_owned);
+	if (e == PROTO_OK && !member && r->count >= cfg->max_members_per_room) {
+		req->err_owned = xstrdup("the room is full");
+		e = PROTO_ERR_FORBIDDEN;
+	}
+	if (e == PROTO_OK && !member &&
+	    c->nrooms >= cfg->max_rooms_per_client) {
+		req->err_owned = xstrdup("you are in as many rooms as one may be");
+		e = PROTO_ERR_FORBIDDEN;
+	}
 	if (e == PROTO_OK && !member) {
 		ja.room = r;
 		e = proto_run_hooks(&ja, NULL, &req->err_owned);
@@ -436,6 +473,9 @@ proto_send_message(struct proto_req *req)
 		return PROTO_ERR_BAD_REQUEST;
 	if (len > cfg->max_message_bytes)
 		return PROTO_ERR_MESSAGE_TOO_LONG;
+	if (!bucket_take(&c->rl_messages, cfg->messages_per_minute,
+	    cfg->message_burst))
+		return PROTO_ERR_RATE_LIMITED;
 	if (text[0] == '/')
 		return command_run(c, r, req->id, text, len);
 	a.room = r;
@@ -581,6 +621,24 @@ proto_find(const char *type)
 	return NULL;
 }
 
+/* Answers rate_limited; a client that keeps flooding is closed. */
+static void
+proto_rate_limited(struct client *c, const json_t *id)
+{
+	if (c->flood < UINT16_MAX)
+		c->flood++;
+	if (cfg->flood_close_after != 0 && c->flood >= cfg->flood_close_after) {
+		log_info("core", "client %llu (%s): flooding, closing",
+		    (unsigned long long)c->id, c->addr);
+		limit_strike(c->addr);
+		conn_close(c, WS_CLOSE_POLICY, "flooding");
+		return;
+	}
+	if (c->flood == 1)
+		limit_strike(c->addr);
+	proto_send_error(c, PROTO_ERR_RATE_LIMITED, id, NULL, NULL);
+}
+
 static bool
 proto_id_valid(const json_t *id)
 {
@@ -618,6 +676,12 @@ proto_handle(struct client *c, const char *data, size_t len)
 		return;
 	}
 	req.id = id;
+	if (!bucket_take(&c->rl_requests, cfg->requests_per_minute,
+	    cfg->request_burst)) {
+		proto_rate_limited(c, req.id);
+		json_decref(req.msg);
+		return;
+	}
 	type = json_object_get(req.msg, "type");
 	if (!json_is_string(type) ||
 	    strlen(json_string_value(type)) != json_string_length(type))
@@ -626,9 +690,14 @@ proto_handle(struct client *c, const char *data, size_t len)
 		e = PROTO_ERR_UNKNOWN_TYPE;
 	else
 		e = fn(&req);
-	if (e != PROTO_OK && !c->dead)
-		proto_send_error(c, e, req.id, req.err_room,
-		    req.err_owned ? req.err_owned : req.err_text);
+	if (e == PROTO_ERR_RATE_LIMITED)
+		proto_rate_limited(c, req.id);
+	else {
+		c->flood = 0;
+		if (e != PROTO_OK && !c->dead)
+			proto_send_error(c, e, req.id, req.err_room,
+			    req.err_owned ? req.err_owned : req.err_text);
+	}
 	free(req.err_owned);
 	json_decref(req.msg);
 }

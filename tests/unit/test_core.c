@@ -242,6 +242,8 @@ test_history(void)
 
 	send_json(a, "{\"type\":\"join_room\",\"roomName\":\"general\"}");
 	drain(a);
+	cfg->messages_per_minute = 0;
+	cfg->requests_per_minute = 0;
 	for (int i = 1; i <= 150; i++) {
 		snprintf(text, sizeof text, "{\"type\":\"send_message\","
 		    "\"roomName\":\"general\",\"message\":\"m%d\"}", i);
@@ -267,6 +269,50 @@ test_history(void)
 	client_reap();
 }
 
+static void
+test_rate_limits(void)
+{
+	struct client *a = client_create("192.0.2.9");
+	json_t *j;
+	int limited = 0, delivered = 0;
+
+	cfg->messages_per_minute = 60;
+	cfg->message_burst = 3;
+	cfg->requests_per_minute = 0;
+	send_json(a, "{\"type\":\"join_room\",\"roomName\":\"general\"}");
+	drain(a);
+	for (int i = 0; i < 5; i++)
+		send_json(a, "{\"type\":\"send_message\",\"roomName\":"
+		    "\"general\",\"message\":\"x\",\"id\":9}");
+	while ((j = take(a)) != NULL) {
+		if (strcmp(str(j, "type"), "new_message") == 0)
+			delivered++;
+		else if (strcmp(str(j, "code"), "rate_limited") == 0 &&
+		    json_integer_value(json_object_get(j, "id")) == 9)
+			limited++;
+		json_decref(j);
+	}
+	CHECK_INT(delivered, 3);
+	CHECK_INT(limited, 2);
+
+	cfg->rooms_per_minute = 10;
+	cfg->room_burst = 1;
+	send_json(a, "{\"type\":\"create_room\",\"roomName\":\"q1\"}");
+	json_decref(expect(a, "created_room"));
+	drain(a);
+	send_json(a, "{\"type\":\"create_room\",\"roomName\":\"q2\"}");
+	expect_error(a, "rate_limited");
+	CHECK(room_find("q2", 2) == NULL);
+
+	cfg->max_rooms = room_count();
+	cfg->rooms_per_minute = 0;
+	send_json(a, "{\"type\":\"create_room\",\"roomName\":\"q3\"}");
+	expect_error(a, "forbidden");
+	cfg->max_rooms = 10000;
+	client_remove(a, "disconnected");
+	client_reap();
+}
+
 int
 main(void)
 {
@@ -288,6 +334,7 @@ main(void)
 	test_chat();
 	test_envelope();
 	test_history();
+	test_rate_limits();
 
 	room_free_all();
 	loop_free();
