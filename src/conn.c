@@ -116,6 +116,7 @@ conn_send_raw(struct client *c, struct buf *b)
 			c->closing = true;
 			c->close_code = WS_CLOSE_POLICY;
 			c->close_state = CONN_CLOSE_DONE;
+			metrics_add(METRIC_SLOW_CONSUMERS, 1);
 			/* The timer runs after this turn's events. */
 			loop_timer_set(&c->timer, 0, conn_on_timer);
 			log_info("ws", "client %llu (%s): output queue over %zu "
@@ -236,6 +237,7 @@ conn_read(struct client *c)
 			return;
 		}
 		c->bytes_in += (size_t)n;
+		metrics_add(METRIC_BYTES_IN, (uint64_t)n);
 		c->last_rx = loop_now();
 		if (c->close_state == CONN_CLOSE_DONE)
 			continue; /* discard anything after their close */
@@ -299,6 +301,7 @@ conn_write(struct client *c)
 			return;
 		}
 		c->bytes_out += (size_t)n;
+		metrics_add(METRIC_BYTES_OUT, (uint64_t)n);
 		c->out_stalled = loop_now();
 		left = (size_t)n;
 		while (left > 0) {
@@ -443,6 +446,7 @@ conn_release(struct client *c, const char *reason)
 		http_kick();
 	}
 	conn_open--;
+	metrics_close(c->close_code ? c->close_code : 1006);
 	limit_conn_close(c->addr);
 	c->closing = true;
 	client_remove(c, reason);
@@ -462,6 +466,7 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	c->last_rx = c->opened;
 	ws_parser_init(&c->parser, cfg->max_frame_bytes);
 	conn_open++;
+	metrics_add(METRIC_CONNECTIONS_TOTAL, 1);
 	limit_conn_open(addr);
 	if (loop_fd_add(&c->lfd, fd, EPOLLIN, conn_on_event) == -1) {
 		log_error("ws", "epoll_ctl: %s", strerror(errno));

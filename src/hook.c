@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "parley.h"
 
@@ -20,6 +21,9 @@ struct hook {
 	char *owner;
 	hook_fn fn;
 	void *arg;
+	uint64_t calls;
+	uint64_t verdicts[HOOK_STOP + 1];
+	uint64_t ns; /* time spent in fn */
 };
 
 static struct {
@@ -169,9 +173,17 @@ hook_run(struct hook_args *a)
 	hook_running++;
 	for (size_t i = 0; i < n; i++) {
 		enum hook_verdict vd;
+		struct timespec t0, t1;
 		if (v[i]->fn == NULL)
 			continue;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		vd = v[i]->fn(a, v[i]->arg);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		v[i]->calls++;
+		v[i]->ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+		    (t1.tv_nsec - t0.tv_nsec));
+		if (vd <= HOOK_STOP)
+			v[i]->verdicts[vd]++;
 		if (vd == HOOK_PASS || vd == HOOK_MODIFY)
 			continue;
 		if (vd == HOOK_DENY) {
@@ -201,6 +213,20 @@ hook_args_free(struct hook_args *a)
 	free(a->new_text);
 	free(a->deny_reason);
 	a->new_text = a->deny_reason = NULL;
+}
+
+void
+hook_stats_each(void (*fn)(const char *owner, enum hook_event ev,
+    uint64_t calls, const uint64_t *verdicts, uint64_t ns, void *arg),
+    void *arg)
+{
+	for (int ev = 0; ev < HOOK_COUNT; ev++) {
+		for (size_t i = 0; i < hook_chains[ev].n; i++) {
+			struct hook *h = hook_chains[ev].v[i];
+			fn(h->owner, (enum hook_event)ev, h->calls, h->verdicts,
+			    h->ns, arg);
+		}
+	}
 }
 
 void

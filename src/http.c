@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,29 +23,45 @@
  * still be answered with a status. */
 #define HTTP_SPARE_CONNECTIONS 64
 
-static struct MHD_Daemon *http_daemon;
-static struct loop_fd http_lfd = { .fd = -1 };
-static struct loop_timer http_timer;
+/* The main listener, and the optional admin listener for /metrics. */
+struct http_daemon {
+	struct MHD_Daemon *mhd;
+	struct loop_fd lfd;
+	struct loop_timer timer;
+	bool admin;
+};
+static struct http_daemon http_daemons[2] = {
+	{ .lfd = { .fd = -1 } },
+	{ .lfd = { .fd = -1 }, .admin = true },
+};
 static bool http_kicked;
 
+/* Trusted proxies, parsed from cfg->trusted_proxies. */
+struct http_cidr {
+	int family;
+	uint8_t addr[16];
+	unsigned bits;
+};
+static struct http_cidr *http_proxies;
+static size_t http_nproxies;
+
 static void
-http_run(void)
+http_run(struct http_daemon *d)
 {
-	http_kicked = false;
-	if (MHD_run(http_daemon) != MHD_YES)
+	if (d->mhd != NULL && MHD_run(d->mhd) != MHD_YES)
 		log_warn("http", "MHD_run failed");
 }
 
 static void
 http_on_event(struct loop_fd *lfd, uint32_t events)
 {
-	http_run();
+	http_run(container_of(lfd, struct http_daemon, lfd));
 }
 
 static void
 http_on_timer(struct loop_timer *t)
 {
-	http_run();
+	http_run(container_of(t, struct http_daemon, timer));
 }
 
 void
@@ -58,15 +75,111 @@ static void
 http_before_sleep(void)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
+	bool kicked = http_kicked;
 
-	if (http_daemon == NULL)
-		return;
-	if (http_kicked)
-		http_run();
-	if (MHD_get_timeout(http_daemon, &ms) == MHD_YES)
-		loop_timer_set(&http_timer, ms, http_on_timer);
+	http_kicked = false;
+	for (size_t i = 0; i < 2; i++) {
+		struct http_daemon *d = &http_daemons[i];
+		if (d->mhd == NULL)
+			continue;
+		/* MHD cleans up sockets given back to it only in MHD_run. */
+		if (kicked && !d->admin)
+			http_run(d);
+		if (MHD_get_timeout(d->mhd, &ms) == MHD_YES)
+			loop_timer_set(&d->timer, ms, http_on_timer);
+		else
+			loop_timer_cancel(&d->timer);
+	}
+}
+
+static int
+http_cidr_parse(const char *text, struct http_cidr *out)
+{
+	char buf[64], *slash;
+	long bits;
+
+	snprintf(buf, sizeof buf, "%s", text);
+	slash = strchr(buf, '/');
+	if (slash != NULL)
+		*slash++ = '\0';
+	memset(out, 0, sizeof *out);
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = AF_INET;
+		bits = 32;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = AF_INET6;
+		bits = 128;
+	} else
+		return -1;
+	if (slash != NULL) {
+		char *end;
+		long b = strtol(slash, &end, 10);
+		if (*slash == '\0' || *end != '\0' || b < 0 || b > bits)
+			return -1;
+		bits = b;
+	}
+	out->bits = (unsigned)bits;
+	return 0;
+}
+
+/* Parses trusted_proxies; returns -1 with *cause on a bad entry. */
+int
+http_set_proxies(const struct strlist *list, char **cause)
+{
+	struct http_cidr *v = xcalloc(list->n + 1, sizeof *v);
+
+	for (size_t i = 0; i < list->n; i++) {
+		if (http_cidr_parse(list->v[i], &v[i]) == -1) {
+			xasprintf(cause, "trusted_proxies: not an address or "
+			    "CIDR block: %s", list->v[i]);
+			free(v);
+			return -1;
+		}
+	}
+	free(http_proxies);
+	http_proxies = v;
+	http_nproxies = list->n;
+	return 0;
+}
+
+static bool
+http_cidr_match(const struct http_cidr *c, int family, const uint8_t *a)
+{
+	unsigned full = c->bits / 8, rest = c->bits % 8;
+
+	if (c->family != family)
+		return false;
+	if (memcmp(c->addr, a, full) != 0)
+		return false;
+	return rest == 0 ||
+	    ((c->addr[full] ^ a[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+/* True when text is an address inside a trusted proxy block. */
+static bool
+http_trusted(const char *text)
+{
+	uint8_t a[16];
+	int family;
+
+	if (inet_pton(AF_INET, text, a) == 1)
+		family = AF_INET;
+	else if (inet_pton(AF_INET6, text, a) == 1)
+		family = AF_INET6;
 	else
-		loop_timer_cancel(&http_timer);
+		return false;
+	for (size_t i = 0; i < http_nproxies; i++) {
+		if (http_cidr_match(&http_proxies[i], family, a))
+			return true;
+	}
+	return false;
+}
+
+static bool
+http_loopback(const char *text)
+{
+	return strncmp(text, "127.", 4) == 0 || strcmp(text, "::1") == 0 ||
+	    strncmp(text, "::ffff:127.", 11) == 0;
 }
 
 static enum MHD_Result
@@ -122,6 +235,63 @@ http_peer_address(struct MHD_Connection *conn, char *out, size_t size)
 	getnameinfo(sa, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST);
 }
 
+/* The client's address: the peer's, or, when the peer is a trusted
+ * proxy, the nearest untrusted hop of X-Forwarded-For (else X-Real-IP). */
+static void
+http_client_address(struct MHD_Connection *conn, char *out, size_t size)
+{
+	const char *xff, *real;
+	char hop[INET6_ADDRSTRLEN + 8];
+
+	http_peer_address(conn, out, size);
+	if (http_nproxies == 0 || !http_trusted(out))
+		return;
+	xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    "X-Forwarded-For");
+	if (xff != NULL) {
+		/* Walk from the right: each trusted hop vouches for the one
+		 * before it. */
+		const char *end = xff + strlen(xff);
+		while (end > xff) {
+			const char *start = end;
+			size_t n;
+			while (start > xff && start[-1] != ',')
+				start--;
+			while (start < end && (*start == ' ' || *start == '\t'))
+				start++;
+			n = (size_t)(end - start);
+			while (n > 0 && (start[n - 1] == ' ' ||
+			    start[n - 1] == '\t'))
+				n--;
+			if (n == 0 || n >= sizeof hop)
+				return; /* malformed: keep the proxy's address */
+			memcpy(hop, start, n);
+			hop[n] = '\0';
+			if (!http_trusted(hop)) {
+				uint8_t a[16];
+				if (inet_pton(AF_INET, hop, a) == 1 ||
+				    inet_pton(AF_INET6, hop, a) == 1)
+					snprintf(out, size, "%s", hop);
+				return;
+			}
+			snprintf(out, size, "%s", hop);
+			end = start;
+			while (end > xff && end[-1] != ',')
+				end--;
+			if (end > xff)
+				end--; /* the comma */
+		}
+		return;
+	}
+	real = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP");
+	if (real != NULL) {
+		uint8_t a[16];
+		if (inet_pton(AF_INET, real, a) == 1 ||
+		    inet_pton(AF_INET6, real, a) == 1)
+			snprintf(out, size, "%s", real);
+	}
+}
+
 static void
 http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
     const char *extra_in, size_t extra_in_size, MHD_socket sock,
@@ -129,7 +299,7 @@ http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
 {
 	char addr[INET6_ADDRSTRLEN + 8];
 
-	http_peer_address(conn, addr, sizeof addr);
+	http_client_address(conn, addr, sizeof addr);
 	conn_accept(sock, urh, extra_in, extra_in_size, addr);
 }
 
@@ -151,6 +321,7 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	char accept[WS_ACCEPT_LEN + 1];
 	char addr[INET6_ADDRSTRLEN + 8];
 	unsigned retry;
+	enum limit_admit admit;
 	const char *cause = NULL;
 	const char *origin = MHD_lookup_connection_value(conn,
 	    MHD_HEADER_KIND, "Origin");
@@ -175,8 +346,11 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 		return http_respond_text(conn, MHD_HTTP_FORBIDDEN,
 		    "origin not allowed\n");
 	}
-	http_peer_address(conn, addr, sizeof addr);
-	switch (limit_admit(addr, &retry)) {
+	http_client_address(conn, addr, sizeof addr);
+	admit = limit_admit(addr, &retry);
+	if (admit != LIMIT_OK)
+		metrics_add(METRIC_HTTP_REFUSED, 1);
+	switch (admit) {
 	case LIMIT_OK:
 		break;
 	case LIMIT_FULL:
@@ -233,20 +407,54 @@ http_healthz(struct MHD_Connection *conn)
 }
 
 static enum MHD_Result
+http_metrics(struct MHD_Connection *conn)
+{
+	size_t len;
+	char *text = metrics_render(&len);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, text,
+	    MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+	    "no-store");
+	static_add_security_headers(resp, false);
+	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
 http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **req_cls)
 {
+	struct http_daemon *d = cls;
+	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
 	/* Nothing here reads a body: refuse one rather than buffer it. */
 	if (*upload_data_size != 0) {
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (get && strcmp(url, "/healthz") == 0)
+		return http_healthz(conn);
+	if (get && strcmp(url, "/metrics") == 0) {
+		char peer[INET6_ADDRSTRLEN + 8];
+		/* Without an admin listener, only this machine may look. */
+		http_peer_address(conn, peer, sizeof peer);
+		if (d->admin || (cfg->admin_listen == NULL &&
+		    http_loopback(peer)))
+			return http_metrics(conn);
+		return http_respond_text(conn, MHD_HTTP_FORBIDDEN,
+		    "metrics are served to loopback or the admin listener\n");
+	}
+	if (d->admin)
+		return http_respond_text(conn, MHD_HTTP_NOT_FOUND,
+		    "not found\n");
 	if (strcmp(url, "/ws") == 0)
 		return http_upgrade(conn, method);
-	if (strcmp(url, "/healthz") == 0 && (strcmp(method, "GET") == 0 ||
-	    strcmp(method, "HEAD") == 0))
-		return http_healthz(conn);
 	return (enum MHD_Result)static_serve(conn, cfg->web_root, method, url);
 }
 
@@ -265,35 +473,49 @@ http_log(void *cls, const char *fmt, va_list ap)
 	log_write(LOG_LVL_DEBUG, "http", "%s", line);
 }
 
-int
-http_start(int listen_fd, char **cause)
+static int
+http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 {
 	const union MHD_DaemonInfo *info;
+	unsigned limit = d->admin ? 64 :
+	    cfg->max_connections + HTTP_SPARE_CONNECTIONS;
 
-	http_daemon = MHD_start_daemon(
+	d->mhd = MHD_start_daemon(
 	    MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0, NULL,
-	    NULL, http_on_request, NULL,
+	    NULL, http_on_request, d,
+	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout,
 	    /* Our own limits answer 503/429 at the upgrade; MHD's hard
 	     * cap only keeps sockets within the open-file limit. */
-	    MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned int)(cfg->max_connections + HTTP_SPARE_CONNECTIONS),
+	    MHD_OPTION_CONNECTION_LIMIT, limit,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
-	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
 	    MHD_OPTION_END);
-	if (http_daemon == NULL) {
+	if (d->mhd == NULL) {
 		xasprintf(cause, "cannot start the HTTP daemon");
 		return -1;
 	}
-	info = MHD_get_daemon_info(http_daemon, MHD_DAEMON_INFO_EPOLL_FD);
-	if (info == NULL || loop_fd_add(&http_lfd, info->epoll_fd, EPOLLIN,
+	info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	if (info == NULL || loop_fd_add(&d->lfd, info->epoll_fd, EPOLLIN,
 	    http_on_event) == -1) {
 		xasprintf(cause, "cannot watch the HTTP daemon's epoll fd");
-		MHD_stop_daemon(http_daemon);
-		http_daemon = NULL;
+		MHD_stop_daemon(d->mhd);
+		d->mhd = NULL;
 		return -1;
 	}
+	return 0;
+}
+
+int
+http_start(int listen_fd, int admin_fd, char **cause)
+{
+	if (http_set_proxies(&cfg->trusted_proxies, cause) == -1)
+		return -1;
+	if (http_start_daemon(&http_daemons[0], listen_fd, cause) == -1)
+		return -1;
+	if (admin_fd != -1 &&
+	    http_start_daemon(&http_daemons[1], admin_fd, cause) == -1)
+		return -1;
 	loop_before_sleep(http_before_sleep);
 	return 0;
 }
@@ -302,22 +524,29 @@ http_start(int listen_fd, char **cause)
 void
 http_quiesce(void)
 {
-	MHD_socket fd;
-
-	if (http_daemon == NULL)
-		return;
-	fd = MHD_quiesce_daemon(http_daemon);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	for (size_t i = 0; i < 2; i++) {
+		MHD_socket fd;
+		if (http_daemons[i].mhd == NULL)
+			continue;
+		fd = MHD_quiesce_daemon(http_daemons[i].mhd);
+		if (fd != MHD_INVALID_SOCKET)
+			close(fd);
+	}
 }
 
 void
 http_stop(void)
 {
-	if (http_daemon == NULL)
-		return;
-	loop_fd_remove(&http_lfd);
-	loop_timer_cancel(&http_timer);
-	MHD_stop_daemon(http_daemon);
-	http_daemon = NULL;
+	for (size_t i = 0; i < 2; i++) {
+		struct http_daemon *d = &http_daemons[i];
+		if (d->mhd == NULL)
+			continue;
+		loop_fd_remove(&d->lfd);
+		loop_timer_cancel(&d->timer);
+		MHD_stop_daemon(d->mhd);
+		d->mhd = NULL;
+	}
+	free(http_proxies);
+	http_proxies = NULL;
+	http_nproxies = 0;
 }

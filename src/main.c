@@ -215,7 +215,7 @@ main(int argc, char **argv)
 	long port = -1;
 	bool check_only = false;
 	char *cause = NULL, *end;
-	int ch, listen_fd, bound;
+	int ch, listen_fd, bound, admin_fd = -1;
 	struct timespec seed;
 
 	while ((ch = getopt_long(argc, argv, "c:l:p:Vh", longopts, NULL)) !=
@@ -295,12 +295,34 @@ main(int argc, char **argv)
 	listen_fd = main_listen(cfg->listen, cfg->port, &bound, &cause);
 	if (listen_fd == -1)
 		fatal("%s", cause);
+	if (cfg->admin_listen != NULL) {
+		char *host = xstrdup(cfg->admin_listen), *colon;
+		int admin_port, admin_bound;
+		colon = strrchr(host, ':');
+		if (colon == NULL)
+			fatal("admin_listen must be ADDR:PORT: %s",
+			    cfg->admin_listen);
+		*colon = '\0';
+		admin_port = atoi(colon + 1);
+		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = '\0';
+		}
+		admin_fd = main_listen(host, admin_port, &admin_bound, &cause);
+		if (admin_fd == -1)
+			fatal("admin_listen: %s", cause);
+		printf("parleyd: admin listening on http://%s%s%s:%d/\n",
+		    strchr(host, ':') ? "[" : "", host,
+		    strchr(host, ':') ? "]" : "", admin_bound);
+		free(host);
+	}
 	limit_init();
+	metrics_init();
 	for (size_t i = 0; i < cfg->rooms.n; i++)
 		room_create(cfg->rooms.v[i], strlen(cfg->rooms.v[i]), 0);
 	loop_before_sleep(conn_flush_pending);
 	loop_before_sleep(client_reap);
-	if (http_start(listen_fd, &cause) == -1)
+	if (http_start(listen_fd, admin_fd, &cause) == -1)
 		fatal("%s", cause);
 
 	log_info("core", "parleyd %s serving %s", PACKAGE_VERSION,
@@ -319,6 +341,7 @@ main(int argc, char **argv)
 	command_free_all();
 	hook_free_all();
 	limit_free();
+	metrics_free();
 	loop_free();
 	config_free(&main_config);
 	return 0;

@@ -197,6 +197,40 @@ buf_ref(struct buf *b)
 }
 void buf_unref(struct buf *b);
 
+/* metrics.c: counters for /metrics (Prometheus text format) */
+enum metric {
+	METRIC_CONNECTIONS_TOTAL,
+	METRIC_MESSAGES_IN,        /* chat messages accepted */
+	METRIC_MESSAGES_DELIVERED, /* new_message frames queued */
+	METRIC_BYTES_IN,
+	METRIC_BYTES_OUT,
+	METRIC_RATE_LIMITED,
+	METRIC_SLOW_CONSUMERS,
+	METRIC_HTTP_REFUSED,       /* upgrades refused by admission */
+	METRIC_ROOM_MEMBERS,       /* gauge: memberships in all rooms */
+	METRIC_COUNT
+};
+extern uint64_t metrics[METRIC_COUNT];
+static inline void
+metrics_add(enum metric m, uint64_t n)
+{
+	metrics[m] += n;
+}
+/* Counts a closed connection by its close code (1006: no handshake). */
+void metrics_close(int code);
+void metrics_error(int e); /* an enum proto_err */
+/* Loop lag: how late the 1 s metrics timer fired, in ms. */
+void metrics_init(void);
+void metrics_free(void);
+/* Returns the exposition text (caller frees). */
+char *metrics_render(size_t *len);
+/* Extra sections from scripts and plugins: fn appends to a string
+ * buffer through metrics_printf. */
+struct metrics_buf;
+void metrics_printf(struct metrics_buf *mb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void metrics_register(void (*fn)(struct metrics_buf *mb));
+
 /* limit.c: token buckets, per-address admission and temporary bans */
 struct bucket {
 	float tokens;
@@ -306,6 +340,8 @@ struct config {
 	unsigned ban_window;  /* seconds: 60 */
 	unsigned ban_seconds; /* seconds: 300 */
 	int log_level;            /* LOG_LVL_INFO */
+	struct strlist trusted_proxies; /* CIDR blocks: {} */
+	char *admin_listen;       /* "ADDR:PORT" for /metrics; NULL: off */
 };
 /* Fills c with the built-in defaults. */
 void config_defaults(struct config *c);
@@ -329,7 +365,11 @@ struct MHD_Response;
 void static_add_security_headers(struct MHD_Response *resp, bool html);
 
 /* http.c: the MHD daemon inside our loop, routing, the /ws upgrade */
-int http_start(int listen_fd, char **cause);
+/* Starts the main daemon on listen_fd and, when admin_fd is not -1, the
+ * admin listener (/metrics and /healthz only). */
+int http_start(int listen_fd, int admin_fd, char **cause);
+/* Sets the trusted proxies (CIDR list); -1 with *cause when one is bad. */
+int http_set_proxies(const struct strlist *list, char **cause);
 void http_stop(void);
 /* Stops accepting new connections; open ones go on. */
 void http_quiesce(void);
@@ -605,6 +645,11 @@ void hook_modify(struct hook_args *a, const char *text, size_t len);
 void hook_args_free(struct hook_args *a);
 bool hook_any(enum hook_event ev);
 const char *hook_event_name(enum hook_event ev);
+/* Calls fn with each hook's owner, event and statistics (for metrics):
+ * calls, verdict counts indexed by enum hook_verdict, time spent. */
+void hook_stats_each(void (*fn)(const char *owner, enum hook_event ev,
+    uint64_t calls, const uint64_t *verdicts, uint64_t ns, void *arg),
+    void *arg);
 void hook_free_all(void);
 
 /* command.c: the slash-command registry */

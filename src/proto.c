@@ -124,6 +124,7 @@ proto_send_error(struct client *c, enum proto_err e, const json_t *id,
 
 	if (room != NULL)
 		json_object_set_new(err, "roomName", json_string(room));
+	metrics_error((int)e);
 	proto_reply_new(c, id, err);
 }
 
@@ -634,6 +635,7 @@ proto_rate_limited(struct client *c, const json_t *id)
 		conn_close(c, WS_CLOSE_POLICY, "flooding");
 		return;
 	}
+	metrics_add(METRIC_RATE_LIMITED, 1);
 	if (c->flood == 1)
 		limit_strike(c->addr);
 	proto_send_error(c, PROTO_ERR_RATE_LIMITED, id, NULL, NULL);

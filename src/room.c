@@ -70,6 +70,7 @@ room_join(struct room *r, struct client *c)
 		r->head = m;
 	r->tail = m;
 	r->count++;
+	metrics_add(METRIC_ROOM_MEMBERS, 1);
 
 	c->rooms = xreallocarray(c->rooms, c->nrooms + 1, sizeof *c->rooms);
 	m->index = c->nrooms;
@@ -93,6 +94,7 @@ room_leave(struct room *r, struct client *c)
 	else
 		r->tail = m->prev;
 	r->count--;
+	metrics[METRIC_ROOM_MEMBERS]--;
 
 	last = c->rooms[--c->nrooms];
 	if (last != m) {
@@ -237,6 +239,8 @@ room_post(struct room *r, const char *sender, const char *text, size_t len,
 	if (action)
 		json_object_set_new(ev, "action", json_true());
 	history_append(r, seq, ts, sender, text, len, action);
+	metrics_add(METRIC_MESSAGES_IN, 1);
+	metrics_add(METRIC_MESSAGES_DELIVERED, r->count);
 	room_broadcast_new(r, ev);
 }
 
