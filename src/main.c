@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <netdb.h>
 #include <signal.h>
@@ -46,6 +48,9 @@ main_usage(FILE *f)
 	    "  -p, --port N        port to listen on; 0 picks a free one and\n"
 	    "                      prints it\n"
 	    "      --check-config  check the configuration and exit\n"
+	    "  -u, --user USER     run as USER after binding the sockets\n"
+	    "  -g, --group GROUP   run as GROUP (default: USER's group)\n"
+	    "      --pidfile FILE  write the process id to FILE\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n");
 }
@@ -133,6 +138,58 @@ main_default_web_root(void)
 	return xstrdup(PARLEY_WWWDIR);
 }
 
+static int
+main_drop_privileges(const char *user, const char *group, char **cause)
+{
+	struct passwd *pw = NULL;
+	struct group *gr = NULL;
+	gid_t gid;
+
+	if (user == NULL && group == NULL)
+		return 0;
+	if (user != NULL && (pw = getpwnam(user)) == NULL) {
+		xasprintf(cause, "--user: no such user: %s", user);
+		return -1;
+	}
+	if (group != NULL && (gr = getgrnam(group)) == NULL) {
+		xasprintf(cause, "--group: no such group: %s", group);
+		return -1;
+	}
+	gid = gr != NULL ? gr->gr_gid : pw->pw_gid;
+	if (pw != NULL ? initgroups(pw->pw_name, gid) == -1 :
+	    setgroups(0, NULL) == -1) {
+		xasprintf(cause, "cannot set supplementary groups: %s",
+		    strerror(errno));
+		return -1;
+	}
+	if (setgid(gid) == -1 || (pw != NULL && setuid(pw->pw_uid) == -1)) {
+		xasprintf(cause, "cannot switch to %s:%s: %s",
+		    user ? user : "-", group ? group : "-", strerror(errno));
+		return -1;
+	}
+	/* Make sure root cannot be regained. */
+	if (pw != NULL && pw->pw_uid != 0 && setuid(0) == 0) {
+		xasprintf(cause, "privileges could be regained after dropping");
+		return -1;
+	}
+	log_info("core", "running as %s:%s", user ? user : "-",
+	    group ? group : "-");
+	return 0;
+}
+
+static int
+main_write_pidfile(const char *path, char **cause)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 ||
+	    fclose(f) != 0) {
+		xasprintf(cause, "cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static void
 main_on_signal(struct loop_fd *lfd, uint32_t events)
 {
@@ -146,10 +203,15 @@ main_on_signal(struct loop_fd *lfd, uint32_t events)
 				break;
 			log_info("core", "%s: closing %u connections",
 			    strsignal((int)si.ssi_signo), conn_count());
+			notify_send("STOPPING=1");
 			http_quiesce();
 			conn_shutdown_all(MAIN_SHUTDOWN_MS);
 			if (conn_count() == 0)
 				loop_stop();
+			break;
+		case SIGUSR1:
+			log_reopen();
+			log_info("core", "log file reopened");
 			break;
 		case SIGHUP:
 			log_info("core", "SIGHUP: nothing to reload yet");
@@ -169,6 +231,7 @@ main_signals(char **cause)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd == -1 || loop_fd_add(&main_signal_lfd, fd, EPOLLIN,
@@ -207,18 +270,22 @@ main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "pidfile", required_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = NULL, *listen_addr = NULL;
+	const char *run_user = NULL, *run_group = NULL, *pidfile = NULL;
 	long port = -1;
 	bool check_only = false;
 	char *cause = NULL, *end;
 	int ch, listen_fd, bound, admin_fd = -1;
 	struct timespec seed;
 
-	while ((ch = getopt_long(argc, argv, "c:l:p:Vh", longopts, NULL)) !=
+	while ((ch = getopt_long(argc, argv, "c:l:p:u:g:Vh", longopts, NULL)) !=
 	    -1) {
 		switch (ch) {
 		case 'c':
@@ -239,6 +306,15 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = true;
+			break;
+		case 'u':
+			run_user = optarg;
+			break;
+		case 'g':
+			run_group = optarg;
+			break;
+		case 'P':
+			pidfile = optarg;
 			break;
 		case 'V':
 			main_version();
@@ -285,6 +361,11 @@ main(int argc, char **argv)
 	if (cfg->web_root == NULL)
 		cfg->web_root = main_default_web_root();
 	log_level = cfg->log_level;
+	if (log_open(cfg->log_file, cfg->log_syslog,
+	    strcmp(cfg->log_format, "json") == 0, &cause) == -1) {
+		fprintf(stderr, "parleyd: %s\n", cause);
+		return 1;
+	}
 
 	clock_gettime(CLOCK_REALTIME, &seed);
 	srandom((unsigned)(seed.tv_nsec ^ seed.tv_sec ^ getpid()));
@@ -316,6 +397,12 @@ main(int argc, char **argv)
 		    strchr(host, ':') ? "]" : "", admin_bound);
 		free(host);
 	}
+	/* Sockets are bound: give up root before any script or plugin
+	 * runs. */
+	if (main_drop_privileges(run_user, run_group, &cause) == -1)
+		fatal("%s", cause);
+	if (pidfile != NULL && main_write_pidfile(pidfile, &cause) == -1)
+		fatal("%s", cause);
 	limit_init();
 	metrics_init();
 	for (size_t i = 0; i < cfg->rooms.n; i++)
@@ -331,6 +418,7 @@ main(int argc, char **argv)
 	    strchr(cfg->listen, ':') ? "[" : "", cfg->listen,
 	    strchr(cfg->listen, ':') ? "]" : "", bound);
 	fflush(stdout);
+	notify_send("READY=1\nSTATUS=serving");
 
 	loop_run();
 
@@ -344,5 +432,8 @@ main(int argc, char **argv)
 	metrics_free();
 	loop_free();
 	config_free(&main_config);
+	if (pidfile != NULL)
+		unlink(pidfile);
+	log_close();
 	return 0;
 }

@@ -64,6 +64,11 @@ void log_write(int level, const char *source, const char *fmt, ...)
 #define log_warn(src, ...) log_at(LOG_LVL_WARN, src, __VA_ARGS__)
 #define log_info(src, ...) log_at(LOG_LVL_INFO, src, __VA_ARGS__)
 #define log_debug(src, ...) log_at(LOG_LVL_DEBUG, src, __VA_ARGS__)
+/* Sends lines to path (NULL: stderr) or syslog, as text or JSON. */
+int log_open(const char *path, bool use_syslog, bool json, char **cause);
+/* Reopens the log file (SIGUSR1, after logrotate moved it). */
+void log_reopen(void);
+void log_close(void);
 void fatal(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 
@@ -231,6 +236,12 @@ void metrics_printf(struct metrics_buf *mb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void metrics_register(void (*fn)(struct metrics_buf *mb));
 
+/* notify.c: systemd's NOTIFY_SOCKET protocol, spoken directly */
+/* Sends a state string ("READY=1", "STOPPING=1", ...); no-op without
+ * NOTIFY_SOCKET. */
+void notify_send(const char *state);
+void notify_reloading(void);
+
 /* limit.c: token buckets, per-address admission and temporary bans */
 struct bucket {
 	float tokens;
@@ -340,6 +351,9 @@ struct config {
 	unsigned ban_window;  /* seconds: 60 */
 	unsigned ban_seconds; /* seconds: 300 */
 	int log_level;            /* LOG_LVL_INFO */
+	char *log_file;           /* NULL: stderr */
+	bool log_syslog;          /* false */
+	char *log_format;         /* "text" or "json" */
 	struct strlist trusted_proxies; /* CIDR blocks: {} */
 	char *admin_listen;       /* "ADDR:PORT" for /metrics; NULL: off */
 };
