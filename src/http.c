@@ -442,8 +442,9 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		return http_healthz(conn);
 	if (get && strcmp(url, "/metrics") == 0) {
 		char peer[INET6_ADDRSTRLEN + 8];
-		/* Without an admin listener, only this machine may look. */
-		http_peer_address(conn, peer, sizeof peer);
+		/* Without an admin listener, only this machine may look
+		 * (through a trusted proxy: the client behind it). */
+		http_client_address(conn, peer, sizeof peer);
 		if (d->admin || (cfg->admin_listen == NULL &&
 		    http_loopback(peer)))
 			return http_metrics(conn);

@@ -34,6 +34,9 @@
 
 static struct loop_fd main_signal_lfd = { .fd = -1 };
 static struct config main_config;
+static const char *main_config_path;   /* NULL: built-in defaults */
+static const char *main_listen_arg;    /* --listen, kept over reloads */
+static long main_port_arg = -1;        /* --port, likewise */
 
 static void
 main_usage(FILE *f)
@@ -138,6 +141,70 @@ main_default_web_root(void)
 	return xstrdup(PARLEY_WWWDIR);
 }
 
+/* Re-reads the configuration; applies it only when all of it is good. */
+static void
+main_reload(void)
+{
+	struct config next, old;
+	char *cause = NULL;
+
+	notify_reloading();
+	config_defaults(&next);
+	if (main_config_path != NULL &&
+	    config_load(&next, main_config_path, &cause) == -1) {
+		log_error("core", "reload: %s; keeping the running "
+		    "configuration", cause);
+		free(cause);
+		config_free(&next);
+		notify_send("READY=1\nSTATUS=reload failed");
+		return;
+	}
+	if (main_listen_arg != NULL) {
+		free(next.listen);
+		next.listen = xstrdup(main_listen_arg);
+	}
+	if (main_port_arg != -1)
+		next.port = (int)main_port_arg;
+	if (next.web_root == NULL)
+		next.web_root = xstrdup(cfg->web_root);
+
+	/* What only a restart can change. */
+	if (strcmp(next.listen, cfg->listen) != 0 || next.port != cfg->port)
+		log_warn("core", "reload: the listen address changes only on "
+		    "restart");
+	if ((next.admin_listen == NULL) != (cfg->admin_listen == NULL) ||
+	    (next.admin_listen != NULL &&
+	    strcmp(next.admin_listen, cfg->admin_listen) != 0))
+		log_warn("core", "reload: admin_listen changes only on restart");
+	if (next.http_timeout != cfg->http_timeout ||
+	    next.max_header_bytes != cfg->max_header_bytes)
+		log_warn("core", "reload: http_timeout and max_header_bytes "
+		    "change only on restart");
+	if (next.max_frame_bytes != cfg->max_frame_bytes)
+		log_info("core", "reload: max_frame_bytes applies to new "
+		    "connections");
+
+	old = main_config;
+	main_config = next;
+	config_free(&old);
+	http_set_proxies(&cfg->trusted_proxies, &cause);
+	log_level = cfg->log_level;
+	if (log_open(cfg->log_file, cfg->log_syslog,
+	    strcmp(cfg->log_format, "json") == 0, &cause) == -1) {
+		log_error("core", "reload: %s", cause);
+		free(cause);
+	}
+	for (size_t i = 0; i < cfg->rooms.n; i++) {
+		size_t len = strlen(cfg->rooms.v[i]);
+		if (room_find(cfg->rooms.v[i], len) == NULL)
+			proto_room_create(NULL, cfg->rooms.v[i], len, NULL, NULL,
+			    NULL);
+	}
+	log_info("core", "reloaded %s", main_config_path ? main_config_path :
+	    "the built-in defaults");
+	notify_send("READY=1\nSTATUS=serving");
+}
+
 static int
 main_drop_privileges(const char *user, const char *group, char **cause)
 {
@@ -214,7 +281,7 @@ main_on_signal(struct loop_fd *lfd, uint32_t events)
 			log_info("core", "log file reopened");
 			break;
 		case SIGHUP:
-			log_info("core", "SIGHUP: nothing to reload yet");
+			main_reload();
 			break;
 		}
 	}
@@ -334,6 +401,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	main_listen_arg = listen_addr;
+	main_port_arg = port;
 	config_defaults(&main_config);
 	cfg = &main_config;
 	if (config_path == NULL &&
@@ -346,6 +415,7 @@ main(int argc, char **argv)
 		config_free(&main_config);
 		return 1;
 	}
+	main_config_path = config_path;
 	if (check_only) {
 		printf("%s: configuration OK\n",
 		    config_path ? config_path : "built-in defaults");
