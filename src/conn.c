@@ -39,6 +39,9 @@ static struct loop_timer conn_shutdown_timer;
 static void conn_on_event(struct loop_fd *lfd, uint32_t events);
 static void conn_on_timer(struct loop_timer *t);
 static void conn_deadline(struct client *c, uint64_t when);
+static void conn_write_some(struct client *c);
+static ssize_t conn_writev(struct client *c, struct iovec *iov);
+static void conn_advance(struct client *c, size_t n);
 static void conn_release(struct client *c, const char *reason);
 static void conn_write(struct client *c);
 
@@ -103,12 +106,40 @@ conn_forget(struct client *c)
 	ws_parser_free(&c->parser);
 }
 
+/* Writes what the socket takes now without ever releasing c (the caller
+ * may be walking a member list): a write error only marks c for closing
+ * on the next timer turn. */
+static void
+conn_write_some(struct client *c)
+{
+	while (c->outq_len > 0) {
+		struct iovec iov[CONN_IOV_MAX];
+		ssize_t n = conn_writev(c, iov);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n == -1) {
+			c->closing = true;
+			c->close_state = CONN_CLOSE_DONE;
+			loop_timer_set(&c->timer, 0, conn_on_timer);
+			return;
+		}
+		conn_advance(c, (size_t)n);
+	}
+}
+
 /* Queues without the closing check: control frames during the close. */
 static void
 conn_send_raw(struct client *c, struct buf *b)
 {
 	if (c->dead)
 		return;
+	/* Before calling it slow, see whether the socket takes the queue
+	 * now: a burst in one loop turn is not a slow consumer. */
+	if (c->out_bytes + b->len > cfg->max_output_bytes &&
+	    c->close_state == CONN_OPEN && c->lfd.fd != -1)
+		conn_write_some(c);
 	if (c->out_bytes + b->len > cfg->max_output_bytes) {
 		/* A slow consumer: dropped, but not here, since the caller
 		 * may be walking a room's member list. */
@@ -271,25 +302,52 @@ conn_read(struct client *c)
 	}
 }
 
+/* One writev of as much of the queue as fits in iov. */
+static ssize_t
+conn_writev(struct client *c, struct iovec *iov)
+{
+	int niov = 0;
+
+	for (uint32_t i = 0; i < c->outq_len && niov < CONN_IOV_MAX; i++) {
+		struct buf *b = c->outq[(c->outq_head + i) % c->outq_cap];
+		size_t off = i == 0 ? c->out_off : 0;
+		iov[niov].iov_base = b->data + off;
+		iov[niov].iov_len = b->len - off;
+		niov++;
+	}
+	return writev(c->lfd.fd, iov, niov);
+}
+
+/* Drops n written bytes from the head of the queue. */
+static void
+conn_advance(struct client *c, size_t n)
+{
+	c->bytes_out += n;
+	metrics_add(METRIC_BYTES_OUT, n);
+	c->out_stalled = loop_now();
+	while (n > 0) {
+		struct buf *b = c->outq[c->outq_head];
+		size_t rest = b->len - c->out_off;
+		if (n < rest) {
+			c->out_off += (uint32_t)n;
+			break;
+		}
+		n -= rest;
+		c->out_off = 0;
+		c->out_bytes -= b->len;
+		buf_unref(b);
+		c->outq_head = (c->outq_head + 1) % c->outq_cap;
+		c->outq_len--;
+	}
+}
+
 static void
 conn_write(struct client *c)
 {
 	while (c->outq_len > 0) {
 		struct iovec iov[CONN_IOV_MAX];
-		int niov = 0;
-		ssize_t n;
-		size_t left;
+		ssize_t n = conn_writev(c, iov);
 
-		for (uint32_t i = 0; i < c->outq_len && niov < CONN_IOV_MAX;
-		     i++) {
-			struct buf *b = c->outq[(c->outq_head + i) %
-			    c->outq_cap];
-			size_t off = i == 0 ? c->out_off : 0;
-			iov[niov].iov_base = b->data + off;
-			iov[niov].iov_len = b->len - off;
-			niov++;
-		}
-		n = writev(c->lfd.fd, iov, niov);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -300,24 +358,7 @@ conn_write(struct client *c)
 			conn_release(c, "disconnected");
 			return;
 		}
-		c->bytes_out += (size_t)n;
-		metrics_add(METRIC_BYTES_OUT, (uint64_t)n);
-		c->out_stalled = loop_now();
-		left = (size_t)n;
-		while (left > 0) {
-			struct buf *b = c->outq[c->outq_head];
-			size_t rest = b->len - c->out_off;
-			if (left < rest) {
-				c->out_off += (uint32_t)left;
-				break;
-			}
-			left -= rest;
-			c->out_off = 0;
-			c->out_bytes -= b->len;
-			buf_unref(b);
-			c->outq_head = (c->outq_head + 1) % c->outq_cap;
-			c->outq_len--;
-		}
+		conn_advance(c, (size_t)n);
 	}
 	/* Drained: idle connections keep no queue memory. */
 	free(c->outq);

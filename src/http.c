@@ -454,9 +454,47 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	if (d->admin)
 		return http_respond_text(conn, MHD_HTTP_NOT_FOUND,
 		    "not found\n");
-	if (strcmp(url, "/ws") == 0)
+	if (strcmp(url, "/ws") == 0) {
+		/* RFC 6455 needs HTTP/1.1; MHD would just drop the socket. */
+		if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+			return http_respond_text(conn, MHD_HTTP_BAD_REQUEST,
+			    "WebSocket upgrades need HTTP/1.1\n");
 		return http_upgrade(conn, method);
+	}
 	return (enum MHD_Result)static_serve(conn, cfg->web_root, method, url);
+}
+
+static int
+http_hex(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Decodes %HH in place like MHD's default, except that %00 stays as it
+ * is: a NUL would silently cut the path short, so "/a.html%00.css"
+ * must not become "/a.html". */
+static size_t
+http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	char *w = s;
+
+	for (const char *r = s; *r != '\0'; r++) {
+		int hi, lo;
+		if (*r == '%' && (hi = http_hex(r[1])) != -1 &&
+		    (lo = http_hex(r[2])) != -1 && (hi | lo) != 0) {
+			*w++ = (char)(hi << 4 | lo);
+			r += 2;
+		} else
+			*w++ = *r;
+	}
+	*w = '\0';
+	return (size_t)(w - s);
 }
 
 static void
@@ -486,6 +524,7 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 	    NULL, http_on_request, d,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
+	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout,
 	    /* Our own limits answer 503/429 at the upgrade; MHD's hard
 	     * cap only keeps sockets within the open-file limit. */
