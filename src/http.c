@@ -430,9 +430,16 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **req_cls)
 {
+	static int seen;
 	struct http_daemon *d = cls;
 	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
+	/* MHD 0.9.75 closes the connection after a response queued on the
+	 * first call: answer on the second so keep-alive works. */
+	if (*req_cls == NULL) {
+		*req_cls = &seen;
+		return MHD_YES;
+	}
 	/* Nothing here reads a body: refuse one rather than buffer it. */
 	if (*upload_data_size != 0) {
 		*upload_data_size = 0;
