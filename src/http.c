@@ -376,7 +376,7 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	if (resp == NULL)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
+	/* MHD adds "Connection: Upgrade" itself. */
 	MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
 	ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 	MHD_destroy_response(resp);

@@ -1,0 +1,625 @@
+/*
+ * test_web.mjs: drives the web client in headless Chromium against the
+ * built parleyd. Starts the daemon on 127.0.0.1 port 0 with its own
+ * configuration, opens two and then three browser contexts, and checks
+ * naming, rooms, participants, messages both ways, that network text is
+ * shown as text, leaving, reloading, reconnecting, deep links and that
+ * the page raises no CSP violation or console error. Saves screenshots.
+ *
+ * Environment: PARLEYD (the daemon; default ../../src/parleyd from here),
+ * top_srcdir (default ../..), PARLEY_TEST_OUTDIR (default ./out),
+ * PARLEY_DOC_SCREENSHOT (also write the desktop screenshot there),
+ * CHROMIUM (default /usr/bin/chromium).
+ * Exit status: 0 pass, 1 fail, 77 skip.
+ */
+import { spawn } from 'node:child_process';
+import { createServer, connect } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync,
+    createWriteStream, copyFileSync, accessSync, constants } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const PARLEYD = resolve(process.env.PARLEYD || join(here, '../../src/parleyd'));
+const TOP = resolve(process.env.top_srcdir || join(here, '../..'));
+const WEB_ROOT = join(TOP, 'public');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const STEP_MS = 30000;
+const WAIT_MS = 10000;
+const TOTAL_MS = 240000;
+
+let chromium;
+try {
+	({ chromium } = await import('playwright-core'));
+} catch (e) {
+	console.log(`SKIP: playwright-core not installed (${e.code ?? e.message}); run npm ci in tests/browser`);
+	process.exit(77);
+}
+if (!existsSync(CHROMIUM)) {
+	console.log(`SKIP: no browser at ${CHROMIUM}`);
+	process.exit(77);
+}
+
+function outDir() {
+	const want = resolve(process.env.PARLEY_TEST_OUTDIR || join(here, 'out'));
+	try {
+		mkdirSync(want, { recursive: true });
+		accessSync(want, constants.W_OK);
+		return want;
+	} catch {
+		/* A read-only source tree (make distcheck): write elsewhere. */
+		return mkdtempSync(join(tmpdir(), 'parley-browser-out-'));
+	}
+}
+const OUT = outDir();
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function deadline(promise, ms, what) {
+	let timer;
+	return Promise.race([
+		promise,
+		new Promise((_, reject) => {
+			timer = setTimeout(() => reject(new Error(`${what}: no result in ${ms} ms`)), ms);
+		}),
+	]).finally(() => clearTimeout(timer));
+}
+
+function luaString(s) {
+	return `"${s.replace(/[\\"]/g, '\\$&')
+	    .replace(/[\x00-\x1f\x7f]/g, (c) => `\\${c.charCodeAt(0)}`)}"`;
+}
+
+/* ---- the daemon ---- */
+
+let server = null;
+let tmp = null;
+
+async function startServer() {
+	if (!existsSync(PARLEYD))
+		throw new Error(`${PARLEYD} does not exist (build it, or set PARLEYD)`);
+	tmp = mkdtempSync(join(tmpdir(), 'parley-web-'));
+	const conf = join(tmp, 'parley.conf');
+	writeFileSync(conf, [
+		'-- written by tests/browser/test_web.mjs',
+		'listen = "127.0.0.1"',
+		'port = 0',
+		`web_root = ${luaString(WEB_ROOT)}`,
+		'ping_interval = 2',
+		'ping_timeout = 2',
+		/* the tree's scripts (/help, /me, ...), not the installed ones */
+		existsSync(join(TOP, 'scripts', 'commands.lua')) ?
+		    `script_dirs = { ${luaString(join(TOP, 'scripts'))} }` : '',
+		'',
+	].join('\n'));
+	server = spawn(PARLEYD, ['--config', conf], {
+		stdio: ['ignore', 'pipe', 'pipe'],
+	});
+	const log = createWriteStream(join(OUT, 'parleyd.log'));
+	server.stderr.pipe(log);
+	return deadline(new Promise((res, rej) => {
+		let seen = '';
+		server.once('error', rej);
+		server.once('exit', (code, sig) =>
+		    rej(new Error(`parleyd exited early (${code ?? sig}); see ${OUT}/parleyd.log`)));
+		server.stdout.on('data', (d) => {
+			log.write(d);
+			seen += d;
+			const m = /parleyd: listening on (http:\/\/\S+?\/)/.exec(seen);
+			if (m) {
+				server.removeAllListeners('exit');
+				res(m[1]);
+			}
+		});
+	}), WAIT_MS, 'parleyd start');
+}
+
+async function stopServer() {
+	if (!server || server.exitCode !== null) return;
+	const gone = new Promise((r) => server.once('exit', r));
+	server.kill('SIGTERM');
+	if (await Promise.race([gone.then(() => true), sleep(3000)]) !== true) {
+		server.kill('SIGKILL');
+		await Promise.race([gone, sleep(2000)]);
+	}
+}
+
+/* A TCP relay in front of the daemon, so that a test can cut a browser's
+ * connections the way a network failure does: the browser sees them
+ * reset while the daemon's side stays open until its ping times out. */
+async function startRelay(base) {
+	const target = new URL(base);
+	const pairs = new Set();
+	const srv = createServer((c) => {
+		const s = connect(Number(target.port), target.hostname);
+		const pair = { c, s };
+		pairs.add(pair);
+		c.pipe(s);
+		s.pipe(c);
+		const done = () => pairs.delete(pair);
+		c.on('error', done).on('close', done);
+		s.on('error', () => c.destroy()).on('close', () => c.destroy());
+	});
+	await new Promise((res) => srv.listen(0, '127.0.0.1', res));
+	return {
+		url: `http://127.0.0.1:${srv.address().port}/`,
+		cut() {
+			for (const { c, s } of pairs) {
+				s.unpipe(c);
+				c.unpipe(s);
+				s.removeAllListeners('close');
+				c.resetAndDestroy();
+				/* s is left open and silent */
+			}
+			pairs.clear();
+		},
+		close() {
+			srv.close();
+			for (const { c, s } of pairs) {
+				c.destroy();
+				s.destroy();
+			}
+		},
+	};
+}
+
+/* ---- the browser ---- */
+
+const problems = [];   /* console errors, page errors, CSP violations */
+const dialogs = [];
+const pages = [];
+let allowWsErrors = false;
+
+async function newUser(browser, label, viewport = { width: 1280, height: 800 }) {
+	const context = await browser.newContext({ viewport, colorScheme: 'light' });
+	context.setDefaultTimeout(WAIT_MS);
+	const page = await context.newPage();
+	await page.addInitScript(() => {
+		document.addEventListener('securitypolicyviolation', (e) => {
+			console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
+		});
+	});
+	page.on('console', (m) => {
+		if (m.type() !== 'error') return;
+		const text = m.text();
+		if (allowWsErrors && /WebSocket|ERR_INTERNET_DISCONNECTED/.test(text)) return;
+		problems.push(`${label}: console: ${text}`);
+	});
+	page.on('pageerror', (e) => problems.push(`${label}: page error: ${e.message}`));
+	page.on('dialog', (d) => {
+		dialogs.push(`${label}: ${d.type()}: ${d.message()}`);
+		d.dismiss().catch(() => {});
+	});
+	pages.push({ label, page });
+	return { context, page, label };
+}
+
+/* ---- steps ---- */
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+
+class Skip extends Error {}
+
+/* Commands come from the tree's scripts: without them the server may
+ * refuse them (a skip); with them a refusal is a failure. */
+const HAVE_SCRIPTS = existsSync(join(TOP, 'scripts', 'commands.lua'));
+function refusal(text) {
+	return HAVE_SCRIPTS ? new Error(text) : new Skip(text);
+}
+
+async function step(name, fn) {
+	try {
+		await deadline(fn(), STEP_MS, name);
+		console.log(`PASS: ${name}`);
+		passed++;
+	} catch (e) {
+		if (e instanceof Skip) {
+			console.log(`SKIP: ${name}: ${e.message}`);
+			skipped++;
+			return;
+		}
+		console.log(`FAIL: ${name}: ${e.message.split('\n')[0]}`);
+		failed++;
+		for (const { label, page } of pages) {
+			if (!page.isClosed())
+				await page.screenshot({ path: join(OUT, `fail-${label}.png`) }).catch(() => {});
+		}
+		throw e;
+	}
+}
+
+function check(cond, what) {
+	if (!cond) throw new Error(what);
+}
+
+const connected = (page) => page.locator('#conn[data-state="open"]').waitFor();
+const roomTitle = (page, name) => page.locator('#room-title', { hasText: `#${name}` }).waitFor();
+
+async function setName(page, name) {
+	await page.fill('#name-input', name);
+	await page.press('#name-input', 'Enter');
+	await page.waitForFunction((n) => localStorage.getItem('parley.name') === JSON.stringify(n), name);
+	check(await page.inputValue('#name-input') === name, `name field shows ${name}`);
+	check(await page.locator('#name-error').isHidden(), 'no name error');
+}
+
+async function say(page, text) {
+	await page.fill('#composer-input', text);
+	await page.press('#composer-input', 'Enter');
+}
+
+/* The text of the messages whose text is exactly text, and their rows. */
+function exactly(text) {
+	return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+}
+function message(page, text) {
+	return page.locator('#log li.msg .text').filter({ hasText: exactly(text) });
+}
+function row(page, text) {
+	return page.locator('#log li.msg').filter({
+		has: page.locator('.text').filter({ hasText: exactly(text) }),
+	});
+}
+
+async function peopleOf(page) {
+	return page.locator('#people-list .person-name').allTextContents();
+}
+
+async function waitPeople(page, want) {
+	const sorted = [...want].sort().join(',');
+	await page.waitForFunction((w) => [...document.querySelectorAll('#people-list .person-name')]
+	    .map((e) => e.textContent).sort().join(',') === w, sorted).catch(async () => {
+		throw new Error(`people are ${(await peopleOf(page)).join(',')}, want ${sorted}`);
+	});
+}
+
+async function main() {
+	let base;
+	await step('parleyd starts', async () => {
+		base = await startServer();
+	});
+	const browser = await deadline(chromium.launch({
+		executablePath: CHROMIUM,
+		args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+		    '--no-first-run', '--disable-background-networking',
+		    '--disable-component-update', '--disable-sync'],
+	}), WAIT_MS, 'browser launch');
+	try {
+		await run(browser, base);
+	} finally {
+		await deadline(browser.close(), 5000, 'browser close').catch(() => {});
+	}
+}
+
+async function run(browser, base) {
+	const alice = await newUser(browser, 'alice');
+	const bob = await newUser(browser, 'bob');
+	const A = alice.page;
+	const B = bob.page;
+	const relay = await startRelay(base);
+	try {
+		await steps(browser, base, relay, alice, bob);
+	} finally {
+		relay.close();
+	}
+}
+
+async function steps(browser, base, relay, alice, bob) {
+	const A = alice.page;
+	const B = bob.page;
+
+	await step('page loads with a Content-Security-Policy and connects', async () => {
+		/* alice goes through the relay, to be cut off later */
+		const resp = await A.goto(relay.url);
+		check(resp.ok(), `GET / gave ${resp.status()}`);
+		const csp = resp.headers()['content-security-policy'] ?? '';
+		check(/default-src 'self'/.test(csp), `CSP header is "${csp}"`);
+		await connected(A);
+		await B.goto(base);
+		await connected(B);
+	});
+
+	await step('both pick names (remembered) and land in #general', async () => {
+		await setName(A, 'alice');
+		await setName(B, 'bob');
+		await roomTitle(A, 'general');
+		await roomTitle(B, 'general');
+		await waitPeople(A, ['alice', 'bob']);
+	});
+
+	await step('a taken name is refused next to the name field', async () => {
+		await B.fill('#name-input', 'Alice');
+		await B.press('#name-input', 'Enter');
+		await B.locator('#name-error').waitFor({ state: 'visible' });
+		const text = await B.textContent('#name-error');
+		check(/use|taken/i.test(text), `name error says "${text}"`);
+		await B.fill('#name-input', 'bob');
+		await B.press('#name-input', 'Enter');
+		await B.locator('#name-error').waitFor({ state: 'hidden' });
+		check(await B.evaluate(() => localStorage.getItem('parley.name')) === '"bob"', 'bob kept');
+	});
+
+	await step('rooms are created and seen live in the other client', async () => {
+		await B.fill('#create-input', 'random');
+		await B.press('#create-input', 'Enter');
+		await roomTitle(B, 'random');
+		await A.locator('#other-list .room', { hasText: 'random' }).waitFor();
+		await A.fill('#create-input', 'design-review');
+		await A.click('#create-form button[type="submit"]');
+		await roomTitle(A, 'design-review');
+		check(A.url().endsWith('#design-review'), `hash follows the room: ${A.url()}`);
+		await waitPeople(A, ['alice']);
+		await B.locator('#other-list .room', { hasText: 'design-review' }).waitFor();
+	});
+
+	await step('bad room names are refused next to the create-room field', async () => {
+		await A.fill('#create-input', '   ');
+		await A.press('#create-input', 'Enter');
+		await A.locator('#create-error').waitFor({ state: 'visible' });
+		await A.fill('#create-input', 'x'.repeat(65));
+		await A.press('#create-input', 'Enter');
+		await A.locator('#create-error').waitFor({ state: 'visible' });
+		await A.fill('#create-input', '');
+	});
+
+	await step('bob joins from the list; both see each other in participants', async () => {
+		await B.click('#other-list .room:has-text("design-review")');
+		await roomTitle(B, 'design-review');
+		await waitPeople(B, ['alice', 'bob']);
+		await waitPeople(A, ['alice', 'bob']);
+		const count = await A.locator('#joined-list .room', { hasText: 'design-review' })
+		    .locator('.count').textContent();
+		check(count === '2', `member count in alice's list is ${count}`);
+	});
+
+	await step('a link to a missing room is explained next to the create-room field', async () => {
+		await B.evaluate(() => { location.hash = '#no-such-room'; });
+		await B.locator('#create-error', { hasText: 'no-such-room' }).waitFor();
+		await roomTitle(B, 'design-review');
+		check(B.url().endsWith('#design-review'), `address back on the room shown: ${B.url()}`);
+		await B.fill('#create-input', '');
+		await B.locator('#create-error').waitFor({ state: 'hidden' });
+	});
+
+	const lines = [
+		[A, 'Morning! I pushed the new onboarding mockups. Can you take a look before standup?'],
+		[B, 'Looking now. The empty state is so much clearer.'],
+		[B, 'One thing: the "Skip" link on step 2 is hard to see on a phone.'],
+		[A, 'Good catch. I will bump the contrast and make it a real button.'],
+		[B, 'Also, should invite links expire? Right now they live forever.'],
+		[A, 'Seven days, and the owner can revoke them. I will add it to the spec.'],
+	];
+	await step('messages cross both ways, with sender, time and own marked', async () => {
+		for (const [page, text] of lines) {
+			await say(page, text);
+			const other = page === A ? B : A;
+			await message(other, text).waitFor();
+			await message(page, text).waitFor();
+		}
+		const mine = row(A, lines[0][1]);
+		check(await mine.evaluate((e) => e.classList.contains('mine')), 'own message marked');
+		const theirs = row(B, lines[0][1]);
+		check(await theirs.evaluate((e) => !e.classList.contains('mine') &&
+		    e.dataset.sender === 'alice' && e.querySelector('time')?.dateTime),
+		    'other message has sender and time');
+		check(await A.inputValue('#composer-input') === '', 'composer cleared');
+	});
+
+	await step('unread counts for rooms not shown', async () => {
+		await B.click('#joined-list .room:has-text("general")');
+		await roomTitle(B, 'general');
+		await say(B, 'Anyone up for lunch at 12:30?');
+		await A.locator('#joined-list .room:has-text("general") .badge', { hasText: '1' }).waitFor();
+		await B.click('#joined-list .room:has-text("design-review")');
+		await roomTitle(B, 'design-review');
+	});
+
+	const carol = await newUser(browser, 'carol');
+	const C = carol.page;
+	await step('a deep link /#room joins that room', async () => {
+		await C.goto(`${base}#design-review`);
+		await connected(C);
+		await C.locator('#empty', { hasText: '#design-review' }).waitFor();
+		await setName(C, 'carol');
+		await roomTitle(C, 'design-review');
+		await waitPeople(A, ['alice', 'bob', 'carol']);
+		await message(C, lines[0][1]).waitFor(); /* history on join */
+		await say(C, 'Hi both! Just read the thread. I can take the copy for step 3.');
+		await message(A, 'Hi both! Just read the thread. I can take the copy for step 3.').waitFor();
+	});
+
+	await step('/me is shown as an action', async () => {
+		await say(C, '/me grabs a coffee ☕');
+		const act = A.locator('#log li.msg.action', { hasText: 'grabs a coffee' });
+		const err = C.locator('#send-error');
+		await Promise.race([act.waitFor(), err.waitFor({ state: 'visible' })]);
+		if (await err.isVisible()) {
+			const why = await err.textContent();
+			await C.fill('#composer-input', '');
+			throw refusal(`server refused /me: ${why}`);
+		}
+		check(/carol/.test(await act.textContent()), 'action names carol');
+	});
+
+	await step('screenshots at desktop and phone widths', async () => {
+		await say(A, 'Perfect, thanks Carol. Let us sync at 10:30.');
+		await message(B, 'Perfect, thanks Carol. Let us sync at 10:30.').waitFor();
+		await A.locator('#composer-input').blur();
+		await A.mouse.move(0, 0);
+		await A.screenshot({ path: join(OUT, 'desktop.png') });
+		if (process.env.PARLEY_DOC_SCREENSHOT)
+			copyFileSync(join(OUT, 'desktop.png'), process.env.PARLEY_DOC_SCREENSHOT);
+		await A.emulateMedia({ colorScheme: 'dark' });
+		await A.screenshot({ path: join(OUT, 'desktop-dark.png') });
+		await A.emulateMedia({ colorScheme: 'light' });
+		await A.setViewportSize({ width: 360, height: 740 });
+		await A.locator('#sidebar').waitFor({ state: 'hidden' });
+		check(await A.evaluate(() => document.documentElement.scrollWidth <= innerWidth),
+		    'no sideways scrolling at 360 px');
+		await A.setViewportSize({ width: 390, height: 844 });
+		await A.locator('#rooms-toggle').waitFor({ state: 'visible' });
+		await A.locator('#sidebar').waitFor({ state: 'hidden' }); /* collapsed */
+		await A.locator('#people').waitFor({ state: 'hidden' });
+		check(await A.evaluate(() => document.documentElement.scrollWidth <= innerWidth),
+		    'no sideways scrolling at 390 px');
+		await A.screenshot({ path: join(OUT, 'phone.png') });
+		await A.click('#rooms-toggle');
+		await A.locator('#sidebar .room', { hasText: 'general' }).waitFor({ state: 'visible' });
+		await sleep(300); /* the drawer slides in */
+		await A.screenshot({ path: join(OUT, 'phone-rooms.png') });
+		await A.keyboard.press('Escape');
+		await A.locator('#sidebar .room').first().waitFor({ state: 'hidden' });
+		await A.click('#people-toggle');
+		await A.locator('#people .person-name', { hasText: 'carol' }).waitFor({ state: 'visible' });
+		await sleep(300);
+		await A.screenshot({ path: join(OUT, 'phone-people.png') });
+		await A.keyboard.press('Escape');
+		await A.setViewportSize({ width: 1280, height: 800 });
+	});
+
+	await step('an unknown command gets an error under the message box', async () => {
+		const err = A.locator('#send-error');
+		await say(A, '/no-such-command');
+		await err.waitFor({ state: 'visible' });
+		check(await A.inputValue('#composer-input') === '/no-such-command', 'text kept for editing');
+		await A.fill('#composer-input', '');
+		await err.waitFor({ state: 'hidden' });
+	});
+
+	await step('/help is answered with a notice in the room', async () => {
+		await say(A, '/help');
+		const notice = A.locator('#log li.line.notice');
+		const err = A.locator('#send-error');
+		await Promise.race([notice.first().waitFor(), err.waitFor({ state: 'visible' })]);
+		if (await err.isVisible()) {
+			const why = await err.textContent();
+			await A.fill('#composer-input', '');
+			throw refusal(`server refused /help: ${why}`);
+		}
+	});
+
+	await step('a kick shows in the room and takes it out of the joined ones', async () => {
+		/* alice created the room on this connection: she owns it */
+		await say(A, '/kick carol off-topic');
+		const kicked = C.locator('#log li.line.warn');
+		const err = A.locator('#send-error');
+		await Promise.race([kicked.waitFor(), err.waitFor({ state: 'visible' })]);
+		if (await err.isVisible()) {
+			const why = await err.textContent();
+			await A.fill('#composer-input', '');
+			throw refusal(`server refused /kick: ${why}`);
+		}
+		check(/off-topic/.test(await kicked.textContent()), 'reason shown');
+		await C.locator('#not-member').waitFor();
+		await waitPeople(A, ['alice', 'bob']);
+		await C.click('#rejoin-btn');
+		await C.locator('#composer-input').waitFor();
+		await waitPeople(A, ['alice', 'bob', 'carol']);
+	});
+
+	const xss = '<img src=x onerror=alert(1)>';
+	await step('markup from the network is shown as text', async () => {
+		await say(B, xss);
+		await message(A, xss).waitFor();
+		const text = await message(A, xss).last().textContent();
+		check(text === xss, `shown as "${text}"`);
+		check(await A.locator('#log img').count() === 0, 'no img element made');
+		await sleep(300);
+		check(dialogs.length === 0, `dialog fired: ${dialogs.join('; ')}`);
+	});
+
+	await step('keyboard: Tab reaches the controls, Shift+Enter adds a line', async () => {
+		await A.focus('#composer-input');
+		await A.keyboard.type('first line');
+		await A.keyboard.press('Shift+Enter');
+		await A.keyboard.type('second line');
+		check(await A.inputValue('#composer-input') === 'first line\nsecond line', 'newline typed');
+		await A.keyboard.press('Enter');
+		await A.locator('#log li.msg .text', { hasText: 'second line' }).waitFor();
+		await A.evaluate(() => document.activeElement.blur());
+		const seen = new Set();
+		for (let i = 0; i < 40; i++) {
+			await A.keyboard.press('Tab');
+			seen.add(await A.evaluate(() => document.activeElement?.id ||
+			    document.activeElement?.className || ''));
+		}
+		for (const id of ['name-input', 'create-input', 'composer-input', 'leave-btn'])
+			check(seen.has(id), `Tab never reached #${id}`);
+	});
+
+	await step('a reload reconnects and rejoins with the same name and room', async () => {
+		await A.reload();
+		await connected(A);
+		await roomTitle(A, 'design-review');
+		await A.waitForFunction(() => document.getElementById('name-input').value === 'alice');
+		await waitPeople(A, ['alice', 'bob', 'carol']);
+		await waitPeople(B, ['alice', 'bob', 'carol']);
+		await message(A, lines[1][1]).waitFor();
+		check(await message(A, lines[1][1]).count() === 1, 'history shown once');
+		check(await A.locator('#joined-list .room', { hasText: 'general' }).count() === 1,
+		    'still in #general');
+	});
+
+	await step('a dropped connection reconnects, reclaims the name and dedupes history', async () => {
+		allowWsErrors = true;
+		relay.cut();
+		await A.locator('#conn:not([data-state="open"])').waitFor();
+		await say(B, 'Did alice drop off?');
+		/* The daemon drops the silent old connection after its ping
+		 * timeout; until then the name is taken and the client retries. */
+		await A.locator('#conn[data-state="open"]').waitFor({ timeout: 20000 });
+		await A.waitForFunction(() => document.getElementById('name-input').value === 'alice',
+		    null, { timeout: 25000 });
+		await waitPeople(A, ['alice', 'bob', 'carol']);
+		await message(A, 'Did alice drop off?').waitFor({ timeout: 15000 });
+		check(await message(A, lines[2][1]).count() === 1, 'no duplicate after rejoin');
+		check(await message(A, 'Did alice drop off?').count() === 1, 'missed message shown once');
+		await A.locator('#name-error').waitFor({ state: 'hidden' });
+		allowWsErrors = false;
+	});
+
+	await step('one closes and the other sees it leave', async () => {
+		await bob.context.close();
+		await waitPeople(A, ['alice', 'carol']);
+		await A.locator('#log li.line', { hasText: /bob (left|disconnected)/ }).waitFor();
+	});
+
+	await step('leaving a room', async () => {
+		await C.click('#leave-btn');
+		await C.locator('#joined-list .room', { hasText: 'design-review' }).waitFor({ state: 'detached' });
+		await waitPeople(A, ['alice']);
+	});
+
+	await step('no CSP violations, console errors or dialogs', async () => {
+		check(problems.length === 0, problems.join('\n'));
+		check(dialogs.length === 0, dialogs.join('\n'));
+	});
+}
+
+const watchdog = setTimeout(async () => {
+	console.log(`FAIL: the whole test took longer than ${TOTAL_MS} ms`);
+	server?.kill('SIGKILL');
+	process.exit(1);
+}, TOTAL_MS);
+
+let status = 0;
+try {
+	await main();
+} catch (e) {
+	status = 1;
+	if (failed === 0) {
+		console.log(`FAIL: ${e.message}`);
+		failed++;
+	}
+	if (problems.length) console.log(`console:\n  ${problems.join('\n  ')}`);
+} finally {
+	await stopServer();
+	if (tmp) rmSync(tmp, { recursive: true, force: true });
+	clearTimeout(watchdog);
+}
+console.log(`screenshots and logs in ${OUT}`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(status);
