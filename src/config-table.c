@@ -92,6 +92,14 @@ config_check_hostport(const char *s, size_t len)
 	return NULL;
 }
 
+#ifdef HAVE_SQLITE
+/* Durable history is the embedded default wherever it is built. */
+static const char *const config_plugins_default[] = { "history-sqlite",
+	NULL };
+#else
+#define config_plugins_default NULL
+#endif
+
 static const char *const config_rooms_default[] = { "general", NULL };
 
 /* Scripts: names are file names without .lua, so no paths. */
@@ -208,7 +216,7 @@ const struct config_option config_options[] = {
 	    "username changes per minute from one client; 0: any"),
 	NUM(name_burst, CONFIG_UINT, 1, 10000000, 5,
 	    "username changes one client may make at once"),
-	NUM(flood_close_after, CONFIG_UINT, 0, 1000000, 100,
+	NUM(flood_close_after, CONFIG_UINT, 0, 65535, 100,
 	    "rate-limited requests in a row before close 1008; 0: never"),
 	NUM(ban_after, CONFIG_UINT, 0, 1000000, 50,
 	    "violations from one address that earn a ban; 0: no bans"),
@@ -227,10 +235,12 @@ const struct config_option config_options[] = {
 	    "proxies (address or CIDR) whose X-Forwarded-For is believed"),
 	STR(admin_listen, 3, 255, NULL, config_check_hostport,
 	    "ADDR:PORT of a listener for /metrics and /healthz; unset: off"),
-	LIST(plugins, 1, 4095, NULL, config_check_text, true,
+	LIST(plugins, 1, 4095, config_plugins_default, config_check_text, true,
 	    "native plugins to load: names in plugin_dir, or paths"),
 	STR(plugin_dir, 1, 4095, NULL, NULL,
 	    "directory of plugins named without a path; unset: the installed"),
+	STR(state_dir, 1, 4095, NULL, NULL,
+	    "directory for state (history); unset: the installed one"),
 	JSON(plugin_options,
 	    "per-plugin options: { [\"name\"] = { key = value, ... } }"),
 	LIST(script_dirs, 1, 4095, config_script_dirs_default, NULL, true,
@@ -245,7 +255,7 @@ const struct config_option config_options[] = {
 	    "when a hook fails: pass (go on) or deny (refuse the request)"),
 	JSON(script_settings,
 	    "per-script settings: { name = { key = value, ... } }"),
-	STR(oper_password, 71, 71, NULL, config_check_password_hash,
+	STR(oper_password, 1, 255, NULL, config_check_password_hash,
 	    "/oper password as \"sha256:<hex>\"; unset: no operators"),
 };
 

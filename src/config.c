@@ -390,9 +390,8 @@ config_json(lua_State *L, int idx, unsigned depth, const char **why)
 		lua_pop(L, 1);
 		if (lua_type(L, -1) == LUA_TSTRING)
 			named++;
-		else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 &&
-		    lua_tointeger(L, -1) <= n)
-			seq++;
+		else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1)
+			seq++; /* beyond n: a hole, caught below */
 		else {
 			lua_pop(L, 1);
 			*why = "has a key that is neither a name nor a list "

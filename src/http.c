@@ -263,8 +263,12 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 			while (n > 0 && (start[n - 1] == ' ' ||
 			    start[n - 1] == '\t'))
 				n--;
-			if (n == 0 || n >= sizeof hop)
-				return; /* malformed: keep the proxy's address */
+			if (n == 0 || n >= sizeof hop) {
+				/* Malformed: the client is unknown, and must
+				 * not pass for the proxy itself. */
+				snprintf(out, size, "unknown");
+				return;
+			}
 			memcpy(hop, start, n);
 			hop[n] = '\0';
 			if (!http_trusted(hop)) {
@@ -272,6 +276,8 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 				if (inet_pton(AF_INET, hop, a) == 1 ||
 				    inet_pton(AF_INET6, hop, a) == 1)
 					snprintf(out, size, "%s", hop);
+				else
+					snprintf(out, size, "unknown");
 				return;
 			}
 			snprintf(out, size, "%s", hop);

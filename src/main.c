@@ -31,12 +31,17 @@
 #include "parley.h"
 
 #define MAIN_SHUTDOWN_MS 3000
+#define MAIN_TICK_MS 1000
 
 static struct loop_fd main_signal_lfd = { .fd = -1 };
 static struct config main_config;
 static const char *main_config_path;   /* NULL: built-in defaults */
 static const char *main_listen_arg;    /* --listen, kept over reloads */
 static long main_port_arg = -1;        /* --port, likewise */
+static unsigned main_start_max_connections; /* after the fd clamp */
+static bool main_shutting_down;
+static struct loop_timer main_tick_timer;
+static bool main_stop_announced;
 
 static void
 main_usage(FILE *f)
@@ -54,6 +59,9 @@ main_usage(FILE *f)
 	    "  -u, --user USER     run as USER after binding the sockets\n"
 	    "  -g, --group GROUP   run as GROUP (default: USER's group)\n"
 	    "      --pidfile FILE  write the process id to FILE\n"
+	    "      --plugin-info FILE\n"
+	    "                      print a plugin's ABI, name, version and\n"
+	    "                      what it registers, and exit\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n");
 }
@@ -115,30 +123,51 @@ main_listen(const char *addr, int port, int *bound, char **cause)
 	return fd;
 }
 
-/* The web root when the configuration names none: the bundled public/
- * when running from a build tree, else the installed client. */
-static char *
-main_default_web_root(void)
+/* True when a and b load the same plugins with the same options. */
+static bool
+main_plugins_same(const struct config *a, const struct config *b)
 {
-	char exe[PATH_MAX], *slash, *candidate;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	struct stat st;
-
-	if (n > 0) {
-		exe[n] = '\0';
-		if ((slash = strrchr(exe, '/')) != NULL) {
-			*slash = '\0';
-			/* src/parleyd or src/.libs/lt-parleyd */
-			xasprintf(&candidate, "%s/../public/index.html", exe);
-			if (stat(candidate, &st) == 0) {
-				candidate[strlen(candidate) -
-				    strlen("/index.html")] = '\0';
-				return candidate;
-			}
-			free(candidate);
-		}
+	if (a->plugins.n != b->plugins.n)
+		return false;
+	for (size_t i = 0; i < a->plugins.n; i++) {
+		if (strcmp(a->plugins.v[i], b->plugins.v[i]) != 0)
+			return false;
 	}
-	return xstrdup(PARLEY_WWWDIR);
+	if ((a->plugin_dir == NULL) != (b->plugin_dir == NULL) ||
+	    (a->plugin_dir != NULL && strcmp(a->plugin_dir, b->plugin_dir) != 0))
+		return false;
+	if (a->plugin_options == NULL || b->plugin_options == NULL)
+		return a->plugin_options == b->plugin_options;
+	return json_equal(a->plugin_options, b->plugin_options);
+}
+
+#define MAIN_SWAP(a, b)                                                      \
+	do {                                                                 \
+		__typeof__(a) main_tmp_ = (a);                                \
+		(a) = (b);                                                   \
+		(b) = main_tmp_;                                             \
+	} while (0)
+
+/* Moves the running values of restart-only settings into next (next's
+ * own go to running, which is freed). */
+static void
+main_keep_running(struct config *next, struct config *running)
+{
+	MAIN_SWAP(next->listen, running->listen);
+	MAIN_SWAP(next->port, running->port);
+	MAIN_SWAP(next->admin_listen, running->admin_listen);
+	MAIN_SWAP(next->http_timeout, running->http_timeout);
+	MAIN_SWAP(next->max_header_bytes, running->max_header_bytes);
+	MAIN_SWAP(next->plugins, running->plugins);
+	MAIN_SWAP(next->plugin_dir, running->plugin_dir);
+	MAIN_SWAP(next->plugin_options, running->plugin_options);
+	MAIN_SWAP(next->state_dir, running->state_dir);
+	/* libmicrohttpd's socket cap was fixed at start. */
+	if (next->max_connections > main_start_max_connections) {
+		log_warn("core", "reload: max_connections can rise above %u "
+		    "only on restart", main_start_max_connections);
+		next->max_connections = main_start_max_connections;
+	}
 }
 
 /* Re-reads the configuration; applies it only when all of it is good. */
@@ -180,9 +209,16 @@ main_reload(void)
 	    next.max_header_bytes != cfg->max_header_bytes)
 		log_warn("core", "reload: http_timeout and max_header_bytes "
 		    "change only on restart");
+	if (!main_plugins_same(&next, cfg))
+		log_warn("core", "reload: plugins, plugin_dir and "
+		    "plugin_options change only on restart");
 	if (next.max_frame_bytes != cfg->max_frame_bytes)
 		log_info("core", "reload: max_frame_bytes applies to new "
 		    "connections");
+
+	/* Restart-only settings keep their running values, so that cfg
+	 * always says what the server does. */
+	main_keep_running(&next, &main_config);
 
 	old = main_config;
 	main_config = next;
@@ -200,9 +236,28 @@ main_reload(void)
 			proto_room_create(NULL, cfg->rooms.v[i], len, NULL, NULL,
 			    NULL);
 	}
+	if (script_reload(&cause) == -1) {
+		log_error("core", "reload: %s; keeping the running scripts",
+		    cause);
+		free(cause);
+	}
 	log_info("core", "reloaded %s", main_config_path ? main_config_path :
 	    "the built-in defaults");
 	notify_send("READY=1\nSTATUS=serving");
+}
+
+static int
+main_state_dir(const char *user, char **cause)
+{
+	struct passwd *pw;
+
+	if (path_mkdirs(cfg->state_dir, cause) == -1)
+		return -1;
+	if (user != NULL && getuid() == 0 && (pw = getpwnam(user)) != NULL &&
+	    chown(cfg->state_dir, pw->pw_uid, pw->pw_gid) == -1)
+		log_warn("core", "cannot give %s to %s: %s", cfg->state_dir,
+		    user, strerror(errno));
+	return 0;
 }
 
 static int
@@ -257,6 +312,36 @@ main_write_pidfile(const char *path, char **cause)
 	return 0;
 }
 
+/* Runs the hooks of a server event (start, stop, tick). */
+static void
+main_server_event(enum hook_event ev)
+{
+	struct hook_args a = { .event = ev };
+
+	if (!hook_any(ev))
+		return;
+	hook_run(&a);
+	hook_args_free(&a);
+}
+
+static void
+main_on_tick(struct loop_timer *t)
+{
+	main_server_event(HOOK_TICK);
+	loop_timer_set(t, MAIN_TICK_MS, main_on_tick);
+}
+
+/* Tells scripts and plugins once, while clients are still connected. */
+static void
+main_announce_stop(void)
+{
+	if (main_stop_announced)
+		return;
+	main_stop_announced = true;
+	loop_timer_cancel(&main_tick_timer);
+	main_server_event(HOOK_SERVER_STOP);
+}
+
 static void
 main_on_signal(struct loop_fd *lfd, uint32_t events)
 {
@@ -266,11 +351,13 @@ main_on_signal(struct loop_fd *lfd, uint32_t events)
 		switch (si.ssi_signo) {
 		case SIGTERM:
 		case SIGINT:
-			if (loop_stopping())
+			if (loop_stopping() || main_shutting_down)
 				break;
+			main_shutting_down = true;
 			log_info("core", "%s: closing %u connections",
 			    strsignal((int)si.ssi_signo), conn_count());
 			notify_send("STOPPING=1");
+			main_announce_stop();
 			http_quiesce();
 			conn_shutdown_all(MAIN_SHUTDOWN_MS);
 			if (conn_count() == 0)
@@ -340,12 +427,14 @@ main(int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "pidfile", required_argument, NULL, 'P' },
+		{ "plugin-info", required_argument, NULL, 'I' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = NULL, *listen_addr = NULL;
 	const char *run_user = NULL, *run_group = NULL, *pidfile = NULL;
+	const char *plugin_info_file = NULL;
 	long port = -1;
 	bool check_only = false;
 	char *cause = NULL, *end;
@@ -383,6 +472,9 @@ main(int argc, char **argv)
 		case 'P':
 			pidfile = optarg;
 			break;
+		case 'I':
+			plugin_info_file = optarg;
+			break;
 		case 'V':
 			main_version();
 			return 0;
@@ -416,6 +508,20 @@ main(int argc, char **argv)
 		return 1;
 	}
 	main_config_path = config_path;
+	if (plugin_info_file != NULL) {
+		/* The configuration gives the plugin's options and dir. */
+		int rc;
+		log_level = cfg->log_level;
+		rc = plugin_info(plugin_info_file);
+		config_free(&main_config);
+		return rc;
+	}
+	if (check_only && script_check(&cause) == -1) {
+		fprintf(stderr, "parleyd: %s\n", cause);
+		free(cause);
+		config_free(&main_config);
+		return 1;
+	}
 	if (check_only) {
 		printf("%s: configuration OK\n",
 		    config_path ? config_path : "built-in defaults");
@@ -429,7 +535,7 @@ main(int argc, char **argv)
 	if (port != -1)
 		cfg->port = (int)port;
 	if (cfg->web_root == NULL)
-		cfg->web_root = main_default_web_root();
+		cfg->web_root = path_bundled("public", PARLEY_WWWDIR);
 	log_level = cfg->log_level;
 	if (log_open(cfg->log_file, cfg->log_syslog,
 	    strcmp(cfg->log_format, "json") == 0, &cause) == -1) {
@@ -443,6 +549,7 @@ main(int argc, char **argv)
 	if (loop_init(&cause) == -1 || main_signals(&cause) == -1)
 		fatal("%s", cause);
 	main_raise_nofile();
+	main_start_max_connections = cfg->max_connections;
 	listen_fd = main_listen(cfg->listen, cfg->port, &bound, &cause);
 	if (listen_fd == -1)
 		fatal("%s", cause);
@@ -467,6 +574,14 @@ main(int argc, char **argv)
 		    strchr(host, ':') ? "]" : "", admin_bound);
 		free(host);
 	}
+	/* The state directory (history): created before privileges go,
+	 * and handed to the user the daemon will run as. */
+	if (cfg->state_dir == NULL && path_build_tree() != NULL)
+		xasprintf(&cfg->state_dir, "%s/state", path_build_tree());
+	else if (cfg->state_dir == NULL)
+		cfg->state_dir = xstrdup(PARLEY_STATEDIR);
+	if (cfg->plugins.n > 0 && main_state_dir(run_user, &cause) == -1)
+		fatal("%s", cause);
 	/* Sockets are bound: give up root before any script or plugin
 	 * runs. */
 	if (main_drop_privileges(run_user, run_group, &cause) == -1)
@@ -477,10 +592,17 @@ main(int argc, char **argv)
 	metrics_init();
 	for (size_t i = 0; i < cfg->rooms.n; i++)
 		room_create(cfg->rooms.v[i], strlen(cfg->rooms.v[i]), 0);
+	/* Plugins see the configured rooms; a refused one stops us here. */
+	if (plugin_load_all(&cause) == -1)
+		fatal("%s", cause);
+	if (script_init(&cause) == -1)
+		fatal("%s", cause);
 	loop_before_sleep(conn_flush_pending);
 	loop_before_sleep(client_reap);
 	if (http_start(listen_fd, admin_fd, &cause) == -1)
 		fatal("%s", cause);
+	main_server_event(HOOK_SERVER_START);
+	loop_timer_set(&main_tick_timer, MAIN_TICK_MS, main_on_tick);
 
 	log_info("core", "parleyd %s serving %s", PACKAGE_VERSION,
 	    cfg->web_root);
@@ -492,9 +614,13 @@ main(int argc, char **argv)
 
 	loop_run();
 
+	main_announce_stop();
 	log_info("core", "stopped");
 	http_stop();
 	client_reap();
+	/* Clients are gone: a history store flushes what it holds. */
+	plugin_unload_all();
+	script_free();
 	room_free_all();
 	command_free_all();
 	hook_free_all();

@@ -185,6 +185,8 @@ metrics_render(size_t *len)
 	metrics_printf(&mb, "# HELP parley_loop_lag_seconds how late the "
 	    "event loop ran a timer\n# TYPE parley_loop_lag_seconds gauge\n"
 	    "parley_loop_lag_seconds %.3f\n"
+	    "# HELP parley_loop_lag_max_seconds the largest lag seen\n"
+	    "# TYPE parley_loop_lag_max_seconds gauge\n"
 	    "parley_loop_lag_max_seconds %.3f\n",
 	    (double)metrics_lag_last / 1000, (double)metrics_lag_max / 1000);
 	metrics_printf(&mb, "# HELP parley_hook_calls_total hook calls, by "

@@ -43,6 +43,15 @@ int xasprintf(char **out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int xvasprintf(char **out, const char *fmt, va_list ap);
 
+/* path.c: bundled files when running from a build tree */
+/* The top of the build tree the daemon runs from, or NULL when it runs
+ * installed. */
+const char *path_build_tree(void);
+/* The build tree's rel when it exists there, else installed (copied). */
+char *path_bundled(const char *rel, const char *installed);
+/* Creates dir and missing parents (mode 0750); 0 when it exists. */
+int path_mkdirs(const char *dir, char **cause);
+
 /* log.c: levelled log lines tagged with their source */
 enum log_level {
 	LOG_LVL_ERROR,
@@ -330,7 +339,7 @@ struct config {
 	unsigned http_timeout;    /* seconds: 10 */
 	unsigned history_size;    /* per room: 100; 0 = none */
 	/* limits and rate limits (limit.c); per_minute 0 = no limit */
-	size_t max_header_bytes;  /* HTTP request memory: 32 KiB */
+	size_t max_header_bytes;  /* HTTP request memory: 8 KiB */
 	unsigned max_rooms;       /* rooms on the server: 10000 */
 	unsigned max_rooms_per_client; /* rooms one client is in: 100 */
 	unsigned max_members_per_room; /* 100000 */
@@ -356,6 +365,20 @@ struct config {
 	char *log_format;         /* "text" or "json" */
 	struct strlist trusted_proxies; /* CIDR blocks: {} */
 	char *admin_listen;       /* "ADDR:PORT" for /metrics; NULL: off */
+	/* native plugins (plugin.c) */
+	struct strlist plugins;   /* names or paths, loaded in order:
+				     {"history-sqlite"} when it is built */
+	char *state_dir;          /* NULL: PARLEY_STATEDIR (or build tree) */
+	char *plugin_dir;         /* NULL: PARLEY_PLUGINDIR (or build tree) */
+	json_t *plugin_options;   /* object: name -> options; NULL: none */
+	/* Lua scripts (script.c) */
+	struct strlist script_dirs; /* searched in order */
+	struct strlist scripts;   /* enabled, by name: usernames, commands */
+	size_t script_memory_limit; /* bytes, whole state: 64 MiB */
+	unsigned script_instruction_limit; /* per call: 10 million */
+	char *script_failure_policy; /* "pass" or "deny" */
+	json_t *script_settings;  /* object: script -> settings; NULL: none */
+	char *oper_password;      /* "sha256:<hex>"; NULL: no /oper */
 };
 /* Fills c with the built-in defaults. */
 void config_defaults(struct config *c);
@@ -665,6 +688,41 @@ void hook_stats_each(void (*fn)(const char *owner, enum hook_event ev,
     uint64_t calls, const uint64_t *verdicts, uint64_t ns, void *arg),
     void *arg);
 void hook_free_all(void);
+
+/* plugin.c: native plugins: dlopen, ABI checks, the host function table
+ * (plugin-host.c) */
+/* Loads the plugins of cfg->plugins in order. The first one refused (a
+ * missing file or symbol, a wrong ABI major, a too-small descriptor, a
+ * failing init) is logged with why, the plugins loaded before it are
+ * unloaded, and -1 returns with *cause set (caller frees). */
+int plugin_load_all(char **cause);
+/* Stops each plugin's timers, calls its fini and unloads it, in reverse
+ * load order (after the clients are gone: a history store flushes). */
+void plugin_unload_all(void);
+/* parleyd --plugin-info: loads file (a path, or a name looked up as for
+ * `plugins`), checks it, runs its init against a table that only records
+ * registrations, prints what it is and registers, runs its fini. Returns
+ * the exit status. */
+int plugin_info(const char *file);
+unsigned plugin_count(void);
+/* Calls fn for each counter plugins keep (for the metrics). */
+void plugin_counter_each(void (*fn)(const char *plugin, const char *name,
+    int64_t value, void *arg), void *arg);
+
+/* script.c: Lua scripts in one sandboxed state (script-api.c: what they
+ * may call) */
+#ifndef PARLEY_SCRIPTDIR /* set by the build: $(pkgdatadir)/scripts */
+#define PARLEY_SCRIPTDIR "/usr/local/share/parley/scripts"
+#endif
+/* Loads cfg's scripts and puts their hooks, commands and timers into
+ * service; -1 with *cause (caller frees) when one does not load. */
+int script_init(char **cause);
+/* Loads cfg's scripts into a new state and, only when all of them load,
+ * replaces the running ones; else -1 with *cause, the old ones kept. */
+int script_reload(char **cause);
+/* Loads cfg's scripts and throws them away (--check-config). */
+int script_check(char **cause);
+void script_free(void);
 
 /* command.c: the slash-command registry */
 struct command_ctx {

@@ -658,6 +658,13 @@ proto_handle(struct client *c, const char *data, size_t len)
 	proto_handler fn;
 	enum proto_err e;
 
+	/* Every frame costs a token, malformed ones too: they are the
+	 * cheapest way to make the server work. */
+	if (!bucket_take(&c->rl_requests, cfg->requests_per_minute,
+	    cfg->request_burst)) {
+		proto_rate_limited(c, NULL);
+		return;
+	}
 	if (proto_json_depth(data, len, cfg->max_json_depth) >
 	    cfg->max_json_depth) {
 		proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL,
@@ -678,12 +685,6 @@ proto_handle(struct client *c, const char *data, size_t len)
 		return;
 	}
 	req.id = id;
-	if (!bucket_take(&c->rl_requests, cfg->requests_per_minute,
-	    cfg->request_burst)) {
-		proto_rate_limited(c, req.id);
-		json_decref(req.msg);
-		return;
-	}
 	type = json_object_get(req.msg, "type");
 	if (!json_is_string(type) ||
 	    strlen(json_string_value(type)) != json_string_length(type))

@@ -202,6 +202,9 @@ class Server:
 		"names_per_minute": 0,
 		"flood_close_after": 0,
 		"ban_after": 0,
+		# The built-in default loads history-sqlite; these tests want the
+		# in-memory ring unless a case asks for plugins.
+		"plugins": [],
 	}
 
 	def __init__(self, config=None, web_root=None, args=(),
@@ -225,6 +228,8 @@ class Server:
 			self.web_root = self.web_root_arg
 		if "web_root" not in self.config:
 			self.config["web_root"] = self.web_root
+		if "state_dir" not in self.config:
+			self.config["state_dir"] = os.path.join(self.dir, "state")
 		self.config_path = os.path.join(self.dir, "parley.conf")
 		with open(self.config_path, "w") as f:
 			if self.raw_config is not None:

@@ -1,0 +1,605 @@
+/*
+ * parley/plugin.h: the native plugin ABI of parleyd, and its manual.
+ *
+ * A plugin is a shared object that parleyd loads with dlopen() at start-up.
+ * It exports exactly one symbol, the descriptor `parley_plugin` (see
+ * PARLEY_PLUGIN_DEFINE), which names the plugin and gives its init and
+ * fini functions. init receives a table of host functions (struct
+ * parley_host) through which the plugin registers event hooks, commands,
+ * timers and, optionally, itself as the server's history store, and
+ * through which it acts on clients and rooms.
+ *
+ * This header is self-contained (only <stddef.h>, <stdint.h> and
+ * <stdbool.h>), compiles as C99 and as C++, and is all a plugin needs:
+ *
+ *     cc -shared -fPIC $(pkg-config --cflags parley) -o hello.so hello.c
+ *
+ * Rules of the ABI:
+ *
+ * - Threads. parleyd runs every callback on its one event-loop thread.
+ *   Host functions may only be called from that thread, from inside a
+ *   callback (init, fini, a hook, a command, a timer or a history store
+ *   function). A plugin may run threads of its own but must not call the
+ *   host from them.
+ * - Handles. parley_client and parley_room are opaque handles, valid only
+ *   until the callback that received (or looked up) them returns. To refer
+ *   to a client later keep its id (client_id, a number never reused while
+ *   the server runs); to refer to a room keep its name.
+ * - Strings. Strings passed to the host are borrowed: the host copies what
+ *   it keeps. Strings the host returns are borrowed too and valid until
+ *   the callback returns, unless said otherwise. All text is UTF-8.
+ *   Functions that take a length take text that need not be NUL-terminated.
+ * - JSON crosses as `const char *` plus a length, never as library types.
+ * - Versioning. The ABI has a major and a minor number. Additions (a new
+ *   host function appended to struct parley_host, a new event, a new
+ *   field taken from a reserved one) bump the minor number; any other
+ *   change to a layout bumps the major number. The host refuses a plugin
+ *   built for another major number. A plugin built against a newer minor
+ *   number than the host's must test for the functions it needs with
+ *   PARLEY_HOST_HAS() before calling them.
+ * - Every struct that crosses the ABI starts with its size in bytes (as
+ *   the side that filled it was compiled) and keeps reserved fields, which
+ *   must be zero when the plugin fills the struct.
+ * - Names. Everything public is prefixed parley_ or PARLEY_.
+ *
+ * ABI version 1.0 is the first one; "since 1.0" marks items present in it.
+ */
+#ifndef PARLEY_PLUGIN_H
+#define PARLEY_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------
+ * Versions and the entry symbol
+ */
+
+/* The ABI this header describes. since 1.0 */
+#define PARLEY_PLUGIN_ABI_MAJOR 1
+#define PARLEY_PLUGIN_ABI_MINOR 0
+
+/* The name of the one symbol a plugin exports. since 1.0 */
+#define PARLEY_PLUGIN_SYMBOL "parley_plugin"
+
+/* Marks the entry symbol for export from the shared object. since 1.0 */
+#if defined(__GNUC__) || defined(__clang__)
+#define PARLEY_EXPORT __attribute__((visibility("default")))
+#else
+#define PARLEY_EXPORT
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PARLEY_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PARLEY_PRINTF(f, a)
+#endif
+
+/* ---------------------------------------------------------------------
+ * Opaque handles
+ */
+
+/* The host's context for one loaded plugin. Passed to init and to every
+ * callback; give it back as the first argument of each host function.
+ * Valid from init until fini returns. since 1.0 */
+typedef struct parley_ctx parley_ctx;
+
+/* A connected client; valid until the current callback returns. Keep
+ * parley_host.client_id() to find it again later. since 1.0 */
+typedef struct parley_client parley_client;
+
+/* A room; valid until the current callback returns. Keep its name to find
+ * it again later. since 1.0 */
+typedef struct parley_room parley_room;
+
+/* Where a history store's read function delivers messages (see
+ * parley_host.history_emit). Valid during that read call only. since 1.0 */
+typedef struct parley_history_sink parley_history_sink;
+
+/* ---------------------------------------------------------------------
+ * Codes
+ */
+
+/* Error codes: a denied request fails with the protocol error of the
+ * same name (PROTOCOL.md), e.g. PARLEY_ERR_REJECTED -> "rejected". Host
+ * functions that can fail return one of these too. Values are fixed.
+ * since 1.0 */
+enum parley_error {
+	PARLEY_OK = 0,
+	PARLEY_ERR_REJECTED = 1,      /* refused by a plugin (the default) */
+	PARLEY_ERR_FORBIDDEN = 2,     /* the client may not do that */
+	PARLEY_ERR_INVALID_NAME = 3,  /* a name breaks the rules */
+	PARLEY_ERR_NAME_TAKEN = 4,    /* another client has that name */
+	PARLEY_ERR_RATE_LIMITED = 5,  /* too much, too fast */
+	PARLEY_ERR_MESSAGE_TOO_LONG = 6,
+	PARLEY_ERR_BAD_REQUEST = 7,   /* malformed arguments */
+	PARLEY_ERR_ROOM_EXISTS = 8,
+	PARLEY_ERR_ROOM_NOT_FOUND = 9,
+	PARLEY_ERR_NOT_IN_ROOM = 10,
+	PARLEY_ERR_UNKNOWN_COMMAND = 11,
+	PARLEY_ERR_UNSUPPORTED = 12,
+	PARLEY_ERR_INTERNAL = 13
+};
+
+/* What an event callback decides. Values are fixed. since 1.0 */
+enum parley_verdict {
+	/* Go on down the chain: the next hook (plugin or script) runs. */
+	PARLEY_PASS = 0,
+	/* Refuse the request: set ev->deny_code (PARLEY_ERR_REJECTED when
+	 * left 0) and optionally ev->deny_reason, shown to the client as the
+	 * error's message. The chain ends. Meaningful for connect (the
+	 * connection is closed with code 1008 and the reason), username,
+	 * create_room, join and message. */
+	PARLEY_DENY = 1,
+	/* Replace the text: set ev->new_text and ev->new_text_len; the hooks
+	 * after this one see the new text, and the core checks it again as
+	 * it checks a client's (length, UTF-8, name rules). Meaningful for
+	 * username and message; elsewhere it acts as PARLEY_PASS. */
+	PARLEY_MODIFY = 2,
+	/* Accept the request but do nothing, silently: the message is not
+	 * posted, the room not created. The chain ends. Meaningful for
+	 * create_room and message; elsewhere it acts as PARLEY_STOP. */
+	PARLEY_DROP = 3,
+	/* Accept the request as it is now and skip the rest of the chain. */
+	PARLEY_STOP = 4
+};
+
+/* Log levels for parley_host.log_printf; messages above the configured
+ * log_level are discarded before formatting. since 1.0 */
+enum parley_log_level {
+	PARLEY_LOG_ERROR = 0,
+	PARLEY_LOG_WARN = 1,
+	PARLEY_LOG_INFO = 2,
+	PARLEY_LOG_DEBUG = 3
+};
+
+/* ---------------------------------------------------------------------
+ * Events
+ */
+
+/* Event ids for parley_host.hook_add. Values are fixed. since 1.0 */
+enum parley_event_type {
+	/* A WebSocket client connected, before its welcome. client set.
+	 * Verdicts: DENY closes the connection. */
+	PARLEY_EV_CONNECT = 1,
+	/* A client asks for a name (set_username, join_room with a username,
+	 * a /nick command). client set; text = the requested name. Verdicts:
+	 * DENY, MODIFY (the name to set instead). */
+	PARLEY_EV_USERNAME = 2,
+	/* A client creates a room. client set; text = the room name.
+	 * Verdicts: DENY, DROP. */
+	PARLEY_EV_CREATE_ROOM = 3,
+	/* A client joins a room it is not in. client and room set.
+	 * Verdicts: DENY. */
+	PARLEY_EV_JOIN = 4,
+	/* A chat message (not a command) from a member of a room. client,
+	 * room and text set. Verdicts: DENY, MODIFY, DROP. */
+	PARLEY_EV_MESSAGE = 5,
+	/* A client has left a room (already out of it). client, room and
+	 * reason ("left", "disconnected", "timeout" or "kicked") set. The
+	 * verdict is ignored. */
+	PARLEY_EV_LEAVE = 6,
+	/* A client has gone (after its leave events). client and reason set;
+	 * nothing can be sent to it any more. The verdict is ignored. */
+	PARLEY_EV_DISCONNECT = 7,
+	/* The server is about to accept connections. No client. */
+	PARLEY_EV_SERVER_START = 8,
+	/* The server is stopping (SIGTERM or SIGINT); clients are still
+	 * connected and get what is sent now before they are closed. */
+	PARLEY_EV_SERVER_STOP = 9,
+	/* Once a second while the server runs. No client. */
+	PARLEY_EV_TICK = 10
+};
+/* One more than the highest event id of this header. since 1.0 */
+#define PARLEY_EV_LIMIT 11
+
+/*
+ * One event, given to a hook. The host fills a fresh one for each hook it
+ * calls; every pointer in it is valid until the hook returns. The results
+ * are read only for the verdicts that use them; they are borrowed until
+ * the hook returns (the host copies them). since 1.0
+ */
+struct parley_event {
+	uint32_t size;       /* sizeof(struct parley_event) in the host */
+	uint32_t type;       /* enum parley_event_type */
+	parley_client *client; /* NULL for start, stop and tick */
+	parley_room *room;   /* join, message, leave; else NULL */
+	const char *text;    /* username, create_room, message; else NULL */
+	size_t text_len;     /* bytes of text (not necessarily NUL-ended) */
+	const char *reason;  /* leave, disconnect; else NULL */
+	uint64_t client_id;  /* 0 without a client */
+	uint64_t wall_ms;    /* milliseconds since the Unix epoch */
+	/* Results. */
+	int32_t deny_code;   /* enum parley_error, for PARLEY_DENY */
+	uint32_t reserved0;
+	const char *deny_reason; /* for PARLEY_DENY; may stay NULL */
+	const char *new_text;    /* for PARLEY_MODIFY */
+	size_t new_text_len;
+	void *reserved[8];
+};
+
+/*
+ * A hook. Returns a verdict (enum parley_verdict). ev may be written
+ * (results only). arg is what was given to hook_add. A hook must not
+ * block or take long: it runs on the event loop. since 1.0
+ */
+typedef int (*parley_hook_fn)(parley_ctx *ctx, struct parley_event *ev,
+    void *arg);
+
+/* ---------------------------------------------------------------------
+ * Commands
+ */
+
+/*
+ * One run of a slash command: a member of room sent "/name args". Valid
+ * until the command function returns. since 1.0
+ */
+struct parley_command {
+	uint32_t size;       /* sizeof(struct parley_command) in the host */
+	uint32_t reserved0;
+	parley_client *client; /* who typed it */
+	parley_room *room;   /* where (the client is a member) */
+	const char *name;    /* the command, without the '/' */
+	const char *args;    /* after the name and one space; may be "" */
+	size_t args_len;     /* args is also NUL-terminated */
+	void *reserved[8];
+};
+
+/*
+ * A command. Returns PARLEY_OK, or an enum parley_error that the client
+ * gets as an error answering its request. Reply with
+ * parley_host.command_reply (a notice carrying the request's id).
+ * since 1.0
+ */
+typedef int (*parley_command_fn)(parley_ctx *ctx,
+    const struct parley_command *cmd, void *arg);
+
+/* ---------------------------------------------------------------------
+ * Timers
+ */
+
+/* A timer fired. id is what timer_add returned. since 1.0 */
+typedef void (*parley_timer_fn)(parley_ctx *ctx, uint64_t id, void *arg);
+
+/* ---------------------------------------------------------------------
+ * History store
+ */
+
+/* A message of a room's history. flags: PARLEY_MSG_* bits. since 1.0 */
+#define PARLEY_MSG_ACTION 0x1u /* a /me action */
+
+/* Strings are UTF-8 of the given lengths, not necessarily NUL-terminated
+ * (a message may even contain U+0000); all are borrowed. */
+struct parley_history_msg {
+	uint32_t size;      /* sizeof(struct parley_history_msg), filler's */
+	uint32_t flags;     /* PARLEY_MSG_* */
+	const char *room;   /* room name; history_emit ignores it */
+	size_t room_len;
+	uint64_t seq;       /* per room, rising by one per message */
+	uint64_t ts;        /* milliseconds since the Unix epoch */
+	const char *sender; /* username (or a plugin's bot name) */
+	size_t sender_len;
+	const char *text;   /* the message */
+	size_t text_len;
+	void *reserved[4];
+};
+
+/* "No upper bound" for a history read's before. since 1.0 */
+#define PARLEY_HISTORY_NO_BEFORE UINT64_MAX
+
+/*
+ * A history store: when a plugin registers one, every room's messages go
+ * to it instead of the in-memory ring, and the history request (and so
+ * the web client's scroll-back) is answered from it. At most one store
+ * per server. All three functions run on the event loop: they must answer
+ * quickly (keep writes off the loop: buffer them, or hand them to a
+ * thread of your own). since 1.0
+ */
+struct parley_history_store {
+	uint32_t size;      /* sizeof(struct parley_history_store) */
+	uint32_t reserved0;
+	void *arg;          /* passed back to the functions below */
+	/* Records one message (every pointer borrowed for the call).
+	 * Returns 0, or -1 after logging why. */
+	int (*append)(parley_ctx *ctx, const struct parley_history_msg *m,
+	    void *arg);
+	/* Delivers the newest limit messages of room with seq < before
+	 * (PARLEY_HISTORY_NO_BEFORE: no bound), OLDEST FIRST, one
+	 * parley_host.history_emit(ctx, sink, msg) call each. Returns 0, or
+	 * -1 (the client then gets an "internal" error). */
+	int (*read)(parley_ctx *ctx, const char *room, size_t room_len,
+	    uint64_t before, uint32_t limit, parley_history_sink *sink,
+	    void *arg);
+	/* The highest seq ever given in room (0 when none), so that the
+	 * server never gives a seq twice, across restarts too. Called when
+	 * a room is created and when the store is registered. May be NULL
+	 * (then seqs restart at 1 with the server). */
+	uint64_t (*last_seq)(parley_ctx *ctx, const char *room,
+	    size_t room_len, void *arg);
+	void *reserved[4];
+};
+
+/* ---------------------------------------------------------------------
+ * Iteration callbacks
+ */
+
+/* Called per member of a room (join order) or per room (creation order);
+ * return 0 to go on, anything else to stop. The list walked is a snapshot
+ * taken before the first call, so the callback may kick, post or create
+ * rooms. since 1.0 */
+typedef int (*parley_client_each_fn)(parley_ctx *ctx, parley_client *c,
+    void *arg);
+typedef int (*parley_room_each_fn)(parley_ctx *ctx, parley_room *r,
+    void *arg);
+
+/* ---------------------------------------------------------------------
+ * The host table
+ */
+
+/* parley_host.flags: init runs for `parleyd --plugin-info`. Registrations
+ * are only recorded, nothing runs and no client ever comes; do not open
+ * files, databases or threads. since 1.0 */
+#define PARLEY_HOST_INFO_ONLY 0x1u
+
+/*
+ * The host's functions, given to init. The table is owned by the host and
+ * valid until fini returns. New functions are only ever appended: before
+ * calling one added after the ABI version you require, check it with
+ * PARLEY_HOST_HAS(host, name).
+ *
+ * Unless said otherwise a function taking a client or room handle requires
+ * a valid one (never NULL), and every function is since 1.0.
+ */
+struct parley_host {
+	uint32_t size;       /* sizeof(struct parley_host) in the host */
+	uint16_t abi_major;  /* the host's PARLEY_PLUGIN_ABI_MAJOR */
+	uint16_t abi_minor;  /* the host's PARLEY_PLUGIN_ABI_MINOR */
+	uint32_t flags;      /* PARLEY_HOST_* */
+	uint32_t reserved0;
+	const char *server_version; /* parleyd's version, e.g. "0.1.0" */
+
+	/* ---- The plugin itself */
+
+	/* The plugin's name (from its descriptor). */
+	const char *(*plugin_name)(parley_ctx *ctx);
+	/* Logs a line tagged "plugin:NAME" at level (enum parley_log_level),
+	 * printf-style. */
+	void (*log_printf)(parley_ctx *ctx, int level, const char *fmt,
+	    ...)
+	    PARLEY_PRINTF(3, 4);
+	/* The plugin's options, as JSON text (an object; "{}" when the
+	 * configuration gives none): plugin_options["NAME"] of parley.conf.
+	 * Sets *len (when len is not NULL). Valid until fini returns. */
+	const char *(*options_json)(parley_ctx *ctx, size_t *len);
+	/* One top-level option, typed. Return 0 and set *out when key is
+	 * present with that type, 1 when key is absent (*out untouched), -1
+	 * when it has another type (logged). option_string's string is valid
+	 * until fini returns. An integer option also reads as a double. */
+	int (*option_string)(parley_ctx *ctx, const char *key,
+	    const char **out);
+	int (*option_int)(parley_ctx *ctx, const char *key, int64_t *out);
+	int (*option_bool)(parley_ctx *ctx, const char *key, bool *out);
+	int (*option_double)(parley_ctx *ctx, const char *key, double *out);
+
+	/* ---- Memory: the host's allocator. alloc and realloc never return
+	 * NULL (running out of memory ends the server); free(NULL) is
+	 * allowed. Use mem_free for anything the host says to free. */
+	void *(*mem_alloc)(parley_ctx *ctx, size_t size);
+	void *(*mem_realloc)(parley_ctx *ctx, void *ptr, size_t size);
+	void (*mem_free)(parley_ctx *ctx, void *ptr);
+
+	/* ---- Clocks */
+
+	/* Milliseconds since the Unix epoch. */
+	uint64_t (*wall_ms)(parley_ctx *ctx);
+	/* Monotonic milliseconds (for intervals), cached per loop turn. */
+	uint64_t (*mono_ms)(parley_ctx *ctx);
+
+	/* ---- Hooks */
+
+	/* Adds fn to the chain of event (enum parley_event_type), shared
+	 * with Lua scripts: higher priorities run first, equal ones in the
+	 * order they were added. Returns a hook id (> 0), or 0 for an
+	 * unknown event or a NULL fn (logged). */
+	uint64_t (*hook_add)(parley_ctx *ctx, int event, int priority,
+	    parley_hook_fn fn, void *arg);
+	/* Removes one of this plugin's hooks. Returns 0, -1 if unknown. */
+	int (*hook_remove)(parley_ctx *ctx, uint64_t id);
+
+	/* ---- Commands */
+
+	/* Registers /name (1 to 32 bytes of a-z, 0-9, '_' and '-'),
+	 * replacing any other of that name; /help lists it with usage (e.g.
+	 * "/roll [NdM]") and help (one line). usage and help may be NULL.
+	 * Returns 0, -1 for an invalid name (logged). */
+	int (*command_register)(parley_ctx *ctx, const char *name,
+	    const char *usage, const char *help, parley_command_fn fn,
+	    void *arg);
+	/* Answers a command: a notice to its client carrying the request's
+	 * id (and the room). Only during the command function. */
+	void (*command_reply)(parley_ctx *ctx,
+	    const struct parley_command *cmd, const char *text);
+
+	/* ---- Timers */
+
+	/* Calls fn after delay_ms, then every interval_ms (0: once).
+	 * Returns a timer id (> 0). A one-shot timer is forgotten after it
+	 * fires. All of a plugin's timers stop before its fini. */
+	uint64_t (*timer_add)(parley_ctx *ctx, uint64_t delay_ms,
+	    uint64_t interval_ms, parley_timer_fn fn, void *arg);
+	/* Stops a timer (also from its own callback). Returns 0, -1 if it
+	 * is not one of this plugin's pending timers. */
+	int (*timer_cancel)(parley_ctx *ctx, uint64_t id);
+
+	/* ---- Clients */
+
+	/* The client's id: never reused while the server runs. */
+	uint64_t (*client_id)(parley_ctx *ctx, parley_client *c);
+	/* The client's current username (NUL-terminated). */
+	const char *(*client_name)(parley_ctx *ctx, parley_client *c);
+	/* The client's IP address as text. */
+	const char *(*client_addr)(parley_ctx *ctx, parley_client *c);
+	/* The client with that id, or NULL when it is gone. */
+	parley_client *(*client_find)(parley_ctx *ctx, uint64_t id);
+	/* The client with that username (ASCII case-folded), or NULL. */
+	parley_client *(*client_find_by_name)(parley_ctx *ctx,
+	    const char *name, size_t len);
+	/* Sends a notice (room may be NULL). */
+	void (*client_notice)(parley_ctx *ctx, parley_client *c,
+	    parley_room *room, const char *text);
+	/* Sends one JSON object (with a string "type") to the client only.
+	 * Returns PARLEY_OK, or PARLEY_ERR_BAD_REQUEST when json is not such
+	 * an object (logged). */
+	int (*client_send_json)(parley_ctx *ctx, parley_client *c,
+	    const char *json, size_t len);
+	/* Removes the client from room: it gets kicked {roomName, reason},
+	 * the other members user_left with reason "kicked". Returns
+	 * PARLEY_OK or PARLEY_ERR_NOT_IN_ROOM. */
+	int (*client_kick)(parley_ctx *ctx, parley_client *c,
+	    parley_room *room, const char *reason);
+	/* Closes the client's connection (WebSocket close 1008 with reason;
+	 * reason may be NULL). It leaves its rooms as "disconnected". */
+	void (*client_disconnect)(parley_ctx *ctx, parley_client *c,
+	    const char *reason);
+	/* Renames the client after the core checks (not the username
+	 * hooks), telling it and its rooms as set_username does. Returns
+	 * PARLEY_OK, PARLEY_ERR_INVALID_NAME or PARLEY_ERR_NAME_TAKEN. */
+	int (*client_rename)(parley_ctx *ctx, parley_client *c,
+	    const char *name, size_t len);
+	/* Roles: small names ("oper", ...) a client holds, shared with the
+	 * scripts. has_role returns true or false; add_role returns 0, -1
+	 * when the server already knows 32 role names. */
+	bool (*client_has_role)(parley_ctx *ctx, parley_client *c,
+	    const char *role);
+	int (*client_add_role)(parley_ctx *ctx, parley_client *c,
+	    const char *role);
+	void (*client_remove_role)(parley_ctx *ctx, parley_client *c,
+	    const char *role);
+
+	/* ---- Rooms */
+
+	/* The room of that name, or NULL. */
+	parley_room *(*room_find)(parley_ctx *ctx, const char *name,
+	    size_t len);
+	/* The room's name (NUL-terminated); sets *len when len is not NULL. */
+	const char *(*room_name)(parley_ctx *ctx, parley_room *r,
+	    size_t *len);
+	/* Creates a room owned by the server and tells every client
+	 * (room_created). Sets *out (when out is not NULL) to the room.
+	 * Returns PARLEY_OK, PARLEY_ERR_INVALID_NAME or
+	 * PARLEY_ERR_ROOM_EXISTS. */
+	int (*room_create)(parley_ctx *ctx, const char *name, size_t len,
+	    parley_room **out);
+	/* Number of members. */
+	size_t (*room_member_count)(parley_ctx *ctx, parley_room *r);
+	/* Calls fn per member in join order; returns fn's first non-zero
+	 * result, or 0. */
+	int (*room_members)(parley_ctx *ctx, parley_room *r,
+	    parley_client_each_fn fn, void *arg);
+	/* True when c is a member of r. */
+	bool (*room_has_member)(parley_ctx *ctx, parley_room *r,
+	    parley_client *c);
+	/* Calls fn per room in creation order; returns fn's first non-zero
+	 * result, or 0. */
+	int (*room_each)(parley_ctx *ctx, parley_room_each_fn fn, void *arg);
+	/* Posts a chat message from sender (any text, e.g. a bot's name):
+	 * it gets the next seq, goes to the history and to every member as
+	 * new_message (with "action": true when action). No hooks run.
+	 * Returns PARLEY_OK, PARLEY_ERR_BAD_REQUEST (empty or invalid
+	 * UTF-8) or PARLEY_ERR_MESSAGE_TOO_LONG. */
+	int (*room_post)(parley_ctx *ctx, parley_room *r, const char *sender,
+	    const char *text, size_t len, bool action);
+	/* Sends a notice to every member. */
+	void (*room_notice)(parley_ctx *ctx, parley_room *r,
+	    const char *text);
+	/* Sends one JSON object (with a string "type") to every member.
+	 * Returns PARLEY_OK or PARLEY_ERR_BAD_REQUEST (logged). */
+	int (*room_send_json)(parley_ctx *ctx, parley_room *r,
+	    const char *json, size_t len);
+
+	/* ---- Metrics: named counters, per plugin (exported by the server's
+	 * metrics as plugin NAME, counter NAME). Names are 1 to 64 bytes of
+	 * a-z, 0-9 and '_'. Return 0, -1 for an invalid name (logged). */
+	int (*counter_add)(parley_ctx *ctx, const char *name, int64_t delta);
+	int (*counter_set)(parley_ctx *ctx, const char *name, int64_t value);
+
+	/* ---- History store */
+
+	/* Makes the plugin the server's history store (the struct is
+	 * copied). Existing rooms continue from store->last_seq. Returns 0,
+	 * -1 when another store is registered or store is malformed
+	 * (logged). The store is dropped after the plugin's fini. */
+	int (*history_store_register)(parley_ctx *ctx,
+	    const struct parley_history_store *store);
+	/* Delivers one message from a store's read; m->room is ignored.
+	 * Returns 0, -1 when m is malformed (sender or text not UTF-8;
+	 * logged and skipped). */
+	int (*history_emit)(parley_ctx *ctx, parley_history_sink *sink,
+	    const struct parley_history_msg *m);
+};
+
+/* True when the host table has function fn (it may be older than this
+ * header). since 1.0 */
+#define PARLEY_HOST_HAS(host, fn)                                            \
+	((host)->size >= offsetof(struct parley_host, fn) +                  \
+	    sizeof((host)->fn) && (host)->fn != NULL)
+
+/* ---------------------------------------------------------------------
+ * The descriptor
+ */
+
+/*
+ * The one symbol a plugin exports, named parley_plugin. since 1.0
+ *
+ * init: called once after loading, on the event-loop thread, with the
+ * host table (valid until fini returns). Register hooks, commands, timers
+ * and stores here. Return 0, or non-zero to refuse to load (log why first):
+ * the server then refuses to start. Whatever init registered is removed
+ * when it fails; fini is not called then.
+ *
+ * fini: called once at shutdown, after every client has gone and before
+ * the library is unloaded. Timers are already stopped; hooks and commands
+ * are removed right after. Flush and free everything here and join any
+ * thread you started. May be NULL.
+ */
+struct parley_plugin {
+	uint32_t abi_major;  /* PARLEY_PLUGIN_ABI_MAJOR */
+	uint32_t abi_minor;  /* PARLEY_PLUGIN_ABI_MINOR */
+	uint32_t size;       /* sizeof(struct parley_plugin) */
+	uint32_t reserved0;
+	const char *name;    /* 1 to 64 bytes of A-Z a-z 0-9 '_' '-' '.' */
+	const char *version; /* the plugin's own version, free form */
+	const char *description; /* one line, may be NULL */
+	int (*init)(parley_ctx *ctx, const struct parley_host *host);
+	void (*fini)(parley_ctx *ctx);
+	void *reserved[4];
+};
+
+/* Declared here, exported by this declaration's visibility, defined by
+ * PARLEY_PLUGIN_DEFINE. since 1.0 */
+PARLEY_EXPORT extern const struct parley_plugin parley_plugin;
+
+/*
+ * Defines the descriptor; use it once, at file scope:
+ *
+ *     PARLEY_PLUGIN_DEFINE("hello", "1.0", "says hello", hello_init,
+ *         hello_fini);
+ *
+ * since 1.0
+ */
+#define PARLEY_PLUGIN_DEFINE(name, version, description, init, fini)         \
+	const struct parley_plugin parley_plugin = {                          \
+		PARLEY_PLUGIN_ABI_MAJOR, PARLEY_PLUGIN_ABI_MINOR,             \
+		(uint32_t)sizeof(struct parley_plugin), 0, (name), (version), \
+		(description), (init), (fini), { NULL, NULL, NULL, NULL }     \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,285 @@
+-- commands.lua: the slash commands of PROTOCOL.md and a few more.
+--
+-- A worked example of parley.command. A chat message that starts with
+-- "/" runs the command of that name (from any script or plugin); its
+-- function gets the user, the room the message was sent to, the text
+-- after the name, and a table with the request's id. It returns nothing,
+-- a string (sent back as a notice answering the request), or false, a
+-- reason and optionally an error code (sent back as an error).
+--
+--   /help [command]       the commands, from every script and plugin
+--   /me <action>          an action: the room gets "action": true
+--   /nick <name>          as set_username, with every username rule
+--   /who                  who is in the room
+--   /oper <password>      become a server operator (oper_password)
+--   /kick <user> [reason] operators and the room's owner (its creator)
+--   /topic [text]         show or (owner, operators) set the topic
+--   /mute <user> [min]    operators: refuse the user's messages
+--   /unmute <user>        operators
+--
+-- Names with spaces are written in double quotes: /kick "Ada L" spam.
+-- The topic and mutes are kept in parley.store, so a reload keeps them.
+
+local OPER = "oper"
+
+local function is_oper(user)
+	return user:has_role(OPER)
+end
+
+-- Splits `"a name" rest` or `name rest` into the name and the rest.
+local function take_name(args)
+	local name, rest = args:match('^%s*"([^"]+)"%s*(.*)$')
+	if name == nil then
+		name, rest = args:match("^%s*(%S+)%s*(.*)$")
+	end
+	return name, rest
+end
+
+local function find_member(room, name)
+	local target = name and parley.user(name)
+	if target == nil or not target:in_room(room) then
+		return nil
+	end
+	return target
+end
+
+-- The remaining seconds of a mute, true for one without end, or nil;
+-- an expired one is lifted. moderation.lua keeps mutes the same way.
+local function muted(user)
+	if not user:has_role("muted") then
+		return nil
+	end
+	local key = "mute_until:" .. user.id
+	local till = parley.store[key]
+	if till == nil then
+		return true
+	end
+	if parley.time() >= till then
+		user:remove_role("muted")
+		parley.store[key] = nil
+		return nil
+	end
+	return math.ceil(till - parley.time())
+end
+
+parley.command("help", {
+	usage = "/help [command]",
+	help = "lists the commands, or explains one",
+}, function(user, room, args)
+	local want = args:match("^%s*/?(%S+)")
+	local lines = {}
+	for _, c in ipairs(parley.commands()) do
+		if want == nil or c.name == want then
+			local usage = c.usage or ("/" .. c.name)
+			if c.help ~= "" then
+				usage = usage .. " - " .. c.help
+			end
+			lines[#lines + 1] = usage
+		end
+	end
+	if #lines == 0 then
+		return false, "no command /" .. want, "unknown_command"
+	end
+	if want == nil then
+		table.insert(lines, 1, "Commands:")
+	end
+	return table.concat(lines, "\n")
+end)
+
+parley.command("me", {
+	usage = "/me <action>",
+	help = "says what you do, as an action",
+}, function(user, room, args)
+	if args:match("^%s*$") then
+		return false, "usage: /me <action>", "bad_request"
+	end
+	-- user:say runs the message hooks, as for any message.
+	local ok, why, code = user:say(room, args, true)
+	if not ok then
+		return false, why, code
+	end
+end)
+
+parley.command("nick", {
+	usage = "/nick <name>",
+	help = "changes your name",
+}, function(user, room, args, request)
+	local name = args:match("^%s*(.-)%s*$")
+	if name == "" then
+		return false, "usage: /nick <name>", "bad_request"
+	end
+	local ok, why, code = user:rename(name, { hooks = true, id = request.id })
+	if not ok then
+		return false, why, code
+	end
+end)
+
+parley.command("who", {
+	usage = "/who",
+	help = "lists who is in this room",
+}, function(user, room)
+	local names = {}
+	for _, member in ipairs(room.members) do
+		local name = member.name
+		if is_oper(member) then
+			name = name .. " (operator)"
+		end
+		if member.id == room.owner_id then
+			name = name .. " (owner)"
+		end
+		names[#names + 1] = name
+	end
+	return string.format("%d in %s: %s", #names, room.name,
+	    table.concat(names, ", "))
+end)
+
+-- Wrong passwords are counted per user; after three, one minute's wait.
+parley.command("oper", {
+	usage = "/oper <password>",
+	help = "makes you a server operator",
+}, function(user, room, args)
+	local data = user.data
+	local now = parley.now()
+	if data.oper_wait and now < data.oper_wait then
+		return false, "too many wrong passwords; try again later",
+		    "rate_limited"
+	end
+	local password = args:match("^%s*(.-)%s*$")
+	local ok = parley.check_oper_password(password)
+	if ok == nil then
+		return false, "this server has no operator password", "forbidden"
+	end
+	if not ok then
+		data.oper_fails = (data.oper_fails or 0) + 1
+		if data.oper_fails >= 3 then
+			data.oper_fails = 0
+			data.oper_wait = now + 60
+		end
+		parley.log("warn", string.format("wrong /oper password from %s (%s)",
+		    user.name, user.address))
+		return false, "wrong password", "forbidden"
+	end
+	data.oper_fails = 0
+	user:add_role(OPER)
+	parley.log("info", string.format("%s (%s) is now an operator",
+	    user.name, user.address))
+	return "you are now a server operator"
+end)
+
+parley.command("kick", {
+	usage = "/kick <user> [reason]",
+	help = "removes someone from this room (operators and the owner)",
+}, function(user, room, args)
+	if not is_oper(user) and room.owner_id ~= user.id then
+		return false, "only operators and the room's owner may kick",
+		    "forbidden"
+	end
+	local name, reason = take_name(args)
+	if name == nil then
+		return false, "usage: /kick <user> [reason]", "bad_request"
+	end
+	local target = find_member(room, name)
+	if target == nil then
+		return false, name .. " is not in this room", "not_in_room"
+	end
+	if is_oper(target) and not is_oper(user) then
+		return false, "operators cannot be kicked by the owner",
+		    "forbidden"
+	end
+	if reason == "" then
+		reason = "kicked by " .. user.name
+	end
+	target:kick(room, reason)
+	parley.log("info", string.format("%s kicked %s from %s: %s", user.name,
+	    target.name, room.name, reason))
+	return "kicked " .. target.name
+end)
+
+local TOPIC_MAX = 300
+
+parley.command("topic", {
+	usage = "/topic [text]",
+	help = "shows the room's topic; the owner and operators set it",
+}, function(user, room, args)
+	local key = "topic:" .. room.name
+	local text = args:match("^%s*(.-)%s*$")
+	if text == "" then
+		local topic = parley.store[key]
+		return topic and ("Topic: " .. topic) or "No topic is set"
+	end
+	if not is_oper(user) and room.owner_id ~= user.id then
+		return false, "only operators and the room's owner may set the topic",
+		    "forbidden"
+	end
+	if #text > TOPIC_MAX then
+		return false, "topics are at most " .. TOPIC_MAX .. " bytes",
+		    "bad_request"
+	end
+	parley.store[key] = text
+	room:notice(user.name .. " set the topic: " .. text)
+end)
+
+-- Whoever joins a room with a topic is told it, once the join is done.
+parley.on("join", function(user, room)
+	local topic = parley.store["topic:" .. room.name]
+	if topic then
+		parley.after(0, function()
+			if user.connected and user:in_room(room) then
+				user:notice("Topic: " .. topic, room)
+			end
+		end)
+	end
+end)
+
+parley.command("mute", {
+	usage = "/mute <user> [minutes]",
+	help = "operators: stops someone's messages (for good, or minutes)",
+}, function(user, room, args)
+	if not is_oper(user) then
+		return false, "only operators may mute", "forbidden"
+	end
+	local name, rest = take_name(args)
+	local target = name and parley.user(name)
+	if target == nil then
+		return false, "usage: /mute <user> [minutes]", "bad_request"
+	end
+	local minutes = tonumber(rest)
+	if rest ~= "" and (minutes == nil or minutes <= 0) then
+		return false, "minutes must be a positive number", "bad_request"
+	end
+	target:add_role("muted")
+	parley.store["mute_until:" .. target.id] =
+	    minutes and parley.time() + minutes * 60 or nil
+	target:notice(minutes and string.format("%s muted you for %g minutes",
+	    user.name, minutes) or (user.name .. " muted you"))
+	return "muted " .. target.name
+end)
+
+parley.command("unmute", {
+	usage = "/unmute <user>",
+	help = "operators: lets someone speak again",
+}, function(user, room, args)
+	if not is_oper(user) then
+		return false, "only operators may unmute", "forbidden"
+	end
+	local name = take_name(args)
+	local target = name and parley.user(name)
+	if target == nil then
+		return false, "usage: /unmute <user>", "bad_request"
+	end
+	target:remove_role("muted")
+	parley.store["mute_until:" .. target.id] = nil
+	target:notice(user.name .. " unmuted you")
+	return "unmuted " .. target.name
+end)
+
+-- Mutes hold whether or not moderation.lua runs.
+parley.on("message", function(user)
+	local left = muted(user)
+	if left == true then
+		return false, "you are muted", "forbidden"
+	elseif left then
+		return false, string.format("you are muted for %d more seconds",
+		    left), "forbidden"
+	end
+end, 60)
