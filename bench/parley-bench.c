@@ -423,6 +423,16 @@ stage_server_cpu(const struct bench_stage *st)
 	    (st->duration * BENCH_NS_PER_S);
 }
 
+/* CPU time per delivery inside the window: a cost that stays
+ * meaningful when other work shares the machine. */
+static double
+stage_per_delivery(const struct bench_stage *st, int64_t cpu_ns)
+{
+	if (cpu_ns < 0 || st->r.delivered_measured == 0)
+		return -1;
+	return (double)cpu_ns / (double)st->r.delivered_measured;
+}
+
 static double
 stage_server_wait(const struct bench_stage *st)
 {
@@ -478,6 +488,10 @@ kv_stage(const struct bench_stage *st, double setup_s)
 	kv_d("server_cpu_pct", stage_server_cpu(st), 1);
 	kv_add("server_rss_kb", false, "%ld", st->server_rss_kb);
 	kv_d("bench_cpu_pct", stage_bench_cpu(st), 1);
+	kv_d("server_ns_per_delivery", stage_per_delivery(st,
+	    st->server_cpu_ns), 0);
+	kv_d("bench_ns_per_delivery", stage_per_delivery(st,
+	    (int64_t)st->r.cpu_ns), 0);
 	kv_d("server_wait_pct", stage_server_wait(st), 1);
 	kv_d("bench_wait_pct", stage_bench_wait(st), 1);
 	kv_d("setup_s", setup_s, 2);
@@ -515,14 +529,16 @@ print_stage(const struct bench_stage *st)
 		    fmt_lat(b, sizeof b, hist_quantile(&r->ping, 0.99)),
 		    fmt_lat(c, sizeof c, r->ping.max), r->pongs, r->pings);
 	if (st->server_cpu_ns >= 0)
-		printf("  server      cpu %.1f%% of one core, rss %ld kB; "
-		    "waited for a cpu %.1f%% of the time\n",
-		    stage_server_cpu(st), st->server_rss_kb,
+		printf("  server      cpu %.1f%% of one core (%.0f ns per "
+		    "delivery), rss %ld kB; waited for a cpu %.1f%% of the "
+		    "time\n", stage_server_cpu(st), stage_per_delivery(st,
+		    st->server_cpu_ns), st->server_rss_kb,
 		    stage_server_wait(st));
 	else
 		printf("  server      cpu and rss unknown (no pid)\n");
-	printf("  bench       cpu %.1f%% of one core (%u process%s); "
-	    "waited for a cpu %.1f%%\n", stage_bench_cpu(st), nworkers,
+	printf("  bench       cpu %.1f%% of one core (%.0f ns per delivery, "
+	    "%u process%s); waited for a cpu %.1f%%\n", stage_bench_cpu(st),
+	    stage_per_delivery(st, (int64_t)st->r.cpu_ns), nworkers,
 	    nworkers == 1 ? "" : "es", stage_bench_wait(st));
 }
 

@@ -693,7 +693,7 @@ proto_handle(struct client *c, const char *data, size_t len)
 		e = PROTO_ERR_UNKNOWN_TYPE;
 	else
 		e = fn(&req);
-	if (e == PROTO_ERR_RATE_LIMITED)
+	if (e == PROTO_ERR_RATE_LIMITED && req.err_owned == NULL)
 		proto_rate_limited(c, req.id);
 	else {
 		c->flood = 0;

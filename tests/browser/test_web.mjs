@@ -86,6 +86,9 @@ async function startServer() {
 		'listen = "127.0.0.1"',
 		'port = 0',
 		`web_root = ${luaString(WEB_ROOT)}`,
+		// Durable history (the default plugin) lives in this run's own
+		// directory, so runs do not see each other's messages.
+		`state_dir = ${luaString(join(tmp, 'state'))}`,
 		'ping_interval = 2',
 		'ping_timeout = 2',
 		/* the tree's scripts (/help, /me, ...), not the installed ones */

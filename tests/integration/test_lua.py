@@ -10,9 +10,11 @@
 # connections, and keeps the old ones when the new ones do not load.
 
 import asyncio
+import atexit
 import hashlib
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -60,6 +62,13 @@ LIMITS = {
 	"script_instruction_limit": 2000000,
 	"script_memory_limit": 16 << 20,
 }
+
+
+def temp_dir():
+	"""A temporary directory removed when the run ends."""
+	d = tempfile.mkdtemp(prefix="parley-lua-")
+	atexit.register(shutil.rmtree, d, True)
+	return d
 
 
 async def in_room(t, prefix, room=None, server=None):
@@ -755,7 +764,7 @@ async def test_default_moderation(t):
 async def test_broken_script_refuses_start(t):
 	cfg = {"script_dirs": [TEST_SCRIPTS], "scripts": ["broken-syntax"],
 	    "listen": "127.0.0.1", "port": 0}
-	d = tempfile.mkdtemp(prefix="parley-lua-")
+	d = temp_dir()
 	path = os.path.join(d, "parley.conf")
 	with open(path, "w") as f:
 		f.write(lua_config(cfg))
@@ -833,7 +842,7 @@ parley.command("second", function() return "second here" end)
 
 @case()
 async def test_reload(t):
-	d = tempfile.mkdtemp(prefix="parley-lua-")
+	d = temp_dir()
 	script = os.path.join(d, "reloadme.lua")
 	with open(script, "w") as f:
 		f.write(RELOAD_V1)
