@@ -497,6 +497,19 @@ kv_stage(const struct bench_stage *st, double setup_s)
 	kv_d("setup_s", setup_s, 2);
 }
 
+/* " (N ns per delivery)", or nothing when there were none. */
+static const char *
+fmt_per(char *buf, size_t size, const struct bench_stage *st, int64_t cpu_ns)
+{
+	double v = stage_per_delivery(st, cpu_ns);
+
+	if (v < 0)
+		buf[0] = '\0';
+	else
+		snprintf(buf, size, " (%.0f ns per delivery)", v);
+	return buf;
+}
+
 /* The table for people. */
 static void
 print_stage(const struct bench_stage *st)
@@ -529,16 +542,16 @@ print_stage(const struct bench_stage *st)
 		    fmt_lat(b, sizeof b, hist_quantile(&r->ping, 0.99)),
 		    fmt_lat(c, sizeof c, r->ping.max), r->pongs, r->pings);
 	if (st->server_cpu_ns >= 0)
-		printf("  server      cpu %.1f%% of one core (%.0f ns per "
-		    "delivery), rss %ld kB; waited for a cpu %.1f%% of the "
-		    "time\n", stage_server_cpu(st), stage_per_delivery(st,
+		printf("  server      cpu %.1f%% of one core%s, rss %ld kB; "
+		    "waited for a cpu %.1f%% of the time\n",
+		    stage_server_cpu(st), fmt_per(a, sizeof a, st,
 		    st->server_cpu_ns), st->server_rss_kb,
 		    stage_server_wait(st));
 	else
 		printf("  server      cpu and rss unknown (no pid)\n");
-	printf("  bench       cpu %.1f%% of one core (%.0f ns per delivery, "
-	    "%u process%s); waited for a cpu %.1f%%\n", stage_bench_cpu(st),
-	    stage_per_delivery(st, (int64_t)st->r.cpu_ns), nworkers,
+	printf("  bench       cpu %.1f%% of one core%s, %u process%s; "
+	    "waited for a cpu %.1f%%\n", stage_bench_cpu(st), fmt_per(a,
+	    sizeof a, st, (int64_t)st->r.cpu_ns), nworkers,
 	    nworkers == 1 ? "" : "es", stage_bench_wait(st));
 }
 

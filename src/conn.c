@@ -277,13 +277,15 @@ conn_read(struct client *c)
 		if (c->dead)
 			return;
 		if (rc > 0) {
-			log_info("ws", "client %llu (%s): protocol violation, "
-			    "close %d", (unsigned long long)c->id, c->addr,
-			    rc);
-			limit_strike(c->addr);
-			if (c->close_state == CONN_OPEN)
+			/* Once per connection: after the first violation the
+			 * parser is dead and keeps saying so. */
+			if (c->close_state == CONN_OPEN) {
+				log_info("ws", "client %llu (%s): protocol "
+				    "violation, close %d",
+				    (unsigned long long)c->id, c->addr, rc);
+				limit_strike(c->addr);
 				conn_close(c, rc, NULL);
-			else
+			} else
 				c->close_state = CONN_CLOSE_DONE;
 		}
 		if (c->close_state == CONN_CLOSE_DONE) {
@@ -537,8 +539,10 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 		c->bytes_in += extra_len;
 		rc = ws_parser_feed(&c->parser, (const uint8_t *)extra_in,
 		    extra_len, conn_on_message, c);
-		if (!c->dead && rc > 0)
+		if (!c->dead && rc > 0) {
+			limit_strike(c->addr);
 			conn_close(c, rc, NULL);
+		}
 		if (!c->dead && c->close_state == CONN_CLOSE_DONE)
 			conn_mark_pending(c);
 	}

@@ -22,6 +22,7 @@
 /* HTTP connections beyond max_connections, so that the refusals can
  * still be answered with a status. */
 #define HTTP_SPARE_CONNECTIONS 64
+#define HTTP_SPARE_PER_IP 8
 
 /* The main listener, and the optional admin listener for /metrics. */
 struct http_daemon {
@@ -543,6 +544,12 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 	     * cap only keeps sockets within the open-file limit. */
 	    MHD_OPTION_CONNECTION_LIMIT, limit,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
+	    /* One address must not hold every HTTP slot (slowloris). Above
+	     * max_connections_per_ip, so our 429 still answers first; off
+	     * behind proxies, where every peer is the proxy. */
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)(cfg->trusted_proxies.n > 0 ? 0 :
+		cfg->max_connections_per_ip + HTTP_SPARE_PER_IP),
 	    MHD_OPTION_END);
 	if (d->mhd == NULL) {
 		xasprintf(cause, "cannot start the HTTP daemon");

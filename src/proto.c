@@ -657,28 +657,41 @@ proto_handle(struct client *c, const char *data, size_t len)
 	json_t *type, *id;
 	proto_handler fn;
 	enum proto_err e;
+	bool limited;
 
 	/* Every frame costs a token, malformed ones too: they are the
-	 * cheapest way to make the server work. */
-	if (!bucket_take(&c->rl_requests, cfg->requests_per_minute,
-	    cfg->request_burst)) {
-		proto_rate_limited(c, NULL);
-		return;
-	}
+	 * cheapest way to make the server work. Over the limit, the frame
+	 * is still parsed (within its size limit) to echo its id. */
+	limited = !bucket_take(&c->rl_requests, cfg->requests_per_minute,
+	    cfg->request_burst);
 	if (proto_json_depth(data, len, cfg->max_json_depth) >
 	    cfg->max_json_depth) {
-		proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL,
-		    "JSON nested too deeply");
+		if (limited)
+			proto_rate_limited(c, NULL);
+		else
+			proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL,
+			    "JSON nested too deeply");
 		return;
 	}
 	req.msg = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
 	if (req.msg == NULL || !json_is_object(req.msg)) {
-		proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL, NULL);
+		if (limited)
+			proto_rate_limited(c, NULL);
+		else
+			proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL,
+			    NULL);
 		json_decref(req.msg);
 		return;
 	}
 	id = json_object_get(req.msg, "id");
-	if (id != NULL && !proto_id_valid(id)) {
+	if (id != NULL && !proto_id_valid(id))
+		id = NULL;
+	if (limited) {
+		proto_rate_limited(c, id);
+		json_decref(req.msg);
+		return;
+	}
+	if (id == NULL && json_object_get(req.msg, "id") != NULL) {
 		proto_send_error(c, PROTO_ERR_BAD_REQUEST, NULL, NULL,
 		    "id must be an integer or a string of at most 64 bytes");
 		json_decref(req.msg);
