@@ -1,8 +1,10 @@
 #!/bin/sh
 # Runs every test of parley from a clean checkout: installs what is
 # missing (Debian), builds, runs `make check` (unit, integration and
-# browser tests), runs it again on an AddressSanitizer + UBSan build, and
-# runs `make distcheck`. Ends with one line "N passed, N failed".
+# browser tests), runs it again on an AddressSanitizer + UBSan build and
+# with the daemon under valgrind, runs each fuzz target for a minute,
+# checks an installation, and runs `make distcheck`. Ends with one line
+# "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -54,6 +56,31 @@ rm -rf build-asan && mkdir build-asan
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	make -j"$jobs" check)
 tally build-asan/test-suite.log
+
+# Counts a whole step as one test.
+step_result() {
+	if [ "$1" -eq 0 ]; then
+		passed=$((passed + 1))
+	elif [ "$1" -eq 77 ]; then
+		skipped=$((skipped + 1))
+	else
+		failed=$((failed + 1))
+		echo "FAILED: $2"
+	fi
+}
+
+step "integration tests with the daemon under valgrind"
+PARLEYD="$top/src/parleyd" TEST_PYTHON=/usr/bin/python3 top_srcdir="$top" \
+	sh tests/valgrind.sh
+step_result $? "valgrind run"
+
+step "fuzzing (${FUZZ_SECONDS:-60} s per target)"
+top_builddir="$top" sh tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+step_result $? "fuzzing"
+
+step "installation check"
+sh tests/install/check.sh "$top"
+step_result $? "installation check"
 
 step "make distcheck"
 if make -j"$jobs" distcheck >distcheck.log 2>&1; then

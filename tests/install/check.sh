@@ -104,4 +104,4 @@ pid=
 [ -s "$prefix/var/lib/parley/history.db" ] ||
 	fail "no history in the installed state directory"
 echo "PASS installed_history_in_state_dir"
-echo "3 passed, 0 failed"
+echo "4 passed, 0 failed"
