@@ -25,10 +25,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
 #include <lua.h>
+#include <nettle/version.h>
 #include <microhttpd.h>
 
 #include "parley.h"
+#include "parley/plugin.h"
 
 #define MAIN_SHUTDOWN_MS 3000
 #define MAIN_TICK_MS 1000
@@ -69,10 +72,18 @@ main_usage(FILE *f)
 static void
 main_version(void)
 {
-	printf("parleyd %s (protocol %d)\n", PACKAGE_VERSION,
-	    PARLEY_PROTOCOL_VERSION);
-	printf("libmicrohttpd %s, jansson %s, %s\n", MHD_get_version(),
-	    JANSSON_VERSION, LUA_RELEASE);
+	lua_State *L = luaL_newstate();
+	lua_Number lua = L != NULL ? lua_version(L) : 0;
+
+	if (L != NULL)
+		lua_close(L);
+	printf("parleyd %s\n", PACKAGE_VERSION);
+	printf("protocol %d, plugin ABI %d.%d\n", PARLEY_PROTOCOL_VERSION,
+	    PARLEY_PLUGIN_ABI_MAJOR, PARLEY_PLUGIN_ABI_MINOR);
+	/* The libraries as linked, which may be newer than built against. */
+	printf("libmicrohttpd %s, jansson %s, Lua %d.%d, nettle %d.%d\n",
+	    MHD_get_version(), jansson_version_str(), (int)lua / 100,
+	    (int)lua % 100, nettle_version_major(), nettle_version_minor());
 }
 
 /* Binds and listens; returns the socket and fills the bound port. */
