@@ -227,6 +227,17 @@ main_reload(void)
 		log_info("core", "reload: max_frame_bytes applies to new "
 		    "connections");
 
+	/* Scripts are part of the configuration: a script that does not
+	 * load refuses the whole reload. */
+	if (script_reload_prepare(&next, &cause) == -1) {
+		log_error("core", "reload: %s; keeping the running "
+		    "configuration", cause);
+		free(cause);
+		config_free(&next);
+		notify_send("READY=1\nSTATUS=reload failed");
+		return;
+	}
+
 	/* Restart-only settings keep their running values, so that cfg
 	 * always says what the server does. */
 	main_keep_running(&next, &main_config);
@@ -247,11 +258,7 @@ main_reload(void)
 			proto_room_create(NULL, cfg->rooms.v[i], len, NULL, NULL,
 			    NULL);
 	}
-	if (script_reload(&cause) == -1) {
-		log_error("core", "reload: %s; keeping the running scripts",
-		    cause);
-		free(cause);
-	}
+	script_reload_commit();
 	log_info("core", "reloaded %s", main_config_path ? main_config_path :
 	    "the built-in defaults");
 	notify_send("READY=1\nSTATUS=serving");

@@ -717,6 +717,11 @@ void plugin_counter_each(void (*fn)(const char *plugin, const char *name,
 /* Loads cfg's scripts and puts their hooks, commands and timers into
  * service; -1 with *cause (caller frees) when one does not load. */
 int script_init(char **cause);
+/* A reload in two steps: load the scripts of c into a new state (the
+ * running one untouched), then swap it in, or drop it. */
+int script_reload_prepare(const struct config *c, char **cause);
+void script_reload_commit(void);
+void script_reload_abort(void);
 /* Loads cfg's scripts into a new state and, only when all of them load,
  * replaces the running ones; else -1 with *cause, the old ones kept. */
 int script_reload(char **cause);

@@ -1475,14 +1475,39 @@ script_init(char **cause)
 	return 0;
 }
 
+/* Scripts loaded by script_reload_prepare, waiting for the commit. */
+static struct script_state *script_pending;
+static bool script_pending_set;
+
 int
-script_reload(char **cause)
+script_reload_prepare(const struct config *c, char **cause)
 {
-	struct script_state *next, *old = script_running;
+	script_reload_abort();
+	if (script_state_load(c, &script_pending, cause) == -1)
+		return -1;
+	script_pending_set = true;
+	return 0;
+}
+
+void
+script_reload_abort(void)
+{
+	if (script_pending_set)
+		script_state_free(script_pending);
+	script_pending = NULL;
+	script_pending_set = false;
+}
+
+void
+script_reload_commit(void)
+{
+	struct script_state *next = script_pending, *old = script_running;
 	char *names;
 
-	if (script_state_load(cfg, &next, cause) == -1)
-		return -1;
+	if (!script_pending_set)
+		return;
+	script_pending = NULL;
+	script_pending_set = false;
 	if (old != NULL) {
 		script_run_event(old, HOOK_SERVER_STOP);
 		script_state_free(old);
@@ -1495,6 +1520,14 @@ script_reload(char **cause)
 	names = script_names(next);
 	log_info("lua", "scripts reloaded: %s", *names ? names : "none");
 	free(names);
+}
+
+int
+script_reload(char **cause)
+{
+	if (script_reload_prepare(cfg, cause) == -1)
+		return -1;
+	script_reload_commit();
 	return 0;
 }
 
@@ -1512,6 +1545,7 @@ script_check(char **cause)
 void
 script_free(void)
 {
+	script_reload_abort();
 	script_state_free(script_running);
 	script_running = NULL;
 	script_store_free();

@@ -880,7 +880,7 @@ async def test_reload(t):
 	with open(script, "w") as f:
 		f.write("parley.command(\"version\", function() return 'v3' end\n")
 	await reload_and_wait(r"reload: script reloadme .*; keeping the "
-	    r"running scripts")
+	    r"running configuration")
 	check_eq(await notice(a, room, "/version"), "v2", "v2 kept")
 	check_eq(await notice(a, room, "/bump"), "3", "store still there")
 
