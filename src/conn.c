@@ -475,7 +475,8 @@ conn_release(struct client *c, const char *reason)
 		return;
 	log_info("ws", "close client=%llu addr=%s name=%s code=%u "
 	    "duration_ms=%llu bytes_in=%llu bytes_out=%llu reason=%s",
-	    (unsigned long long)c->id, c->addr, c->name, c->close_code,
+	    (unsigned long long)c->id, c->addr, c->name,
+	    c->close_code ? c->close_code : 1006,
 	    (unsigned long long)(loop_now() - c->opened),
 	    (unsigned long long)c->bytes_in,
 	    (unsigned long long)c->bytes_out, reason);

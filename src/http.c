@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -236,6 +237,40 @@ http_peer_address(struct MHD_Connection *conn, char *out, size_t size)
 	getnameinfo(sa, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST);
 }
 
+struct http_joined {
+	char text[1024];
+	size_t len;
+	bool overflow;
+};
+
+static enum MHD_Result
+http_join_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct http_joined *j = cls;
+	size_t n;
+
+	if (strcasecmp(key, "X-Forwarded-For") != 0 || value == NULL)
+		return MHD_YES;
+	n = strlen(value);
+	if (j->len + n + 3 > sizeof j->text) {
+		/* Too long to trust any part of it: keep only the right
+		 * end, which the nearest proxies wrote. */
+		j->overflow = true;
+		j->len = 0;
+	}
+	if (n + 1 > sizeof j->text)
+		return MHD_YES;
+	if (j->len > 0) {
+		memcpy(j->text + j->len, ", ", 2);
+		j->len += 2;
+	}
+	memcpy(j->text + j->len, value, n);
+	j->len += n;
+	j->text[j->len] = '\0';
+	return MHD_YES;
+}
+
 /* The client's address: the peer's, or, when the peer is a trusted
  * proxy, the nearest untrusted hop of X-Forwarded-For (else X-Real-IP). */
 static void
@@ -243,12 +278,15 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 {
 	const char *xff, *real;
 	char hop[INET6_ADDRSTRLEN + 8];
+	struct http_joined joined = { .len = 0 };
 
 	http_peer_address(conn, out, size);
 	if (http_nproxies == 0 || !http_trusted(out))
 		return;
-	xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	    "X-Forwarded-For");
+	/* Repeated header lines form one list (RFC 9110 5.3): a proxy may
+	 * add its own line after the client's. */
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_join_xff, &joined);
+	xff = joined.len > 0 ? joined.text : NULL;
 	if (xff != NULL) {
 		/* Walk from the right: each trusted hop vouches for the one
 		 * before it. */

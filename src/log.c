@@ -103,10 +103,13 @@ log_close(void)
 	log_to_syslog = false;
 }
 
-/* Appends s to out as the inside of a JSON string. */
+/* Writes s into out as the inside of a JSON string. Text that is not
+ * valid UTF-8 (a header a client sent, say) has its high bytes escaped
+ * one by one, so that the line stays valid JSON. */
 static size_t
 log_json_escape(char *out, size_t size, const char *s)
 {
+	bool valid = utf8_valid(s, strlen(s));
 	size_t n = 0;
 
 	for (; *s != '\0' && n + 7 < size; s++) {
@@ -114,7 +117,7 @@ log_json_escape(char *out, size_t size, const char *s)
 		if (ch == '"' || ch == '\\') {
 			out[n++] = '\\';
 			out[n++] = (char)ch;
-		} else if (ch < 0x20) {
+		} else if (ch < 0x20 || ch == 0x7f || (ch >= 0x80 && !valid)) {
 			n += (size_t)snprintf(out + n, size - n, "\\u%04x", ch);
 		} else
 			out[n++] = (char)ch;

@@ -43,6 +43,7 @@ static const char *main_listen_arg;    /* --listen, kept over reloads */
 static long main_port_arg = -1;        /* --port, likewise */
 static unsigned main_start_max_connections; /* after the fd clamp */
 static bool main_shutting_down;
+static const char *main_pidfile;
 static struct loop_timer main_tick_timer;
 static bool main_stop_announced;
 
@@ -315,6 +316,13 @@ main_drop_privileges(const char *user, const char *group, char **cause)
 	log_info("core", "running as %s:%s", user ? user : "-",
 	    group ? group : "-");
 	return 0;
+}
+
+static void
+main_remove_pidfile(void)
+{
+	if (main_pidfile != NULL)
+		unlink(main_pidfile);
 }
 
 static int
@@ -606,6 +614,8 @@ main(int argc, char **argv)
 		fatal("%s", cause);
 	if (pidfile != NULL && main_write_pidfile(pidfile, &cause) == -1)
 		fatal("%s", cause);
+	main_pidfile = pidfile;
+	atexit(main_remove_pidfile); /* also when a later step fails */
 	limit_init();
 	metrics_init();
 	for (size_t i = 0; i < cfg->rooms.n; i++)
@@ -646,8 +656,6 @@ main(int argc, char **argv)
 	metrics_free();
 	loop_free();
 	config_free(&main_config);
-	if (pidfile != NULL)
-		unlink(pidfile);
 	log_close();
 	return 0;
 }

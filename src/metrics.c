@@ -111,23 +111,60 @@ metrics_counter(struct metrics_buf *mb, const char *name, const char *help,
 	    (unsigned long long)value);
 }
 
+/* Hook statistics, one metric family per pass: the text format wants
+ * each family's samples together. */
+struct metrics_hook_pass {
+	struct metrics_buf *mb;
+	int family; /* 0 calls, 1 verdicts, 2 seconds */
+};
+
 static void
 metrics_hook_line(const char *owner, enum hook_event ev, uint64_t calls,
     const uint64_t *verdicts, uint64_t ns, void *arg)
 {
 	static const char *const names[] = { "pass", "deny", "modify", "drop",
 		"stop" };
-	struct metrics_buf *mb = arg;
+	struct metrics_hook_pass *hp = arg;
 	const char *e = hook_event_name(ev);
 
-	metrics_printf(mb, "parley_hook_calls_total{owner=\"%s\",event=\"%s\"} "
-	    "%llu\n", owner, e, (unsigned long long)calls);
-	for (int i = 0; i <= HOOK_STOP; i++)
-		metrics_printf(mb, "parley_hook_verdicts_total{owner=\"%s\","
-		    "event=\"%s\",verdict=\"%s\"} %llu\n", owner, e, names[i],
-		    (unsigned long long)verdicts[i]);
-	metrics_printf(mb, "parley_hook_seconds_total{owner=\"%s\",event=\"%s\"} "
-	    "%.6f\n", owner, e, (double)ns / 1e9);
+	switch (hp->family) {
+	case 0:
+		metrics_printf(hp->mb, "parley_hook_calls_total{owner=\"%s\","
+		    "event=\"%s\"} %llu\n", owner, e,
+		    (unsigned long long)calls);
+		break;
+	case 1:
+		for (int i = 0; i <= HOOK_STOP; i++)
+			metrics_printf(hp->mb, "parley_hook_verdicts_total{"
+			    "owner=\"%s\",event=\"%s\",verdict=\"%s\"} %llu\n",
+			    owner, e, names[i],
+			    (unsigned long long)verdicts[i]);
+		break;
+	default:
+		metrics_printf(hp->mb, "parley_hook_seconds_total{owner=\"%s\","
+		    "event=\"%s\"} %.6f\n", owner, e, (double)ns / 1e9);
+		break;
+	}
+}
+
+static void
+metrics_hooks(struct metrics_buf *mb)
+{
+	static const char *const heads[] = {
+		"# HELP parley_hook_calls_total hook calls, by script or "
+		"plugin and event\n# TYPE parley_hook_calls_total counter\n",
+		"# HELP parley_hook_verdicts_total hook verdicts, by script or "
+		"plugin, event and verdict\n"
+		"# TYPE parley_hook_verdicts_total counter\n",
+		"# HELP parley_hook_seconds_total time spent in hooks\n"
+		"# TYPE parley_hook_seconds_total counter\n",
+	};
+
+	for (int f = 0; f < 3; f++) {
+		struct metrics_hook_pass hp = { .mb = mb, .family = f };
+		metrics_printf(mb, "%s", heads[f]);
+		hook_stats_each(metrics_hook_line, &hp);
+	}
 }
 
 char *
@@ -189,11 +226,7 @@ metrics_render(size_t *len)
 	    "# TYPE parley_loop_lag_max_seconds gauge\n"
 	    "parley_loop_lag_max_seconds %.3f\n",
 	    (double)metrics_lag_last / 1000, (double)metrics_lag_max / 1000);
-	metrics_printf(&mb, "# HELP parley_hook_calls_total hook calls, by "
-	    "script or plugin and event\n# TYPE parley_hook_calls_total "
-	    "counter\n# TYPE parley_hook_verdicts_total counter\n"
-	    "# TYPE parley_hook_seconds_total counter\n");
-	hook_stats_each(metrics_hook_line, &mb);
+	metrics_hooks(&mb);
 	for (size_t i = 0; i < metrics_nextra; i++)
 		metrics_extra[i](&mb);
 	*len = mb.len;

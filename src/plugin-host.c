@@ -9,10 +9,12 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "parley.h"
 #include "plugin-host.h"
@@ -536,6 +538,274 @@ host_history_emit(parley_ctx *ctx, parley_history_sink *sink,
 	return plugin_store_emit(plugin_of(ctx), sink, m);
 }
 
+/* ---- File descriptors (since 1.1) */
+
+static struct plugin_watch *
+host_watch_find(struct plugin *p, uint64_t id)
+{
+	for (struct plugin_watch *w = p->watches; w != NULL; w = w->next) {
+		if (w->id == id && id != 0)
+			return w;
+	}
+	return NULL;
+}
+
+static void
+host_watch_ready(struct loop_fd *lfd, uint32_t ev)
+{
+	struct plugin_watch *w = (struct plugin_watch *)lfd;
+	unsigned ready = 0;
+
+	/* An error or hang-up wakes whichever side is waiting, so that the
+	 * plugin's read or write sees it. */
+	if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
+	    (w->events & PARLEY_FD_READ))
+		ready |= PARLEY_FD_READ;
+	if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) &&
+	    (w->events & PARLEY_FD_WRITE))
+		ready |= PARLEY_FD_WRITE;
+	if (ready != 0 && w->id != 0)
+		w->fn(plugin_ctx(w->p), w->id, w->fd, ready, w->arg);
+}
+
+/* Puts w's events into the epoll set; an idle watch leaves the set, so
+ * that an error on a descriptor nobody waits on cannot spin the loop. */
+static int
+host_watch_apply(struct plugin_watch *w)
+{
+	uint32_t ev = 0;
+
+	if (w->events & PARLEY_FD_READ)
+		ev |= EPOLLIN;
+	if (w->events & PARLEY_FD_WRITE)
+		ev |= EPOLLOUT;
+	if (ev == 0) {
+		if (w->added)
+			loop_fd_remove(&w->lfd);
+		w->added = false;
+		return 0;
+	}
+	if (w->added)
+		return loop_fd_mod(&w->lfd, ev);
+	if (loop_fd_add(&w->lfd, w->fd, ev, host_watch_ready) == -1) {
+		w->lfd.fd = -1;
+		return -1;
+	}
+	w->added = true;
+	return 0;
+}
+
+static uint64_t
+host_fd_watch(parley_ctx *ctx, int fd, unsigned events, parley_fd_fn fn,
+    void *arg)
+{
+	struct plugin *p = plugin_of(ctx);
+	struct plugin_watch *w;
+
+	if (p->info_only || fn == NULL || fd < 0) {
+		if (!p->info_only)
+			log_warn(p->owner, "fd_watch: bad descriptor or "
+			    "callback");
+		return 0;
+	}
+	for (w = p->watches; w != NULL && w->id != 0; w = w->next)
+		;
+	if (w == NULL) {
+		w = xcalloc(1, sizeof *w);
+		w->lfd.fd = -1;
+		w->p = p;
+		w->next = p->watches;
+		p->watches = w;
+	}
+	w->id = ++p->next_id;
+	w->fd = fd;
+	w->events = events & (PARLEY_FD_READ | PARLEY_FD_WRITE);
+	w->fn = fn;
+	w->arg = arg;
+	w->added = false;
+	if (host_watch_apply(w) == -1) {
+		log_warn(p->owner, "fd_watch: epoll_ctl on %d: %s", fd,
+		    strerror(errno));
+		w->id = 0;
+		return 0;
+	}
+	return w->id;
+}
+
+static int
+host_fd_update(parley_ctx *ctx, uint64_t id, unsigned events)
+{
+	struct plugin_watch *w = host_watch_find(plugin_of(ctx), id);
+
+	if (w == NULL)
+		return -1;
+	w->events = events & (PARLEY_FD_READ | PARLEY_FD_WRITE);
+	if (host_watch_apply(w) == -1) {
+		log_warn(w->p->owner, "fd_update: epoll_ctl on %d: %s", w->fd,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+host_fd_unwatch(parley_ctx *ctx, uint64_t id)
+{
+	struct plugin_watch *w = host_watch_find(plugin_of(ctx), id);
+
+	if (w == NULL)
+		return -1;
+	w->events = 0;
+	host_watch_apply(w);
+	w->id = 0;
+	w->fn = NULL;
+	return 0;
+}
+
+void
+plugin_watches_free(struct plugin *p)
+{
+	while (p->watches != NULL) {
+		struct plugin_watch *w = p->watches;
+		p->watches = w->next;
+		if (w->added)
+			loop_fd_remove(&w->lfd);
+		free(w);
+	}
+}
+
+/* ---- Remote members (since 1.1) */
+
+#define HOST_REMOTE_ADDR "remote"
+
+/* A remote member is a client that never had a connection: closing from
+ * birth (so nothing is queued for it and no input is awaited) and never
+ * opened. */
+static bool
+host_is_remote(const struct client *c)
+{
+	return c->closing && c->opened == 0 && c->urh == NULL &&
+	    c->lfd.fd == -1 && strcmp(c->addr, HOST_REMOTE_ADDR) == 0;
+}
+
+static int
+host_remote_create(parley_ctx *ctx, const char *name, size_t len,
+    parley_client **out)
+{
+	struct client *c;
+
+	if (out != NULL)
+		*out = NULL;
+	if (plugin_of(ctx)->info_only)
+		return PARLEY_ERR_UNSUPPORTED;
+	if (name == NULL || !utf8_valid(name, len) ||
+	    !proto_name_valid(name, len, PROTO_USERNAME_MAX))
+		return PARLEY_ERR_INVALID_NAME;
+	if (client_find_by_name(name, len) != NULL)
+		return PARLEY_ERR_NAME_TAKEN;
+	c = client_create(HOST_REMOTE_ADDR);
+	c->closing = true;
+	PARLEY_ASSERT(client_set_name(c, name, len) == 0);
+	if (out != NULL)
+		*out = (parley_client *)c;
+	return PARLEY_OK;
+}
+
+static int
+host_remote_join(parley_ctx *ctx, parley_client *pc, parley_room *pr)
+{
+	struct client *c = host_client(pc);
+	struct room *r = host_room(pr);
+
+	if (!host_is_remote(c) || c->dead)
+		return PARLEY_ERR_BAD_REQUEST;
+	if (room_membership(r, c) != NULL)
+		return PARLEY_OK;
+	room_join(r, c);
+	room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:o}", "type",
+	    "joined_room", "roomName", r->name, r->name_len, "username",
+	    c->name, "participants", room_participants(r)));
+	return PARLEY_OK;
+}
+
+static const char *
+host_leave_reason(const char *reason)
+{
+	static const char *const ok[] = { "left", "disconnected", "timeout",
+		"kicked" };
+
+	for (size_t i = 0; reason != NULL && i < sizeof ok / sizeof *ok; i++) {
+		if (strcmp(reason, ok[i]) == 0)
+			return ok[i];
+	}
+	return "disconnected";
+}
+
+static int
+host_remote_leave(parley_ctx *ctx, parley_client *pc, parley_room *pr,
+    const char *reason)
+{
+	struct client *c = host_client(pc);
+	struct room *r = host_room(pr);
+
+	if (!host_is_remote(c) || c->dead)
+		return PARLEY_ERR_BAD_REQUEST;
+	if (room_membership(r, c) == NULL)
+		return PARLEY_ERR_NOT_IN_ROOM;
+	proto_leave(c, r, host_leave_reason(reason), NULL, NULL);
+	return PARLEY_OK;
+}
+
+static int
+host_remote_remove(parley_ctx *ctx, parley_client *pc, const char *reason)
+{
+	struct client *c = host_client(pc);
+
+	if (!host_is_remote(c))
+		return PARLEY_ERR_BAD_REQUEST;
+	client_remove(c, host_leave_reason(reason));
+	return PARLEY_OK;
+}
+
+static bool
+host_client_is_remote(parley_ctx *ctx, parley_client *c)
+{
+	return host_is_remote(host_client(c));
+}
+
+static int
+host_room_post_seq(parley_ctx *ctx, parley_room *pr, const char *sender,
+    const char *text, size_t len, bool action, uint64_t seq, uint64_t ts)
+{
+	struct plugin *p = plugin_of(ctx);
+	struct room *r = host_room(pr);
+	json_t *ev;
+
+	if (text == NULL || len == 0 || !utf8_valid(text, len) ||
+	    sender == NULL || *sender == '\0' || seq == 0 ||
+	    seq > (uint64_t)INT64_MAX ||
+	    !plugin_text_ok(p, "room_post_seq sender", sender))
+		return PARLEY_ERR_BAD_REQUEST;
+	if (len > cfg->max_message_bytes)
+		return PARLEY_ERR_MESSAGE_TOO_LONG;
+	if (ts == 0 || ts > (uint64_t)INT64_MAX)
+		ts = loop_wall_ms();
+	/* The cluster orders the room: follow it, even backwards after a
+	 * partition healed (seqs stay unique per room within the cluster). */
+	r->seq = seq;
+	ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
+	    "new_message", "roomName", r->name, r->name_len, "message", text,
+	    len, "sender", sender, "ts", (json_int_t)ts, "seq",
+	    (json_int_t)seq);
+	if (action)
+		json_object_set_new(ev, "action", json_true());
+	history_append(r, seq, ts, sender, text, len, action);
+	metrics_add(METRIC_MESSAGES_IN, 1);
+	metrics_add(METRIC_MESSAGES_DELIVERED, r->count);
+	room_broadcast_new(r, ev);
+	return PARLEY_OK;
+}
+
 #define HOST_TABLE(flags_)                                                   \
 	{                                                                    \
 		.size = sizeof(struct parley_host),                          \
@@ -588,6 +858,15 @@ host_history_emit(parley_ctx *ctx, parley_history_sink *sink,
 		.counter_set = host_counter_set,                             \
 		.history_store_register = host_history_store_register,       \
 		.history_emit = host_history_emit,                           \
+		.fd_watch = host_fd_watch,                                   \
+		.fd_update = host_fd_update,                                 \
+		.fd_unwatch = host_fd_unwatch,                               \
+		.remote_create = host_remote_create,                         \
+		.remote_join = host_remote_join,                             \
+		.remote_leave = host_remote_leave,                           \
+		.remote_remove = host_remote_remove,                         \
+		.client_is_remote = host_client_is_remote,                   \
+		.room_post_seq = host_room_post_seq,                         \
 	}
 
 const struct parley_host plugin_host = HOST_TABLE(0);

@@ -50,6 +50,21 @@ struct plugin_timer {
 	bool cancelled; /* cancelled from its own callback */
 };
 
+/* A watched descriptor (since ABI 1.1). Kept until the plugin goes, even
+ * once unwatched: the loop may still hold its address in the batch of
+ * events it is dispatching. */
+struct plugin_watch {
+	struct loop_fd lfd; /* first: the loop hands this back */
+	struct plugin_watch *next;
+	struct plugin *p;
+	uint64_t id;   /* 0 while unused */
+	int fd;
+	unsigned events; /* PARLEY_FD_* */
+	bool added;    /* in the epoll set */
+	parley_fd_fn fn;
+	void *arg;
+};
+
 /* One loaded plugin; parley_ctx handles point at it. */
 struct plugin {
 	struct plugin *next;
@@ -67,6 +82,7 @@ struct plugin {
 	struct plugin_hook *hooks;
 	struct plugin_command *commands;
 	struct plugin_timer *timers;
+	struct plugin_watch *watches;
 	uint64_t next_id; /* hook and timer ids */
 	unsigned bad_verdicts; /* unknown verdicts logged so far */
 };
@@ -106,6 +122,8 @@ int plugin_store_register(struct plugin *p,
     const struct parley_history_store *store);
 int plugin_store_emit(struct plugin *p, parley_history_sink *sink,
     const struct parley_history_msg *m);
+/* plugin-host.c: stops and frees the plugin's descriptor watches. */
+void plugin_watches_free(struct plugin *p);
 #define PLUGIN_REASON_MAX 1024     /* a deny or kick reason */
 #define PLUGIN_CLOSE_REASON_MAX 123 /* a close frame's payload less the code */
 /* A copy of text cut to at most max bytes at a character boundary. */

@@ -809,6 +809,7 @@ static void
 plugin_forget(struct plugin *p)
 {
 	plugin_timers_stop(p);
+	plugin_watches_free(p);
 	if (!p->info_only) {
 		hook_remove_owner(p->owner);
 		command_unregister_owner(p->owner);

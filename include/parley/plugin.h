@@ -43,6 +43,8 @@
  * - Names. Everything public is prefixed parley_ or PARLEY_.
  *
  * ABI version 1.0 is the first one; "since 1.0" marks items present in it.
+ * ABI 1.1 appended file-descriptor watches, remote members and posting
+ * with a given seq ("since 1.1").
  */
 #ifndef PARLEY_PLUGIN_H
 #define PARLEY_PLUGIN_H
@@ -61,7 +63,7 @@ extern "C" {
 
 /* The ABI this header describes. since 1.0 */
 #define PARLEY_PLUGIN_ABI_MAJOR 1
-#define PARLEY_PLUGIN_ABI_MINOR 0
+#define PARLEY_PLUGIN_ABI_MINOR 1
 
 /* The name of the one symbol a plugin exports. since 1.0 */
 #define PARLEY_PLUGIN_SYMBOL "parley_plugin"
@@ -264,6 +266,19 @@ typedef int (*parley_command_fn)(parley_ctx *ctx,
 
 /* A timer fired. id is what timer_add returned. since 1.0 */
 typedef void (*parley_timer_fn)(parley_ctx *ctx, uint64_t id, void *arg);
+
+/* ---------------------------------------------------------------------
+ * File-descriptor watches
+ */
+
+/* Events of parley_host.fd_watch. since 1.1 */
+#define PARLEY_FD_READ 0x1u  /* readable, or an error or hang-up */
+#define PARLEY_FD_WRITE 0x2u /* writable, or an error or hang-up */
+
+/* A watched descriptor is ready. events: the PARLEY_FD_* bits that are
+ * ready among those asked for. id is what fd_watch returned. since 1.1 */
+typedef void (*parley_fd_fn)(parley_ctx *ctx, uint64_t id, int fd,
+    unsigned events, void *arg);
 
 /* ---------------------------------------------------------------------
  * History store
@@ -540,6 +555,62 @@ struct parley_host {
 	 * logged and skipped). */
 	int (*history_emit)(parley_ctx *ctx, parley_history_sink *sink,
 	    const struct parley_history_msg *m);
+
+	/* ---- File descriptors (since 1.1): a plugin's own sockets or pipes
+	 * on the event loop, e.g. a database client's connection. */
+
+	/* Watches fd (non-blocking, owned by the plugin) for events
+	 * (PARLEY_FD_* bits; 0 watches nothing for now) and calls fn on the
+	 * loop when it is ready (level-triggered). Returns a watch id (> 0),
+	 * or 0 when fd cannot be watched (logged). since 1.1 */
+	uint64_t (*fd_watch)(parley_ctx *ctx, int fd, unsigned events,
+	    parley_fd_fn fn, void *arg);
+	/* Changes the events of a watch. Returns 0, -1 if id is unknown.
+	 * since 1.1 */
+	int (*fd_update)(parley_ctx *ctx, uint64_t id, unsigned events);
+	/* Stops a watch (also from its own callback); the plugin closes fd
+	 * afterwards. Watches left are stopped after fini. Returns 0, -1 if
+	 * id is unknown. since 1.1 */
+	int (*fd_unwatch)(parley_ctx *ctx, uint64_t id);
+
+	/* ---- Remote members (since 1.1): clients of another server of a
+	 * cluster, shown here as members without a connection. They hold
+	 * their name (so no local client can take it), appear in
+	 * participants and cause joined_room, user_left and user_renamed as
+	 * local members do; nothing is ever sent to them and they are not
+	 * counted as connections. Hooks see them (leave, disconnect): test
+	 * client_is_remote. Rename one with client_rename. */
+
+	/* Creates a remote member named name. Sets *out (may be NULL).
+	 * Returns PARLEY_OK, PARLEY_ERR_INVALID_NAME or
+	 * PARLEY_ERR_NAME_TAKEN. since 1.1 */
+	int (*remote_create)(parley_ctx *ctx, const char *name, size_t len,
+	    parley_client **out);
+	/* Adds a remote member to room: the members get joined_room. Returns
+	 * PARLEY_OK (also when already a member) or PARLEY_ERR_BAD_REQUEST
+	 * when c is not remote. since 1.1 */
+	int (*remote_join)(parley_ctx *ctx, parley_client *c, parley_room *r);
+	/* Removes a remote member from room: the others get user_left with
+	 * reason ("left", "disconnected", "timeout" or "kicked"). Returns
+	 * PARLEY_OK, PARLEY_ERR_NOT_IN_ROOM or PARLEY_ERR_BAD_REQUEST. since
+	 * 1.1 */
+	int (*remote_leave)(parley_ctx *ctx, parley_client *c, parley_room *r,
+	    const char *reason);
+	/* Removes a remote member from every room (user_left with reason)
+	 * and frees its name; its handle is dead afterwards. Returns
+	 * PARLEY_OK or PARLEY_ERR_BAD_REQUEST when c is not remote. since
+	 * 1.1 */
+	int (*remote_remove)(parley_ctx *ctx, parley_client *c,
+	    const char *reason);
+	/* True when c is a remote member. since 1.1 */
+	bool (*client_is_remote)(parley_ctx *ctx, parley_client *c);
+	/* Posts a message as room_post does, but with the given seq (> 0)
+	 * and ts (0: now): the room's seq becomes seq, so the next local
+	 * message gets seq + 1. For a cluster that orders a room's messages
+	 * elsewhere. No hooks run. Returns as room_post. since 1.1 */
+	int (*room_post_seq)(parley_ctx *ctx, parley_room *r,
+	    const char *sender, const char *text, size_t len, bool action,
+	    uint64_t seq, uint64_t ts);
 };
 
 /* True when the host table has function fn (it may be older than this

@@ -1,0 +1,326 @@
+#!/usr/bin/python3
+#
+# test_redis.py: the redis plugin joins several built parleyd into one
+# chat. A real redis-server runs on a free port in the test's directory;
+# two or three parleyd load the plugin with their own key prefix. Checked:
+# participants and joined_room across servers, every message once and in
+# one seq order on every server, renames and disconnects, Redis going away
+# and coming back (the servers keep serving, then resynchronise), and a
+# SIGKILLed server's members leaving the others' view within the bounded
+# time. Skips when redis-server or the plugin is missing.
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Suite, Skip, TestFailure, check,  # noqa: E402
+    check_eq, http_get, parleyd_path, scaled, uniq)
+
+suite = Suite("redis")
+case = suite.case
+
+BUILD = os.path.dirname(os.path.dirname(parleyd_path()))
+TTL = 3  # heartbeat_ttl for the tests, in seconds
+
+
+def plugin_path():
+	p = os.path.join(BUILD, "plugins", ".libs", "redis.so")
+	if not os.path.exists(p):
+		raise Skip("the redis plugin was not built (no hiredis)")
+	return p
+
+
+def free_port():
+	s = socket.socket()
+	s.bind(("127.0.0.1", 0))
+	port = s.getsockname()[1]
+	s.close()
+	return port
+
+
+class Redis:
+	"""A throw-away redis-server: no persistence, its own directory."""
+
+	def __init__(self):
+		exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+		if not os.access(exe, os.X_OK):
+			raise Skip("redis-server not installed")
+		self.exe = exe
+		self.dir = tempfile.mkdtemp(prefix="parley-redis-")
+		self.port = free_port()
+		self.proc = None
+
+	def start(self, timeout=10):
+		self.proc = subprocess.Popen([self.exe, "--port",
+		    str(self.port), "--bind", "127.0.0.1", "--save", "",
+		    "--appendonly", "no", "--dir", self.dir],
+		    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+		deadline = time.monotonic() + scaled(timeout)
+		while time.monotonic() < deadline:
+			try:
+				with socket.create_connection(("127.0.0.1",
+				    self.port), 0.2) as s:
+					s.sendall(b"PING\r\n")
+					if s.recv(16).startswith(b"+PONG"):
+						return self
+			except OSError:
+				pass
+			if self.proc.poll() is not None:
+				raise TestFailure("redis-server exited with %d" %
+				    self.proc.returncode)
+			time.sleep(0.05)
+		raise TestFailure("redis-server not answering in time")
+
+	def kill(self):
+		if self.proc is not None and self.proc.poll() is None:
+			self.proc.kill()
+			self.proc.wait(5)
+		self.proc = None
+
+	def cleanup(self):
+		self.kill()
+		shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cluster_config(redis, prefix):
+	return {
+		"plugins": [plugin_path()],
+		"plugin_options": {"redis": {"host": "127.0.0.1",
+		    "port": redis.port, "prefix": prefix,
+		    "heartbeat_ttl": TTL}},
+		"log_level": "info",
+	}
+
+
+def start_cluster(t, n):
+	plugin_path()
+	redis = Redis().start()
+	prefix = "t%d:" % random.randrange(1 << 30)
+	servers = [t.start_server(cluster_config(redis, prefix))
+	    for _ in range(n)]
+	return redis, servers
+
+
+async def wait_participants(c, room, want, timeout=8):
+	"""Polls get_participants until it is want (a set)."""
+	deadline = time.monotonic() + scaled(timeout)
+	got = None
+	while time.monotonic() < deadline:
+		r = await c.expect({"type": "get_participants",
+		    "roomName": room}, "participants")
+		got = set(r["participants"])
+		if got == set(want):
+			return r["participants"]
+		await asyncio.sleep(0.1)
+	raise TestFailure("%s: participants of %s are %s, want %s" % (
+	    c.label, room, sorted(got or ()), sorted(want)))
+
+
+async def wait_up(server, timeout=8):
+	"""Waits until the plugin says the cluster is up (metrics)."""
+	deadline = time.monotonic() + scaled(timeout)
+	while time.monotonic() < deadline:
+		if cluster_up(await metrics(server)):
+			return
+		await asyncio.sleep(0.1)
+	raise TestFailure("cluster_up never became 1")
+
+
+async def metrics(server):
+	r = await http_get(server, "/metrics")
+	return r.body.decode() if isinstance(r.body, bytes) else r.body
+
+
+def cluster_up(text):
+	for line in text.splitlines():
+		if "cluster_up" in line and not line.startswith("#"):
+			return line.split()[-1] == "1"
+	return False
+
+
+@case(timeout=40)
+async def test_two_servers_share_a_room(t):
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.named("alice", a)
+		cb = await t.named("bob", b)
+		room = uniq("r")
+		await ca.create(room)
+		# The room reaches the other server (room_created).
+		await cb.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+		await cb.join(room)
+		await wait_participants(ca, room, {ca.username, cb.username})
+		await wait_participants(cb, room, {ca.username, cb.username})
+		j = await ca.recv("joined_room", pred=lambda m:
+		    m["username"] == cb.username, timeout=5)
+		check_eq(set(j["participants"]), {ca.username, cb.username},
+		    "joined_room participants on the other server")
+		# Names are unique across the cluster.
+		cx = await t.client(b)
+		await cx.expect_error({"type": "set_username",
+		    "username": ca.username.upper()}, "name_taken")
+		# Interleaved messages from both: each once, one seq order.
+		n = 30
+		for i in range(n):
+			await ca.send({"type": "send_message", "roomName": room,
+			    "message": "a%d" % i})
+			await cb.send({"type": "send_message", "roomName": room,
+			    "message": "b%d" % i})
+		seen = {}
+		for c in (ca, cb):
+			got = []
+			while len(got) < 2 * n:
+				m = await c.recv("new_message", timeout=5)
+				got.append((m["seq"], m["message"], m["sender"]))
+			await asyncio.sleep(0.3)
+			await c.sync()
+			check_eq(c.take("new_message"), [],
+			    "%s: extra copies" % c.label)
+			seqs = [g[0] for g in got]
+			check_eq(seqs, sorted(seqs), "%s: seq order" % c.label)
+			check_eq(len(set(seqs)), 2 * n, "%s: distinct seqs" %
+			    c.label)
+			check_eq(seqs[-1] - seqs[0], 2 * n - 1,
+			    "%s: seqs rise by one" % c.label)
+			seen[c.label] = got
+		check_eq(seen[ca.label], seen[cb.label],
+		    "both servers saw the same messages in the same order")
+		msgs = [g[1] for g in seen[ca.label]]
+		check_eq(sorted(msgs), sorted(["a%d" % i for i in range(n)] +
+		    ["b%d" % i for i in range(n)]), "every message once")
+		# list_rooms counts both members on both servers.
+		for c in (ca, cb):
+			r = await c.expect({"type": "list_rooms"}, "rooms")
+			cnt = [x["count"] for x in r["rooms"] if
+			    x["roomName"] == room]
+			check_eq(cnt, [2], "%s: list_rooms count" % c.label)
+	finally:
+		redis.cleanup()
+
+
+@case(timeout=40)
+async def test_rename_and_disconnect_propagate(t):
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.named("carol", a)
+		cb = await t.named("dave", b)
+		await ca.join("general")
+		await cb.join("general")
+		await wait_participants(ca, "general",
+		    {ca.username, cb.username})
+		old, new = cb.username, uniq("david")
+		await cb.set_name(new)
+		m = await ca.recv("user_renamed", pred=lambda m:
+		    m["username"] == new, timeout=5)
+		check_eq(m["oldUsername"], old, "user_renamed.oldUsername")
+		check_eq(m["roomName"], "general", "user_renamed.roomName")
+		await cb.close()
+		m = await ca.recv("user_left", pred=lambda m:
+		    m["username"] == new, timeout=5)
+		check_eq(m["reason"], "disconnected", "user_left.reason")
+		check_eq(m["participants"], [ca.username],
+		    "participants after the disconnect")
+		# A leave (not a disconnect) propagates as "left".
+		cc = await t.named("erin", b)
+		await cc.join("general")
+		await ca.recv("joined_room", pred=lambda m:
+		    m["username"] == cc.username, timeout=5)
+		await cc.expect({"type": "leave_room", "roomName": "general"},
+		    "room_left")
+		m = await ca.recv("user_left", pred=lambda m:
+		    m["username"] == cc.username, timeout=5)
+		check_eq(m["reason"], "left", "user_left.reason for a leave")
+	finally:
+		redis.cleanup()
+
+
+@case(timeout=60)
+async def test_redis_restart(t):
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.named("fay", a)
+		cb = await t.named("gus", b)
+		await ca.join("general")
+		await cb.join("general")
+		await wait_participants(ca, "general",
+		    {ca.username, cb.username})
+		redis.kill()
+		deadline = time.monotonic() + scaled(5)
+		while cluster_up(await metrics(a)):
+			check(time.monotonic() < deadline, "outage not noticed")
+			await asyncio.sleep(0.1)
+		# Each server serves its own clients alone meanwhile.
+		m = await ca.say("general", "alone")
+		check(isinstance(m["seq"], int), "local seq during the outage")
+		cb2 = await t.named("hal", b)
+		await cb2.join("general")
+		redis.start()
+		await wait_up(a, timeout=15)
+		await wait_up(b, timeout=15)
+		await wait_participants(ca, "general",
+		    {ca.username, cb.username, cb2.username}, timeout=10)
+		await wait_participants(cb, "general",
+		    {ca.username, cb.username, cb2.username}, timeout=10)
+		# Messages cross again, and seq does not go back.
+		await asyncio.sleep(0.5)
+		await ca.send({"type": "send_message", "roomName": "general",
+		    "message": "back"})
+		mb = await cb.recv("new_message", pred=lambda m:
+		    m["message"] == "back", timeout=5)
+		ma = await ca.recv("new_message", pred=lambda m:
+		    m["message"] == "back", timeout=5)
+		check_eq(ma["seq"], mb["seq"], "same seq on both servers")
+		check(ma["seq"] > m["seq"], "seq went back after the outage")
+	finally:
+		redis.cleanup()
+
+
+@case(timeout=60)
+async def test_killed_server_members_expire(t):
+	redis, (a, b, c) = start_cluster(t, 3)
+	try:
+		for s in (a, b, c):
+			await wait_up(s)
+		ca = await t.named("ida", a)
+		cb = await t.named("jon", b)
+		cc = await t.named("kim", c)
+		for x in (ca, cb, cc):
+			await x.join("general")
+		names = {ca.username, cb.username, cc.username}
+		await wait_participants(ca, "general", names)
+		await wait_participants(cb, "general", names)
+		t0 = time.monotonic()
+		c.kill()
+		m = await ca.recv("user_left", pred=lambda m:
+		    m["username"] == cc.username, timeout=TTL + 8)
+		dt = time.monotonic() - t0
+		check(dt < scaled(TTL + 4), "removed after %.1fs" % dt)
+		check_eq(set(m["participants"]), {ca.username, cb.username},
+		    "participants after the crash")
+		await wait_participants(cb, "general",
+		    {ca.username, cb.username})
+		# The survivors still talk, once each.
+		await ca.send({"type": "send_message", "roomName": "general",
+		    "message": "still here"})
+		await cb.recv("new_message", pred=lambda m:
+		    m["message"] == "still here", timeout=5)
+	finally:
+		redis.cleanup()
+
+
+if __name__ == "__main__":
+	suite.main()
