@@ -185,7 +185,8 @@ struct worker_report {
 	char cause[160];
 	uint32_t open;        /* connections open at the end */
 	uint32_t closed;      /* connections lost (stage) */
-	uint64_t sent;        /* send_message frames written */
+	uint64_t sent;        /* send_message frames the kernel took */
+	uint64_t unsent;      /* queued but never written */
 	uint64_t expected;    /* sent times members, less refused sends */
 	uint64_t delivered;   /* new_message frames received */
 	uint64_t delivered_measured; /* of those, inside the window */

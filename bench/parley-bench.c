@@ -234,6 +234,7 @@ bench_collect(uint64_t deadline, struct worker_report *sum)
 			sum->open += r.open;
 			sum->closed += r.closed;
 			sum->sent += r.sent;
+			sum->unsent += r.unsent;
 			sum->expected += r.expected;
 			sum->delivered += r.delivered;
 			sum->delivered_measured += r.delivered_measured;
@@ -468,6 +469,7 @@ kv_stage(const struct bench_stage *st, double setup_s)
 	kv_u("size", opts.size);
 	kv_d("duration", st->duration, 1);
 	kv_u("sent", r->sent);
+	kv_u("unsent", r->unsent);
 	kv_u("expected", r->expected);
 	kv_u("delivered", r->delivered);
 	kv_d("delivered_per_s", stage_dps(st), 0);
@@ -519,8 +521,11 @@ print_stage(const struct bench_stage *st)
 
 	if (opts.json)
 		return;
-	printf("  sent        %" PRIu64 " messages (warm-up included)\n",
+	printf("  sent        %" PRIu64 " messages (warm-up included)",
 	    r->sent);
+	if (r->unsent > 0)
+		printf("; %" PRIu64 " more never left the bench", r->unsent);
+	printf("\n");
 	printf("  delivered   %" PRIu64 " of %" PRIu64 " expected; %.0f/s "
 	    "in the measured window\n", r->delivered, r->expected,
 	    stage_dps(st));

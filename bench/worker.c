@@ -75,6 +75,8 @@ struct conn {
 	size_t in_len, in_cap, in_need;
 	uint8_t *out;     /* bytes not yet written */
 	size_t out_off, out_len, out_cap;
+	uint64_t out_queued, out_written; /* totals since the start */
+	struct sender *sender; /* when it sends messages */
 	struct conn *next_dirty;
 };
 
@@ -88,7 +90,7 @@ struct wroom {
 	uint32_t joined;
 	bool created;
 	uint64_t jr_expect, jr_seen; /* joined_room frames during set-up */
-	uint64_t sent, rejected;     /* since the room was created */
+	uint64_t sent, rejected;     /* written to the socket; refused */
 	uint64_t stage_sent, stage_rejected; /* values at stage start */
 };
 
@@ -100,6 +102,12 @@ struct sender {
 	char *payload;    /* the send_message JSON, text patched per send */
 	size_t len;
 	size_t text_off;  /* offset of the text inside payload */
+	/* Where each queued message ends in the connection's output
+	 * (out_queued totals): a message counts as sent only once the
+	 * kernel has all of it, so a server that stops reading does not
+	 * make the bench expect messages it never got. */
+	uint64_t *ends;
+	size_t ends_head, ends_len, ends_cap;
 };
 
 static struct {
@@ -226,11 +234,14 @@ static void
 conn_send(struct conn *c, int opcode, const void *payload, size_t len)
 {
 	uint8_t *p;
+	size_t n;
 
 	if (c->state == CONN_CLOSED)
 		return;
 	p = conn_reserve(c, WSC_MAX_HEADER + len);
-	c->out_len += wsc_frame(p, opcode, payload, len, c->mask);
+	n = wsc_frame(p, opcode, payload, len, c->mask);
+	c->out_len += n;
+	c->out_queued += n;
 	conn_mark_dirty(c);
 }
 
@@ -253,6 +264,18 @@ conn_set_pollout(struct conn *c, bool on)
 		c->pollout = on;
 }
 
+/* Counts the messages the kernel now has in full. */
+static void
+sender_written(struct sender *s)
+{
+	while (s->ends_len > 0 && s->ends[s->ends_head] <= s->c->out_written) {
+		s->ends_head = (s->ends_head + 1) % s->ends_cap;
+		s->ends_len--;
+		s->c->room->sent++;
+		wk.rep.sent++;
+	}
+}
+
 static void
 conn_flush(struct conn *c)
 {
@@ -272,6 +295,9 @@ conn_flush(struct conn *c)
 			return;
 		}
 		c->out_off += (size_t)n;
+		c->out_written += (size_t)n;
+		if (c->sender != NULL)
+			sender_written(c->sender);
 	}
 	c->out_off = c->out_len = 0;
 	conn_set_pollout(c, false);
@@ -316,6 +342,11 @@ conn_close(struct conn *c, const char *why)
 	free(c->in);
 	free(c->out);
 	c->in = c->out = NULL;
+	if (c->sender != NULL) {
+		/* Its queued messages die with it. */
+		wk.rep.unsent += c->sender->ends_len;
+		c->sender->ends_len = 0;
+	}
 	c->in_len = c->in_cap = c->out_len = c->out_cap = c->out_off = 0;
 	wk.rep.closed++;
 	if (wk.op == WORKER_CREATE || wk.op == WORKER_FILL)
@@ -800,8 +831,21 @@ sender_send(struct sender *s, uint64_t now)
 	t[26] = 'N';
 	worker_hex(t + 27, s->count++, 8);
 	conn_send(s->c, WSC_OP_TEXT, s->payload, s->len);
-	s->c->room->sent++;
-	wk.rep.sent++;
+	if (s->ends_len == s->ends_cap) {
+		size_t cap = s->ends_cap ? s->ends_cap * 2 : 64;
+		uint64_t *e = malloc(cap * sizeof *e);
+
+		if (e == NULL)
+			abort();
+		for (size_t i = 0; i < s->ends_len; i++)
+			e[i] = s->ends[(s->ends_head + i) % s->ends_cap];
+		free(s->ends);
+		s->ends = e;
+		s->ends_cap = cap;
+		s->ends_head = 0;
+	}
+	s->ends[(s->ends_head + s->ends_len++) % s->ends_cap] =
+	    s->c->out_queued;
 }
 
 /* Sends what is due. The schedule is fixed in advance (open loop), so a
@@ -911,10 +955,15 @@ worker_setup_tick(uint64_t now)
 		worker_report_send();
 }
 
-/* True when every open member has seen its room's last accepted seq. */
+/* True when every message is out of our buffers and every open member
+ * has seen its room's last accepted seq. */
 static bool
 worker_caught_up(void)
 {
+	for (uint32_t i = 0; i < wk.nsenders; i++) {
+		if (wk.senders[i].ends_len > 0)
+			return false;
+	}
 	for (uint32_t i = 0; i < wk.nrooms; i++) {
 		struct wroom *r = &wk.rooms[i];
 		uint64_t last = r->sent - r->rejected;
@@ -933,6 +982,10 @@ static void
 worker_stage_end(void)
 {
 	uint64_t last, accepted;
+
+	/* Still in our buffers: the server never had them. */
+	for (uint32_t i = 0; i < wk.nsenders; i++)
+		wk.rep.unsent += wk.senders[i].ends_len;
 
 	for (uint32_t i = 0; i < wk.nrooms; i++) {
 		struct wroom *r = &wk.rooms[i];
@@ -1133,6 +1186,7 @@ worker_plan(void)
 		if (i < o->senders) {
 			wk.senders[ns].c = c;
 			wk.senders[ns].id = i;
+			c->sender = &wk.senders[ns];
 			ns++;
 		}
 	}

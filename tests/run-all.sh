@@ -49,8 +49,10 @@ make -j"$jobs" check
 tally test-suite.log
 
 step "make check on an ASan + UBSan build"
-rm -rf build-asan && mkdir build-asan
-(cd build-asan && ../configure --enable-sanitizers >/dev/null &&
+# From a copy of the sources: this tree may be configured in place.
+rm -rf build-asan
+make distdir distdir=build-asan >/dev/null &&
+(cd build-asan && ./configure --enable-sanitizers >/dev/null &&
 	make -j"$jobs" >/dev/null &&
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
