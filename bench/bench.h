@@ -38,6 +38,8 @@ struct bench_opts {
 	const char *server;   /* parleyd to start, or NULL */
 	const char *server_config; /* config file for it, or NULL */
 	bool mock;            /* serve with mock.c instead */
+	const char *server_set[16]; /* lines added to its configuration */
+	size_t nserver_set;
 	pid_t server_pid;     /* server to sample, or 0 */
 	unsigned conns;
 	unsigned rooms;
@@ -143,10 +145,11 @@ struct proc_server {
 	unsigned port;
 };
 /* Starts parleyd with a temporary (or the given) configuration on port 0
- * and reads back the port. Returns 0, or -1 with *cause set (static). */
+ * and reads back the port; the nextra lines of extra are appended to a
+ * temporary configuration. Returns 0, or -1 with cause filled in. */
 int proc_start(struct proc_server *s, const char *binary,
-    const char *config, unsigned conns, int cpu, char *cause,
-    size_t causelen);
+    const char *config, const char *const *extra, size_t nextra,
+    unsigned conns, int cpu, char *cause, size_t causelen);
 /* Stops the server started by proc_start and removes its directory. */
 void proc_stop(struct proc_server *s);
 /* CPU time (user plus system) of pid in nanoseconds, or -1. */

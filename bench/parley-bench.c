@@ -7,10 +7,12 @@
  * reports and prints them, for people and for scripts.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -18,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -614,15 +614,16 @@ run_saturation(void)
 	struct bench_stage st, best;
 	double setup_s, rate = opts.rate, prev = 0, dps, p99_ms;
 	const char *stop = "steps";
-	bool have_best = false, sustained;
+	bool have_best = false, sustained, bench_behind;
 	unsigned step;
 
 	setup_s = bench_connect_all();
 	if (!opts.json) {
 		print_head("saturation", setup_s);
-		printf("  %-4s %9s %11s %12s %9s %9s %9s %8s %8s %8s\n", "step",
-		    "rate", "offered/s", "delivered/s", "p50_ms", "p99_ms",
-		    "max_ms", "missing", "srv_cpu", "bench");
+		printf("  %-4s %8s %10s %12s %8s %8s %8s %8s %6s %8s %8s\n",
+		    "step", "rate", "offered/s", "delivered/s", "p50_ms",
+		    "p99_ms", "max_ms", "missing", "late%", "srv_cpu",
+		    "bench");
 	}
 	memset(&best, 0, sizeof best);
 	for (step = 0; step < opts.max_steps; step++) {
@@ -631,14 +632,15 @@ run_saturation(void)
 		p99_ms = (double)hist_quantile(&st.r.lat, 0.99) /
 		    BENCH_NS_PER_MS;
 		if (!opts.json) {
-			printf("  %-4u %9.1f %11.0f %12.0f %9.2f %9.2f %9.2f "
-			    "%8" PRIu64 " %7.1f%% %7.1f%%\n", step + 1, rate,
-			    bench_offered(rate), dps,
+			printf("  %-4u %8.1f %10.0f %12.0f %8.2f %8.2f %8.2f "
+			    "%8" PRIu64 " %6.1f %7.1f%% %7.1f%%\n", step + 1,
+			    rate, bench_offered(rate), dps,
 			    (double)hist_quantile(&st.r.lat, 0.5) /
 			    BENCH_NS_PER_MS, p99_ms,
 			    (double)st.r.lat.max / BENCH_NS_PER_MS,
-			    st.r.missing, stage_server_cpu(&st),
-			    stage_bench_cpu(&st));
+			    st.r.missing, st.r.sent ? 100.0 *
+			    (double)st.r.send_lag / (double)st.r.sent : 0,
+			    stage_server_cpu(&st), stage_bench_cpu(&st));
 			fflush(stdout);
 		}
 		kv_reset();
@@ -647,11 +649,16 @@ run_saturation(void)
 		kv_d("offered_per_s", bench_offered(rate), 0);
 		if (!opts.json)
 			kv_print("STEP");
+		/* The bench itself fell behind its schedule (more than 5%
+		 * of sends late, or some never written): the offered load
+		 * was not what the step says, so it cannot count. */
+		bench_behind = st.r.send_lag * 20 > st.r.sent ||
+		    st.r.unsent > 0;
 		/* Sustained: the server kept up with what was offered,
 		 * within the latency bound and without loss. */
 		sustained = dps >= 0.95 * bench_offered(rate) &&
 		    p99_ms <= opts.p99_limit_ms && st.r.missing == 0 &&
-		    st.r.closed == 0;
+		    st.r.closed == 0 && !bench_behind;
 		if (sustained && (!have_best || dps > stage_dps(&best))) {
 			best = st;
 			have_best = true;
@@ -741,25 +748,29 @@ run_many(void)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-"usage: parley-bench [options]\n"
-"  --workload W1|W2|W3|W4|custom   what to run (W1)\n"
-"  --url ws://ADDR:PORT/ws         a running server (numeric IPv4)\n"
-"  --server PATH                   start this parleyd on a free port\n"
-"  --server-config FILE            its configuration (else a temporary one)\n"
-"  --server-pid PID                sample this server's CPU and memory\n"
-"  --mock                          serve with a minimal stand-in, to measure\n"
-"                                  the bench's own ceiling\n"
-"  --conns N --rooms N --senders N --rate MSG_PER_S --size BYTES\n"
-"  --duration S --warmup S --drain S\n"
-"  --procs N                       worker processes (conns / 10000, rounded up)\n"
-"  --src-addrs N                   bind to 127.0.0.2..N+1 (auto on loopback)\n"
-"  --ping-rate N                   JSON pings per second, all workers\n"
-"  --inflight N                    handshakes at once per worker (256)\n"
-"  --cpu N --server-cpu N          pin the bench / the started server\n"
-"  --p99-limit MS --step-factor F --steps N    W2's stepping (100, 1.5, 12)\n"
-"  --json                          print one JSON object per result only\n"
-"  --quiet                         no progress messages\n");
+	static const char *const lines[] = {
+		"usage: parley-bench [options]",
+		"  --workload W1|W2|W3|W4|custom  what to run (W1)",
+		"  --url ws://ADDR:PORT/ws        a running server (IPv4)",
+		"  --server PATH                  start this parleyd, port 0",
+		"  --server-config FILE           its configuration file",
+		"  --server-set 'KEY = VALUE'     add to the temporary one",
+		"  --server-pid PID               sample this server",
+		"  --mock                         serve with a minimal stand-in",
+		"  --conns N --rooms N --senders N --rate MSG_PER_S",
+		"  --size BYTES --duration S --warmup S --drain S",
+		"  --procs N                      worker processes",
+		"  --src-addrs N                  bind to 127.0.0.2 .. N+1",
+		"  --ping-rate N                  JSON pings per second",
+		"  --inflight N                   handshakes at once (256)",
+		"  --cpu N --server-cpu N         pin the bench, the server",
+		"  --p99-limit MS --step-factor F --steps N   W2 (100 1.5 12)",
+		"  --json                         one JSON object per result",
+		"  --quiet                        no progress messages",
+	};
+
+	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+		fprintf(f, "%s\n", lines[i]);
 }
 
 static double
@@ -981,6 +992,20 @@ start_workers(void)
 	}
 }
 
+/* Asks each worker to quit (closing its connections) and reaps it. */
+static void
+stop_workers(void)
+{
+	struct worker_cmd quit = { .op = WORKER_QUIT };
+	int status;
+
+	for (unsigned i = 0; i < nworkers; i++) {
+		bench_write_full(worker_cmd[i], &quit, sizeof quit);
+		waitpid(worker_pids[i], &status, 0);
+		worker_pids[i] = 0;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -988,12 +1013,13 @@ main(int argc, char **argv)
 		O_SERVER_PID, O_CONNS, O_ROOMS, O_SENDERS, O_RATE,
 		O_DURATION, O_WARMUP, O_DRAIN, O_SIZE, O_PROCS, O_SRC, O_PING,
 		O_INFLIGHT, O_CPU, O_SERVER_CPU, O_JSON, O_QUIET, O_P99,
-		O_FACTOR, O_STEPS, O_MOCK };
+		O_FACTOR, O_STEPS, O_MOCK, O_SERVER_SET };
 	static const struct option longopts[] = {
 		{ "workload", required_argument, NULL, O_WORKLOAD },
 		{ "url", required_argument, NULL, O_URL },
 		{ "server", required_argument, NULL, O_SERVER },
 		{ "server-config", required_argument, NULL, O_SERVER_CONFIG },
+		{ "server-set", required_argument, NULL, O_SERVER_SET },
 		{ "server-pid", required_argument, NULL, O_SERVER_PID },
 		{ "mock", no_argument, NULL, O_MOCK },
 		{ "conns", required_argument, NULL, O_CONNS },
@@ -1054,6 +1080,15 @@ main(int argc, char **argv)
 			break;
 		case O_SERVER:
 			opts.server = optarg;
+			break;
+		case O_SERVER_SET:
+			if (opts.nserver_set == sizeof opts.server_set /
+			    sizeof opts.server_set[0]) {
+				fprintf(stderr, "parley-bench: too many "
+				    "--server-set\n");
+				return 2;
+			}
+			opts.server_set[opts.nserver_set++] = optarg;
 			break;
 		case O_MOCK:
 			opts.mock = true;
@@ -1178,7 +1213,8 @@ main(int argc, char **argv)
 
 	if (opts.server != NULL) {
 		if (proc_start(&server, opts.server, opts.server_config,
-		    opts.conns, opts.server_cpu, cause, sizeof cause) == -1)
+		    opts.server_set, opts.nserver_set, opts.conns,
+		    opts.server_cpu, cause, sizeof cause) == -1)
 			bench_die("%s: %s", opts.server, cause);
 		snprintf(opts.host, sizeof opts.host, "%s", server.addr);
 		opts.port = server.port;
@@ -1208,16 +1244,7 @@ main(int argc, char **argv)
 		break;
 	}
 
-	{
-		struct worker_cmd quit = { .op = WORKER_QUIT };
-		int status;
-
-		for (i = 0; i < nworkers; i++) {
-			bench_write_full(worker_cmd[i], &quit, sizeof quit);
-			waitpid(worker_pids[i], &status, 0);
-			worker_pids[i] = 0;
-		}
-	}
+	stop_workers();
 	bench_cleanup();
 	return rc;
 }

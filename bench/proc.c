@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
@@ -105,21 +106,23 @@ proc_rss_kb(pid_t pid)
 	return strtol(p + 7, NULL, 10);
 }
 
-/* Removes the files proc_start may have made, then the directory. */
+static int
+proc_remove(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Removes the temporary directory and whatever the server left in it. */
 static void
 proc_clean(struct proc_server *s)
 {
-	static const char *const files[] = { "parley.conf", "stdout",
-		"stderr" };
-	char path[128];
-
 	if (s->dir[0] == '\0')
 		return;
-	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-		snprintf(path, sizeof path, "%s/%s", s->dir, files[i]);
-		unlink(path);
-	}
-	rmdir(s->dir);
+	nftw(s->dir, proc_remove, 16, FTW_DEPTH | FTW_PHYS);
 	s->dir[0] = '\0';
 }
 
@@ -141,7 +144,8 @@ proc_why(struct proc_server *s, const char *what, char *cause,
 
 int
 proc_start(struct proc_server *s, const char *binary, const char *config,
-    unsigned conns, int cpu, char *cause, size_t causelen)
+    const char *const *extra, size_t nextra, unsigned conns, int cpu,
+    char *cause, size_t causelen)
 {
 	char conf[128], out[128], err[128], buf[512], *p, *colon;
 	const char *tmp = getenv("TMPDIR");
@@ -177,7 +181,9 @@ proc_start(struct proc_server *s, const char *binary, const char *config,
 			return -1;
 		}
 		/* The abuse limits are for people; a load generator is
-		 * every one of them at once, from few addresses. */
+		 * every one of them at once, from few addresses. No plugins
+		 * (the core is what is measured) and any state stays in
+		 * the temporary directory. */
 		fprintf(f, "-- written by parley-bench\n"
 		    "listen = \"127.0.0.1\"\n"
 		    "log_level = \"warn\"\n"
@@ -188,7 +194,12 @@ proc_start(struct proc_server *s, const char *binary, const char *config,
 		    "requests_per_minute = 0\n"
 		    "messages_per_minute = 0\n"
 		    "rooms_per_minute = 0\n"
-		    "ban_after = 0\n", limit, limit);
+		    "ban_after = 0\n"
+		    "plugins = { }\n"
+		    "state_dir = \"%s\"\n", limit, limit, s->dir);
+		/* --server-set lines come last, so they win. */
+		for (size_t i = 0; i < nextra; i++)
+			fprintf(f, "%s\n", extra[i]);
 		fclose(f);
 		config = conf;
 	}

@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -501,10 +503,13 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
     const char *extra_in, size_t extra_len, const char *addr)
 {
 	struct client *c = client_create(addr);
-	int flags = fcntl(fd, F_GETFL);
+	int flags = fcntl(fd, F_GETFL), one = 1;
 
 	if (flags != -1 && !(flags & O_NONBLOCK))
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	/* libmicrohttpd turns Nagle back on after the 101; chat frames are
+	 * small and must leave at once (writes are already batched). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->urh = urh;
 	c->opened = loop_now();
 	c->last_rx = c->opened;

@@ -35,9 +35,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
+# The core only (no plugins), with any state kept in the temporary
+# directory; the abuse limits stay at their defaults.
+mkdir "$tmp/state" || exit 1
 cat > "$tmp/parley.conf" <<CONF
 listen = "127.0.0.1"
 log_level = "warn"
+plugins = { }
+state_dir = "$tmp/state"
 CONF
 
 : >"$tmp/stdout"

@@ -764,7 +764,10 @@ async def test_access_line_vanished_code(t):
 
 @case()
 async def test_metrics_counters(t):
-	s = t.start_server()
+	# The source tree's default scripts, also in a VPATH build.
+	src = os.environ.get("top_srcdir") or os.path.join(
+	    os.path.dirname(os.path.abspath(__file__)), "..", "..")
+	s = t.start_server({"script_dirs": [os.path.join(src, "scripts")]})
 	m0 = await metrics(s)
 	check_eq(m0.get("parley_connections"), 0.0, "parley_connections "
 	    "at start")
