@@ -39,41 +39,38 @@
 #define MIB (1024LL * 1024)
 #define GIB (1024LL * 1024 * 1024)
 
+/* True when s (len bytes) is one of the NULL-terminated words. */
+static bool
+config_one_of(const char *s, size_t len, const char *const *words)
+{
+	for (; *words != NULL; words++) {
+		if (strlen(*words) == len && memcmp(s, *words, len) == 0)
+			return true;
+	}
+	return false;
+}
+
 static const char *
 config_check_log_format(const char *s, size_t len)
 {
-	if ((len == 4 && memcmp(s, "text", 4) == 0) ||
-	    (len == 4 && memcmp(s, "json", 4) == 0))
-		return NULL;
-	return "must be \"text\" or \"json\"";
+	static const char *const formats[] = { "text", "json", NULL };
+
+	return config_one_of(s, len, formats) ? NULL :
+	    "must be \"text\" or \"json\"";
 }
 
-/* An address or CIDR block, IPv4 or IPv6. */
+/* An address or CIDR block, IPv4 or IPv6 (parsed as http.c will). */
 static const char *
 config_check_cidr(const char *s, size_t len)
 {
-	char buf[64], *slash, *end;
-	unsigned char a[16];
-	long bits, max;
+	char buf[64];
 
 	if (len >= sizeof buf)
 		return "is not an address or CIDR block";
 	memcpy(buf, s, len);
 	buf[len] = '\0';
-	if ((slash = strchr(buf, '/')) != NULL)
-		*slash++ = '\0';
-	if (inet_pton(AF_INET, buf, a) == 1)
-		max = 32;
-	else if (inet_pton(AF_INET6, buf, a) == 1)
-		max = 128;
-	else
-		return "is not an address or CIDR block";
-	if (slash == NULL)
-		return NULL;
-	bits = strtol(slash, &end, 10);
-	if (*slash == '\0' || *end != '\0' || bits < 0 || bits > max)
-		return "has a bad prefix length";
-	return NULL;
+	return http_cidr_valid(buf) ? NULL :
+	    "is not an address or CIDR block";
 }
 
 /* ADDR:PORT, with [ADDR]:PORT for IPv6. */
@@ -119,10 +116,10 @@ config_check_script_name(const char *s, size_t len)
 static const char *
 config_check_policy(const char *s, size_t len)
 {
-	if ((len == 4 && memcmp(s, "pass", 4) == 0) ||
-	    (len == 4 && memcmp(s, "deny", 4) == 0))
-		return NULL;
-	return "must be \"pass\" or \"deny\"";
+	static const char *const policies[] = { "pass", "deny", NULL };
+
+	return config_one_of(s, len, policies) ? NULL :
+	    "must be \"pass\" or \"deny\"";
 }
 
 /* The operator password is kept hashed: "sha256:" and 64 hex digits. */

@@ -124,6 +124,14 @@ http_cidr_parse(const char *text, struct http_cidr *out)
 	return 0;
 }
 
+bool
+http_cidr_valid(const char *text)
+{
+	struct http_cidr c;
+
+	return http_cidr_parse(text, &c) == 0;
+}
+
 /* Parses trusted_proxies; returns -1 with *cause on a bad entry. */
 int
 http_set_proxies(const struct strlist *list, char **cause)

@@ -405,6 +405,8 @@ void static_add_security_headers(struct MHD_Response *resp, bool html);
 /* Starts the main daemon on listen_fd and, when admin_fd is not -1, the
  * admin listener (/metrics and /healthz only). */
 int http_start(int listen_fd, int admin_fd, char **cause);
+/* True when text is an address or CIDR block, IPv4 or IPv6. */
+bool http_cidr_valid(const char *text);
 /* Sets the trusted proxies (CIDR list); -1 with *cause when one is bad. */
 int http_set_proxies(const struct strlist *list, char **cause);
 void http_stop(void);
