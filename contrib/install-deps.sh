@@ -22,4 +22,4 @@ done
 if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
 echo "installing:$missing"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
