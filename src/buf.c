@@ -30,21 +30,21 @@ buf_frame(int opcode, const void *payload, size_t len)
 struct buf *
 buf_json(const json_t *json)
 {
-	size_t flags = JSON_COMPACT;
-	size_t len = json_dumpb(json, NULL, 0, flags);
-	uint8_t hdr[WS_MAX_HEADER];
-	size_t hlen;
-	struct buf *b;
+	/* One encoding per broadcast: into a scratch buffer that only grows
+	 * (a frame is at most max_frame_bytes plus some), then one copy. */
+	static char *scratch;
+	static size_t scratch_cap;
+	size_t len;
 
-	PARLEY_ASSERT(len != 0);
-	hlen = ws_frame_header(hdr, WS_OP_TEXT, len);
-	b = xmalloc(sizeof *b + hlen + len);
-	b->refs = 1;
-	b->len = (uint32_t)(hlen + len);
-	memcpy(b->data, hdr, hlen);
-	PARLEY_ASSERT(json_dumpb(json, (char *)b->data + hlen, len, flags) ==
-	    len);
-	return b;
+	for (;;) {
+		len = json_dumpb(json, scratch, scratch_cap, JSON_COMPACT);
+		PARLEY_ASSERT(len != 0);
+		if (len <= scratch_cap)
+			break;
+		scratch_cap = len > 2 * scratch_cap ? len : 2 * scratch_cap;
+		scratch = xrealloc(scratch, scratch_cap);
+	}
+	return buf_frame(WS_OP_TEXT, scratch, len);
 }
 
 void
