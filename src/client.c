@@ -123,13 +123,6 @@ client_create(const char *addr)
 	return c;
 }
 
-struct client *
-client_ref(struct client *c)
-{
-	c->refs++;
-	return c;
-}
-
 static void
 client_free(struct client *c)
 {

@@ -135,13 +135,6 @@ limit_strike(const char *addr)
 	return true;
 }
 
-bool
-limit_banned(const char *addr)
-{
-	struct limit_addr *a = limit_addr_get(addr, false);
-	return a != NULL && a->banned_until > loop_now();
-}
-
 /* Forgets addresses with nothing to remember, a few slots per call. */
 void
 limit_sweep(void)

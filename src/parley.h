@@ -274,7 +274,6 @@ void limit_conn_open(const char *addr);
 void limit_conn_close(const char *addr);
 /* Counts a violation by addr; returns true when that earned a ban. */
 bool limit_strike(const char *addr);
-bool limit_banned(const char *addr);
 void limit_sweep(void);
 
 /* loop.c: epoll file descriptors, timers and the before-sleep step */
@@ -474,7 +473,6 @@ struct client {
 };
 /* Creates a client with a fresh guest name; refs = 1. */
 struct client *client_create(const char *addr);
-struct client *client_ref(struct client *c);
 void client_unref(struct client *c);
 /* Leaves every room (reason for user_left) and marks c dead. */
 void client_remove(struct client *c, const char *reason);
@@ -706,7 +704,6 @@ void plugin_unload_all(void);
  * registrations, prints what it is and registers, runs its fini. Returns
  * the exit status. */
 int plugin_info(const char *file);
-unsigned plugin_count(void);
 /* Calls fn for each counter plugins keep (for the metrics). */
 void plugin_counter_each(void (*fn)(const char *plugin, const char *name,
     int64_t value, void *arg), void *arg);
@@ -724,9 +721,6 @@ int script_init(char **cause);
 int script_reload_prepare(const struct config *c, char **cause);
 void script_reload_commit(void);
 void script_reload_abort(void);
-/* Loads cfg's scripts into a new state and, only when all of them load,
- * replaces the running ones; else -1 with *cause, the old ones kept. */
-int script_reload(char **cause);
 /* Loads cfg's scripts and throws them away (--check-config). */
 int script_check(char **cause);
 void script_free(void);

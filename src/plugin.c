@@ -1009,16 +1009,6 @@ plugin_unload_all(void)
 	}
 }
 
-unsigned
-plugin_count(void)
-{
-	unsigned n = 0;
-
-	for (struct plugin *p = plugin_list; p != NULL; p = p->next)
-		n++;
-	return n;
-}
-
 /* ---------------------------------------------------------------------
  * parleyd --plugin-info
  */

@@ -1523,15 +1523,6 @@ script_reload_commit(void)
 }
 
 int
-script_reload(char **cause)
-{
-	if (script_reload_prepare(cfg, cause) == -1)
-		return -1;
-	script_reload_commit();
-	return 0;
-}
-
-int
 script_check(char **cause)
 {
 	struct script_state *st;
