@@ -46,6 +46,7 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_SERVER_START] = "start",
 	[HOOK_SERVER_STOP] = "stop",
 	[HOOK_TICK] = "tick",
+	[HOOK_POST] = "post",
 };
 
 const char *

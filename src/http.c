@@ -439,10 +439,20 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 static enum MHD_Result
 http_healthz(struct MHD_Connection *conn)
 {
-	json_t *j = json_pack("{s:s, s:I, s:I}", "status", "ok",
-	    "connections", (json_int_t)conn_count(), "rooms",
+	bool ok;
+	json_t *plugins = plugin_health(&ok);
+	/* Degraded is still 200: the server serves its own clients (e.g. a
+	 * cluster member cut off from Redis), and a balancer that dropped
+	 * every such server would serve nobody. */
+	json_t *j = json_pack("{s:s, s:I, s:I}", "status", ok ? "ok" :
+	    "degraded", "connections", (json_int_t)conn_count(), "rooms",
 	    (json_int_t)room_count());
-	char *text = json_dumps(j, JSON_COMPACT);
+	char *text;
+
+	if (json_object_size(plugins) > 0)
+		json_object_set(j, "plugins", plugins);
+	json_decref(plugins);
+	text = json_dumps(j, JSON_COMPACT);
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 

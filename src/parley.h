@@ -444,6 +444,7 @@ struct client {
 	bool closing; /* no more input is handled */
 	bool dead;    /* released; freed before sleep */
 	bool pending; /* on the pending-write list */
+	bool remote;  /* another server's client (a plugin's), no socket */
 	char *name;
 	char addr[46]; /* INET6_ADDRSTRLEN */
 	struct membership **rooms; /* rooms joined, in join order */
@@ -540,10 +541,11 @@ void room_history_add(struct room *r, uint64_t seq, uint64_t ts,
  * (ROOM_NO_BEFORE for no bound), oldest first. */
 #define ROOM_NO_BEFORE UINT64_MAX
 json_t *room_history(const struct room *r, uint64_t before, size_t limit);
-/* Posts a chat message as sender: gives it the next seq, records it and
- * sends new_message to every member. */
-void room_post(struct room *r, const char *sender, const char *text,
-    size_t len, bool action);
+/* Posts a chat message as sender (from: the client, NULL for a script's
+ * or plugin's): the post hooks may take it over; else it gets the next
+ * seq, goes to the history and to every member as new_message. */
+void room_post(struct room *r, struct client *from, const char *sender,
+    const char *text, size_t len, bool action);
 json_t *room_names(void);
 json_t *room_list(void); /* [{roomName, count}] */
 unsigned room_count(void);
@@ -551,15 +553,20 @@ void room_free_all(void);
 
 /* history.c: where room history lives: a store registered by a plugin
  * (durable), else the in-memory ring of room.c */
+/* Who asked for a room's history, kept while a store answers later. */
+struct history_waiter;
 struct history_store {
 	const char *owner; /* plugin name, for logs */
 	/* Records one message; returns 0 or -1 (logged by the store). */
 	int (*append)(void *arg, const char *room, size_t room_len,
 	    uint64_t seq, uint64_t ts, const char *sender, const char *text,
 	    size_t len, bool action);
-	/* Returns a new JSON array as room_history does, or NULL on error. */
+	/* Returns a new JSON array as room_history does, or NULL: *later
+	 * false on error, true when the store keeps w and answers through
+	 * history_answer (a store across the network). */
 	json_t *(*read)(void *arg, const char *room, size_t room_len,
-	    uint64_t before, size_t limit);
+	    uint64_t before, size_t limit, struct history_waiter *w,
+	    bool *later);
 	/* The highest seq stored for room, 0 when none. */
 	uint64_t (*last_seq)(void *arg, const char *room, size_t room_len);
 	void *arg;
@@ -570,8 +577,13 @@ int history_set_store(const struct history_store *s);
 bool history_enabled(void);
 void history_append(struct room *r, uint64_t seq, uint64_t ts,
     const char *sender, const char *text, size_t len, bool action);
-/* NULL when the store failed. */
-json_t *history_read(const struct room *r, uint64_t before, size_t limit);
+/* Answers c's history request (id) now, or later when the store is slow;
+ * PROTO_OK, or the error to answer at once. */
+enum proto_err history_request(struct client *c, const json_t *id,
+    const struct room *r, uint64_t before, size_t limit);
+/* A late answer: msgs (taken; NULL = the store failed) goes to the
+ * client if it is still there; w is freed. */
+void history_answer(struct history_waiter *w, json_t *msgs);
 uint64_t history_last_seq(const char *room, size_t len);
 
 /* proto.c: envelope checks and a dispatch table over message types */
@@ -601,6 +613,8 @@ void proto_handle(struct client *c, const char *data, size_t len);
 void proto_welcome(struct client *c);
 /* Sends error e to c with the given id (borrowed, may be NULL) and
  * optional room name and message. */
+/* Sends reply (taken) to c, with the request's id when not NULL. */
+void proto_reply_new(struct client *c, const json_t *id, json_t *reply);
 void proto_send_error(struct client *c, enum proto_err e, const json_t *id,
     const char *room, const char *message);
 /* Actions shared by the protocol handlers, scripts and plugins. Each
@@ -640,6 +654,8 @@ enum hook_event {
 	HOOK_SERVER_START, /* no client: server started */
 	HOOK_SERVER_STOP, /* no client: server stopping */
 	HOOK_TICK,        /* no client: once a second */
+	HOOK_POST,        /* room, text, sender, action; client or NULL: may
+			     drop (a cluster posts it itself) */
 	HOOK_COUNT
 };
 enum hook_verdict {
@@ -656,6 +672,8 @@ struct hook_args {
 	const char *text;      /* name or message, as modified so far */
 	size_t text_len;
 	const char *reason;    /* leave and disconnect */
+	const char *sender;    /* post */
+	bool action;           /* post: a /me action */
 	/* Results, filled by the chain. */
 	char *new_text;        /* owned by args; hook_args_free frees it */
 	enum proto_err deny_code;
@@ -704,6 +722,9 @@ void plugin_unload_all(void);
  * registrations, prints what it is and registers, runs its fini. Returns
  * the exit status. */
 int plugin_info(const char *file);
+/* What plugins said of their health ({name: {ok, detail}}, only those
+ * that said anything); *all_ok false when one is degraded. */
+json_t *plugin_health(bool *all_ok);
 /* Calls fn for each counter plugins keep (for the metrics). */
 void plugin_counter_each(void (*fn)(const char *plugin, const char *name,
     int64_t value, void *arg), void *arg);

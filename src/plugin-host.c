@@ -485,7 +485,7 @@ host_room_post(parley_ctx *ctx, parley_room *r, const char *sender,
 		return PARLEY_ERR_BAD_REQUEST;
 	if (len > cfg->max_message_bytes)
 		return PARLEY_ERR_MESSAGE_TOO_LONG;
-	room_post(host_room(r), sender, text, len, action);
+	room_post(host_room(r), NULL, sender, text, len, action);
 	return PARLEY_OK;
 }
 
@@ -536,6 +536,24 @@ host_history_emit(parley_ctx *ctx, parley_history_sink *sink,
     const struct parley_history_msg *m)
 {
 	return plugin_store_emit(plugin_of(ctx), sink, m);
+}
+
+static parley_history_sink *
+host_history_defer(parley_ctx *ctx, parley_history_sink *sink)
+{
+	return plugin_store_defer(plugin_of(ctx), sink);
+}
+
+static void
+host_history_done(parley_ctx *ctx, parley_history_sink *sink, int status)
+{
+	plugin_store_done(plugin_of(ctx), sink, status);
+}
+
+static void
+host_health_report(parley_ctx *ctx, bool ok, const char *detail)
+{
+	plugin_health_report(plugin_of(ctx), ok, detail);
 }
 
 /* ---- File descriptors (since 1.1) */
@@ -684,8 +702,7 @@ plugin_watches_free(struct plugin *p)
 static bool
 host_is_remote(const struct client *c)
 {
-	return c->closing && c->opened == 0 && c->urh == NULL &&
-	    c->lfd.fd == -1 && strcmp(c->addr, HOST_REMOTE_ADDR) == 0;
+	return c->remote;
 }
 
 static int
@@ -705,6 +722,7 @@ host_remote_create(parley_ctx *ctx, const char *name, size_t len,
 		return PARLEY_ERR_NAME_TAKEN;
 	c = client_create(HOST_REMOTE_ADDR);
 	c->closing = true;
+	c->remote = true;
 	PARLEY_ASSERT(client_set_name(c, name, len) == 0);
 	if (out != NULL)
 		*out = (parley_client *)c;
@@ -867,6 +885,9 @@ host_room_post_seq(parley_ctx *ctx, parley_room *pr, const char *sender,
 		.remote_remove = host_remote_remove,                         \
 		.client_is_remote = host_client_is_remote,                   \
 		.room_post_seq = host_room_post_seq,                         \
+		.history_defer = host_history_defer,                         \
+		.history_done = host_history_done,                           \
+		.health_report = host_health_report,                         \
 	}
 
 const struct parley_host plugin_host = HOST_TABLE(0);

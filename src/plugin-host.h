@@ -15,6 +15,7 @@
 #include "parley/plugin.h"
 
 struct hook;
+struct plugin_sink;
 
 /* One hook a plugin added (in info mode only recorded: h is NULL). */
 struct plugin_hook {
@@ -83,6 +84,10 @@ struct plugin {
 	struct plugin_command *commands;
 	struct plugin_timer *timers;
 	struct plugin_watch *watches;
+	struct plugin_sink *deferred; /* history reads answered later */
+	bool health_set;  /* health_report called (since 1.2) */
+	bool health_ok;
+	char *health_detail;
 	uint64_t next_id; /* hook and timer ids */
 	unsigned bad_verdicts; /* unknown verdicts logged so far */
 };
@@ -122,6 +127,11 @@ int plugin_store_register(struct plugin *p,
     const struct parley_history_store *store);
 int plugin_store_emit(struct plugin *p, parley_history_sink *sink,
     const struct parley_history_msg *m);
+parley_history_sink *plugin_store_defer(struct plugin *p,
+    parley_history_sink *sink);
+void plugin_store_done(struct plugin *p, parley_history_sink *sink,
+    int status);
+void plugin_health_report(struct plugin *p, bool ok, const char *detail);
 /* plugin-host.c: stops and frees the plugin's descriptor watches. */
 void plugin_watches_free(struct plugin *p);
 #define PLUGIN_REASON_MAX 1024     /* a deny or kick reason */

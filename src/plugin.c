@@ -52,6 +52,7 @@ static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
 	[PARLEY_EV_SERVER_START] = HOOK_SERVER_START,
 	[PARLEY_EV_SERVER_STOP] = HOOK_SERVER_STOP,
 	[PARLEY_EV_TICK] = HOOK_TICK,
+	[PARLEY_EV_POST] = HOOK_POST,
 };
 
 /* enum parley_error (fixed numbers) to and from enum proto_err. */
@@ -145,6 +146,11 @@ plugin_hook_call(struct hook_args *a, void *arg)
 	ev.reason = a->reason;
 	ev.client_id = a->client ? a->client->id : 0;
 	ev.wall_ms = loop_wall_ms();
+	if (a->event == HOOK_POST) {
+		ev.sender = a->sender;
+		ev.sender_len = strlen(a->sender);
+		ev.flags = a->action ? PARLEY_MSG_ACTION : 0;
+	}
 	v = ph->fn(plugin_ctx(p), &ev, ph->arg);
 	switch (v) {
 	case PARLEY_PASS:
@@ -536,6 +542,11 @@ struct plugin_sink {
 	json_t *messages;
 	size_t limit;
 	bool overflow_logged;
+	/* A read answered later (since 1.2): the heap sink that replaces
+	 * this one, and the request it answers. */
+	struct plugin_sink *deferred;
+	struct history_waiter *waiter;
+	struct plugin_sink *next; /* p->deferred */
 };
 
 static int
@@ -562,22 +573,126 @@ plugin_store_append(void *arg, const char *room, size_t room_len,
 
 static json_t *
 plugin_store_read(void *arg, const char *room, size_t room_len,
-    uint64_t before, size_t limit)
+    uint64_t before, size_t limit, struct history_waiter *w, bool *later)
 {
 	struct plugin *p = arg;
 	struct plugin_sink sink = { .magic = PLUGIN_SINK_MAGIC, .p = p,
-		.messages = json_array(), .limit = limit };
+		.messages = json_array(), .limit = limit, .waiter = w };
 	int rc;
 
+	*later = false;
 	rc = p->store.read(plugin_ctx(p), room, room_len, before,
 	    limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit,
 	    (parley_history_sink *)&sink, p->store.arg);
 	sink.magic = 0;
+	if (sink.deferred != NULL) {
+		/* Whatever rc says, the plugin holds the deferred sink and
+		 * answers through history_done. */
+		if (rc != PARLEY_HISTORY_LATER)
+			log_warn(p->owner, "history read deferred its answer "
+			    "but returned %d, not PARLEY_HISTORY_LATER", rc);
+		json_decref(sink.messages);
+		*later = true;
+		return NULL;
+	}
 	if (rc != 0) {
+		if (rc == PARLEY_HISTORY_LATER)
+			log_warn(p->owner, "history read returned "
+			    "PARLEY_HISTORY_LATER without history_defer");
 		json_decref(sink.messages);
 		return NULL;
 	}
 	return sink.messages;
+}
+
+parley_history_sink *
+plugin_store_defer(struct plugin *p, parley_history_sink *s)
+{
+	struct plugin_sink *sink = (struct plugin_sink *)s, *d;
+
+	for (d = p->deferred; d != NULL && d != sink; d = d->next)
+		;
+	if (d != NULL || sink == NULL || sink->magic != PLUGIN_SINK_MAGIC ||
+	    sink->p != p || sink->waiter == NULL || sink->deferred != NULL) {
+		log_warn(p->owner, "history_defer outside a history read, or "
+		    "twice");
+		return NULL;
+	}
+	d = xcalloc(1, sizeof *d);
+	*d = *sink;
+	d->messages = json_incref(sink->messages);
+	d->next = p->deferred;
+	p->deferred = d;
+	sink->deferred = d;
+	sink->waiter = NULL;
+	return (parley_history_sink *)d;
+}
+
+void
+plugin_store_done(struct plugin *p, parley_history_sink *s, int status)
+{
+	struct plugin_sink *sink = (struct plugin_sink *)s, **pp;
+
+	for (pp = &p->deferred; *pp != NULL && *pp != sink; pp = &(*pp)->next)
+		;
+	if (sink == NULL || *pp == NULL) {
+		log_warn(p->owner, "history_done: not a deferred history read "
+		    "of this plugin");
+		return;
+	}
+	*pp = sink->next;
+	sink->magic = 0;
+	history_answer(sink->waiter, status == 0 ? sink->messages : NULL);
+	if (status != 0)
+		json_decref(sink->messages);
+	free(sink);
+}
+
+void
+plugin_health_report(struct plugin *p, bool ok, const char *detail)
+{
+	if (p->info_only)
+		return;
+	if (ok != p->health_ok || !p->health_set)
+		log_info(p->owner, "health: %s%s%s", ok ? "ok" : "degraded",
+		    detail ? ": " : "", detail ? detail : "");
+	p->health_set = true;
+	p->health_ok = ok;
+	free(p->health_detail);
+	p->health_detail = detail != NULL && plugin_text_ok(p,
+	    "health detail", detail) ? plugin_cut(detail, PLUGIN_REASON_MAX) :
+	    NULL;
+}
+
+json_t *
+plugin_health(bool *all_ok)
+{
+	json_t *o = json_object();
+
+	*all_ok = true;
+	for (struct plugin *p = plugin_list; p != NULL; p = p->next) {
+		json_t *h;
+		if (!p->health_set)
+			continue;
+		h = json_pack("{s:b}", "ok", p->health_ok);
+		if (p->health_detail != NULL)
+			json_object_set_new(h, "detail",
+			    json_string(p->health_detail));
+		json_object_set_new(o, p->name, h);
+		if (!p->health_ok)
+			*all_ok = false;
+	}
+	return o;
+}
+
+/* Reads the plugin never answered get an "internal" error. */
+static void
+plugin_store_abandon(struct plugin *p)
+{
+	while (p->deferred != NULL) {
+		log_warn(p->owner, "a history read was never answered");
+		plugin_store_done(p, (parley_history_sink *)p->deferred, -1);
+	}
 }
 
 static uint64_t
@@ -594,10 +709,14 @@ int
 plugin_store_emit(struct plugin *p, parley_history_sink *s,
     const struct parley_history_msg *m)
 {
-	struct plugin_sink *sink = (struct plugin_sink *)s;
+	struct plugin_sink *sink = (struct plugin_sink *)s, *d;
 	json_t *o;
 
-	if (sink == NULL || sink->magic != PLUGIN_SINK_MAGIC || sink->p != p) {
+	/* A deferred sink is looked up, not trusted: it may be answered. */
+	for (d = p->deferred; d != NULL && d != sink; d = d->next)
+		;
+	if (d == NULL && (sink == NULL || sink->magic != PLUGIN_SINK_MAGIC ||
+	    sink->p != p)) {
 		log_warn(p->owner, "history_emit outside a history read");
 		return -1;
 	}
@@ -826,6 +945,7 @@ plugin_forget(struct plugin *p)
 		free(pc->usage);
 		free(pc);
 	}
+	plugin_store_abandon(p);
 	if (p->has_store && plugin_store_owner == p) {
 		history_set_store(NULL);
 		plugin_store_owner = NULL;
@@ -842,6 +962,7 @@ plugin_free(struct plugin *p)
 		dlclose(p->dl);
 	json_decref(p->options);
 	free(p->options_text);
+	free(p->health_detail);
 	free(p->entry);
 	free(p->path);
 	free(p->name);

@@ -106,7 +106,7 @@ proto_name_valid(const char *s, size_t len, size_t max)
 	return utf8_valid(s, len) && !utf8_has_control(s, len);
 }
 
-static void
+void
 proto_reply_new(struct client *c, const json_t *id, json_t *reply)
 {
 	if (id != NULL)
@@ -493,7 +493,7 @@ proto_send_message(struct proto_req *req)
 			e = PROTO_ERR_INTERNAL;
 	}
 	if (e == PROTO_OK && !dropped)
-		room_post(r, c->name, a.text, a.text_len, false);
+		room_post(r, c, c->name, a.text, a.text_len, false);
 	hook_args_free(&a);
 	return e;
 }
@@ -553,7 +553,6 @@ proto_history(struct proto_req *req)
 	struct room *r;
 	uint64_t bound = ROOM_NO_BEFORE;
 	json_int_t n = PROTO_HISTORY_DEFAULT;
-	json_t *msgs;
 
 	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
 		return PROTO_ERR_BAD_REQUEST;
@@ -573,12 +572,7 @@ proto_history(struct proto_req *req)
 		n = json_integer_value(limit);
 	if (n > PROTO_HISTORY_MAX)
 		n = PROTO_HISTORY_MAX;
-	if ((msgs = history_read(r, bound, (size_t)n)) == NULL)
-		return PROTO_ERR_INTERNAL;
-	proto_reply_new(req->client, req->id, json_pack("{s:s, s:s%, s:o}",
-	    "type", "history", "roomName", r->name, r->name_len, "messages",
-	    msgs));
-	return PROTO_OK;
+	return history_request(req->client, req->id, r, bound, (size_t)n);
 }
 
 static enum proto_err

@@ -226,12 +226,25 @@ room_history(const struct room *r, uint64_t before, size_t limit)
 }
 
 void
-room_post(struct room *r, const char *sender, const char *text, size_t len,
-    bool action)
+room_post(struct room *r, struct client *from, const char *sender,
+    const char *text, size_t len, bool action)
 {
-	uint64_t ts = loop_wall_ms();
-	uint64_t seq = ++r->seq;
-	json_t *ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
+	uint64_t ts, seq;
+	json_t *ev;
+
+	if (hook_any(HOOK_POST)) {
+		struct hook_args a = { .event = HOOK_POST, .client = from,
+			.room = r, .text = text, .text_len = len,
+			.sender = sender, .action = action };
+		enum hook_verdict v = hook_run(&a);
+		hook_args_free(&a);
+		/* Taken over (e.g. ordered by a cluster), or refused. */
+		if (v == HOOK_DROP || v == HOOK_DENY)
+			return;
+	}
+	ts = loop_wall_ms();
+	seq = ++r->seq;
+	ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
 	    "new_message", "roomName", r->name, r->name_len, "message", text,
 	    len, "sender", sender, "ts", (json_int_t)ts, "seq",
 	    (json_int_t)seq);

@@ -242,7 +242,7 @@ script_user_say(lua_State *L)
 		if (c->dead || room_membership(r, c) == NULL)
 			e = PROTO_ERR_NOT_IN_ROOM; /* a hook removed them */
 		else
-			room_post(r, c->name, a.text, a.text_len, action);
+			room_post(r, c, c->name, a.text, a.text_len, action);
 	}
 	hook_args_free(&a);
 	if (e != PROTO_OK)
@@ -449,7 +449,7 @@ script_room_say(lua_State *L)
 
 	if (len == 0)
 		luaL_argerror(L, 2, "empty message");
-	room_post(r, "server", text, len, lua_toboolean(L, 3));
+	room_post(r, NULL, "server", text, len, lua_toboolean(L, 3));
 	return 0;
 }
 
@@ -624,7 +624,7 @@ script_on(lua_State *L)
 	if (ev == HOOK_COUNT)
 		return luaL_argerror(L, 1, "not an event (connect, username, "
 		    "create_room, join, message, leave, disconnect, start, "
-		    "stop, tick)");
+		    "stop, tick, post)");
 	if (prio < -1000000 || prio > 1000000)
 		return luaL_argerror(L, 3, "priority from -1000000 to 1000000");
 	script_hook_new(L, s, (enum hook_event)ev, 2, (int)prio);

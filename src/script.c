@@ -376,7 +376,8 @@ static bool
 script_event_decides(enum hook_event ev)
 {
 	return ev == HOOK_CONNECT || ev == HOOK_USERNAME ||
-	    ev == HOOK_CREATE_ROOM || ev == HOOK_JOIN || ev == HOOK_MESSAGE;
+	    ev == HOOK_CREATE_ROOM || ev == HOOK_JOIN || ev == HOOK_MESSAGE ||
+	    ev == HOOK_POST;
 }
 
 static int
@@ -409,6 +410,16 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		script_push_user(L, a->client);
 		lua_pushstring(L, a->reason ? a->reason : "disconnected");
 		return 2;
+	case HOOK_POST:
+		if (a->client != NULL)
+			script_push_user(L, a->client);
+		else
+			lua_pushnil(L);
+		script_push_room(L, a->room);
+		lua_pushlstring(L, a->text, a->text_len);
+		lua_pushstring(L, a->sender);
+		lua_pushboolean(L, a->action);
+		return 5;
 	default:
 		return 0;
 	}

@@ -63,7 +63,7 @@ extern "C" {
 
 /* The ABI this header describes. since 1.0 */
 #define PARLEY_PLUGIN_ABI_MAJOR 1
-#define PARLEY_PLUGIN_ABI_MINOR 1
+#define PARLEY_PLUGIN_ABI_MINOR 2
 
 /* The name of the one symbol a plugin exports. since 1.0 */
 #define PARLEY_PLUGIN_SYMBOL "parley_plugin"
@@ -194,10 +194,18 @@ enum parley_event_type {
 	 * connected and get what is sent now before they are closed. */
 	PARLEY_EV_SERVER_STOP = 9,
 	/* Once a second while the server runs. No client. */
-	PARLEY_EV_TICK = 10
+	PARLEY_EV_TICK = 10,
+	/* A chat message is about to be posted (since 1.2): a client's after
+	 * its message hooks, a /me action, a script's or a plugin's
+	 * room_post. It has no seq yet. room, text, sender and flags
+	 * (PARLEY_MSG_ACTION) set; client set when a client sent it, else
+	 * NULL. Verdicts: DROP (or DENY) and the core does not post it: the
+	 * hook has taken it over, e.g. to order it across a cluster and post
+	 * it later with room_post_seq (which runs no hooks). */
+	PARLEY_EV_POST = 11
 };
 /* One more than the highest event id of this header. since 1.0 */
-#define PARLEY_EV_LIMIT 11
+#define PARLEY_EV_LIMIT 12
 
 /*
  * One event, given to a hook. The host fills a fresh one for each hook it
@@ -221,7 +229,13 @@ struct parley_event {
 	const char *deny_reason; /* for PARLEY_DENY; may stay NULL */
 	const char *new_text;    /* for PARLEY_MODIFY */
 	size_t new_text_len;
-	void *reserved[8];
+	/* since 1.2 (in what was reserved: the struct's size is that of
+	 * 1.0; read them only when the host's abi_minor >= 2) */
+	const char *sender;  /* post: who it is from; else NULL */
+	size_t sender_len;
+	uint32_t flags;      /* post: PARLEY_MSG_* */
+	uint32_t reserved1;
+	void *reserved[5];
 };
 
 /*
@@ -302,6 +316,10 @@ struct parley_history_msg {
 	size_t text_len;
 	void *reserved[4];
 };
+
+/* A history store's read answers later (since 1.2): it called
+ * parley_host.history_defer and will call history_done. */
+#define PARLEY_HISTORY_LATER 1
 
 /* "No upper bound" for a history read's before. since 1.0 */
 #define PARLEY_HISTORY_NO_BEFORE UINT64_MAX
@@ -611,6 +629,30 @@ struct parley_host {
 	int (*room_post_seq)(parley_ctx *ctx, parley_room *r,
 	    const char *sender, const char *text, size_t len, bool action,
 	    uint64_t seq, uint64_t ts);
+
+	/* ---- Answers that come later (since 1.2): a store whose data is
+	 * across the network must not block the loop. */
+
+	/* During a history store's read: keeps the request open past the
+	 * read, which then returns PARLEY_HISTORY_LATER. Returns the sink to
+	 * use from now on (history_emit as during a read), valid until
+	 * history_done; NULL outside a read (logged). since 1.2 */
+	parley_history_sink *(*history_defer)(parley_ctx *ctx,
+	    parley_history_sink *sink);
+	/* Ends a deferred read: status 0 sends the messages emitted (oldest
+	 * first, as for read), -1 an "internal" error. The client may have
+	 * gone meanwhile; the sink is dead afterwards. Reads still open when
+	 * the plugin is unloaded fail. since 1.2 */
+	void (*history_done)(parley_ctx *ctx, parley_history_sink *sink,
+	    int status);
+
+	/* ---- Health (since 1.2) */
+
+	/* Says whether what the plugin depends on works (ok) and why not
+	 * (detail, may be NULL; UTF-8). GET /healthz shows it under
+	 * "plugins" and says "degraded" while a plugin is not ok; a change
+	 * is logged. since 1.2 */
+	void (*health_report)(parley_ctx *ctx, bool ok, const char *detail);
 };
 
 /* True when the host table has function fn (it may be older than this

@@ -55,6 +55,7 @@ struct rd_pending {
 	char *sender;
 	char *text;
 	size_t len;
+	bool action;
 };
 
 static parley_ctx *rd_ctx;
@@ -69,6 +70,7 @@ static struct {
 	int64_t db;
 	int64_t ttl_ms;
 	int64_t history;
+	bool history_store;
 } opt;
 
 static char rd_sid[17];
@@ -85,6 +87,7 @@ static struct rd_ghost *rd_ghosts;
 static json_t *rd_locals;    /* object: local client id -> true */
 static json_t *rd_subs;      /* object: room -> 1 pending, 2 subscribed */
 static json_t *rd_seqs;      /* object: room -> last seq known here */
+static bool rd_posting;      /* posting locally: our post hook passes */
 
 static const char rd_msg_script[] =
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
@@ -96,8 +99,8 @@ static const char rd_msg_script[] =
     "redis.call('PUBLISH', KEYS[2], m)\n"
     "local h = tonumber(ARGV[2])\n"
     "if h > 0 then\n"
-    "  redis.call('LPUSH', KEYS[3], m)\n"
-    "  redis.call('LTRIM', KEYS[3], 0, h - 1)\n"
+    "  redis.call('ZADD', KEYS[3], cur, m)\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(h + 1))\n"
     "end\n"
     "return cur\n";
 
@@ -772,6 +775,114 @@ rd_on_sub(redisAsyncContext *ac, void *r, void *priv)
 	}
 }
 
+/* ---- Room history, kept in Redis (a sorted set per room, by seq) */
+
+static void
+rd_on_history(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+	parley_history_sink *sink = priv;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+			host->log_printf(rd_ctx, PARLEY_LOG_WARN, "history: %s",
+			    reply->str);
+		host->history_done(rd_ctx, sink, -1);
+		return;
+	}
+	/* Newest first from Redis; the client gets them oldest first. */
+	for (size_t i = reply->elements; i-- > 0;) {
+		redisReply *e = reply->element[i];
+		struct parley_history_msg m;
+		char *end;
+		unsigned long long seq;
+		json_t *o, *t, *n;
+
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		seq = strtoull(e->str, &end, 10);
+		if (end == e->str || *end != ' ' || seq == 0)
+			continue;
+		end++;
+		o = json_loadb(end, e->len - (size_t)(end - e->str), 0, NULL);
+		t = json_object_get(o, "t");
+		n = json_object_get(o, "n");
+		if (json_is_string(t) && json_is_string(n)) {
+			memset(&m, 0, sizeof m);
+			m.size = sizeof m;
+			m.flags = json_is_true(json_object_get(o, "a")) ?
+			    PARLEY_MSG_ACTION : 0;
+			m.seq = seq;
+			m.ts = (uint64_t)json_integer_value(json_object_get(o,
+			    "ts"));
+			m.sender = json_string_value(n);
+			m.sender_len = json_string_length(n);
+			m.text = json_string_value(t);
+			m.text_len = json_string_length(t);
+			host->history_emit(rd_ctx, sink, &m);
+		}
+		json_decref(o);
+	}
+	host->history_done(rd_ctx, sink, 0);
+}
+
+static int
+rd_history_read(parley_ctx *ctx, const char *room, size_t room_len,
+    uint64_t before, uint32_t limit, parley_history_sink *sink, void *arg)
+{
+	char max[32], count[16], *key;
+	parley_history_sink *later;
+	int rc;
+
+	if (limit == 0)
+		return 0;
+	if (!rd_up) {
+		host->log_printf(ctx, PARLEY_LOG_DEBUG, "history asked while "
+		    "Redis is away");
+		return -1;
+	}
+	if (before == PARLEY_HISTORY_NO_BEFORE)
+		snprintf(max, sizeof max, "+inf");
+	else
+		snprintf(max, sizeof max, "(%llu", (unsigned long long)before);
+	snprintf(count, sizeof count, "%u", limit);
+	if ((later = host->history_defer(ctx, sink)) == NULL)
+		return -1;
+	key = rd_key("history:", room, room_len);
+	{
+		const char *argv[] = { "ZREVRANGEBYSCORE", key, max, "-inf",
+			"LIMIT", "0", count };
+		size_t lens[] = { 16, strlen(key), strlen(max), 4, 5, 1,
+			strlen(count) };
+		rc = rd_command(&rd_cmd, rd_on_history, later, 7, argv, lens);
+	}
+	free(key);
+	if (rc != REDIS_OK)
+		host->history_done(ctx, later, -1);
+	return PARLEY_HISTORY_LATER;
+}
+
+/* Messages reach Redis's history in the script that orders them. */
+static int
+rd_history_append(parley_ctx *ctx, const struct parley_history_msg *m,
+    void *arg)
+{
+	return 0;
+}
+
+/* A local message (Redis away) continues from what this server saw. */
+static uint64_t
+rd_history_last_seq(parley_ctx *ctx, const char *room, size_t room_len,
+    void *arg)
+{
+	char *name = strndup(room, room_len);
+	json_int_t last = rd_seqs != NULL ?
+	    json_integer_value(json_object_get(rd_seqs, name)) : 0;
+
+	free(name);
+	return (uint64_t)last;
+}
+
 static void
 rd_pending_free(struct rd_pending *p)
 {
@@ -794,16 +905,21 @@ rd_on_published(redisAsyncContext *ac, void *r, void *priv)
 		if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 			host->log_printf(rd_ctx, PARLEY_LOG_WARN,
 			    "publish: %s", reply->str);
-		if (room != NULL)
+		if (room != NULL) {
+			rd_posting = true;
 			host->room_post(rd_ctx, room, p->sender, p->text,
-			    p->len, false);
+			    p->len, p->action);
+			rd_posting = false;
+		}
 		host->counter_add(rd_ctx, "messages_local_fallback", 1);
 	}
 	rd_pending_free(p);
 }
 
+/* Every message about to be posted here (a client's, a /me, a script's
+ * or a plugin's) is taken over and ordered through Redis. */
 static int
-rd_on_message(parley_ctx *ctx, struct parley_event *ev, void *arg)
+rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 {
 	size_t rlen;
 	const char *room = host->room_name(ctx, ev->room, &rlen);
@@ -814,7 +930,7 @@ rd_on_message(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	char *payload, *k1, *k2, *k3, hist[24], lseq[24];
 	struct rd_pending *p;
 
-	if (!rd_up || state != 2) {
+	if (!rd_up || state != 2 || rd_posting) {
 		/* Alone: local delivery with the next local seq; remember it
 		 * so the cluster's seq never falls back below it. */
 		json_object_set_new(rd_seqs, rname, json_integer(last + 1));
@@ -822,16 +938,18 @@ rd_on_message(parley_ctx *ctx, struct parley_event *ev, void *arg)
 		return PARLEY_PASS;
 	}
 	free(rname);
-	m = json_pack("{s:s, s:s, s:s%, s:I}", "o", rd_sid, "n",
-	    host->client_name(ctx, ev->client), "t", ev->text, ev->text_len,
-	    "ts", (json_int_t)ev->wall_ms);
+	m = json_pack("{s:s, s:s%, s:s%, s:I}", "o", rd_sid, "n",
+	    ev->sender, ev->sender_len, "t", ev->text, ev->text_len, "ts",
+	    (json_int_t)ev->wall_ms);
+	if (m != NULL && (ev->flags & PARLEY_MSG_ACTION))
+		json_object_set_new(m, "a", json_true());
 	if (m == NULL)
 		return PARLEY_PASS; /* not UTF-8: let the core refuse it */
 	payload = json_dumps(m, JSON_COMPACT);
 	json_decref(m);
 	k1 = rd_key("seq:", room, rlen);
 	k2 = rd_key("m:", room, rlen);
-	k3 = rd_key("hist:", room, rlen);
+	k3 = rd_key("history:", room, rlen);
 	snprintf(hist, sizeof hist, "%lld", (long long)opt.history);
 	/* Never below what this server already gave (after an outage). */
 	snprintf(lseq, sizeof lseq, "%lld", (long long)last);
@@ -839,7 +957,8 @@ rd_on_message(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	if (p == NULL)
 		abort();
 	p->room = strndup(room, rlen);
-	p->sender = strdup(host->client_name(ctx, ev->client));
+	p->sender = strndup(ev->sender, ev->sender_len);
+	p->action = (ev->flags & PARLEY_MSG_ACTION) != 0;
 	p->text = malloc(ev->text_len + 1);
 	if (p->room == NULL || p->sender == NULL || p->text == NULL)
 		abort();
@@ -933,6 +1052,7 @@ rd_on_connected(const redisAsyncContext *ac, int status)
 		    "(server id %s)", rd_ever_up ? "back on" : "connected to",
 		    opt.host, (long long)opt.port, rd_sid);
 	rd_ever_up = true;
+	host->health_report(rd_ctx, true, NULL);
 	json_object_clear(rd_subs);
 	ch = rd_key("ev", "", 0);
 	{
@@ -978,6 +1098,12 @@ rd_down(const char *why)
 		redisAsyncDisconnect(rd_cmd.ac);
 	if (rd_sub.ac != NULL)
 		redisAsyncDisconnect(rd_sub.ac);
+	if (was_up || !rd_ever_up) {
+		char detail[256];
+		snprintf(detail, sizeof detail, "Redis unreachable (%s): "
+		    "serving this server's clients only", why ? why : "?");
+		host->health_report(rd_ctx, false, detail);
+	}
 	if (was_up) {
 		host->log_printf(rd_ctx, PARLEY_LOG_WARN, "lost Redis (%s): "
 		    "serving local clients only, retrying", why ? why : "?");
@@ -1080,7 +1206,8 @@ rd_options(void)
 	opt.host = "127.0.0.1";
 	opt.port = 6379;
 	opt.prefix = "parley:";
-	opt.history = 100;
+	opt.history = 1000;
+	opt.history_store = true;
 	if (host->option_string(rd_ctx, "host", &opt.host) == -1 ||
 	    host->option_int(rd_ctx, "port", &opt.port) == -1 ||
 	    host->option_string(rd_ctx, "unix_socket", &opt.unix_path) == -1 ||
@@ -1088,12 +1215,15 @@ rd_options(void)
 	    host->option_string(rd_ctx, "prefix", &opt.prefix) == -1 ||
 	    host->option_int(rd_ctx, "db", &opt.db) == -1 ||
 	    host->option_int(rd_ctx, "heartbeat_ttl", &ttl_s) == -1 ||
-	    host->option_int(rd_ctx, "history", &opt.history) == -1)
+	    host->option_int(rd_ctx, "history", &opt.history) == -1 ||
+	    host->option_bool(rd_ctx, "history_store", &opt.history_store) ==
+	    -1)
 		return -1;
 	if (opt.port < 1 || opt.port > 65535 || ttl_s < 3 || ttl_s > 3600 ||
-	    opt.history < 0 || opt.db < 0) {
+	    opt.history < 0 || opt.history > 1000000 || opt.db < 0) {
 		host->log_printf(rd_ctx, PARLEY_LOG_ERROR, "bad options: port "
-		    "1-65535, heartbeat_ttl 3-3600 s, history and db >= 0");
+		    "1-65535, heartbeat_ttl 3-3600 s, history 0-1000000, "
+		    "db >= 0");
 		return -1;
 	}
 	opt.ttl_ms = ttl_s * 1000;
@@ -1121,9 +1251,9 @@ rd_init(parley_ctx *ctx, const struct parley_host *h)
 {
 	rd_ctx = ctx;
 	host = h;
-	if (!PARLEY_HOST_HAS(h, room_post_seq)) {
+	if (!PARLEY_HOST_HAS(h, health_report)) {
 		h->log_printf(ctx, PARLEY_LOG_ERROR, "needs parleyd with "
-		    "plugin ABI 1.1 or later");
+		    "plugin ABI 1.2 or later");
 		return -1;
 	}
 	if (rd_options() == -1)
@@ -1136,7 +1266,21 @@ rd_init(parley_ctx *ctx, const struct parley_host *h)
 	h->hook_add(ctx, PARLEY_EV_DISCONNECT, -1000, rd_on_change, NULL);
 	h->hook_add(ctx, PARLEY_EV_SERVER_STOP, -1000, rd_on_stop, NULL);
 	/* Last in the chain: the others judge and rewrite it first. */
-	h->hook_add(ctx, PARLEY_EV_MESSAGE, -1000000, rd_on_message, NULL);
+	h->hook_add(ctx, PARLEY_EV_POST, -1000000, rd_on_post, NULL);
+	if (opt.history > 0 && opt.history_store) {
+		struct parley_history_store st = {
+			.size = sizeof st,
+			.append = rd_history_append,
+			.read = rd_history_read,
+			.last_seq = rd_history_last_seq,
+		};
+		if (h->history_store_register(ctx, &st) != 0)
+			h->log_printf(ctx, PARLEY_LOG_WARN, "room history "
+			    "stays with the store loaded before this plugin; "
+			    "each server then keeps only what its members "
+			    "saw (list redis alone, or set history_store = "
+			    "false)");
+	}
 	h->timer_add(ctx, RD_HEARTBEAT_MS, RD_HEARTBEAT_MS, rd_heartbeat,
 	    NULL);
 	if (h->flags & PARLEY_HOST_INFO_ONLY)
@@ -1146,6 +1290,7 @@ rd_init(parley_ctx *ctx, const struct parley_host *h)
 	rd_seqs = json_object();
 	rd_make_sid();
 	h->counter_set(ctx, "cluster_up", 0);
+	h->health_report(ctx, false, "connecting to Redis");
 	rd_connect();
 	return 0;
 }

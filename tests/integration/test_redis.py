@@ -10,6 +10,7 @@
 # time. Skips when redis-server or the plugin is missing.
 
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -318,6 +319,98 @@ async def test_killed_server_members_expire(t):
 		    "message": "still here"})
 		await cb.recv("new_message", pred=lambda m:
 		    m["message"] == "still here", timeout=5)
+	finally:
+		redis.cleanup()
+
+
+async def healthz(server):
+	r = await http_get(server, "/healthz")
+	check_eq(r.status, 200, "/healthz status (degraded is still 200)")
+	return json.loads(r.body)
+
+
+@case(timeout=60)
+async def test_history_and_actions_cross_servers(t):
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.named("lea", a)
+		cb = await t.named("max", b)
+		room = uniq("h")
+		await ca.create(room)
+		await ca.join(room)
+		sent = []
+		for i in range(5):
+			m = await ca.say(room, "m%d" % i)
+			sent.append((m["seq"], m["message"], m["sender"]))
+		# b never had a member in the room: its history comes from
+		# Redis, the same messages with the same seqs.
+		await cb.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+		h = await cb.expect({"type": "history", "roomName": room},
+		    "history")
+		got = [(m["seq"], m["message"], m["sender"])
+		    for m in h["messages"]]
+		check_eq(got, sent, "history read on the other server")
+		h = await cb.expect({"type": "history", "roomName": room,
+		    "before": sent[3][0], "limit": 2}, "history")
+		check_eq([m["message"] for m in h["messages"]], ["m1", "m2"],
+		    "history before/limit")
+		# A /me (a script's action, not a client message) crosses too,
+		# once, with the cluster's next seq.
+		await cb.join(room)
+		await ca.send({"type": "send_message", "roomName": room,
+		    "message": "/me waves"})
+		mb = await cb.recv("new_message", pred=lambda m:
+		    m.get("action") is True, timeout=5)
+		ma = await ca.recv("new_message", pred=lambda m:
+		    m.get("action") is True, timeout=5)
+		check_eq(mb["seq"], sent[-1][0] + 1, "the action's seq")
+		check_eq(ma["seq"], mb["seq"], "same seq on both servers")
+		check_eq(mb["sender"], ca.username, "the action's sender")
+		await asyncio.sleep(0.3)
+		await cb.sync()
+		check_eq(cb.take("new_message"), [], "the action came once")
+		h = await cb.expect({"type": "history", "roomName": room,
+		    "limit": 1}, "history")
+		check_eq(h["messages"][0].get("action"), True,
+		    "the action in Redis's history")
+	finally:
+		redis.cleanup()
+
+
+@case(timeout=60)
+async def test_healthz_reports_redis(t):
+	redis, (a,) = start_cluster(t, 1)
+	try:
+		await wait_up(a)
+		h = await healthz(a)
+		check_eq(h["status"], "ok", "status with Redis up")
+		check_eq(h["plugins"]["redis"]["ok"], True, "plugins.redis.ok")
+		c = await t.named("ned", a)
+		await c.join("general")
+		redis.kill()
+		deadline = time.monotonic() + scaled(5)
+		while (await healthz(a))["status"] != "degraded":
+			check(time.monotonic() < deadline,
+			    "/healthz never said degraded")
+			await asyncio.sleep(0.1)
+		h = await healthz(a)
+		check_eq(h["plugins"]["redis"]["ok"], False,
+		    "plugins.redis.ok during the outage")
+		check("Redis" in h["plugins"]["redis"]["detail"],
+		    "the detail says why: %r" % h["plugins"]["redis"])
+		# Chat goes on; history, kept in Redis, says it cannot.
+		await c.say("general", "still serving")
+		await c.expect_error({"type": "history",
+		    "roomName": "general"}, "internal")
+		redis.start()
+		deadline = time.monotonic() + scaled(15)
+		while (await healthz(a))["status"] != "ok":
+			check(time.monotonic() < deadline,
+			    "/healthz never came back to ok")
+			await asyncio.sleep(0.2)
 	finally:
 		redis.cleanup()
 
