@@ -44,7 +44,9 @@
  *
  * ABI version 1.0 is the first one; "since 1.0" marks items present in it.
  * ABI 1.1 appended file-descriptor watches, remote members and posting
- * with a given seq ("since 1.1").
+ * with a given seq ("since 1.1"). ABI 1.2 added the post event (and the
+ * event's sender and flags, taken from its reserved fields), history
+ * reads answered later, and health reports ("since 1.2").
  */
 #ifndef PARLEY_PLUGIN_H
 #define PARLEY_PLUGIN_H

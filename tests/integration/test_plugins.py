@@ -702,7 +702,7 @@ async def test_plugin_info(t):
 	p = run_daemon(["--plugin-info", test_plugin("verdicts")])
 	check_eq(p.returncode, 0, "exit status; stderr:\n" + p.stderr)
 	out = p.stdout
-	for want in ("abi: 1.1 (this server: 1.", "name: verdicts",
+	for want in ("abi: 1.2 (this server: 1.", "name: verdicts",
 	    "version: 1.0", "init: ok", "hook: message priority 0",
 	    "hook: message priority -100", "hook: connect priority 0",
 	    "hook: tick priority 0", "command: /vt-stats",

@@ -79,6 +79,12 @@ class Redis:
 			time.sleep(0.05)
 		raise TestFailure("redis-server not answering in time")
 
+	def command(self, line):
+		"""Sends one inline command and returns the first reply line."""
+		with socket.create_connection(("127.0.0.1", self.port), 2) as s:
+			s.sendall(line + b"\r\n")
+			return s.recv(256)
+
 	def kill(self):
 		if self.proc is not None and self.proc.poll() is None:
 			self.proc.kill()
@@ -414,6 +420,51 @@ async def test_healthz_reports_redis(t):
 	finally:
 		redis.cleanup()
 
+
+@case(timeout=60)
+async def test_name_claimed_once_across_servers(t):
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.client(a, label="ca")
+		cb = await t.client(b, label="cb")
+		# Redis holds every command for a moment: both servers say yes
+		# to the same name on their own, then the cluster keeps one.
+		redis.command(b"CLIENT PAUSE 400 ALL")
+		name = uniq("zed")
+		await asyncio.gather(ca.set_name(name),
+		    cb.set_name(name.upper()))
+		room = uniq("n")
+		await ca.create(room)
+		await ca.join(room)
+		await cb.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+		await cb.join(room)
+		deadline = time.monotonic() + scaled(8)
+		while True:
+			pa = (await ca.expect({"type": "get_participants",
+			    "roomName": room}, "participants"))["participants"]
+			pb = (await cb.expect({"type": "get_participants",
+			    "roomName": room}, "participants"))["participants"]
+			if (len(pa) == 2 and sorted(pa) == sorted(pb) and
+			    len({p.lower() for p in pa}) == 2):
+				break
+			check(time.monotonic() < deadline, "servers disagree: "
+			    "%s vs %s" % (pa, pb))
+			await asyncio.sleep(0.1)
+		holders = [p for p in pa if p.lower() == name.lower()]
+		check_eq(len(holders), 1, "holders of %s in %s" % (name, pa))
+		loser = ca if holders[0] != name else cb
+		await loser.recv("notice", pred=lambda m:
+		    "another server" in m.get("message", ""), timeout=5)
+		# Once settled, the other server refuses the name at once.
+		other = a if loser is cb else b
+		cx = await t.client(other)
+		await cx.expect_error({"type": "set_username",
+		    "username": name}, "name_taken")
+	finally:
+		redis.cleanup()
 
 if __name__ == "__main__":
 	suite.main()

@@ -1,0 +1,97 @@
+/*
+ * redis.h: what the parts of the redis plugin share: the two connections
+ * to Redis, the options, this server's id, and one section per file.
+ * redis.c: options, connections, the hiredis adapter on parleyd's loop;
+ * members.c: which clients of which server are in which room, and names;
+ * messages.c: chat messages ordered through Redis, and room history.
+ */
+#ifndef PARLEY_REDIS_H
+#define PARLEY_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include <parley/plugin.h>
+
+/* One of the two connections: commands, and the subscriber. */
+struct rd_conn {
+	redisAsyncContext *ac;
+	uint64_t watch;  /* fd_watch id, 0 when none */
+	unsigned events; /* PARLEY_FD_* wanted by hiredis */
+	bool ready;      /* connected */
+	const char *what;
+};
+
+struct rd_options {
+	const char *host;
+	int64_t port;
+	const char *unix_path;
+	const char *password;
+	const char *prefix;
+	int64_t db;
+	int64_t ttl_ms;
+	int64_t history;
+	bool history_store;
+};
+
+/* redis.c */
+extern parley_ctx *rd_ctx;
+extern const struct parley_host *rd_host;
+extern struct rd_options rd_opt;
+extern char rd_sid[17];         /* this server's id in the cluster */
+extern struct rd_conn rd_cmd;   /* commands */
+extern struct rd_conn rd_sub;   /* SUBSCRIBE */
+extern bool rd_up;              /* both connections ready, state sent */
+extern bool rd_stopping;
+/* prefix + what + name[len] (caller frees). */
+char *rd_key(const char *what, const char *name, size_t len);
+/* Sends one command (argv, binary safe); REDIS_OK or REDIS_ERR. */
+int rd_command(struct rd_conn *rc, redisCallbackFn *fn, void *priv,
+    int argc, const char **argv, const size_t *lens);
+/* A reply nobody waits for: errors are logged. */
+void rd_on_reply_ignore(redisAsyncContext *ac, void *r, void *priv);
+/* The gauges of /metrics. */
+void rd_gauges(void);
+/* Every reply of the subscriber connection. */
+void rd_on_sub(redisAsyncContext *ac, void *r, void *priv);
+
+/* members.c */
+void rd_members_init(void);
+void rd_members_fini(void);
+/* Connected (again): publish the whole state of this server, read the
+ * others'. */
+void rd_members_up(void);
+/* Every heartbeat: keep this server alive in Redis, notice the dead. */
+void rd_members_heartbeat(void);
+/* Cut off longer than a heartbeat lives: forget the other servers. */
+void rd_members_forget(void);
+/* The server stops: its members leave the cluster now. */
+void rd_members_stop(void);
+/* A change another server announced on the event channel. */
+void rd_members_event(const char *data, size_t len);
+size_t rd_members_remote_count(void);
+int rd_on_connect(parley_ctx *ctx, struct parley_event *ev, void *arg);
+int rd_on_change(parley_ctx *ctx, struct parley_event *ev, void *arg);
+
+/* messages.c */
+void rd_messages_init(void);
+void rd_messages_fini(void);
+/* Subscribes to the rooms with local members, and only those. */
+void rd_messages_subscriptions(void);
+/* A local client joins room: listen to its channel now. */
+void rd_messages_want(const char *room, size_t len);
+/* Forgets the subscriptions (the connection went). */
+void rd_messages_reset(void);
+/* A message or subscription reply on a room channel. */
+void rd_messages_channel(const char *kind, const char *room, size_t len,
+    const char *data, size_t dlen);
+int rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg);
+/* Makes Redis the history store, unless another one is. */
+void rd_history_register(void);
+
+#endif
