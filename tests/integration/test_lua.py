@@ -406,6 +406,20 @@ async def test_actions(t):
 	m = await delivered(b, room, "")
 	check_eq((m["sender"], m["message"]), ("server", "hello all"),
 	    "room:say posts as server")
+	check_eq(await notice(a, room, "/get post:hello all"),
+	    "nil|server|false", "the post hook saw room:say")
+	# post hooks see clients' messages too, and may drop any of them
+	await a.say(room, "seen by post")
+	await delivered(b, room, "")
+	check_eq(await notice(a, room, "/get post:seen by post"),
+	    "%s|%s|false" % (a.username, a.username), "post of a client")
+	await a.sync()
+	a.take("new_message")
+	for text in ("/serversay postdrop 1", "postdrop 2", "postrefuse 3"):
+		await a.send({"type": "send_message", "roomName": room,
+		    "message": text})
+	await nothing_new(b, room)
+	await nothing_new(a, room)
 	await a.send({"type": "send_message", "roomName": room,
 	    "message": "/roomnotice heads up"})
 	n = await b.recv("notice")

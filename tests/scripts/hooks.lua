@@ -91,6 +91,17 @@ parley.on("disconnect", function(user, reason)
 	note("gone_data:" .. user.name, user.data.count or 0)
 end)
 
+-- post: sees every message about to be posted, the scripts' own too
+parley.on("post", function(user, room, text, sender, action)
+	note("post:" .. text, (user and user.name or "nil") .. "|" .. sender ..
+	    "|" .. tostring(action))
+	if text:find("^postdrop") then
+		return parley.DROP
+	elseif text:find("^postrefuse") then
+		return false
+	end
+end)
+
 parley.on("start", function()
 	note("started", (parley.store.started or 0) + 1)
 end)
