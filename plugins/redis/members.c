@@ -109,8 +109,10 @@ static const char rd_sync_script[] =
     "return { redis.call('SMEMBERS', KEYS[2]), out }\n";
 
 /* Local clients: id -> {"f": name claimed (folded), "p": record
- * published, "r": {room: true} (rooms it may be in, checked on flush)}. */
+ * published, "k": [rooms] published, "r": {room: true} (rooms it may be
+ * in, checked on flush)}. */
 static json_t *rd_locals;
+static json_t *rd_room_locals; /* room -> local members published */
 static json_t *rd_dirty;     /* id -> true: to publish */
 static json_t *rd_new_rooms; /* room -> true: created here, to announce */
 static bool rd_full_pending; /* the next flush replaces the whole hash */
@@ -149,7 +151,8 @@ rd_local(uint64_t id, bool create)
 
 	snprintf(key, sizeof key, "%llu", (unsigned long long)id);
 	if ((l = json_object_get(rd_locals, key)) == NULL && create) {
-		l = json_pack("{s:s, s:s, s:{}}", "f", "", "p", "", "r");
+		l = json_pack("{s:s, s:s, s:[], s:{}}", "f", "", "p", "", "k",
+		    "r");
 		json_object_set_new(rd_locals, key, l);
 	}
 	return l;
@@ -172,6 +175,48 @@ rd_members_remote_count(void)
 }
 
 /* ---- Publishing this server's clients */
+
+/* Counts the local members of each room, from what is published, so that
+ * a room's channel is left when its last local member goes. */
+static void
+rd_count_rooms(json_t *old, json_t *now)
+{
+	size_t i, j;
+	json_t *v, *w;
+
+	json_array_foreach(old, i, v) {
+		const char *room = json_string_value(v);
+		bool kept = false;
+		json_int_t n;
+		json_array_foreach(now, j, w) {
+			if (json_equal(v, w))
+				kept = true;
+		}
+		if (kept || room == NULL)
+			continue;
+		n = json_integer_value(json_object_get(rd_room_locals, room));
+		if (n <= 1) {
+			json_object_del(rd_room_locals, room);
+			rd_messages_unwant(room, strlen(room));
+		} else
+			json_object_set_new(rd_room_locals, room,
+			    json_integer(n - 1));
+	}
+	json_array_foreach(now, j, w) {
+		const char *room = json_string_value(w);
+		bool had = false;
+		json_array_foreach(old, i, v) {
+			if (json_equal(v, w))
+				had = true;
+		}
+		if (had || room == NULL)
+			continue;
+		json_object_set_new(rd_room_locals, room, json_integer(
+		    json_integer_value(json_object_get(rd_room_locals, room)) +
+		    1));
+		rd_messages_want(room, strlen(room));
+	}
+}
 
 struct rd_argv {
 	const char **v;
@@ -310,7 +355,7 @@ rd_flush(void)
 	json_object_foreach_safe(rd_dirty, tmp, key, v) {
 		uint64_t id = strtoull(key, NULL, 10);
 		parley_client *c = rd_host->client_find(rd_ctx, id);
-		json_t *l = json_object_get(rd_locals, key), *rec;
+		json_t *l = json_object_get(rd_locals, key), *rec, *rooms;
 		const char *oldf;
 		char *f, *text;
 
@@ -326,11 +371,15 @@ rd_flush(void)
 				rd_argv_add(&a, "", 0, false);
 				rd_argv_add(&a, "", 0, false);
 			}
+			rd_count_rooms(json_object_get(l, "k"), NULL);
 			json_object_del(rd_locals, key);
 			continue;
 		}
+		rooms = rd_local_rooms(c, json_object_get(l, "r"));
+		rd_count_rooms(json_object_get(l, "k"), rooms);
+		json_object_set(l, "k", rooms);
 		rec = json_pack("{s:s, s:o}", "n", rd_host->client_name(rd_ctx,
-		    c), "r", rd_local_rooms(c, json_object_get(l, "r")));
+		    c), "r", rooms);
 		text = json_dumps(rec, JSON_COMPACT);
 		json_decref(rec);
 		if (!rd_full_pending && strcmp(text, json_string_value(
@@ -351,7 +400,6 @@ rd_flush(void)
 		rd_command(&rd_cmd, rd_on_delta, NULL, (int)a.n, a.v, a.len);
 	rd_full_pending = false;
 	rd_argv_free(&a);
-	rd_messages_subscriptions();
 }
 
 static void
@@ -809,6 +857,7 @@ rd_members_heartbeat(void)
 	if (++rd_beats % RD_FULL_EVERY == 0) {
 		rd_publish_full();
 		rd_sync();
+		rd_messages_subscriptions();
 	}
 	snprintf(ttl, sizeof ttl, "%lld", (long long)rd_opt.ttl_ms);
 	{
@@ -826,6 +875,11 @@ rd_members_heartbeat(void)
 void
 rd_members_up(void)
 {
+	const char *room;
+	json_t *v;
+
+	json_object_foreach(rd_room_locals, room, v)
+		rd_messages_want(room, strlen(room));
 	rd_syncing = false;
 	json_array_clear(rd_sync_buf);
 	rd_publish_full();
@@ -855,6 +909,7 @@ void
 rd_members_init(void)
 {
 	rd_locals = json_object();
+	rd_room_locals = json_object();
 	rd_dirty = json_object();
 	rd_new_rooms = json_object();
 	rd_ghosts = json_object();
@@ -866,11 +921,13 @@ void
 rd_members_fini(void)
 {
 	json_decref(rd_locals);
+	json_decref(rd_room_locals);
 	json_decref(rd_dirty);
 	json_decref(rd_new_rooms);
 	json_decref(rd_ghosts);
 	json_decref(rd_vers);
 	json_decref(rd_sync_buf);
 	rd_locals = rd_dirty = rd_new_rooms = rd_ghosts = rd_vers = NULL;
+	rd_room_locals = NULL;
 	rd_sync_buf = NULL;
 }

@@ -104,6 +104,21 @@ rd_messages_want(const char *room, size_t len)
 }
 
 void
+rd_messages_unwant(const char *room, size_t len)
+{
+	char *name = strndup(room, len);
+
+	if (name == NULL)
+		abort();
+	if (json_object_get(rd_subs, name) != NULL) {
+		json_object_del(rd_subs, name);
+		if (rd_up)
+			rd_subscribe("UNSUBSCRIBE", room, len);
+	}
+	free(name);
+}
+
+void
 rd_messages_subscriptions(void)
 {
 	json_t *want = json_object();

@@ -81,10 +81,12 @@ int rd_on_change(parley_ctx *ctx, struct parley_event *ev, void *arg);
 /* messages.c */
 void rd_messages_init(void);
 void rd_messages_fini(void);
-/* Subscribes to the rooms with local members, and only those. */
-void rd_messages_subscriptions(void);
 /* A local client joins room: listen to its channel now. */
 void rd_messages_want(const char *room, size_t len);
+/* Its last local member left room: stop listening. */
+void rd_messages_unwant(const char *room, size_t len);
+/* Subscriptions checked against every room (a slow safety net). */
+void rd_messages_subscriptions(void);
 /* Forgets the subscriptions (the connection went). */
 void rd_messages_reset(void);
 /* A message or subscription reply on a room channel. */
