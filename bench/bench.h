@@ -29,18 +29,28 @@ enum bench_workload {
 	BENCH_CUSTOM,
 };
 
+/* Servers of one cluster the bench spreads its connections over. */
+#define BENCH_MAX_SERVERS 16
+
+/* One server's WebSocket endpoint. */
+struct bench_url {
+	char host[64];        /* numeric IPv4 address */
+	unsigned port;
+	char path[128];       /* "/ws" */
+};
+
 /* Everything a run is told on the command line. */
 struct bench_opts {
 	enum bench_workload workload;
-	char host[64];        /* numeric IPv4 address of the server */
-	unsigned port;
-	char path[128];       /* "/ws" */
+	struct bench_url url[BENCH_MAX_SERVERS]; /* --url, in order */
+	unsigned nurls;       /* 1 unless a cluster */
 	const char *server;   /* parleyd to start, or NULL */
 	const char *server_config; /* config file for it, or NULL */
 	bool mock;            /* serve with mock.c instead */
 	const char *server_set[16]; /* lines added to its configuration */
 	size_t nserver_set;
-	pid_t server_pid;     /* server to sample, or 0 */
+	pid_t server_pid[BENCH_MAX_SERVERS]; /* servers to sample */
+	unsigned nserver_pids;
 	unsigned conns;
 	unsigned rooms;
 	unsigned senders;
@@ -62,6 +72,20 @@ struct bench_opts {
 	unsigned max_steps;
 	char tag[24];         /* room name prefix, unique per run */
 };
+
+/* The server connection i talks to: member p of room r (connection i is
+ * member i / rooms of room i % rooms) goes to url (p + r) % nurls, so every
+ * room with at least nurls members has some on every server, and the
+ * rooms' creators and senders are spread evenly over the servers. */
+static inline unsigned
+bench_url_index(const struct bench_opts *o, uint32_t i)
+{
+	if (o->nurls <= 1)
+		return 0;
+	if (o->rooms == 0)
+		return i % o->nurls;
+	return (i / o->rooms + i % o->rooms) % o->nurls;
+}
 
 /* hist.c: log-linear latency histogram, in nanoseconds. Values below
  * HIST_SUB are exact; above, each power of two is cut into HIST_SUB

@@ -1,10 +1,11 @@
 /*
  * parley-bench.c: the load generator's command line and its coordinator.
- * The parent process starts (or finds) the server, forks the workers that
- * hold the connections, walks them through set-up and the measured
- * stages of a workload over pipes, samples the server's CPU and memory
- * from /proc at the edges of each measured window, merges the workers'
- * reports and prints them, for people and for scripts.
+ * The parent process starts (or finds) the server, or the servers of a
+ * cluster, forks the workers that hold the connections, walks them
+ * through set-up and the measured stages of a workload over pipes,
+ * samples the servers' CPU and memory from /proc at the edges of each
+ * measured window, merges the workers' reports and prints them, for
+ * people and for scripts.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,7 +37,8 @@ static const char *const bench_names[] = { "W1", "W2", "W3", "W4",
 
 static struct bench_opts opts;
 static struct proc_server server;
-static pid_t server_pid;          /* sampled; 0 when unknown */
+static pid_t server_pids[BENCH_MAX_SERVERS]; /* sampled */
+static unsigned nserver_pids;     /* 0 when none is known */
 static unsigned nworkers;
 static pid_t worker_pids[BENCH_MAX_PROCS];
 static int worker_cmd[BENCH_MAX_PROCS], worker_rep[BENCH_MAX_PROCS];
@@ -50,6 +52,10 @@ struct bench_stage {
 	int64_t server_cpu_ns;    /* -1 when not known */
 	int64_t server_wait_ns;   /* runnable, not running; -1: unknown */
 	long server_rss_kb;
+	/* The same for each sampled server; the above are their sums. */
+	int64_t cpu_ns[BENCH_MAX_SERVERS];
+	int64_t wait_ns[BENCH_MAX_SERVERS];
+	long rss_kb[BENCH_MAX_SERVERS];
 };
 
 /* A result line under construction: the same keys go out as RESULT
@@ -274,12 +280,47 @@ bench_setup(uint32_t op, const char *what)
 	return sum.setup_ns;
 }
 
+/* Resident memory of all the sampled servers, or -1 when one is not
+ * known. */
+static long
+bench_rss_kb(void)
+{
+	long sum = 0, v;
+
+	if (nserver_pids == 0)
+		return -1;
+	for (unsigned i = 0; i < nserver_pids; i++) {
+		if ((v = proc_rss_kb(server_pids[i])) < 0)
+			return -1;
+		sum += v;
+	}
+	return sum;
+}
+
+/* Adds up per-server figures; -1 when any of them is unknown. */
+static int64_t
+bench_sum(const int64_t *v, unsigned n)
+{
+	int64_t sum = 0;
+
+	if (n == 0)
+		return -1;
+	for (unsigned i = 0; i < n; i++) {
+		if (v[i] < 0)
+			return -1;
+		sum += v[i];
+	}
+	return sum;
+}
+
 /* One measured stage at the given rate per sender. */
 static void
 bench_stage(double rate, struct bench_stage *st)
 {
 	struct worker_cmd cmd = { .op = WORKER_STAGE };
-	int64_t cpu0 = -1, cpu1 = -1, wait0 = -1, wait1 = -1;
+	int64_t cpu0[BENCH_MAX_SERVERS], wait0[BENCH_MAX_SERVERS], cpu1, wait1;
+	long rss;
+	unsigned i;
 
 	memset(st, 0, sizeof *st);
 	st->rate = rate;
@@ -295,20 +336,28 @@ bench_stage(double rate, struct bench_stage *st)
 	bench_command(&cmd);
 
 	bench_sleep_until(cmd.t_measure);
-	if (server_pid > 0) {
-		cpu0 = proc_cpu_ns(server_pid);
-		wait0 = proc_wait_ns(server_pid);
+	for (i = 0; i < nserver_pids; i++) {
+		cpu0[i] = proc_cpu_ns(server_pids[i]);
+		wait0[i] = proc_wait_ns(server_pids[i]);
 	}
 	bench_sleep_until(cmd.t_end);
-	if (server_pid > 0) {
-		cpu1 = proc_cpu_ns(server_pid);
-		wait1 = proc_wait_ns(server_pid);
-		st->server_rss_kb = proc_rss_kb(server_pid);
-	} else
-		st->server_rss_kb = -1;
-	st->server_cpu_ns = cpu0 >= 0 && cpu1 >= cpu0 ? cpu1 - cpu0 : -1;
-	st->server_wait_ns = wait0 >= 0 && wait1 >= wait0 ? wait1 - wait0 :
-	    -1;
+	st->server_rss_kb = nserver_pids > 0 ? 0 : -1;
+	for (i = 0; i < nserver_pids; i++) {
+		cpu1 = proc_cpu_ns(server_pids[i]);
+		wait1 = proc_wait_ns(server_pids[i]);
+		rss = proc_rss_kb(server_pids[i]);
+		st->cpu_ns[i] = cpu0[i] >= 0 && cpu1 >= cpu0[i] ?
+		    cpu1 - cpu0[i] : -1;
+		st->wait_ns[i] = wait0[i] >= 0 && wait1 >= wait0[i] ?
+		    wait1 - wait0[i] : -1;
+		st->rss_kb[i] = rss;
+		if (rss < 0 || st->server_rss_kb < 0)
+			st->server_rss_kb = -1;
+		else
+			st->server_rss_kb += rss;
+	}
+	st->server_cpu_ns = bench_sum(st->cpu_ns, nserver_pids);
+	st->server_wait_ns = bench_sum(st->wait_ns, nserver_pids);
 
 	bench_collect(cmd.t_end + cmd.drain_ns + 30 * BENCH_NS_PER_S, &st->r);
 	if (!st->r.ok)
@@ -462,6 +511,7 @@ kv_stage(const struct bench_stage *st, double setup_s)
 	const struct worker_report *r = &st->r;
 
 	kv_add("workload", true, "%s", bench_names[opts.workload]);
+	kv_u("servers", opts.nurls);
 	kv_u("conns", opts.conns);
 	kv_u("rooms", opts.rooms);
 	kv_u("senders", opts.senders);
@@ -547,13 +597,24 @@ print_stage(const struct bench_stage *st)
 		    fmt_lat(b, sizeof b, hist_quantile(&r->ping, 0.99)),
 		    fmt_lat(c, sizeof c, r->ping.max), r->pongs, r->pings);
 	if (st->server_cpu_ns >= 0)
-		printf("  server      cpu %.1f%% of one core%s, rss %ld kB; "
+		printf("  server%s     cpu %.1f%% of one core%s, rss %ld kB; "
 		    "waited for a cpu %.1f%% of the time\n",
-		    stage_server_cpu(st), fmt_per(a, sizeof a, st,
-		    st->server_cpu_ns), st->server_rss_kb,
-		    stage_server_wait(st));
+		    nserver_pids > 1 ? "s" : " ", stage_server_cpu(st),
+		    fmt_per(a, sizeof a, st, st->server_cpu_ns),
+		    st->server_rss_kb, stage_server_wait(st));
 	else
 		printf("  server      cpu and rss unknown (no pid)\n");
+	for (unsigned i = 0; nserver_pids > 1 && i < nserver_pids; i++) {
+		if (st->cpu_ns[i] < 0) {
+			printf("    pid %-7d gone\n", (int)server_pids[i]);
+			continue;
+		}
+		printf("    pid %-7d cpu %.1f%%, rss %ld kB; waited %.1f%%\n",
+		    (int)server_pids[i], 100.0 * (double)st->cpu_ns[i] /
+		    (st->duration * BENCH_NS_PER_S), st->rss_kb[i],
+		    st->wait_ns[i] < 0 ? -1.0 : 100.0 *
+		    (double)st->wait_ns[i] / (st->duration * BENCH_NS_PER_S));
+	}
 	printf("  bench       cpu %.1f%% of one core%s, %u process%s; "
 	    "waited for a cpu %.1f%%\n", stage_bench_cpu(st), fmt_per(a,
 	    sizeof a, st, (int64_t)st->r.cpu_ns), nworkers,
@@ -566,10 +627,26 @@ print_head(const char *title, double setup_s)
 	if (opts.json)
 		return;
 	printf("parley-bench %s: %s\n", bench_names[opts.workload], title);
-	printf("  server      ws://%s:%u%s", opts.host, opts.port, opts.path);
-	if (server_pid > 0)
-		printf(" (pid %d)", (int)server_pid);
-	printf("\n  shape       %u connections, %u rooms, %u senders x %g "
+	if (opts.nurls == 1 && nserver_pids <= 1) {
+		printf("  server      ws://%s:%u%s", opts.url[0].host,
+		    opts.url[0].port, opts.url[0].path);
+		if (nserver_pids == 1)
+			printf(" (pid %d)", (int)server_pids[0]);
+		printf("\n");
+	} else {
+		for (unsigned i = 0; i < opts.nurls; i++)
+			printf("  %-11s ws://%s:%u%s\n", i == 0 ? "servers" :
+			    "", opts.url[i].host, opts.url[i].port,
+			    opts.url[i].path);
+		printf("  pids       ");
+		for (unsigned i = 0; i < nserver_pids; i++)
+			printf(" %d", (int)server_pids[i]);
+		printf("%s\n", nserver_pids == 0 ? " none given" : "");
+		if (opts.nurls > 1)
+			printf("  spread      member p of room r on server "
+			    "(p + r) mod %u\n", opts.nurls);
+	}
+	printf("  shape       %u connections, %u rooms, %u senders x %g "
 	    "msg/s, %u-byte messages\n", opts.conns, opts.rooms, opts.senders,
 	    opts.rate, opts.size);
 	printf("  set-up      %.2f s to connect and join\n", setup_s);
@@ -705,14 +782,12 @@ run_many(void)
 	uint64_t p99;
 	int rc = 0;
 
-	if (server_pid > 0)
-		rss0 = proc_rss_kb(server_pid);
+	rss0 = bench_rss_kb();
 	setup_s = bench_connect_all();
 	/* Let the server finish its set-up work (and free what it
 	 * allocated only for it) before reading its memory. */
 	bench_sleep_until(bench_now() + 2 * BENCH_NS_PER_S);
-	if (server_pid > 0)
-		rss1 = proc_rss_kb(server_pid);
+	rss1 = bench_rss_kb();
 	if (rss0 >= 0 && rss1 >= 0)
 		per_conn = (double)(rss1 - rss0) * 1024 / opts.conns;
 	bench_stage(opts.rate, &st);
@@ -751,11 +826,15 @@ usage(FILE *f)
 	static const char *const lines[] = {
 		"usage: parley-bench [options]",
 		"  --workload W1|W2|W3|W4|custom  what to run (W1)",
-		"  --url ws://ADDR:PORT/ws        a running server (IPv4)",
+		"  --url ws://ADDR:PORT/ws        a running server (IPv4); give",
+		"                                 several (repeat, or a,b) for",
+		"                                 a cluster: each room's members",
+		"                                 are spread over all of them",
 		"  --server PATH                  start this parleyd, port 0",
 		"  --server-config FILE           its configuration file",
 		"  --server-set 'KEY = VALUE'     add to the temporary one",
-		"  --server-pid PID               sample this server",
+		"  --server-pid PID               sample this server (repeat",
+		"                                 for a cluster: figures summed)",
 		"  --mock                         serve with a minimal stand-in",
 		"  --conns N --rooms N --senders N --rate MSG_PER_S",
 		"  --size BYTES --duration S --warmup S --drain S",
@@ -789,35 +868,69 @@ arg_num(const char *name, const char *s, double lo, double hi)
 	return v;
 }
 
+/* Parses one ws://ADDR:PORT/PATH (len bytes at url) into u. */
 static void
-parse_url(const char *url)
+parse_url(const char *url, size_t urllen, struct bench_url *u)
 {
-	const char *p, *colon, *slash;
+	char buf[256], *p, *colon, *slash, *end;
+	struct in_addr in;
+	unsigned long port;
 	size_t len;
 
-	if (strncmp(url, "ws://", 5) != 0)
+	if (urllen >= sizeof buf)
 		goto bad;
-	p = url + 5;
+	memcpy(buf, url, urllen);
+	buf[urllen] = '\0';
+	if (strncmp(buf, "ws://", 5) != 0)
+		goto bad;
+	p = buf + 5;
 	slash = strchr(p, '/');
 	colon = memchr(p, ':', slash ? (size_t)(slash - p) : strlen(p));
 	if (colon == NULL)
 		goto bad;
 	len = (size_t)(colon - p);
-	if (len == 0 || len >= sizeof opts.host)
+	if (len == 0 || len >= sizeof u->host)
 		goto bad;
-	memcpy(opts.host, p, len);
-	opts.host[len] = '\0';
-	if (strcmp(opts.host, "localhost") == 0)
-		strcpy(opts.host, "127.0.0.1");
-	opts.port = (unsigned)strtoul(colon + 1, NULL, 10);
-	if (opts.port == 0 || opts.port > 65535)
+	memcpy(u->host, p, len);
+	u->host[len] = '\0';
+	if (strcmp(u->host, "localhost") == 0)
+		strcpy(u->host, "127.0.0.1");
+	if (inet_pton(AF_INET, u->host, &in) != 1)
 		goto bad;
-	snprintf(opts.path, sizeof opts.path, "%s", slash ? slash : "/ws");
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || port == 0 || port > 65535 || end == colon + 1 ||
+	    (*end != '\0' && *end != '/'))
+		goto bad;
+	u->port = (unsigned)port;
+	snprintf(u->path, sizeof u->path, "%s", slash ? slash : "/ws");
 	return;
 bad:
 	fprintf(stderr, "parley-bench: want ws://ADDR:PORT/PATH with a "
-	    "numeric IPv4 address, not '%s'\n", url);
+	    "numeric IPv4 address, not '%.*s'\n", (int)urllen, url);
 	exit(2);
+}
+
+/* --url: one URL, or several separated by commas; each adds a server. */
+static void
+add_urls(const char *arg)
+{
+	const char *p = arg, *comma;
+	size_t len;
+
+	for (;;) {
+		comma = strchr(p, ',');
+		len = comma ? (size_t)(comma - p) : strlen(p);
+		if (opts.nurls == BENCH_MAX_SERVERS) {
+			fprintf(stderr, "parley-bench: at most %d servers\n",
+			    BENCH_MAX_SERVERS);
+			exit(2);
+		}
+		parse_url(p, len, &opts.url[opts.nurls++]);
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
 }
 
 static void
@@ -833,7 +946,7 @@ pin(int cpu)
 
 /* Fills what the command line left open from the workload's shape. */
 static void
-apply_defaults(bool set[], const char *url)
+apply_defaults(bool set[])
 {
 	enum { CONNS, ROOMS, SENDERS, RATE, DURATION, WARMUP, PING, PROCS,
 		SRC };
@@ -866,13 +979,11 @@ apply_defaults(bool set[], const char *url)
 		opts.procs = (opts.conns + 9999) / 10000;
 	if (opts.procs < 1)
 		opts.procs = 1;
-	if (url != NULL)
-		parse_url(url);
 	/* Over loopback, 500 clients per source address keeps every
 	 * address far from port exhaustion and under the server's default
 	 * per-address limit. */
 	if (!set[SRC])
-		opts.src_addrs = strncmp(opts.host, "127.", 4) == 0 ?
+		opts.src_addrs = strncmp(opts.url[0].host, "127.", 4) == 0 ?
 		    (opts.conns + 499) / 500 : 0;
 	if (opts.src_addrs > 250)
 		opts.src_addrs = 250;
@@ -895,8 +1006,11 @@ check_opts(void)
 		why = "senders need a --rate";
 	else if (opts.procs > BENCH_MAX_PROCS)
 		why = "too many --procs";
-	else if ((opts.server != NULL) + opts.mock + (opts.port != 0) != 1)
+	else if ((opts.server != NULL) + opts.mock + (opts.nurls > 0) != 1)
 		why = "give one of --url, --server and --mock";
+	else if (opts.nurls > 1 && opts.rooms > 0 &&
+	    opts.conns / opts.rooms < opts.nurls)
+		why = "rooms too small to have members on every server";
 	if (why != NULL) {
 		fprintf(stderr, "parley-bench: %s\n", why);
 		exit(2);
@@ -950,11 +1064,14 @@ start_mock(void)
 		mock_main(fd);
 	}
 	close(fd);
-	strcpy(opts.host, "127.0.0.1");
-	opts.port = ntohs(sin.sin_port);
-	server_pid = server.pid;
+	strcpy(opts.url[0].host, "127.0.0.1");
+	opts.url[0].port = ntohs(sin.sin_port);
+	strcpy(opts.url[0].path, "/ws");
+	opts.nurls = 1;
+	server_pids[0] = server.pid;
+	nserver_pids = 1;
 	bench_note("started the mock server, pid %d, on port %u",
-	    (int)server.pid, opts.port);
+	    (int)server.pid, opts.url[0].port);
 }
 
 static void
@@ -1046,7 +1163,6 @@ main(int argc, char **argv)
 	};
 	/* Which shape options were given, in apply_defaults' order. */
 	bool set[9] = { false };
-	const char *url = NULL;
 	struct sigaction sa;
 	char cause[256];
 	int ch, rc = 1;
@@ -1060,7 +1176,6 @@ main(int argc, char **argv)
 	opts.p99_limit_ms = 100;
 	opts.step_factor = 1.5;
 	opts.max_steps = 12;
-	strcpy(opts.path, "/ws");
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_WORKLOAD:
@@ -1076,7 +1191,7 @@ main(int argc, char **argv)
 			opts.workload = (enum bench_workload)i;
 			break;
 		case O_URL:
-			url = optarg;
+			add_urls(optarg);
 			break;
 		case O_SERVER:
 			opts.server = optarg;
@@ -1097,8 +1212,13 @@ main(int argc, char **argv)
 			opts.server_config = optarg;
 			break;
 		case O_SERVER_PID:
-			opts.server_pid = (pid_t)arg_num("server-pid", optarg,
-			    1, 1 << 22);
+			if (opts.nserver_pids == BENCH_MAX_SERVERS) {
+				fprintf(stderr, "parley-bench: at most %d "
+				    "--server-pid\n", BENCH_MAX_SERVERS);
+				return 2;
+			}
+			opts.server_pid[opts.nserver_pids++] = (pid_t)arg_num(
+			    "server-pid", optarg, 1, 1 << 22);
 			break;
 		case O_CONNS:
 			opts.conns = (unsigned)arg_num("conns", optarg, 1, 1e6);
@@ -1187,7 +1307,7 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (url == NULL && opts.server == NULL && !opts.mock) {
+	if (opts.nurls == 0 && opts.server == NULL && !opts.mock) {
 		fprintf(stderr, "parley-bench: give --url, --server or "
 		    "--mock\n");
 		return 2;
@@ -1195,11 +1315,9 @@ main(int argc, char **argv)
 	if (opts.server != NULL || opts.mock) {
 		/* The server's port is only known once it runs: check the
 		 * shape first, with a placeholder address. */
-		strcpy(opts.host, "127.0.0.1");
+		strcpy(opts.url[0].host, "127.0.0.1");
 	}
-	apply_defaults(set, url);
-	if (opts.server != NULL || opts.mock)
-		opts.port = 0;
+	apply_defaults(set);
 	check_opts();
 	raise_nofile();
 	snprintf(opts.tag, sizeof opts.tag, "pb%x-%" PRIx64, (unsigned)getpid(),
@@ -1216,16 +1334,22 @@ main(int argc, char **argv)
 		    opts.server_set, opts.nserver_set, opts.conns,
 		    opts.server_cpu, cause, sizeof cause) == -1)
 			bench_die("%s: %s", opts.server, cause);
-		snprintf(opts.host, sizeof opts.host, "%s", server.addr);
-		opts.port = server.port;
-		server_pid = server.pid;
+		snprintf(opts.url[0].host, sizeof opts.url[0].host, "%s",
+		    server.addr);
+		opts.url[0].port = server.port;
+		strcpy(opts.url[0].path, "/ws");
+		opts.nurls = 1;
+		server_pids[0] = server.pid;
+		nserver_pids = 1;
 		bench_note("started %s, pid %d, on %s:%u", opts.server,
 		    (int)server.pid, server.addr, server.port);
 	}
 	if (opts.mock)
 		start_mock();
-	if (opts.server_pid > 0)
-		server_pid = opts.server_pid;
+	if (opts.nserver_pids > 0) {
+		memcpy(server_pids, opts.server_pid, sizeof server_pids);
+		nserver_pids = opts.nserver_pids;
+	}
 	if (opts.cpu >= 0)
 		pin(opts.cpu);
 	start_workers();

@@ -4,7 +4,9 @@
  * upgrade, join, send at a fixed rate, receive and check), and answers the
  * parent's commands with a report. A room never spans two workers, so the
  * sender and every receiver of a message live in the same process and the
- * per-room sequence check needs no sharing.
+ * per-room sequence check needs no sharing. With several servers (a
+ * cluster) a room's members are spread over all of them, so every message
+ * has to cross from one server to the others to reach its room.
  *
  * The receive path is the hot one: what it costs per delivery must stay
  * small beside what the kernel costs. Reads go into one large buffer shared
@@ -40,6 +42,10 @@
 #define WORKER_EVENTS 1024
 #define WORKER_QUIET_NS (2 * BENCH_NS_PER_S)
 #define WORKER_LAG_NS (10 * BENCH_NS_PER_MS)
+/* A cluster learns of a new room a moment after its creator has it: a
+ * join on another server that comes too early is tried again. */
+#define WORKER_JOIN_RETRY_NS (100 * BENCH_NS_PER_MS)
+#define WORKER_JOIN_TRIES 100
 
 /* The fixed head of every new_message the server sends (jansson keeps
  * insertion order); anything else takes the slow path. */
@@ -65,6 +71,8 @@ struct conn {
 	bool creator;     /* creates its room rather than joining */
 	bool dirty;       /* on the flush list */
 	bool pollout;     /* EPOLLOUT is registered */
+	uint8_t srv;      /* index of its server in opts->url */
+	uint8_t join_tries; /* joins refused with room_not_found */
 	uint32_t idx;     /* global connection number */
 	uint32_t mask;    /* masking key for every frame we send */
 	struct wroom *room;
@@ -123,8 +131,11 @@ static struct {
 	uint8_t *rbuf;
 	size_t rcap;
 	struct conn *dirty;
-	char request[512];
-	size_t request_len;
+	char request[BENCH_MAX_SERVERS][512]; /* upgrade, per server */
+	size_t request_len[BENCH_MAX_SERVERS];
+	struct conn **rejoin; /* joins to try again at rejoin_at */
+	uint32_t nrejoin;
+	uint64_t rejoin_at;
 	uint64_t rng;
 
 	/* set-up */
@@ -358,6 +369,7 @@ conn_close(struct conn *c, const char *why)
 static void
 conn_start(struct conn *c)
 {
+	const struct bench_url *u = &wk.o->url[c->srv];
 	struct sockaddr_in sin;
 	struct epoll_event ev;
 	int one = 1;
@@ -391,11 +403,11 @@ conn_start(struct conn *c)
 	}
 	memset(&sin, 0, sizeof sin);
 	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)wk.o->port);
-	inet_pton(AF_INET, wk.o->host, &sin.sin_addr);
+	sin.sin_port = htons((uint16_t)u->port);
+	inet_pton(AF_INET, u->host, &sin.sin_addr);
 	if (connect(c->fd, (struct sockaddr *)&sin, sizeof sin) == -1 &&
 	    errno != EINPROGRESS) {
-		worker_fail("connect %s:%u: %s", wk.o->host, wk.o->port,
+		worker_fail("connect %s:%u: %s", u->host, u->port,
 		    strerror(errno));
 		close(c->fd);
 		c->state = CONN_CLOSED;
@@ -422,8 +434,9 @@ conn_connected(struct conn *c)
 		return;
 	}
 	c->state = CONN_UPGRADING;
-	memcpy(conn_reserve(c, wk.request_len), wk.request, wk.request_len);
-	c->out_len += wk.request_len;
+	memcpy(conn_reserve(c, wk.request_len[c->srv]), wk.request[c->srv],
+	    wk.request_len[c->srv]);
+	c->out_len += wk.request_len[c->srv];
 	conn_flush(c);
 }
 
@@ -617,6 +630,17 @@ conn_other(struct conn *c, const uint8_t *p, size_t n, uint64_t now)
 		return;
 	}
 	if (strcmp(type, "error") == 0) {
+		if (c->state == CONN_JOINING && !c->creator &&
+		    wk.o->nurls > 1 && c->join_tries < WORKER_JOIN_TRIES &&
+		    worker_field(p, n, "code", buf, sizeof buf) &&
+		    strcmp(buf, "room_not_found") == 0) {
+			/* Created on another server, not known here yet. */
+			c->join_tries++;
+			if (wk.nrejoin == 0)
+				wk.rejoin_at = now + WORKER_JOIN_RETRY_NS;
+			wk.rejoin[wk.nrejoin++] = c;
+			return;
+		}
 		wk.rep.errors++;
 		if (c->state != CONN_READY) {
 			snprintf(buf, sizeof buf, "%.*s", (int)n, (const char *)p);
@@ -921,12 +945,34 @@ worker_queue(bool creators)
 	}
 }
 
+/* Sends the joins the cluster refused a moment ago once more. */
+static void
+worker_rejoin(uint64_t now)
+{
+	struct conn *c;
+	char buf[160];
+
+	if (wk.nrejoin == 0 || now < wk.rejoin_at)
+		return;
+	for (uint32_t i = 0; i < wk.nrejoin; i++) {
+		c = wk.rejoin[i];
+		if (c->state != CONN_JOINING)
+			continue;
+		snprintf(buf, sizeof buf, "{\"type\":\"join_room\","
+		    "\"roomName\":\"%s\"}", c->room->name);
+		conn_send_text(c, buf);
+	}
+	wk.nrejoin = 0;
+}
+
 /* Progress of CREATE and FILL: start connections up to the in-flight
  * cap, and report when everything is in place. */
 static void
 worker_setup_tick(uint64_t now)
 {
 	bool done = true;
+
+	worker_rejoin(now);
 
 	while (!wk.failed && wk.qhead < wk.qlen &&
 	    wk.inflight < wk.o->inflight)
@@ -1139,8 +1185,9 @@ worker_plan(void)
 	wk.conns = calloc(o->conns + 1, sizeof *wk.conns);
 	wk.senders = calloc(o->senders + 1, sizeof *wk.senders);
 	wk.queue = calloc(o->conns + 1, sizeof *wk.queue);
+	wk.rejoin = calloc(o->conns + 1, sizeof *wk.rejoin);
 	if (map == NULL || wk.rooms == NULL || wk.conns == NULL ||
-	    wk.senders == NULL || wk.queue == NULL)
+	    wk.senders == NULL || wk.queue == NULL || wk.rejoin == NULL)
 		abort();
 
 	for (r = 0; r < o->rooms; r++) {
@@ -1171,6 +1218,7 @@ worker_plan(void)
 		c = &wk.conns[nc++];
 		c->fd = -1;
 		c->idx = i;
+		c->srv = (uint8_t)bench_url_index(o, i);
 		c->next_seq = 1;
 		c->mask = (uint32_t)worker_rand();
 		if (o->rooms) {
@@ -1210,8 +1258,10 @@ worker_main(const struct bench_opts *o, unsigned id, int cmd_fd, int rep_fd)
 	    bench_now();
 	wk.t_measure = wk.t_end = UINT64_MAX;
 	wk.rcap = WORKER_RBUF;
-	wk.request_len = wsc_request(wk.request, sizeof wk.request, o->host,
-	    o->port, o->path);
+	for (unsigned i = 0; i < o->nurls; i++)
+		wk.request_len[i] = wsc_request(wk.request[i],
+		    sizeof wk.request[i], o->url[i].host, o->url[i].port,
+		    o->url[i].path);
 	if ((wk.rbuf = malloc(wk.rcap)) == NULL ||
 	    (evs = calloc(WORKER_EVENTS, sizeof *evs)) == NULL)
 		abort();
