@@ -28,6 +28,11 @@ suite = Suite("redis")
 case = suite.case
 
 BUILD = os.path.dirname(os.path.dirname(parleyd_path()))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
+# /me comes from the default commands script, found in the source tree
+# (a VPATH build has no copy of its own).
+SCRIPTS = os.path.abspath(os.path.join(SRC, "scripts"))
 TTL = 3  # heartbeat_ttl for the tests, in seconds
 
 
@@ -103,6 +108,8 @@ def cluster_config(redis, prefix):
 		    "port": redis.port, "prefix": prefix,
 		    "heartbeat_ttl": TTL}},
 		"log_level": "info",
+		"script_dirs": [SCRIPTS],
+		"scripts": ["commands"],
 	}
 
 
