@@ -47,7 +47,8 @@ int xvasprintf(char **out, const char *fmt, va_list ap);
 /* The top of the build tree the daemon runs from, or NULL when it runs
  * installed. */
 const char *path_build_tree(void);
-/* The build tree's rel when it exists there, else installed (copied). */
+/* The build tree's rel when it exists there (or the source tree's, for a
+ * build made outside it), else installed (copied). */
 char *path_bundled(const char *rel, const char *installed);
 /* Creates dir and missing parents (mode 0750); 0 when it exists. */
 int path_mkdirs(const char *dir, char **cause);

@@ -2,12 +2,16 @@
  * path.c: where the daemon finds its bundled files when it runs from a
  * build tree instead of an installation, so that `./src/parleyd` works
  * right after `make` with no configuration. A build tree is recognised by
- * the libtool library that sits beside the daemon only there.
+ * the libtool library that sits beside the daemon only there. In a build
+ * made outside the source tree, the bundled files stay in the source
+ * tree, which the build names in src/parley-srcdir (nothing of the build
+ * machine is compiled into the daemon).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,15 +52,46 @@ path_build_tree(void)
 	return top;
 }
 
+/* The source tree of a build made elsewhere, or NULL. */
+static const char *
+path_source_tree(const char *top)
+{
+	static bool done;
+	static char *src;
+	char *file, line[PATH_MAX];
+	FILE *f;
+
+	if (done)
+		return src;
+	done = true;
+	xasprintf(&file, "%s/src/parley-srcdir", top);
+	if ((f = fopen(file, "r")) != NULL) {
+		if (fgets(line, sizeof line, f) != NULL) {
+			line[strcspn(line, "\n")] = '\0';
+			if (line[0] == '/')
+				src = xstrdup(line);
+		}
+		fclose(f);
+	}
+	free(file);
+	return src;
+}
+
 char *
 path_bundled(const char *rel, const char *installed)
 {
-	const char *top = path_build_tree();
+	const char *top = path_build_tree(), *src;
 	struct stat st;
 	char *p;
 
-	if (top != NULL) {
-		xasprintf(&p, "%s/%s", top, rel);
+	if (top == NULL)
+		return xstrdup(installed);
+	xasprintf(&p, "%s/%s", top, rel);
+	if (stat(p, &st) == 0)
+		return p;
+	free(p);
+	if ((src = path_source_tree(top)) != NULL) {
+		xasprintf(&p, "%s/%s", src, rel);
 		if (stat(p, &st) == 0)
 			return p;
 		free(p);

@@ -1124,32 +1124,13 @@ script_read(const char *path, size_t *len, char **cause)
 	return text;
 }
 
-/*
- * The default scripts directory, or the source tree's scripts/ when the
+/* The default scripts directory, or the source's scripts/ when the
  * daemon runs from a build tree (as the web root does), so that a build
- * behaves like an installation.
- */
+ * behaves like an installation. */
 static char *
 script_default_dir(void)
 {
-	char exe[PATH_MAX], *slash, *candidate;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	struct stat sb;
-
-	if (n > 0) {
-		exe[n] = '\0';
-		if ((slash = strrchr(exe, '/')) != NULL) {
-			*slash = '\0';
-			xasprintf(&candidate, "%s/../scripts/commands.lua", exe);
-			if (stat(candidate, &sb) == 0) {
-				candidate[strlen(candidate) -
-				    strlen("/commands.lua")] = '\0';
-				return candidate;
-			}
-			free(candidate);
-		}
-	}
-	return xstrdup(PARLEY_SCRIPTDIR);
+	return path_bundled("scripts", PARLEY_SCRIPTDIR);
 }
 
 /* Finds NAME.lua in the directories, first match wins. */
