@@ -547,6 +547,10 @@ json_t *room_history(const struct room *r, uint64_t before, size_t limit);
  * seq, goes to the history and to every member as new_message. */
 void room_post(struct room *r, struct client *from, const char *sender,
     const char *text, size_t len, bool action);
+/* Posts with a seq and ts given (a cluster's order), no hooks: the room's
+ * seq becomes seq, even backwards. */
+void room_post_seq(struct room *r, const char *sender, const char *text,
+    size_t len, bool action, uint64_t seq, uint64_t ts);
 json_t *room_names(void);
 json_t *room_list(void); /* [{roomName, count}] */
 unsigned room_count(void);

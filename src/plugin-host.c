@@ -797,7 +797,6 @@ host_room_post_seq(parley_ctx *ctx, parley_room *pr, const char *sender,
 {
 	struct plugin *p = plugin_of(ctx);
 	struct room *r = host_room(pr);
-	json_t *ev;
 
 	if (text == NULL || len == 0 || !utf8_valid(text, len) ||
 	    sender == NULL || *sender == '\0' || seq == 0 ||
@@ -810,17 +809,7 @@ host_room_post_seq(parley_ctx *ctx, parley_room *pr, const char *sender,
 		ts = loop_wall_ms();
 	/* The cluster orders the room: follow it, even backwards after a
 	 * partition healed (seqs stay unique per room within the cluster). */
-	r->seq = seq;
-	ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
-	    "new_message", "roomName", r->name, r->name_len, "message", text,
-	    len, "sender", sender, "ts", (json_int_t)ts, "seq",
-	    (json_int_t)seq);
-	if (action)
-		json_object_set_new(ev, "action", json_true());
-	history_append(r, seq, ts, sender, text, len, action);
-	metrics_add(METRIC_MESSAGES_IN, 1);
-	metrics_add(METRIC_MESSAGES_DELIVERED, r->count);
-	room_broadcast_new(r, ev);
+	room_post_seq(r, sender, text, len, action, seq, ts);
 	return PARLEY_OK;
 }
 

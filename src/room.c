@@ -229,9 +229,6 @@ void
 room_post(struct room *r, struct client *from, const char *sender,
     const char *text, size_t len, bool action)
 {
-	uint64_t ts, seq;
-	json_t *ev;
-
 	if (hook_any(HOOK_POST)) {
 		struct hook_args a = { .event = HOOK_POST, .client = from,
 			.room = r, .text = text, .text_len = len,
@@ -242,13 +239,20 @@ room_post(struct room *r, struct client *from, const char *sender,
 		if (v == HOOK_DROP || v == HOOK_DENY)
 			return;
 	}
-	ts = loop_wall_ms();
-	seq = ++r->seq;
-	ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
+	room_post_seq(r, sender, text, len, action, r->seq + 1,
+	    loop_wall_ms());
+}
+
+void
+room_post_seq(struct room *r, const char *sender, const char *text,
+    size_t len, bool action, uint64_t seq, uint64_t ts)
+{
+	json_t *ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
 	    "new_message", "roomName", r->name, r->name_len, "message", text,
 	    len, "sender", sender, "ts", (json_int_t)ts, "seq",
 	    (json_int_t)seq);
 
+	r->seq = seq;
 	if (action)
 		json_object_set_new(ev, "action", json_true());
 	history_append(r, seq, ts, sender, text, len, action);
