@@ -436,31 +436,16 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	return ret;
 }
 
+/* A generated body (taken), never cached. */
 static enum MHD_Result
-http_healthz(struct MHD_Connection *conn)
+http_respond_generated(struct MHD_Connection *conn, char *text, size_t len,
+    const char *type)
 {
-	bool ok;
-	json_t *plugins = plugin_health(&ok);
-	/* Degraded is still 200: the server serves its own clients (e.g. a
-	 * cluster member cut off from Redis), and a balancer that dropped
-	 * every such server would serve nobody. */
-	json_t *j = json_pack("{s:s, s:I, s:I}", "status", ok ? "ok" :
-	    "degraded", "connections", (json_int_t)conn_count(), "rooms",
-	    (json_int_t)room_count());
-	char *text;
-
-	if (json_object_size(plugins) > 0)
-		json_object_set(j, "plugins", plugins);
-	json_decref(plugins);
-	text = json_dumps(j, JSON_COMPACT);
-	struct MHD_Response *resp;
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, text,
+	    MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result ret;
 
-	json_decref(j);
-	resp = MHD_create_response_from_buffer(strlen(text), text,
-	    MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	    "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
 	    "no-store");
 	static_add_security_headers(resp, false);
@@ -470,22 +455,35 @@ http_healthz(struct MHD_Connection *conn)
 }
 
 static enum MHD_Result
+http_healthz(struct MHD_Connection *conn)
+{
+	bool ok;
+	json_t *plugins = plugin_health(&ok), *j;
+	char *text;
+
+	/* Degraded is still 200: the server serves its own clients (e.g. a
+	 * cluster member cut off from Redis), and a balancer that dropped
+	 * every such server would serve nobody. */
+	j = json_pack("{s:s, s:I, s:I}", "status", ok ? "ok" : "degraded",
+	    "connections", (json_int_t)conn_count(), "rooms",
+	    (json_int_t)room_count());
+	if (json_object_size(plugins) > 0)
+		json_object_set(j, "plugins", plugins);
+	json_decref(plugins);
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return http_respond_generated(conn, text, strlen(text),
+	    "application/json");
+}
+
+static enum MHD_Result
 http_metrics(struct MHD_Connection *conn)
 {
 	size_t len;
 	char *text = metrics_render(&len);
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, text,
-	    MHD_RESPMEM_MUST_FREE);
-	enum MHD_Result ret;
 
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	return http_respond_generated(conn, text, len,
 	    "text/plain; version=0.0.4; charset=utf-8");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
-	    "no-store");
-	static_add_security_headers(resp, false);
-	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
 }
 
 static enum MHD_Result
