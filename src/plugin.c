@@ -31,7 +31,8 @@
 #define PLUGIN_COUNTER_MAX 64
 #define PLUGIN_BAD_VERDICTS_LOGGED 10
 #define PLUGIN_CMD_MAGIC 0x70636d64u  /* "pcmd" */
-#define PLUGIN_SINK_MAGIC 0x7073696eu /* "psin" */
+#define PLUGIN_SINK_MAGIC 0x7073696eu /* "psin": during a read */
+#define PLUGIN_SINK_LATER_MAGIC 0x70736c74u /* "pslt": deferred */
 
 static struct plugin *plugin_list; /* load order */
 static struct plugin *plugin_store_owner;
@@ -546,7 +547,7 @@ struct plugin_sink {
 	 * this one, and the request it answers. */
 	struct plugin_sink *deferred;
 	struct history_waiter *waiter;
-	struct plugin_sink *next; /* p->deferred */
+	struct plugin_sink *next, *prev; /* p->deferred */
 };
 
 static int
@@ -610,9 +611,7 @@ plugin_store_defer(struct plugin *p, parley_history_sink *s)
 {
 	struct plugin_sink *sink = (struct plugin_sink *)s, *d;
 
-	for (d = p->deferred; d != NULL && d != sink; d = d->next)
-		;
-	if (d != NULL || sink == NULL || sink->magic != PLUGIN_SINK_MAGIC ||
+	if (sink == NULL || sink->magic != PLUGIN_SINK_MAGIC ||
 	    sink->p != p || sink->waiter == NULL || sink->deferred != NULL) {
 		log_warn(p->owner, "history_defer outside a history read, or "
 		    "twice");
@@ -620,8 +619,12 @@ plugin_store_defer(struct plugin *p, parley_history_sink *s)
 	}
 	d = xcalloc(1, sizeof *d);
 	*d = *sink;
+	d->magic = PLUGIN_SINK_LATER_MAGIC;
 	d->messages = json_incref(sink->messages);
+	d->prev = NULL;
 	d->next = p->deferred;
+	if (d->next != NULL)
+		d->next->prev = d;
 	p->deferred = d;
 	sink->deferred = d;
 	sink->waiter = NULL;
@@ -631,16 +634,20 @@ plugin_store_defer(struct plugin *p, parley_history_sink *s)
 void
 plugin_store_done(struct plugin *p, parley_history_sink *s, int status)
 {
-	struct plugin_sink *sink = (struct plugin_sink *)s, **pp;
+	struct plugin_sink *sink = (struct plugin_sink *)s;
 
-	for (pp = &p->deferred; *pp != NULL && *pp != sink; pp = &(*pp)->next)
-		;
-	if (sink == NULL || *pp == NULL) {
+	if (sink == NULL || sink->magic != PLUGIN_SINK_LATER_MAGIC ||
+	    sink->p != p) {
 		log_warn(p->owner, "history_done: not a deferred history read "
 		    "of this plugin");
 		return;
 	}
-	*pp = sink->next;
+	if (sink->prev != NULL)
+		sink->prev->next = sink->next;
+	else
+		p->deferred = sink->next;
+	if (sink->next != NULL)
+		sink->next->prev = sink->prev;
 	sink->magic = 0;
 	history_answer(sink->waiter, status == 0 ? sink->messages : NULL);
 	if (status != 0)
@@ -709,14 +716,11 @@ int
 plugin_store_emit(struct plugin *p, parley_history_sink *s,
     const struct parley_history_msg *m)
 {
-	struct plugin_sink *sink = (struct plugin_sink *)s, *d;
+	struct plugin_sink *sink = (struct plugin_sink *)s;
 	json_t *o;
 
-	/* A deferred sink is looked up, not trusted: it may be answered. */
-	for (d = p->deferred; d != NULL && d != sink; d = d->next)
-		;
-	if (d == NULL && (sink == NULL || sink->magic != PLUGIN_SINK_MAGIC ||
-	    sink->p != p)) {
+	if (sink == NULL || (sink->magic != PLUGIN_SINK_MAGIC &&
+	    sink->magic != PLUGIN_SINK_LATER_MAGIC) || sink->p != p) {
 		log_warn(p->owner, "history_emit outside a history read");
 		return -1;
 	}
