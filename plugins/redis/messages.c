@@ -145,6 +145,16 @@ rd_messages_subscriptions(void)
 
 /* ---- Messages */
 
+/* The cluster's seq of room reached seq: a local message (Redis away)
+ * continues from there. */
+static void
+rd_seq_seen(const char *room, uint64_t seq)
+{
+	if ((json_int_t)seq > json_integer_value(json_object_get(rd_seqs,
+	    room)))
+		json_object_set_new(rd_seqs, room, json_integer((json_int_t)seq));
+}
+
 static void
 rd_deliver(const char *room, size_t room_len, const char *data, size_t len)
 {
@@ -154,35 +164,30 @@ rd_deliver(const char *room, size_t room_len, const char *data, size_t len)
 	parley_room *r;
 	const char *sender;
 
+	char *name, key[24];
+	json_t *early;
+
 	if (end == data || *end != ' ' || seq == 0)
 		return;
 	end++;
-	{
-		char *name = strndup(room, room_len), key[24];
-		json_t *e = json_object_get(rd_early, name);
-		snprintf(key, sizeof key, "%llu", seq);
-		if (json_object_get(e, key) != NULL) {
-			json_object_del(e, key);
-			if (json_object_size(e) == 0)
-				json_object_del(rd_early, name);
-			free(name);
-			return; /* posted already */
-		}
+	if ((name = strndup(room, room_len)) == NULL)
+		abort();
+	early = json_object_get(rd_early, name);
+	snprintf(key, sizeof key, "%llu", seq);
+	if (json_object_get(early, key) != NULL) {
+		json_object_del(early, key);
+		if (json_object_size(early) == 0)
+			json_object_del(rd_early, name);
 		free(name);
+		return; /* posted already, from the script's answer */
 	}
 	m = json_loadb(end, len - (size_t)(end - data), 0, NULL);
 	t = json_object_get(m, "t");
 	sender = json_string_value(json_object_get(m, "n"));
 	r = rd_host->room_find(rd_ctx, room, room_len);
-	if (r != NULL) {
-		char *name = strndup(room, room_len);
-		json_int_t last = json_integer_value(json_object_get(rd_seqs,
-		    name));
-		if ((json_int_t)seq > last)
-			json_object_set_new(rd_seqs, name,
-			    json_integer((json_int_t)seq));
-		free(name);
-	}
+	if (r != NULL)
+		rd_seq_seen(name, seq);
+	free(name);
 	if (r != NULL && json_is_string(t) && sender != NULL)
 		rd_host->room_post_seq(rd_ctx, r, sender, json_string_value(t),
 		    json_string_length(t),
@@ -344,11 +349,7 @@ rd_on_published(redisAsyncContext *ac, void *r, void *priv)
 		snprintf(key, sizeof key, "%lld", (long long)reply->integer);
 		json_object_set_new(e, key, json_true());
 		if (room != NULL && reply->integer > 0) {
-			json_int_t last = json_integer_value(json_object_get(
-			    rd_seqs, p->room));
-			if (reply->integer > last)
-				json_object_set_new(rd_seqs, p->room,
-				    json_integer(reply->integer));
+			rd_seq_seen(p->room, (uint64_t)reply->integer);
 			rd_host->room_post_seq(rd_ctx, room, p->sender, p->text,
 			    p->len, p->action, (uint64_t)reply->integer, p->ts);
 		}
