@@ -1124,15 +1124,6 @@ script_read(const char *path, size_t *len, char **cause)
 	return text;
 }
 
-/* The default scripts directory, or the source's scripts/ when the
- * daemon runs from a build tree (as the web root does), so that a build
- * behaves like an installation. */
-static char *
-script_default_dir(void)
-{
-	return path_bundled("scripts", PARLEY_SCRIPTDIR);
-}
-
 /* Finds NAME.lua in the directories, first match wins. */
 static char *
 script_find(const struct strlist *dirs, const char *name)
@@ -1141,8 +1132,11 @@ script_find(const struct strlist *dirs, const char *name)
 	struct stat sb;
 
 	for (size_t i = 0; i < dirs->n; i++) {
+		/* The default directory is the source's scripts/ when the
+		 * daemon runs from a build tree, as the web root is. */
 		char *dir = strcmp(dirs->v[i], PARLEY_SCRIPTDIR) == 0 ?
-		    script_default_dir() : xstrdup(dirs->v[i]);
+		    path_bundled("scripts", PARLEY_SCRIPTDIR) :
+		    xstrdup(dirs->v[i]);
 		xasprintf(&path, "%s/%s.lua", dir, name);
 		free(dir);
 		if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
