@@ -98,6 +98,7 @@ client_create(const char *addr)
 	bucket_init(&c->rl_names, cfg->name_burst);
 	n = client_id_key(c->id, key, sizeof key);
 	map_add(&client_by_id, key, n, c);
+	handle_add(c, HANDLE_CLIENT);
 
 	/* Guest names look like people's numbers, not like a counter. */
 	for (int tries = 0;; tries++) {
@@ -143,23 +144,18 @@ client_unref(struct client *c)
 void
 client_remove(struct client *c, const char *reason)
 {
+	chat_disconnect(c, reason);
+}
+
+void
+client_unlink(struct client *c)
+{
 	char key[24];
 	size_t n;
 
-	if (c->dead)
-		return;
+	PARLEY_ASSERT(c->nrooms == 0);
 	c->dead = true;
-	/* Leave from the last joined so each removal is O(1) in c->rooms. */
-	while (c->nrooms > 0)
-		proto_leave(c, c->rooms[c->nrooms - 1]->room, reason, NULL,
-		    NULL);
-	if (hook_any(HOOK_DISCONNECT)) {
-		struct hook_args a = { .event = HOOK_DISCONNECT, .client = c,
-			.reason = reason };
-		hook_run(&a);
-		hook_args_free(&a);
-	}
-
+	handle_remove(c);
 	n = client_id_key(c->id, key, sizeof key);
 	map_remove(&client_by_id, key, n);
 	if (c->name != NULL) {

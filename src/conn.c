@@ -495,7 +495,7 @@ conn_release(struct client *c, const char *reason)
 	metrics_close(c->close_code ? c->close_code : 1006);
 	limit_conn_close(c->addr);
 	c->closing = true;
-	client_remove(c, reason);
+	chat_disconnect(c, reason);
 }
 
 void
@@ -504,6 +504,7 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 {
 	struct client *c = client_create(addr);
 	int flags = fcntl(fd, F_GETFL), one = 1;
+	char *why = NULL;
 
 	if (flags != -1 && !(flags & O_NONBLOCK))
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -526,18 +527,12 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	    (unsigned long long)c->id, addr, c->name);
 	loop_timer_set(&c->timer, (uint64_t)cfg->ping_interval * 1000,
 	    conn_on_timer);
-	if (hook_any(HOOK_CONNECT)) {
-		struct hook_args a = { .event = HOOK_CONNECT, .client = c };
-		if (hook_run(&a) == HOOK_DENY) {
-			log_info("ws", "client %llu (%s) refused: %s",
-			    (unsigned long long)c->id, addr,
-			    a.deny_reason ? a.deny_reason : "by a hook");
-			conn_close(c, WS_CLOSE_POLICY, a.deny_reason ?
-			    a.deny_reason : "refused");
-			hook_args_free(&a);
-			return;
-		}
-		hook_args_free(&a);
+	if (chat_connect(c, &why) != PROTO_OK) {
+		log_info("ws", "client %llu (%s) refused: %s",
+		    (unsigned long long)c->id, addr, why ? why : "by a hook");
+		conn_close(c, WS_CLOSE_POLICY, why ? why : "refused");
+		free(why);
+		return;
 	}
 	proto_welcome(c);
 	if (extra_len > 0) {

@@ -1,10 +1,11 @@
 /*
- * history.c: the one place that knows where room history lives. A plugin
- * may register itself as the history store (durable, seq continuing
- * across restarts); without one, each room keeps its newest messages in
- * the in-memory ring of room.c, and history_size = 0 turns history off.
- * A store may answer later (its data is across the network): the request
- * then waits here, keyed by client id, as the client may leave meanwhile.
+ * history.c: the one place that knows where room history lives. One
+ * store serves every room: the built-in in-memory ring (the newest
+ * history_size messages of each room; 0 turns history off) unless a plugin
+ * registered a durable store, which history-plugin.c adapts to the same
+ * interface. A store may answer later (its data is across the network):
+ * the request then waits here, keyed by client id, as the client may
+ * leave meanwhile.
  */
 #include "config.h"
 
@@ -13,40 +14,203 @@
 
 #include "parley.h"
 
-static struct history_store history_store;
-static bool history_has_store;
+/* ---- The built-in ring */
+
+struct history_entry {
+	uint64_t seq;
+	uint64_t ts;
+	char *sender;
+	char *text;
+	size_t text_len;
+	bool action;
+};
+
+/* One room's newest messages, oldest at start. */
+struct history_ring {
+	struct history_entry *v;
+	size_t cap, start, len;
+};
+
+static struct map history_rings; /* room name -> struct history_ring */
+
+static void
+history_entry_clear(struct history_entry *e)
+{
+	free(e->sender);
+	free(e->text);
+	memset(e, 0, sizeof *e);
+}
+
+static struct history_entry *
+history_ring_at(const struct history_ring *h, size_t i)
+{
+	return &h->v[(h->start + i) % h->cap];
+}
+
+/* First use, or the configured size changed: keep the newest entries
+ * that still fit. */
+static void
+history_ring_resize(struct history_ring *h, size_t cap)
+{
+	struct history_entry *n = xcalloc(cap, sizeof *n);
+	size_t keep = h->len < cap ? h->len : cap;
+	size_t drop = h->len - keep;
+
+	for (size_t i = 0; i < h->len; i++) {
+		struct history_entry *o = history_ring_at(h, i);
+		if (i < drop)
+			history_entry_clear(o);
+		else
+			n[i - drop] = *o;
+	}
+	free(h->v);
+	h->v = n;
+	h->cap = cap;
+	h->start = 0;
+	h->len = keep;
+}
+
+static int
+history_ring_append(void *arg, const char *room, size_t room_len,
+    uint64_t seq, uint64_t ts, const char *sender, const char *text,
+    size_t len, bool action)
+{
+	struct history_ring *h = map_find(&history_rings, room, room_len);
+	struct history_entry *e;
+	size_t cap = cfg->history_size;
+
+	(void)arg;
+	if (cap == 0)
+		return 0;
+	if (h == NULL) {
+		h = xcalloc(1, sizeof *h);
+		map_add(&history_rings, room, room_len, h);
+	}
+	if (h->cap != cap)
+		history_ring_resize(h, cap);
+	if (h->len == h->cap) {
+		e = history_ring_at(h, 0);
+		history_entry_clear(e);
+		h->start = (h->start + 1) % h->cap;
+	} else {
+		e = history_ring_at(h, h->len);
+		h->len++;
+	}
+	e->seq = seq;
+	e->ts = ts;
+	e->sender = xstrdup(sender);
+	e->text = xstrndup(text, len);
+	e->text_len = len;
+	e->action = action;
+	return 0;
+}
+
+static json_t *
+history_ring_read(void *arg, const char *room, size_t room_len,
+    uint64_t before, size_t limit, struct history_waiter *w, bool *later)
+{
+	const struct history_ring *h = map_find(&history_rings, room,
+	    room_len);
+	json_t *a = json_array();
+	size_t end, start;
+
+	(void)arg;
+	(void)w;
+	*later = false;
+	if (h == NULL)
+		return a;
+	/* Entries are in seq order: find the first one at or past before. */
+	end = h->len;
+	if (before != HISTORY_NO_BEFORE) {
+		size_t lo = 0, hi = h->len;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (history_ring_at(h, mid)->seq < before)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		end = lo;
+	}
+	start = end > limit ? end - limit : 0;
+	for (size_t i = start; i < end; i++) {
+		const struct history_entry *e = history_ring_at(h, i);
+		json_t *m = json_pack("{s:s%, s:s, s:I, s:I}", "message",
+		    e->text, e->text_len, "sender", e->sender, "ts",
+		    (json_int_t)e->ts, "seq", (json_int_t)e->seq);
+		if (e->action)
+			json_object_set_new(m, "action", json_true());
+		json_array_append_new(a, m);
+	}
+	return a;
+}
+
+static uint64_t
+history_ring_last_seq(void *arg, const char *room, size_t room_len)
+{
+	const struct history_ring *h = map_find(&history_rings, room,
+	    room_len);
+
+	(void)arg;
+	return h != NULL && h->len > 0 ? history_ring_at(h, h->len - 1)->seq :
+	    0;
+}
+
+static const struct history_store history_ring = {
+	.owner = "ring",
+	.append = history_ring_append,
+	.read = history_ring_read,
+	.last_seq = history_ring_last_seq,
+};
+
+void
+history_free_all(void)
+{
+	size_t pos = 0;
+	void *v;
+
+	while (map_next(&history_rings, &pos, NULL, &v)) {
+		struct history_ring *h = v;
+		for (size_t i = 0; i < h->len; i++)
+			history_entry_clear(history_ring_at(h, i));
+		free(h->v);
+		free(h);
+	}
+	map_free(&history_rings);
+}
+
+/* ---- The store in service */
+
+static struct history_store history_store = history_ring;
+static bool history_durable; /* a plugin's store is registered */
 
 int
 history_set_store(const struct history_store *s)
 {
 	if (s == NULL) {
-		history_has_store = false;
-		memset(&history_store, 0, sizeof history_store);
+		history_durable = false;
+		history_store = history_ring;
 		return 0;
 	}
-	if (history_has_store)
+	if (history_durable)
 		return -1;
 	history_store = *s;
-	history_has_store = true;
+	history_durable = true;
 	return 0;
 }
 
 bool
 history_enabled(void)
 {
-	return history_has_store || cfg->history_size > 0;
+	return history_durable || cfg->history_size > 0;
 }
 
 void
 history_append(struct room *r, uint64_t seq, uint64_t ts, const char *sender,
     const char *text, size_t len, bool action)
 {
-	if (history_has_store) {
-		history_store.append(history_store.arg, r->name, r->name_len,
-		    seq, ts, sender, text, len, action);
-		return;
-	}
-	room_history_add(r, seq, ts, sender, text, len, action);
+	history_store.append(history_store.arg, r->name, r->name_len, seq, ts,
+	    sender, text, len, action);
 }
 
 /* A request the store answers later; the client may be gone by then. */
@@ -68,6 +232,14 @@ history_send(struct client *c, const json_t *id, const char *room,
 	    "roomName", room, "messages", msgs));
 }
 
+static void
+history_waiter_free(struct history_waiter *w)
+{
+	json_decref(w->id);
+	free(w->room);
+	free(w);
+}
+
 enum proto_err
 history_request(struct client *c, const json_t *id, const struct room *r,
     uint64_t before, size_t limit)
@@ -76,10 +248,6 @@ history_request(struct client *c, const json_t *id, const struct room *r,
 	json_t *msgs;
 	bool later = false;
 
-	if (!history_has_store) {
-		history_send(c, id, r->name, room_history(r, before, limit));
-		return PROTO_OK;
-	}
 	w = xcalloc(1, sizeof *w);
 	w->client_id = c->id;
 	w->id = id != NULL ? json_deep_copy(id) : NULL;
@@ -88,9 +256,7 @@ history_request(struct client *c, const json_t *id, const struct room *r,
 	    before, limit, w, &later);
 	if (later)
 		return PROTO_OK; /* the store owns w now */
-	json_decref(w->id);
-	free(w->room);
-	free(w);
+	history_waiter_free(w);
 	if (msgs == NULL)
 		return PROTO_ERR_INTERNAL;
 	history_send(c, id, r->name, msgs);
@@ -106,15 +272,13 @@ history_answer(struct history_waiter *w, json_t *msgs)
 		history_send(c, w->id, w->room, msgs);
 	else
 		json_decref(msgs);
-	json_decref(w->id);
-	free(w->room);
-	free(w);
+	history_waiter_free(w);
 }
 
 uint64_t
 history_last_seq(const char *room, size_t len)
 {
-	if (history_has_store && history_store.last_seq != NULL)
-		return history_store.last_seq(history_store.arg, room, len);
-	return 0;
+	if (history_store.last_seq == NULL)
+		return 0;
+	return history_store.last_seq(history_store.arg, room, len);
 }

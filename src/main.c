@@ -256,8 +256,8 @@ main_reload(void)
 	for (size_t i = 0; i < cfg->rooms.n; i++) {
 		size_t len = strlen(cfg->rooms.v[i]);
 		if (room_find(cfg->rooms.v[i], len) == NULL)
-			proto_room_create(NULL, cfg->rooms.v[i], len, NULL, NULL,
-			    NULL);
+			chat_room_create(&chat_by_server, cfg->rooms.v[i],
+			    len, NULL, NULL, NULL);
 	}
 	script_reload_commit();
 	log_info("core", "reloaded %s", main_config_path ? main_config_path :
@@ -650,8 +650,10 @@ main(int argc, char **argv)
 	plugin_unload_all();
 	script_free();
 	room_free_all();
+	history_free_all();
 	command_free_all();
 	hook_free_all();
+	handle_free_all();
 	limit_free();
 	metrics_free();
 	loop_free();

@@ -476,8 +476,11 @@ struct client {
 /* Creates a client with a fresh guest name; refs = 1. */
 struct client *client_create(const char *addr);
 void client_unref(struct client *c);
-/* Leaves every room (reason for user_left) and marks c dead. */
+/* c is gone: the same as chat_disconnect(c, reason). */
 void client_remove(struct client *c, const char *reason);
+/* Marks c dead and forgets its id and name; it is freed before the next
+ * sleep. Only chat_disconnect calls it, after c has left its rooms. */
+void client_unlink(struct client *c);
 struct client *client_find_by_id(uint64_t id);
 struct client *client_find_by_name(const char *name, size_t len);
 /* Sets c's name; returns -1 if another client has it (ASCII case-folded). */
@@ -496,15 +499,7 @@ json_t *client_roles(const struct client *c);
 /* Frees dead clients (before-sleep step). */
 void client_reap(void);
 
-/* room.c: rooms: create, find, join, leave, broadcast, seq, history */
-struct history_entry {
-	uint64_t seq;
-	uint64_t ts;
-	char *sender;
-	char *text;
-	size_t text_len;
-	bool action;
-};
+/* room.c: rooms: the data structure (find, members, seq, fan-out) */
 struct room {
 	char *name;
 	size_t name_len;
@@ -512,8 +507,6 @@ struct room {
 	uint64_t seq;   /* last seq given */
 	struct membership *head, *tail; /* members in join order */
 	size_t count;
-	struct history_entry *hist; /* ring of history_size entries */
-	size_t hist_cap, hist_start, hist_len;
 };
 struct membership {
 	struct room *room;
@@ -521,6 +514,7 @@ struct membership {
 	struct membership *prev, *next;
 	size_t index; /* position in client->rooms */
 };
+/* Creates a room (seq 0); NULL when the name is taken. */
 struct room *room_create(const char *name, size_t len, uint64_t owner);
 struct room *room_find(const char *name, size_t len);
 struct membership *room_membership(const struct room *r,
@@ -535,40 +529,30 @@ json_t *room_participants(const struct room *r);
 void room_broadcast(struct room *r, struct buf *b);
 /* Steals json, encodes it once and sends it to every member. */
 void room_broadcast_new(struct room *r, json_t *json);
-/* Records a message in the history ring. */
-void room_history_add(struct room *r, uint64_t seq, uint64_t ts,
-    const char *sender, const char *text, size_t len, bool action);
-/* Returns a new JSON array of the newest limit messages with seq < before
- * (ROOM_NO_BEFORE for no bound), oldest first. */
-#define ROOM_NO_BEFORE UINT64_MAX
-json_t *room_history(const struct room *r, uint64_t before, size_t limit);
-/* Posts a chat message as sender (from: the client, NULL for a script's
- * or plugin's): the post hooks may take it over; else it gets the next
- * seq, goes to the history and to every member as new_message. */
-void room_post(struct room *r, struct client *from, const char *sender,
-    const char *text, size_t len, bool action);
-/* Posts with a seq and ts given (a cluster's order), no hooks: the room's
- * seq becomes seq, even backwards. */
-void room_post_seq(struct room *r, const char *sender, const char *text,
-    size_t len, bool action, uint64_t seq, uint64_t ts);
+/* Calls fn for every room in creation order until it returns non-zero,
+ * which is returned; fn may create rooms (they are visited too). */
+int room_each(int (*fn)(struct room *r, void *arg), void *arg);
 json_t *room_names(void);
 json_t *room_list(void); /* [{roomName, count}] */
 unsigned room_count(void);
 void room_free_all(void);
 
-/* history.c: where room history lives: a store registered by a plugin
- * (durable), else the in-memory ring of room.c */
+/* history.c: the history stores: one store serves every room, the
+ * built-in in-memory ring unless a plugin registered a durable one
+ * (history-plugin.c adapts a plugin's store to this interface) */
+#define HISTORY_NO_BEFORE UINT64_MAX
 /* Who asked for a room's history, kept while a store answers later. */
 struct history_waiter;
 struct history_store {
-	const char *owner; /* plugin name, for logs */
+	const char *owner; /* "ring" or the plugin's name, for logs */
 	/* Records one message; returns 0 or -1 (logged by the store). */
 	int (*append)(void *arg, const char *room, size_t room_len,
 	    uint64_t seq, uint64_t ts, const char *sender, const char *text,
 	    size_t len, bool action);
-	/* Returns a new JSON array as room_history does, or NULL: *later
-	 * false on error, true when the store keeps w and answers through
-	 * history_answer (a store across the network). */
+	/* Returns a new JSON array of the newest limit messages with seq <
+	 * before (HISTORY_NO_BEFORE: no bound), oldest first, or NULL:
+	 * *later false on error, true when the store keeps w and answers
+	 * through history_answer (a store across the network). */
 	json_t *(*read)(void *arg, const char *room, size_t room_len,
 	    uint64_t before, size_t limit, struct history_waiter *w,
 	    bool *later);
@@ -576,8 +560,8 @@ struct history_store {
 	uint64_t (*last_seq)(void *arg, const char *room, size_t room_len);
 	void *arg;
 };
-/* Registers the store (copied); NULL goes back to the ring. Returns -1
- * if another store is already registered. */
+/* Registers a durable store (copied) in place of the ring; NULL goes
+ * back to the ring. Returns -1 if another store is already registered. */
 int history_set_store(const struct history_store *s);
 bool history_enabled(void);
 void history_append(struct room *r, uint64_t seq, uint64_t ts,
@@ -590,6 +574,22 @@ enum proto_err history_request(struct client *c, const json_t *id,
  * client if it is still there; w is freed. */
 void history_answer(struct history_waiter *w, json_t *msgs);
 uint64_t history_last_seq(const char *room, size_t len);
+/* Frees the ring's messages (at exit). */
+void history_free_all(void);
+
+/* handle.c: the registry of live objects handed to plugins, so that a
+ * handle coming back from a plugin is checked before it is used */
+enum handle_kind {
+	HANDLE_CLIENT = 1,
+	HANDLE_ROOM,
+	HANDLE_HISTORY_SINK,
+	HANDLE_COMMAND,
+};
+void handle_add(const void *p, enum handle_kind kind);
+void handle_remove(const void *p);
+/* True when p is live and of that kind. */
+bool handle_valid(const void *p, enum handle_kind kind);
+void handle_free_all(void);
 
 /* proto.c: envelope checks and a dispatch table over message types */
 enum proto_err {
@@ -622,29 +622,90 @@ void proto_welcome(struct client *c);
 void proto_reply_new(struct client *c, const json_t *id, json_t *reply);
 void proto_send_error(struct client *c, enum proto_err e, const json_t *id,
     const char *room, const char *message);
-/* Actions shared by the protocol handlers, scripts and plugins. Each
- * sends what PROTOCOL.md says the action causes. */
-/* Renames c after the core checks (and the username hooks when
- * run_hooks); replies username_set (with id) and tells c's rooms. */
-enum proto_err proto_rename(struct client *c, const char *name, size_t len,
-    const json_t *id, bool run_hooks, char **reason);
-/* Creates a room owned by c (NULL: by the server), c joining it; tells
- * every client. Runs the create_room hooks when c is not NULL. */
-enum proto_err proto_room_create(struct client *c, const char *name,
-    size_t len, const json_t *id, struct room **out, char **reason);
-/* Removes c from r; tells c (room_left, or kicked when reason is
- * "kicked") and the other members (user_left with reason). */
-void proto_leave(struct client *c, struct room *r, const char *reason,
-    const char *kick_reason, const json_t *id);
-/* Sends a notice to c (room may be NULL; id may be NULL). */
-void proto_notice(struct client *c, const struct room *r, const char *text,
-    const json_t *id);
-/* Sends a notice to every member of r. */
-void proto_notice_room(struct room *r, const char *text);
 /* Core name rules: 1..max bytes, no Cc, no leading/trailing space. */
 bool proto_name_valid(const char *s, size_t len, size_t max);
 /* Depth of the deepest nesting in a JSON text, stopping past limit. */
 unsigned proto_json_depth(const char *s, size_t len, unsigned limit);
+
+/* chat.c: every chat action, whoever takes it (a client through the
+ * protocol, a script, a plugin, the server; later the admin API): check,
+ * run the hooks, change the state, tell the clients. Each returns PROTO_OK
+ * or the error the requester gets, with *reason (allocated, may be NULL)
+ * saying more. */
+enum chat_actor_kind {
+	CHAT_ACTOR_CLIENT, /* the client itself, through the protocol */
+	CHAT_ACTOR_SCRIPT,
+	CHAT_ACTOR_PLUGIN,
+	CHAT_ACTOR_ADMIN,
+	CHAT_ACTOR_SERVER, /* the configuration, start-up, a reload */
+};
+struct chat_actor {
+	enum chat_actor_kind kind;
+	struct client *client; /* CHAT_ACTOR_CLIENT: who acts */
+	const char *name;      /* script or plugin owner ("lua:x", ...) */
+};
+#define CHAT_BY_CLIENT(c)                                                    \
+	(&(const struct chat_actor){ .kind = CHAT_ACTOR_CLIENT, .client = (c) })
+#define CHAT_BY(k, owner)                                                    \
+	(&(const struct chat_actor){ .kind = (k), .name = (owner) })
+extern const struct chat_actor chat_by_server;
+/* How an action is taken: as the client's own request (hooks, quotas and
+ * rate limits), or by someone with authority over it. */
+#define CHAT_HOOKS 0x1u    /* run the hook chains */
+#define CHAT_LIMITS 0x2u   /* apply the client's quotas and rate limits */
+#define CHAT_COMMANDS 0x4u /* a text starting with '/' is a command */
+#define CHAT_AS_CLIENT (CHAT_HOOKS | CHAT_LIMITS)
+/* A new connection: the connect hooks may refuse it. */
+enum proto_err chat_connect(struct client *c, char **reason);
+/* c is gone (reason for user_left): leaves every room, runs the
+ * disconnect hooks and removes c. */
+void chat_disconnect(struct client *c, const char *reason);
+/* Closes c's connection for a policy reason (a script or plugin). */
+void chat_close(const struct chat_actor *by, struct client *c,
+    const char *reason);
+/* Renames c (hooks when CHAT_HOOKS, name rate limit when CHAT_LIMITS);
+ * replies username_set (with id) and tells c's rooms. */
+enum proto_err chat_rename(const struct chat_actor *by, struct client *c,
+    const char *name, size_t len, const json_t *id, unsigned flags,
+    char **reason);
+/* Creates a room; a client creating it (by->client) owns it and joins
+ * it, with its quotas and the create_room hooks. Tells every client. */
+enum proto_err chat_room_create(const struct chat_actor *by, const char *name,
+    size_t len, const json_t *id, struct room **out, char **reason);
+/* c joins r, first taking username (may be NULL) as chat_rename does. */
+enum proto_err chat_join(const struct chat_actor *by, struct client *c,
+    struct room *r, const char *username, size_t ulen, const json_t *id,
+    unsigned flags, char **reason);
+/* c leaves r (reason: left, disconnected or timeout for user_left; c
+ * gets room_left for "left"). */
+enum proto_err chat_leave(const struct chat_actor *by, struct client *c,
+    struct room *r, const char *reason, const json_t *id);
+/* Removes c from r: c gets kicked {why}, the others user_left. */
+enum proto_err chat_kick(const struct chat_actor *by, struct client *c,
+    struct room *r, const char *why, const json_t *id);
+/* c says text in r: membership and size checks, commands (CHAT_COMMANDS),
+ * rate limit (CHAT_LIMITS), message hooks (CHAT_HOOKS), then posts it
+ * unless the hooks removed, muted or disconnected c meanwhile. */
+enum proto_err chat_say(const struct chat_actor *by, struct client *c,
+    struct room *r, const char *text, size_t len, bool action,
+    const json_t *id, unsigned flags, char **reason);
+/* Posts a message as sender (from: the client speaking, NULL for a
+ * script's or plugin's post): the post hooks may take it over; else it
+ * gets the next seq, goes to the history and to every member. */
+void chat_post(struct room *r, struct client *from, const char *sender,
+    const char *text, size_t len, bool action);
+/* Posts with a seq and ts given (a cluster's order), no hooks: the room's
+ * seq becomes seq, even backwards. */
+void chat_post_at(struct room *r, const char *sender, const char *text,
+    size_t len, bool action, uint64_t seq, uint64_t ts);
+/* Sends a notice to c (room may be NULL; id may be NULL). */
+void chat_notice(struct client *c, const struct room *r, const char *text,
+    const json_t *id);
+/* Sends a notice to every member of r. */
+void chat_notice_room(struct room *r, const char *text);
+/* Core checks of a username for c: the name rules and uniqueness. */
+enum proto_err chat_username_check(const struct client *c, const char *name,
+    size_t len);
 
 /* hook.c: one priority-ordered chain per event, shared by scripts and
  * plugins */
@@ -713,7 +774,7 @@ void hook_stats_each(void (*fn)(const char *owner, enum hook_event ev,
 void hook_free_all(void);
 
 /* plugin.c: native plugins: dlopen, ABI checks, the host function table
- * (plugin-host.c) */
+ * (plugin-hook.c, plugin-timer.c, plugin-chat.c, history-plugin.c) */
 /* Loads the plugins of cfg->plugins in order. The first one refused (a
  * missing file or symbol, a wrong ABI major, a too-small descriptor, a
  * failing init) is logged with why, the plugins loaded before it are

@@ -1,8 +1,9 @@
 /*
- * plugin-host.h: what the plugin loader (plugin.c) and the host function
- * table (plugin-host.c) share: the record of one loaded plugin and the
- * registrations it made. Nothing else needs it: the rest of the daemon
- * sees plugins only through parley.h.
+ * plugin-host.h: what the plugin files share: the record of one loaded
+ * plugin and the registrations it made, the handle checks, and the
+ * function each concern's file offers to fill its part of the host
+ * table. Nothing else needs it: the rest of the daemon sees plugins only
+ * through parley.h.
  */
 #ifndef PLUGIN_HOST_H
 #define PLUGIN_HOST_H
@@ -104,36 +105,17 @@ plugin_ctx(struct plugin *p)
 	return (parley_ctx *)p;
 }
 
-/* The tables handed to init: normal and --plugin-info (recording). */
-extern const struct parley_host plugin_host;
-extern const struct parley_host plugin_host_info;
-
-/* plugin.c: registrations, shared with the host table. */
+/* plugin.c: shared helpers. */
+/* enum parley_error (fixed numbers) to and from enum proto_err. */
+bool plugin_error_known(int code);
 enum proto_err plugin_error_to_proto(int code);
 int plugin_error_from_proto(enum proto_err e);
-uint64_t plugin_hook_add(struct plugin *p, int event, int priority,
-    parley_hook_fn fn, void *arg);
-int plugin_hook_remove(struct plugin *p, uint64_t id);
-int plugin_command_add(struct plugin *p, const char *name,
-    const char *usage, const char *help, parley_command_fn fn, void *arg);
-void plugin_command_reply(struct plugin *p, const struct parley_command *cmd,
-    const char *text);
-uint64_t plugin_timer_add(struct plugin *p, uint64_t delay,
-    uint64_t interval, parley_timer_fn fn, void *arg);
-int plugin_timer_cancel(struct plugin *p, uint64_t id);
-int plugin_counter_change(struct plugin *p, const char *name, int64_t v,
-    bool add);
-int plugin_store_register(struct plugin *p,
-    const struct parley_history_store *store);
-int plugin_store_emit(struct plugin *p, parley_history_sink *sink,
-    const struct parley_history_msg *m);
-parley_history_sink *plugin_store_defer(struct plugin *p,
-    parley_history_sink *sink);
-void plugin_store_done(struct plugin *p, parley_history_sink *sink,
-    int status);
 void plugin_health_report(struct plugin *p, bool ok, const char *detail);
-/* plugin-host.c: stops and frees the plugin's descriptor watches. */
-void plugin_watches_free(struct plugin *p);
+/* The live object behind a handle the plugin handed back, or NULL
+ * (logged, naming what) when it is not a live client or room. */
+struct client *plugin_client(struct plugin *p, parley_client *c,
+    const char *what);
+struct room *plugin_room(struct plugin *p, parley_room *r, const char *what);
 #define PLUGIN_REASON_MAX 1024     /* a deny or kick reason */
 #define PLUGIN_CLOSE_REASON_MAX 123 /* a close frame's payload less the code */
 /* A copy of text cut to at most max bytes at a character boundary. */
@@ -141,5 +123,23 @@ char *plugin_cut(const char *text, size_t max);
 /* True when text is a NUL-terminated UTF-8 string fit for a frame; logs
  * a warning naming what otherwise. */
 bool plugin_text_ok(struct plugin *p, const char *what, const char *text);
+
+/* plugin-hook.c: hooks and commands. */
+const char *plugin_event_name(int event);
+void plugin_hooks_forget(struct plugin *p);
+void plugin_hook_host(struct parley_host *h);
+
+/* plugin-timer.c: timers and watched descriptors. */
+void plugin_timers_stop(struct plugin *p);
+void plugin_watches_free(struct plugin *p);
+void plugin_timer_host(struct parley_host *h);
+
+/* plugin-chat.c: clients, rooms and remote members. */
+void plugin_chat_host(struct parley_host *h);
+
+/* history-plugin.c: the history store. Forgetting answers the reads
+ * left open with "internal" and gives history back to the ring. */
+void plugin_store_forget(struct plugin *p);
+void plugin_history_host(struct parley_host *h);
 
 #endif

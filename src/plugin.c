@@ -2,12 +2,14 @@
  * plugin.c: native plugins. Finds each configured plugin (a name in the
  * plugin directory, or a path), opens it with dlopen(RTLD_NOW |
  * RTLD_LOCAL), checks its descriptor against the ABI of
- * include/parley/plugin.h and runs its init with the host table of
- * plugin-host.c. Anything wrong refuses the plugin with a line saying why,
- * and the server does not start. It also keeps what plugins register
- * (hooks in hook.c's chains, commands, timers, counters, the history
- * store) so that it can all be removed when the plugin goes, and answers
- * `parleyd --plugin-info`.
+ * include/parley/plugin.h and runs its init with the host table. Anything
+ * wrong refuses the plugin with a line saying why, and the server does
+ * not start. When a plugin goes, everything it registered goes with it;
+ * it also answers `parleyd --plugin-info`. The host table is filled here
+ * for the plugin itself (options, logs, memory, clocks, counters, health)
+ * and by the file of each other concern: plugin-hook.c (hooks, commands),
+ * plugin-timer.c (timers, descriptors), plugin-chat.c (clients, rooms),
+ * history-plugin.c (the history store).
  */
 #include "config.h"
 
@@ -27,34 +29,12 @@
 #endif
 
 #define PLUGIN_NAME_MAX 64
-#define PLUGIN_COMMAND_MAX 32
 #define PLUGIN_COUNTER_MAX 64
-#define PLUGIN_BAD_VERDICTS_LOGGED 10
-#define PLUGIN_CMD_MAGIC 0x70636d64u  /* "pcmd" */
-#define PLUGIN_SINK_MAGIC 0x7073696eu /* "psin": during a read */
-#define PLUGIN_SINK_LATER_MAGIC 0x70736c74u /* "pslt": deferred */
 
 static struct plugin *plugin_list; /* load order */
-static struct plugin *plugin_store_owner;
 
 /* The descriptor of ABI 1.0 up to its reserved fields. */
 #define PLUGIN_DESC_MIN offsetof(struct parley_plugin, reserved)
-/* A store of ABI 1.0 up to its reserved fields. */
-#define PLUGIN_STORE_MIN offsetof(struct parley_history_store, reserved)
-
-static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
-	[PARLEY_EV_CONNECT] = HOOK_CONNECT,
-	[PARLEY_EV_USERNAME] = HOOK_USERNAME,
-	[PARLEY_EV_CREATE_ROOM] = HOOK_CREATE_ROOM,
-	[PARLEY_EV_JOIN] = HOOK_JOIN,
-	[PARLEY_EV_MESSAGE] = HOOK_MESSAGE,
-	[PARLEY_EV_LEAVE] = HOOK_LEAVE,
-	[PARLEY_EV_DISCONNECT] = HOOK_DISCONNECT,
-	[PARLEY_EV_SERVER_START] = HOOK_SERVER_START,
-	[PARLEY_EV_SERVER_STOP] = HOOK_SERVER_STOP,
-	[PARLEY_EV_TICK] = HOOK_TICK,
-	[PARLEY_EV_POST] = HOOK_POST,
-};
 
 /* enum parley_error (fixed numbers) to and from enum proto_err. */
 static const enum proto_err plugin_errors[] = {
@@ -75,6 +55,12 @@ static const enum proto_err plugin_errors[] = {
 };
 #define PLUGIN_NERRORS (sizeof plugin_errors / sizeof plugin_errors[0])
 
+bool
+plugin_error_known(int code)
+{
+	return code >= 0 && (size_t)code < PLUGIN_NERRORS;
+}
+
 enum proto_err
 plugin_error_to_proto(int code)
 {
@@ -93,14 +79,6 @@ plugin_error_from_proto(enum proto_err e)
 	return PARLEY_ERR_INTERNAL;
 }
 
-static const char *
-plugin_event_name(int event)
-{
-	if (event <= 0 || event >= PARLEY_EV_LIMIT)
-		return "?";
-	return hook_event_name(plugin_events[event]);
-}
-
 char *
 plugin_cut(const char *text, size_t max)
 {
@@ -115,6 +93,24 @@ plugin_cut(const char *text, size_t max)
 	return xstrndup(text, n);
 }
 
+struct client *
+plugin_client(struct plugin *p, parley_client *c, const char *what)
+{
+	if (handle_valid(c, HANDLE_CLIENT))
+		return (struct client *)c;
+	log_warn(p->owner, "%s: not the handle of a connected client", what);
+	return NULL;
+}
+
+struct room *
+plugin_room(struct plugin *p, parley_room *r, const char *what)
+{
+	if (handle_valid(r, HANDLE_ROOM))
+		return (struct room *)r;
+	log_warn(p->owner, "%s: not the handle of a room", what);
+	return NULL;
+}
+
 bool
 plugin_text_ok(struct plugin *p, const char *what, const char *text)
 {
@@ -123,307 +119,6 @@ plugin_text_ok(struct plugin *p, const char *what, const char *text)
 	log_warn(p->owner, "%s: %s ignored", what,
 	    text == NULL ? "NULL text" : "text that is not UTF-8");
 	return false;
-}
-
-/* ---------------------------------------------------------------------
- * Hooks
- */
-
-static enum hook_verdict
-plugin_hook_call(struct hook_args *a, void *arg)
-{
-	struct plugin_hook *ph = arg;
-	struct plugin *p = ph->p;
-	struct parley_event ev;
-	int v;
-
-	memset(&ev, 0, sizeof ev);
-	ev.size = sizeof ev;
-	ev.type = (uint32_t)ph->event;
-	ev.client = (parley_client *)a->client;
-	ev.room = (parley_room *)a->room;
-	ev.text = a->text;
-	ev.text_len = a->text ? a->text_len : 0;
-	ev.reason = a->reason;
-	ev.client_id = a->client ? a->client->id : 0;
-	ev.wall_ms = loop_wall_ms();
-	if (a->event == HOOK_POST) {
-		ev.sender = a->sender;
-		ev.sender_len = strlen(a->sender);
-		ev.flags = a->action ? PARLEY_MSG_ACTION : 0;
-	}
-	v = ph->fn(plugin_ctx(p), &ev, ph->arg);
-	switch (v) {
-	case PARLEY_PASS:
-		return HOOK_PASS;
-	case PARLEY_DENY: {
-		char *reason = NULL;
-		if (ev.deny_reason != NULL &&
-		    plugin_text_ok(p, "deny reason", ev.deny_reason))
-			/* A refused connection's reason goes in a close
-			 * frame. */
-			reason = plugin_cut(ev.deny_reason, a->event ==
-			    HOOK_CONNECT ? PLUGIN_CLOSE_REASON_MAX :
-			    PLUGIN_REASON_MAX);
-		hook_deny(a, ev.deny_code == PARLEY_OK ? PROTO_ERR_REJECTED :
-		    plugin_error_to_proto(ev.deny_code), reason);
-		free(reason);
-		return HOOK_DENY;
-	}
-	case PARLEY_MODIFY:
-		if (a->event != HOOK_USERNAME && a->event != HOOK_MESSAGE)
-			return HOOK_PASS;
-		if (ev.new_text == NULL) {
-			log_warn(p->owner, "%s hook returned MODIFY without "
-			    "new_text", plugin_event_name(ph->event));
-			return HOOK_PASS;
-		}
-		/* The core checks the new text as it checks a client's. */
-		hook_modify(a, ev.new_text, ev.new_text_len);
-		return HOOK_MODIFY;
-	case PARLEY_DROP:
-		return HOOK_DROP;
-	case PARLEY_STOP:
-		return HOOK_STOP;
-	default:
-		if (p->bad_verdicts++ < PLUGIN_BAD_VERDICTS_LOGGED)
-			log_warn(p->owner, "%s hook returned unknown verdict "
-			    "%d, taken as PASS", plugin_event_name(ph->event),
-			    v);
-		return HOOK_PASS;
-	}
-}
-
-uint64_t
-plugin_hook_add(struct plugin *p, int event, int priority,
-    parley_hook_fn fn, void *arg)
-{
-	struct plugin_hook *ph;
-
-	if (event <= 0 || event >= PARLEY_EV_LIMIT || fn == NULL) {
-		log_error(p->owner, "hook_add: %s", fn == NULL ?
-		    "no function" : "unknown event");
-		return 0;
-	}
-	ph = xcalloc(1, sizeof *ph);
-	ph->p = p;
-	ph->id = ++p->next_id;
-	ph->event = event;
-	ph->priority = priority;
-	ph->fn = fn;
-	ph->arg = arg;
-	if (!p->info_only)
-		ph->h = hook_add(plugin_events[event], priority, p->owner,
-		    plugin_hook_call, ph);
-	ph->next = p->hooks;
-	p->hooks = ph;
-	return ph->id;
-}
-
-int
-plugin_hook_remove(struct plugin *p, uint64_t id)
-{
-	for (struct plugin_hook **pp = &p->hooks; *pp != NULL;
-	    pp = &(*pp)->next) {
-		struct plugin_hook *ph = *pp;
-		if (ph->id != id)
-			continue;
-		*pp = ph->next;
-		if (ph->h != NULL)
-			hook_remove(ph->h);
-		free(ph);
-		return 0;
-	}
-	return -1;
-}
-
-/* ---------------------------------------------------------------------
- * Commands
- */
-
-/* One running command: cmd is what the plugin sees; command_reply finds
- * the rest from it. */
-struct plugin_cmd_call {
-	struct parley_command cmd;
-	uint32_t magic;
-	const struct command_ctx *cc;
-};
-
-static enum proto_err
-plugin_command_call(const struct command_ctx *cc, void *arg)
-{
-	struct plugin_command *pc = arg;
-	struct plugin_cmd_call call;
-	int rc;
-
-	memset(&call, 0, sizeof call);
-	call.cmd.size = sizeof call.cmd;
-	call.cmd.client = (parley_client *)cc->client;
-	call.cmd.room = (parley_room *)cc->room;
-	call.cmd.name = pc->name;
-	call.cmd.args = cc->args;
-	call.cmd.args_len = strlen(cc->args);
-	call.magic = PLUGIN_CMD_MAGIC;
-	call.cc = cc;
-	rc = pc->fn(plugin_ctx(pc->p), &call.cmd, pc->arg);
-	call.magic = 0;
-	if (rc < 0 || (size_t)rc >= PLUGIN_NERRORS) {
-		log_warn(pc->p->owner, "/%s returned unknown code %d", pc->name,
-		    rc);
-		return PROTO_ERR_INTERNAL;
-	}
-	return plugin_error_to_proto(rc);
-}
-
-static bool
-plugin_command_name_ok(const char *name)
-{
-	size_t n = name ? strlen(name) : 0;
-
-	if (n == 0 || n > PLUGIN_COMMAND_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		    ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
-int
-plugin_command_add(struct plugin *p, const char *name, const char *usage,
-    const char *help, parley_command_fn fn, void *arg)
-{
-	struct plugin_command *pc;
-
-	if (!plugin_command_name_ok(name) || fn == NULL) {
-		log_error(p->owner, "command_register: %s", fn == NULL ?
-		    "no function" : "invalid command name");
-		return -1;
-	}
-	if ((usage != NULL && !plugin_text_ok(p, "command usage", usage)) ||
-	    (help != NULL && !plugin_text_ok(p, "command help", help)))
-		return -1;
-	pc = xcalloc(1, sizeof *pc);
-	pc->p = p;
-	pc->name = xstrdup(name);
-	pc->usage = usage ? xstrdup(usage) : NULL;
-	pc->fn = fn;
-	pc->arg = arg;
-	if (!p->info_only)
-		command_register(name, p->owner, usage, help,
-		    plugin_command_call, pc);
-	pc->next = p->commands;
-	p->commands = pc;
-	return 0;
-}
-
-void
-plugin_command_reply(struct plugin *p, const struct parley_command *cmd,
-    const char *text)
-{
-	const struct plugin_cmd_call *call;
-
-	if (cmd == NULL)
-		return;
-	call = container_of(cmd, struct plugin_cmd_call, cmd);
-	if (call->magic != PLUGIN_CMD_MAGIC) {
-		log_warn(p->owner, "command_reply outside a command");
-		return;
-	}
-	if (!plugin_text_ok(p, "command_reply", text))
-		return;
-	proto_notice(call->cc->client, call->cc->room, text, call->cc->id);
-}
-
-/* ---------------------------------------------------------------------
- * Timers
- */
-
-static void
-plugin_timer_unlink(struct plugin_timer *t)
-{
-	for (struct plugin_timer **pp = &t->p->timers; *pp != NULL;
-	    pp = &(*pp)->next) {
-		if (*pp == t) {
-			*pp = t->next;
-			return;
-		}
-	}
-}
-
-static void
-plugin_timer_fire(struct loop_timer *lt)
-{
-	struct plugin_timer *t = (struct plugin_timer *)lt;
-
-	t->firing = true;
-	t->fn(plugin_ctx(t->p), t->id, t->arg);
-	t->firing = false;
-	if (t->cancelled || t->interval == 0) {
-		plugin_timer_unlink(t);
-		free(t);
-		return;
-	}
-	loop_timer_set(&t->lt, t->interval, plugin_timer_fire);
-}
-
-uint64_t
-plugin_timer_add(struct plugin *p, uint64_t delay, uint64_t interval,
-    parley_timer_fn fn, void *arg)
-{
-	struct plugin_timer *t;
-
-	if (fn == NULL) {
-		log_error(p->owner, "timer_add: no function");
-		return 0;
-	}
-	t = xcalloc(1, sizeof *t);
-	t->p = p;
-	t->id = ++p->next_id;
-	t->delay = delay;
-	t->interval = interval;
-	t->fn = fn;
-	t->arg = arg;
-	t->next = p->timers;
-	p->timers = t;
-	if (!p->info_only)
-		loop_timer_set(&t->lt, delay, plugin_timer_fire);
-	return t->id;
-}
-
-int
-plugin_timer_cancel(struct plugin *p, uint64_t id)
-{
-	struct plugin_timer *t;
-
-	for (t = p->timers; t != NULL; t = t->next) {
-		if (t->id == id && !t->cancelled)
-			break;
-	}
-	if (t == NULL)
-		return -1;
-	if (t->firing) {
-		/* plugin_timer_fire frees it when the callback returns. */
-		t->cancelled = true;
-		return 0;
-	}
-	loop_timer_cancel(&t->lt);
-	plugin_timer_unlink(t);
-	free(t);
-	return 0;
-}
-
-static void
-plugin_timers_stop(struct plugin *p)
-{
-	while (p->timers != NULL) {
-		struct plugin_timer *t = p->timers;
-		p->timers = t->next;
-		loop_timer_cancel(&t->lt);
-		free(t);
-	}
 }
 
 /* ---------------------------------------------------------------------
@@ -454,7 +149,7 @@ plugin_counter_name_ok(const char *name)
 	return true;
 }
 
-int
+static int
 plugin_counter_change(struct plugin *p, const char *name, int64_t v,
     bool add)
 {
@@ -534,126 +229,8 @@ plugin_metrics(struct metrics_buf *mb)
 }
 
 /* ---------------------------------------------------------------------
- * The history store: history.c calls these, they call the plugin.
+ * Health (since 1.2)
  */
-
-struct plugin_sink {
-	uint32_t magic;
-	struct plugin *p;
-	json_t *messages;
-	size_t limit;
-	bool overflow_logged;
-	/* A read answered later (since 1.2): the heap sink that replaces
-	 * this one, and the request it answers. */
-	struct plugin_sink *deferred;
-	struct history_waiter *waiter;
-	struct plugin_sink *next, *prev; /* p->deferred */
-};
-
-static int
-plugin_store_append(void *arg, const char *room, size_t room_len,
-    uint64_t seq, uint64_t ts, const char *sender, const char *text,
-    size_t len, bool action)
-{
-	struct plugin *p = arg;
-	struct parley_history_msg m;
-
-	memset(&m, 0, sizeof m);
-	m.size = sizeof m;
-	m.flags = action ? PARLEY_MSG_ACTION : 0;
-	m.room = room;
-	m.room_len = room_len;
-	m.seq = seq;
-	m.ts = ts;
-	m.sender = sender;
-	m.sender_len = strlen(sender);
-	m.text = text;
-	m.text_len = len;
-	return p->store.append(plugin_ctx(p), &m, p->store.arg);
-}
-
-static json_t *
-plugin_store_read(void *arg, const char *room, size_t room_len,
-    uint64_t before, size_t limit, struct history_waiter *w, bool *later)
-{
-	struct plugin *p = arg;
-	struct plugin_sink sink = { .magic = PLUGIN_SINK_MAGIC, .p = p,
-		.messages = json_array(), .limit = limit, .waiter = w };
-	int rc;
-
-	*later = false;
-	rc = p->store.read(plugin_ctx(p), room, room_len, before,
-	    limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit,
-	    (parley_history_sink *)&sink, p->store.arg);
-	sink.magic = 0;
-	if (sink.deferred != NULL) {
-		/* Whatever rc says, the plugin holds the deferred sink and
-		 * answers through history_done. */
-		if (rc != PARLEY_HISTORY_LATER)
-			log_warn(p->owner, "history read deferred its answer "
-			    "but returned %d, not PARLEY_HISTORY_LATER", rc);
-		json_decref(sink.messages);
-		*later = true;
-		return NULL;
-	}
-	if (rc != 0) {
-		if (rc == PARLEY_HISTORY_LATER)
-			log_warn(p->owner, "history read returned "
-			    "PARLEY_HISTORY_LATER without history_defer");
-		json_decref(sink.messages);
-		return NULL;
-	}
-	return sink.messages;
-}
-
-parley_history_sink *
-plugin_store_defer(struct plugin *p, parley_history_sink *s)
-{
-	struct plugin_sink *sink = (struct plugin_sink *)s, *d;
-
-	if (sink == NULL || sink->magic != PLUGIN_SINK_MAGIC ||
-	    sink->p != p || sink->waiter == NULL || sink->deferred != NULL) {
-		log_warn(p->owner, "history_defer outside a history read, or "
-		    "twice");
-		return NULL;
-	}
-	d = xcalloc(1, sizeof *d);
-	*d = *sink;
-	d->magic = PLUGIN_SINK_LATER_MAGIC;
-	d->messages = json_incref(sink->messages);
-	d->prev = NULL;
-	d->next = p->deferred;
-	if (d->next != NULL)
-		d->next->prev = d;
-	p->deferred = d;
-	sink->deferred = d;
-	sink->waiter = NULL;
-	return (parley_history_sink *)d;
-}
-
-void
-plugin_store_done(struct plugin *p, parley_history_sink *s, int status)
-{
-	struct plugin_sink *sink = (struct plugin_sink *)s;
-
-	if (sink == NULL || sink->magic != PLUGIN_SINK_LATER_MAGIC ||
-	    sink->p != p) {
-		log_warn(p->owner, "history_done: not a deferred history read "
-		    "of this plugin");
-		return;
-	}
-	if (sink->prev != NULL)
-		sink->prev->next = sink->next;
-	else
-		p->deferred = sink->next;
-	if (sink->next != NULL)
-		sink->next->prev = sink->prev;
-	sink->magic = 0;
-	history_answer(sink->waiter, status == 0 ? sink->messages : NULL);
-	if (status != 0)
-		json_decref(sink->messages);
-	free(sink);
-}
 
 void
 plugin_health_report(struct plugin *p, bool ok, const char *detail)
@@ -692,121 +269,203 @@ plugin_health(bool *all_ok)
 	return o;
 }
 
-/* Reads the plugin never answered get an "internal" error. */
-static void
-plugin_store_abandon(struct plugin *p)
+/* ---------------------------------------------------------------------
+ * The host table: the plugin itself here, each other concern from its
+ * own file
+ */
+
+static const char *
+host_plugin_name(parley_ctx *ctx)
 {
-	while (p->deferred != NULL) {
-		log_warn(p->owner, "a history read was never answered");
-		plugin_store_done(p, (parley_history_sink *)p->deferred, -1);
-	}
+	return plugin_of(ctx)->name;
+}
+
+static void
+host_log_printf(parley_ctx *ctx, int level, const char *fmt, ...)
+{
+	struct plugin *p = plugin_of(ctx);
+	char line[1024];
+	va_list ap;
+
+	if (level < LOG_LVL_ERROR)
+		level = LOG_LVL_ERROR;
+	if (level > LOG_LVL_DEBUG)
+		level = LOG_LVL_DEBUG;
+	if (log_level < level || fmt == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	log_write(level, p->owner, "%s", line);
+}
+
+static const char *
+host_options_json(parley_ctx *ctx, size_t *len)
+{
+	struct plugin *p = plugin_of(ctx);
+
+	if (len != NULL)
+		*len = strlen(p->options_text);
+	return p->options_text;
+}
+
+/* The option key when it exists; 1 when absent. */
+static int
+host_option(struct plugin *p, const char *key, json_t **v)
+{
+	if (key == NULL || (*v = json_object_get(p->options, key)) == NULL)
+		return 1;
+	return 0;
+}
+
+static int
+host_option_type(struct plugin *p, const char *key, const char *want)
+{
+	log_warn(p->owner, "option %s must be %s", key, want);
+	return -1;
+}
+
+static int
+host_option_string(parley_ctx *ctx, const char *key, const char **out)
+{
+	struct plugin *p = plugin_of(ctx);
+	json_t *v;
+
+	if (host_option(p, key, &v) != 0)
+		return 1;
+	if (!json_is_string(v))
+		return host_option_type(p, key, "a string");
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int
+host_option_int(parley_ctx *ctx, const char *key, int64_t *out)
+{
+	struct plugin *p = plugin_of(ctx);
+	json_t *v;
+
+	if (host_option(p, key, &v) != 0)
+		return 1;
+	if (!json_is_integer(v))
+		return host_option_type(p, key, "an integer");
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int
+host_option_bool(parley_ctx *ctx, const char *key, bool *out)
+{
+	struct plugin *p = plugin_of(ctx);
+	json_t *v;
+
+	if (host_option(p, key, &v) != 0)
+		return 1;
+	if (!json_is_boolean(v))
+		return host_option_type(p, key, "true or false");
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int
+host_option_double(parley_ctx *ctx, const char *key, double *out)
+{
+	struct plugin *p = plugin_of(ctx);
+	json_t *v;
+
+	if (host_option(p, key, &v) != 0)
+		return 1;
+	if (!json_is_number(v))
+		return host_option_type(p, key, "a number");
+	*out = json_number_value(v);
+	return 0;
+}
+
+/* ---- Memory and clocks */
+
+static void *
+host_mem_alloc(parley_ctx *ctx, size_t size)
+{
+	return xmalloc(size);
+}
+
+static void *
+host_mem_realloc(parley_ctx *ctx, void *ptr, size_t size)
+{
+	return xrealloc(ptr, size);
+}
+
+static void
+host_mem_free(parley_ctx *ctx, void *ptr)
+{
+	free(ptr);
 }
 
 static uint64_t
-plugin_store_last_seq(void *arg, const char *room, size_t room_len)
+host_wall_ms(parley_ctx *ctx)
 {
-	struct plugin *p = arg;
-
-	if (p->store.last_seq == NULL)
-		return 0;
-	return p->store.last_seq(plugin_ctx(p), room, room_len, p->store.arg);
+	return loop_wall_ms();
 }
 
-int
-plugin_store_emit(struct plugin *p, parley_history_sink *s,
-    const struct parley_history_msg *m)
+static uint64_t
+host_mono_ms(parley_ctx *ctx)
 {
-	struct plugin_sink *sink = (struct plugin_sink *)s;
-	json_t *o;
-
-	if (sink == NULL || (sink->magic != PLUGIN_SINK_MAGIC &&
-	    sink->magic != PLUGIN_SINK_LATER_MAGIC) || sink->p != p) {
-		log_warn(p->owner, "history_emit outside a history read");
-		return -1;
-	}
-	if (m == NULL || m->size < offsetof(struct parley_history_msg,
-	    reserved) || m->sender == NULL || m->text == NULL) {
-		log_warn(p->owner, "history_emit: malformed message");
-		return -1;
-	}
-	if (json_array_size(sink->messages) >= sink->limit) {
-		if (!sink->overflow_logged)
-			log_warn(p->owner, "history read gave more than the "
-			    "%zu messages asked for", sink->limit);
-		sink->overflow_logged = true;
-		return -1;
-	}
-	o = json_pack("{s:s%, s:s%, s:I, s:I}", "message", m->text,
-	    m->text_len, "sender", m->sender, m->sender_len, "ts",
-	    (json_int_t)m->ts, "seq", (json_int_t)m->seq);
-	if (o == NULL) {
-		log_warn(p->owner, "history_emit: seq %llu is not valid UTF-8",
-		    (unsigned long long)m->seq);
-		return -1;
-	}
-	if (m->flags & PARLEY_MSG_ACTION)
-		json_object_set_new(o, "action", json_true());
-	json_array_append_new(sink->messages, o);
-	return 0;
+	return loop_now();
 }
 
-/* Rooms created before the store came continue from its seq. */
+static int
+host_counter_add(parley_ctx *ctx, const char *name, int64_t delta)
+{
+	return plugin_counter_change(plugin_of(ctx), name, delta, true);
+}
+
+static int
+host_counter_set(parley_ctx *ctx, const char *name, int64_t value)
+{
+	return plugin_counter_change(plugin_of(ctx), name, value, false);
+}
+
 static void
-plugin_store_catch_up(struct plugin *p)
+host_health_report(parley_ctx *ctx, bool ok, const char *detail)
 {
-	json_t *names = room_names();
-	size_t i;
-	json_t *v;
-
-	json_array_foreach(names, i, v) {
-		struct room *r = room_find(json_string_value(v),
-		    json_string_length(v));
-		uint64_t last = plugin_store_last_seq(p, r->name, r->name_len);
-		if (last > r->seq)
-			r->seq = last;
-	}
-	json_decref(names);
+	plugin_health_report(plugin_of(ctx), ok, detail);
 }
 
-int
-plugin_store_register(struct plugin *p,
-    const struct parley_history_store *store)
-{
-	struct history_store hs;
-	size_t n;
+static struct parley_host plugin_host, plugin_host_info;
 
-	if (store == NULL || store->size < PLUGIN_STORE_MIN ||
-	    store->append == NULL || store->read == NULL) {
-		log_error(p->owner, "history_store_register: malformed store");
-		return -1;
-	}
-	if (p->has_store || (plugin_store_owner != NULL && !p->info_only)) {
-		log_error(p->owner, "history_store_register: %s is the history "
-		    "store already", p->has_store ? "this plugin" :
-		    plugin_store_owner->owner);
-		return -1;
-	}
-	memset(&p->store, 0, sizeof p->store);
-	n = store->size < sizeof p->store ? store->size : sizeof p->store;
-	memcpy(&p->store, store, n);
-	p->has_store = true;
-	if (p->info_only)
-		return 0;
-	hs.owner = p->name;
-	hs.append = plugin_store_append;
-	hs.read = plugin_store_read;
-	hs.last_seq = plugin_store_last_seq;
-	hs.arg = p;
-	if (history_set_store(&hs) == -1) {
-		p->has_store = false;
-		log_error(p->owner, "history_store_register: another history "
-		    "store is registered");
-		return -1;
-	}
-	plugin_store_owner = p;
-	plugin_store_catch_up(p);
-	log_info(p->owner, "serving room history");
-	return 0;
+/* Fills both tables once; they differ only in their flags. */
+static void
+plugin_host_build(void)
+{
+	struct parley_host *h = &plugin_host;
+
+	if (h->size != 0)
+		return;
+	h->size = sizeof *h;
+	h->abi_major = PARLEY_PLUGIN_ABI_MAJOR;
+	h->abi_minor = PARLEY_PLUGIN_ABI_MINOR;
+	h->server_version = PACKAGE_VERSION;
+	h->plugin_name = host_plugin_name;
+	h->log_printf = host_log_printf;
+	h->options_json = host_options_json;
+	h->option_string = host_option_string;
+	h->option_int = host_option_int;
+	h->option_bool = host_option_bool;
+	h->option_double = host_option_double;
+	h->mem_alloc = host_mem_alloc;
+	h->mem_realloc = host_mem_realloc;
+	h->mem_free = host_mem_free;
+	h->wall_ms = host_wall_ms;
+	h->mono_ms = host_mono_ms;
+	h->counter_add = host_counter_add;
+	h->counter_set = host_counter_set;
+	h->health_report = host_health_report;
+	plugin_hook_host(h);
+	plugin_timer_host(h);
+	plugin_chat_host(h);
+	plugin_history_host(h);
+	plugin_host_info = plugin_host;
+	plugin_host_info.flags = PARLEY_HOST_INFO_ONLY;
 }
 
 /* ---------------------------------------------------------------------
@@ -933,28 +592,8 @@ plugin_forget(struct plugin *p)
 {
 	plugin_timers_stop(p);
 	plugin_watches_free(p);
-	if (!p->info_only) {
-		hook_remove_owner(p->owner);
-		command_unregister_owner(p->owner);
-	}
-	while (p->hooks != NULL) {
-		struct plugin_hook *ph = p->hooks;
-		p->hooks = ph->next;
-		free(ph);
-	}
-	while (p->commands != NULL) {
-		struct plugin_command *pc = p->commands;
-		p->commands = pc->next;
-		free(pc->name);
-		free(pc->usage);
-		free(pc);
-	}
-	plugin_store_abandon(p);
-	if (p->has_store && plugin_store_owner == p) {
-		history_set_store(NULL);
-		plugin_store_owner = NULL;
-	}
-	p->has_store = false;
+	plugin_hooks_forget(p);
+	plugin_store_forget(p);
 	if (p->name != NULL)
 		plugin_counters_remove(p);
 }
@@ -1043,8 +682,11 @@ fail:
 static int
 plugin_init(struct plugin *p, char **cause)
 {
-	int rc = p->desc->init(plugin_ctx(p), p->info_only ?
-	    &plugin_host_info : &plugin_host);
+	int rc;
+
+	plugin_host_build();
+	rc = p->desc->init(plugin_ctx(p), p->info_only ? &plugin_host_info :
+	    &plugin_host);
 
 	if (rc == 0)
 		return 0;

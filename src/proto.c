@@ -1,8 +1,9 @@
 /*
- * proto.c: protocol version 1 (PROTOCOL.md): the envelope checks, a
- * dispatch table over message types and one handler per type. Handlers
- * check everything before they change anything and return an enum
- * proto_err; only the dispatcher writes error frames and echoes the id.
+ * proto.c: the wire protocol (PROTOCOL.md) and nothing else: the envelope
+ * checks, a dispatch table over message types and one handler per type
+ * that checks the fields, finds what they name and calls the chat action
+ * of chat.c. Handlers return an enum proto_err; only the dispatcher writes
+ * error frames and echoes the id.
  */
 #include "config.h"
 
@@ -147,113 +148,6 @@ proto_string(const json_t *msg, const char *key, const char **s,
 	return 0;
 }
 
-static void
-proto_set_reason(char **reason, const char *text)
-{
-	if (reason != NULL) {
-		free(*reason);
-		*reason = xstrdup(text);
-	}
-}
-
-/* Runs a chain that may refuse; returns PROTO_OK or the refusal. A DROP
- * is reported as PROTO_OK with *dropped set. */
-static enum proto_err
-proto_run_hooks(struct hook_args *a, bool *dropped, char **reason)
-{
-	enum hook_verdict v;
-
-	if (dropped != NULL)
-		*dropped = false;
-	if (!hook_any(a->event))
-		return PROTO_OK;
-	v = hook_run(a);
-	if (v == HOOK_DENY) {
-		if (reason != NULL && a->deny_reason != NULL) {
-			*reason = a->deny_reason;
-			a->deny_reason = NULL;
-		}
-		return a->deny_code;
-	}
-	if (v == HOOK_DROP && dropped != NULL)
-		*dropped = true;
-	return PROTO_OK;
-}
-
-/* Checks a username against the core rules and the other clients. */
-static enum proto_err
-proto_check_username(struct client *c, const char *name, size_t len)
-{
-	struct client *other;
-
-	if (!proto_name_valid(name, len, PROTO_USERNAME_MAX))
-		return PROTO_ERR_INVALID_NAME;
-	other = client_find_by_name(name, len);
-	if (other != NULL && other != c)
-		return PROTO_ERR_NAME_TAKEN;
-	return PROTO_OK;
-}
-
-/* The whole decision on a requested name, changing nothing: core rules,
- * then the hooks (which may rewrite it), then the core rules again. On
- * success *final is the name to set (a->new_text or name). */
-static enum proto_err
-proto_decide_username(struct client *c, const char *name, size_t len,
-    struct hook_args *a, bool run_hooks, char **reason)
-{
-	enum proto_err e;
-
-	if ((e = proto_check_username(c, name, len)) != PROTO_OK)
-		return e;
-	if (!run_hooks)
-		return PROTO_OK;
-	a->event = HOOK_USERNAME;
-	a->client = c;
-	a->text = name;
-	a->text_len = len;
-	if ((e = proto_run_hooks(a, NULL, reason)) != PROTO_OK)
-		return e;
-	if (a->new_text != NULL)
-		return proto_check_username(c, a->text, a->text_len);
-	return PROTO_OK;
-}
-
-static void
-proto_apply_rename(struct client *c, const char *name, size_t len,
-    const json_t *id)
-{
-	char *old = xstrdup(c->name);
-	bool same = strlen(old) == len && memcmp(old, name, len) == 0;
-
-	if (!same)
-		PARLEY_ASSERT(client_set_name(c, name, len) == 0);
-	proto_reply_new(c, id, json_pack("{s:s, s:s}", "type", "username_set",
-	    "username", c->name));
-	for (size_t i = 0; !same && i < c->nrooms; i++) {
-		struct room *r = c->rooms[i]->room;
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
-		    "type", "user_renamed", "roomName", r->name, r->name_len,
-		    "oldUsername", old, "username", c->name, "participants",
-		    room_participants(r)));
-	}
-	free(old);
-}
-
-enum proto_err
-proto_rename(struct client *c, const char *name, size_t len,
-    const json_t *id, bool run_hooks, char **reason)
-{
-	struct hook_args a = { 0 };
-	enum proto_err e;
-
-	e = proto_decide_username(c, name, len, &a, run_hooks, reason);
-	if (e == PROTO_OK)
-		proto_apply_rename(c, a.text ? a.text : name,
-		    a.text ? a.text_len : len, id);
-	hook_args_free(&a);
-	return e;
-}
-
 static enum proto_err
 proto_set_username(struct proto_req *req)
 {
@@ -262,68 +156,8 @@ proto_set_username(struct proto_req *req)
 
 	if (proto_string(req->msg, "username", &name, &len, false) == -1)
 		return PROTO_ERR_BAD_REQUEST;
-	if (!bucket_take(&req->client->rl_names, cfg->names_per_minute,
-	    cfg->name_burst))
-		return PROTO_ERR_RATE_LIMITED;
-	return proto_rename(req->client, name, len, req->id, true,
-	    &req->err_owned);
-}
-
-enum proto_err
-proto_room_create(struct client *c, const char *name, size_t len,
-    const json_t *id, struct room **out, char **reason)
-{
-	struct hook_args a = { .event = HOOK_CREATE_ROOM, .client = c,
-		.text = name, .text_len = len };
-	enum proto_err e;
-	bool dropped;
-	struct room *r;
-	json_t *ev;
-	struct buf *b;
-
-	if (out != NULL)
-		*out = NULL;
-	if (!proto_name_valid(name, len, PROTO_ROOM_NAME_MAX))
-		return PROTO_ERR_INVALID_NAME;
-	if (room_find(name, len) != NULL)
-		return PROTO_ERR_ROOM_EXISTS;
-	if (c != NULL && room_count() >= cfg->max_rooms) {
-		proto_set_reason(reason,
-		    "the server has reached its number of rooms");
-		return PROTO_ERR_FORBIDDEN;
-	}
-	if (c != NULL && c->nrooms >= cfg->max_rooms_per_client) {
-		proto_set_reason(reason,
-		    "you are in as many rooms as one may be");
-		return PROTO_ERR_FORBIDDEN;
-	}
-	if (c != NULL && !bucket_take(&c->rl_rooms, cfg->rooms_per_minute,
-	    cfg->room_burst))
-		return PROTO_ERR_RATE_LIMITED;
-	if (c != NULL) {
-		e = proto_run_hooks(&a, &dropped, reason);
-		hook_args_free(&a);
-		if (e != PROTO_OK)
-			return e;
-		if (dropped)
-			return PROTO_OK;
-	}
-	r = room_create(name, len, c ? c->id : 0);
-	if (c != NULL) {
-		room_join(r, c);
-		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:o}", "type",
-		    "created_room", "roomName", r->name, r->name_len,
-		    "participants", room_participants(r)));
-	}
-	ev = json_pack("{s:s, s:s%}", "type", "room_created", "roomName",
-	    r->name, r->name_len);
-	b = buf_json(ev);
-	json_decref(ev);
-	client_broadcast_all(b);
-	buf_unref(b);
-	if (out != NULL)
-		*out = r;
-	return PROTO_OK;
+	return chat_rename(CHAT_BY_CLIENT(req->client), req->client, name, len,
+	    req->id, CHAT_AS_CLIENT, &req->err_owned);
 }
 
 static enum proto_err
@@ -334,73 +168,13 @@ proto_create_room(struct proto_req *req)
 
 	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
 		return PROTO_ERR_BAD_REQUEST;
-	return proto_room_create(req->client, name, len, req->id, NULL,
-	    &req->err_owned);
+	return chat_room_create(CHAT_BY_CLIENT(req->client), name, len, req->id,
+	    NULL, &req->err_owned);
 }
 
+/* Finds the room a request names; room_not_found when there is none. */
 static enum proto_err
-proto_join_room(struct proto_req *req)
-{
-	struct client *c = req->client;
-	const char *name, *user;
-	size_t len, ulen;
-	struct room *r;
-	struct hook_args ua = { 0 };
-	struct hook_args ja = { .event = HOOK_JOIN, .client = c };
-	enum proto_err e = PROTO_OK;
-	bool member;
-
-	if (proto_string(req->msg, "roomName", &name, &len, false) == -1 ||
-	    proto_string(req->msg, "username", &user, &ulen, true) == -1)
-		return PROTO_ERR_BAD_REQUEST;
-	if ((r = room_find(name, len)) == NULL)
-		return PROTO_ERR_ROOM_NOT_FOUND;
-	req->err_room = r->name;
-	member = room_membership(r, c) != NULL;
-	/* Decide everything before changing anything. */
-	if (user != NULL && !bucket_take(&c->rl_names, cfg->names_per_minute,
-	    cfg->name_burst))
-		return PROTO_ERR_RATE_LIMITED;
-	if (user != NULL)
-		e = proto_decide_username(c, user, ulen, &ua, true,
-		    &req->err_owned);
-	if (e == PROTO_OK && !member && r->count >= cfg->max_members_per_room) {
-		req->err_owned = xstrdup("the room is full");
-		e = PROTO_ERR_FORBIDDEN;
-	}
-	if (e == PROTO_OK && !member &&
-	    c->nrooms >= cfg->max_rooms_per_client) {
-		req->err_owned = xstrdup("you are in as many rooms as one may be");
-		e = PROTO_ERR_FORBIDDEN;
-	}
-	if (e == PROTO_OK && !member) {
-		ja.room = r;
-		e = proto_run_hooks(&ja, NULL, &req->err_owned);
-	}
-	if (e != PROTO_OK)
-		goto out;
-	if (user != NULL)
-		proto_apply_rename(c, ua.text ? ua.text : user,
-		    ua.text ? ua.text_len : ulen, req->id);
-	if (!member)
-		room_join(r, c);
-	proto_reply_new(c, req->id, json_pack("{s:s, s:s%, s:s}", "type",
-	    "room_joined", "roomName", r->name, r->name_len, "username",
-	    c->name));
-	if (!member)
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:o}",
-		    "type", "joined_room", "roomName", r->name, r->name_len,
-		    "username", c->name, "participants",
-		    room_participants(r)));
-out:
-	hook_args_free(&ua);
-	hook_args_free(&ja);
-	return e;
-}
-
-/* Finds a room the client must be a member of. */
-static enum proto_err
-proto_member_room(struct proto_req *req, struct room **out)
+proto_room(struct proto_req *req, struct room **out)
 {
 	const char *name;
 	size_t len;
@@ -410,36 +184,24 @@ proto_member_room(struct proto_req *req, struct room **out)
 	if ((*out = room_find(name, len)) == NULL)
 		return PROTO_ERR_ROOM_NOT_FOUND;
 	req->err_room = (*out)->name;
-	if (room_membership(*out, req->client) == NULL)
-		return PROTO_ERR_NOT_IN_ROOM;
 	return PROTO_OK;
 }
 
-void
-proto_leave(struct client *c, struct room *r, const char *reason,
-    const char *kick_reason, const json_t *id)
+static enum proto_err
+proto_join_room(struct proto_req *req)
 {
-	struct hook_args a = { .event = HOOK_LEAVE, .client = c, .room = r,
-		.reason = reason };
+	const char *user;
+	size_t ulen;
+	struct room *r;
+	enum proto_err e;
 
-	if (room_leave(r, c) == -1)
-		return;
-	if (strcmp(reason, "kicked") == 0)
-		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:s}", "type",
-		    "kicked", "roomName", r->name, r->name_len, "reason",
-		    kick_reason ? kick_reason : ""));
-	else if (strcmp(reason, "left") == 0)
-		proto_reply_new(c, id, json_pack("{s:s, s:s%}", "type",
-		    "room_left", "roomName", r->name, r->name_len));
-	if (r->count > 0)
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
-		    "type", "user_left", "roomName", r->name, r->name_len,
-		    "username", c->name, "reason", reason, "participants",
-		    room_participants(r)));
-	if (hook_any(HOOK_LEAVE)) {
-		hook_run(&a);
-		hook_args_free(&a);
-	}
+	if (!json_is_string(json_object_get(req->msg, "roomName")) ||
+	    proto_string(req->msg, "username", &user, &ulen, true) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
+	return chat_join(CHAT_BY_CLIENT(req->client), req->client, r, user,
+	    ulen, req->id, CHAT_AS_CLIENT, &req->err_owned);
 }
 
 static enum proto_err
@@ -448,87 +210,38 @@ proto_leave_room(struct proto_req *req)
 	struct room *r;
 	enum proto_err e;
 
-	if ((e = proto_member_room(req, &r)) != PROTO_OK)
+	if ((e = proto_room(req, &r)) != PROTO_OK)
 		return e;
-	proto_leave(req->client, r, "left", NULL, req->id);
-	return PROTO_OK;
+	return chat_leave(CHAT_BY_CLIENT(req->client), req->client, r, "left",
+	    req->id);
 }
 
 static enum proto_err
 proto_send_message(struct proto_req *req)
 {
-	struct client *c = req->client;
-	struct hook_args a = { .event = HOOK_MESSAGE, .client = c };
 	const char *text;
 	size_t len;
 	struct room *r;
 	enum proto_err e;
-	bool dropped;
 
 	if (proto_string(req->msg, "message", &text, &len, false) == -1 ||
 	    !json_is_string(json_object_get(req->msg, "roomName")))
 		return PROTO_ERR_BAD_REQUEST;
-	if ((e = proto_member_room(req, &r)) != PROTO_OK)
+	if ((e = proto_room(req, &r)) != PROTO_OK)
 		return e;
-	if (len == 0)
-		return PROTO_ERR_BAD_REQUEST;
-	if (len > cfg->max_message_bytes)
-		return PROTO_ERR_MESSAGE_TOO_LONG;
-	if (!bucket_take(&c->rl_messages, cfg->messages_per_minute,
-	    cfg->message_burst))
-		return PROTO_ERR_RATE_LIMITED;
-	if (text[0] == '/')
-		return command_run(c, r, req->id, text, len);
-	a.room = r;
-	a.text = text;
-	a.text_len = len;
-	e = proto_run_hooks(&a, &dropped, &req->err_owned);
-	if (e == PROTO_OK && !dropped && a.new_text != NULL) {
-		/* A script's text gets the checks the client's got. */
-		if (a.text_len == 0)
-			dropped = true;
-		else if (a.text_len > cfg->max_message_bytes)
-			e = PROTO_ERR_MESSAGE_TOO_LONG;
-		else if (!utf8_valid(a.text, a.text_len))
-			e = PROTO_ERR_INTERNAL;
-	}
-	if (e == PROTO_OK && !dropped)
-		room_post(r, c, c->name, a.text, a.text_len, false);
-	hook_args_free(&a);
-	return e;
-}
-
-void
-proto_notice(struct client *c, const struct room *r, const char *text,
-    const json_t *id)
-{
-	json_t *n = json_pack("{s:s, s:s}", "type", "notice", "message",
-	    text);
-
-	if (r != NULL)
-		json_object_set_new(n, "roomName",
-		    json_stringn(r->name, r->name_len));
-	proto_reply_new(c, id, n);
-}
-
-void
-proto_notice_room(struct room *r, const char *text)
-{
-	room_broadcast_new(r, json_pack("{s:s, s:s, s:s%}", "type", "notice",
-	    "message", text, "roomName", r->name, r->name_len));
+	return chat_say(CHAT_BY_CLIENT(req->client), req->client, r, text, len,
+	    false, req->id, CHAT_AS_CLIENT | CHAT_COMMANDS, &req->err_owned);
 }
 
 static enum proto_err
 proto_get_participants(struct proto_req *req)
 {
-	const char *name;
-	size_t len;
 	struct room *r;
 
-	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
-		return PROTO_ERR_BAD_REQUEST;
-	if ((r = room_find(name, len)) == NULL)
-		return PROTO_ERR_ROOM_NOT_FOUND;
+	enum proto_err e;
+
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
 	proto_reply_new(req->client, req->id, json_pack("{s:s, s:s%, s:o}",
 	    "type", "participants", "roomName", r->name, r->name_len,
 	    "participants", room_participants(r)));
@@ -551,7 +264,7 @@ proto_history(struct proto_req *req)
 	const char *name;
 	size_t len;
 	struct room *r;
-	uint64_t bound = ROOM_NO_BEFORE;
+	uint64_t bound = HISTORY_NO_BEFORE;
 	json_int_t n = PROTO_HISTORY_DEFAULT;
 
 	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)

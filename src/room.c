@@ -1,6 +1,6 @@
 /*
- * room.c: rooms by name, their members in join order, the per-room seq and
- * the in-memory history ring. Membership is a node linked both into the
+ * room.c: rooms by name, their members in join order and the per-room
+ * seq: the data structure and the fan-out, no rules (chat.c). Membership is a node linked both into the
  * room's list and the client's array, so join and leave cost O(1) apart
  * from the participants list the protocol sends with them.
  */
@@ -32,9 +32,6 @@ room_create(const char *name, size_t len, uint64_t owner)
 	r->name = xstrndup(name, len);
 	r->name_len = len;
 	r->owner = owner;
-	/* A durable store remembers the room's messages: go on from there
-	 * so a seq is never reused. */
-	r->seq = history_last_seq(name, len);
 	map_add(&room_map, name, len, r);
 	if (room_n == room_cap) {
 		room_cap = room_cap ? room_cap * 2 : 16;
@@ -42,6 +39,7 @@ room_create(const char *name, size_t len, uint64_t owner)
 		    sizeof *room_order);
 	}
 	room_order[room_n++] = r;
+	handle_add(r, HANDLE_ROOM);
 	return r;
 }
 
@@ -138,127 +136,15 @@ room_broadcast_new(struct room *r, json_t *json)
 	buf_unref(b);
 }
 
-static void
-room_history_clear(struct history_entry *e)
+int
+room_each(int (*fn)(struct room *r, void *arg), void *arg)
 {
-	free(e->sender);
-	free(e->text);
-	memset(e, 0, sizeof *e);
-}
+	int rc = 0;
 
-void
-room_history_add(struct room *r, uint64_t seq, uint64_t ts,
-    const char *sender, const char *text, size_t len, bool action)
-{
-	struct history_entry *e;
-	size_t cap = cfg->history_size;
-
-	if (cap == 0)
-		return;
-	if (r->hist_cap != cap) {
-		/* First use, or the configured size changed: keep the
-		 * newest entries that still fit. */
-		struct history_entry *n = xcalloc(cap, sizeof *n);
-		size_t keep = r->hist_len < cap ? r->hist_len : cap;
-		size_t drop = r->hist_len - keep;
-		for (size_t i = 0; i < r->hist_len; i++) {
-			struct history_entry *o =
-			    &r->hist[(r->hist_start + i) % r->hist_cap];
-			if (i < drop)
-				room_history_clear(o);
-			else
-				n[i - drop] = *o;
-		}
-		free(r->hist);
-		r->hist = n;
-		r->hist_cap = cap;
-		r->hist_start = 0;
-		r->hist_len = keep;
-	}
-	if (r->hist_len == r->hist_cap) {
-		e = &r->hist[r->hist_start];
-		room_history_clear(e);
-		r->hist_start = (r->hist_start + 1) % r->hist_cap;
-	} else {
-		e = &r->hist[(r->hist_start + r->hist_len) % r->hist_cap];
-		r->hist_len++;
-	}
-	e->seq = seq;
-	e->ts = ts;
-	e->sender = xstrdup(sender);
-	e->text = xstrndup(text, len);
-	e->text_len = len;
-	e->action = action;
-}
-
-json_t *
-room_history(const struct room *r, uint64_t before, size_t limit)
-{
-	json_t *a = json_array();
-	size_t end = r->hist_len, start;
-
-	/* Entries are in seq order: find the first one at or past before. */
-	if (before != ROOM_NO_BEFORE) {
-		size_t lo = 0, hi = r->hist_len;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			const struct history_entry *e =
-			    &r->hist[(r->hist_start + mid) % r->hist_cap];
-			if (e->seq < before)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		end = lo;
-	}
-	start = end > limit ? end - limit : 0;
-	for (size_t i = start; i < end; i++) {
-		const struct history_entry *e =
-		    &r->hist[(r->hist_start + i) % r->hist_cap];
-		json_t *m = json_pack("{s:s%, s:s, s:I, s:I}", "message",
-		    e->text, e->text_len, "sender", e->sender, "ts",
-		    (json_int_t)e->ts, "seq", (json_int_t)e->seq);
-		if (e->action)
-			json_object_set_new(m, "action", json_true());
-		json_array_append_new(a, m);
-	}
-	return a;
-}
-
-void
-room_post(struct room *r, struct client *from, const char *sender,
-    const char *text, size_t len, bool action)
-{
-	if (hook_any(HOOK_POST)) {
-		struct hook_args a = { .event = HOOK_POST, .client = from,
-			.room = r, .text = text, .text_len = len,
-			.sender = sender, .action = action };
-		enum hook_verdict v = hook_run(&a);
-		hook_args_free(&a);
-		/* Taken over (e.g. ordered by a cluster), or refused. */
-		if (v == HOOK_DROP || v == HOOK_DENY)
-			return;
-	}
-	room_post_seq(r, sender, text, len, action, r->seq + 1,
-	    loop_wall_ms());
-}
-
-void
-room_post_seq(struct room *r, const char *sender, const char *text,
-    size_t len, bool action, uint64_t seq, uint64_t ts)
-{
-	json_t *ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
-	    "new_message", "roomName", r->name, r->name_len, "message", text,
-	    len, "sender", sender, "ts", (json_int_t)ts, "seq",
-	    (json_int_t)seq);
-
-	r->seq = seq;
-	if (action)
-		json_object_set_new(ev, "action", json_true());
-	history_append(r, seq, ts, sender, text, len, action);
-	metrics_add(METRIC_MESSAGES_IN, 1);
-	metrics_add(METRIC_MESSAGES_DELIVERED, r->count);
-	room_broadcast_new(r, ev);
+	/* By index: fn may create rooms, which moves room_order. */
+	for (size_t i = 0; i < room_n && rc == 0; i++)
+		rc = fn(room_order[i], arg);
+	return rc;
 }
 
 json_t *
@@ -299,10 +185,7 @@ room_free_all(void)
 		struct room *r = room_order[i];
 		while (r->head != NULL)
 			room_leave(r, r->head->client);
-		for (size_t j = 0; j < r->hist_len; j++)
-			room_history_clear(
-			    &r->hist[(r->hist_start + j) % r->hist_cap]);
-		free(r->hist);
+		handle_remove(r);
 		free(r->name);
 		free(r);
 	}

@@ -33,6 +33,9 @@ struct script_room {
 	char name[];
 };
 
+/* The running script as the actor of a chat action. */
+#define SCRIPT_ACTOR(L) CHAT_BY(CHAT_ACTOR_SCRIPT, script_running_owner(L))
+
 static json_t *script_store;    /* key -> string, number or boolean */
 static size_t script_store_bytes;
 
@@ -132,7 +135,7 @@ script_user_notice(lua_State *L)
 	struct room *r = lua_isnoneornil(L, 3) ? NULL :
 	    script_check_room(L, 3);
 
-	proto_notice(c, r, text, NULL);
+	chat_notice(c, r, text, NULL);
 	return 0;
 }
 
@@ -144,10 +147,9 @@ script_user_kick(lua_State *L)
 	const char *reason = lua_isnoneornil(L, 3) ? "" :
 	    script_check_text(L, 3, SCRIPT_REASON_MAX, NULL);
 
-	if (room_membership(r, c) == NULL)
+	if (chat_kick(SCRIPT_ACTOR(L), c, r, reason, NULL) != PROTO_OK)
 		return script_refuse(L, "not in that room",
 		    PROTO_ERR_NOT_IN_ROOM);
-	proto_leave(c, r, "kicked", reason, NULL);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -177,16 +179,14 @@ script_user_rename(lua_State *L)
 		} else if (lua_type(L, -1) == LUA_TSTRING)
 			idstr = lua_tolstring(L, -1, &idlen);
 	}
-	/* As the user's own request: their name rate limit applies. */
-	if (hooks && !bucket_take(&c->rl_names, cfg->names_per_minute,
-	    cfg->name_burst))
-		return script_refuse(L, NULL, PROTO_ERR_RATE_LIMITED);
 	/* From here to the pushes nothing may raise: id is C memory. */
 	if (has_id)
 		id = json_integer((json_int_t)idnum);
 	else if (idstr != NULL)
 		id = json_stringn(idstr, idlen);
-	e = proto_rename(c, name, len, id, hooks, &reason);
+	/* With hooks, as the user's own request: their rate limit too. */
+	e = chat_rename(SCRIPT_ACTOR(L), c, name, len, id, hooks ?
+	    CHAT_AS_CLIENT : 0, &reason);
 	json_decref(id);
 	if (e == PROTO_OK) {
 		free(reason);
@@ -207,46 +207,16 @@ script_user_say(lua_State *L)
 	size_t len;
 	const char *text = script_check_text(L, 3, SIZE_MAX, &len);
 	bool action = lua_toboolean(L, 4);
-	struct hook_args a = { .event = HOOK_MESSAGE, .client = c, .room = r,
-		.text = text, .text_len = len };
-	enum proto_err e = PROTO_OK;
-	enum hook_verdict v = HOOK_PASS;
-	char buf[SCRIPT_REASON_MAX];
-	const char *reason = NULL;
+	char *reason = NULL, buf[SCRIPT_REASON_MAX];
+	enum proto_err e;
 
-	if (room_membership(r, c) == NULL)
-		return script_refuse(L, "not in that room",
-		    PROTO_ERR_NOT_IN_ROOM);
-	if (len == 0)
-		return script_refuse(L, "empty message", PROTO_ERR_BAD_REQUEST);
-	if (len > cfg->max_message_bytes)
-		return script_refuse(L, NULL, PROTO_ERR_MESSAGE_TOO_LONG);
-	/* From here to hook_args_free nothing may raise. */
-	if (hook_any(HOOK_MESSAGE))
-		v = hook_run(&a);
-	if (v == HOOK_DENY) {
-		e = a.deny_code;
-		if (a.deny_reason != NULL) {
-			snprintf(buf, sizeof buf, "%s", a.deny_reason);
-			reason = buf;
-		}
-	} else if (v != HOOK_DROP && a.new_text != NULL) {
-		if (a.text_len > cfg->max_message_bytes)
-			e = PROTO_ERR_MESSAGE_TOO_LONG;
-		else if (!utf8_valid(a.text, a.text_len))
-			e = PROTO_ERR_INTERNAL;
-		else if (a.text_len == 0)
-			v = HOOK_DROP;
-	}
-	if (e == PROTO_OK && v != HOOK_DROP) {
-		if (c->dead || room_membership(r, c) == NULL)
-			e = PROTO_ERR_NOT_IN_ROOM; /* a hook removed them */
-		else
-			room_post(r, c, c->name, a.text, a.text_len, action);
-	}
-	hook_args_free(&a);
+	/* From here to the pushes nothing may raise: reason is C memory. */
+	e = chat_say(SCRIPT_ACTOR(L), c, r, text, len, action, NULL,
+	    CHAT_HOOKS, &reason);
 	if (e != PROTO_OK)
-		return script_refuse(L, reason, e);
+		return script_refuse(L, script_take_reason(reason, buf,
+		    sizeof buf), e);
+	free(reason);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -434,7 +404,7 @@ script_room_notice(lua_State *L)
 {
 	struct room *r = script_check_room(L, 1);
 
-	proto_notice_room(r, script_check_text(L, 2, SCRIPT_TEXT_MAX, NULL));
+	chat_notice_room(r, script_check_text(L, 2, SCRIPT_TEXT_MAX, NULL));
 	return 0;
 }
 
@@ -449,7 +419,7 @@ script_room_say(lua_State *L)
 
 	if (len == 0)
 		luaL_argerror(L, 2, "empty message");
-	room_post(r, NULL, "server", text, len, lua_toboolean(L, 3));
+	chat_post(r, NULL, "server", text, len, lua_toboolean(L, 3));
 	return 0;
 }
 
@@ -792,23 +762,23 @@ script_room(lua_State *L)
 	return 1;
 }
 
+/* Appends r to the list on top of the stack (may raise: room_each
+ * holds nothing that a jump out of it would leak). */
+static int
+script_rooms_add(struct room *r, void *arg)
+{
+	lua_State *L = arg;
+
+	script_push_room(L, r);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	return 0;
+}
+
 static int
 script_rooms(lua_State *L)
 {
-	json_t *names = room_names(), *v;
-	size_t i;
-	lua_Integer n = 1;
-
-	script_json_guard(L, names);
-	lua_createtable(L, (int)json_array_size(names), 0);
-	json_array_foreach(names, i, v) {
-		struct room *r = room_find(json_string_value(v),
-		    json_string_length(v));
-		if (r == NULL)
-			continue;
-		script_push_room(L, r);
-		lua_rawseti(L, -2, n++);
-	}
+	lua_createtable(L, (int)room_count(), 0);
+	room_each(script_rooms_add, L);
 	return 1;
 }
 
@@ -821,7 +791,7 @@ script_create_room(lua_State *L)
 	struct room *r;
 	enum proto_err e;
 
-	e = proto_room_create(NULL, name, len, NULL, &r, &reason);
+	e = chat_room_create(SCRIPT_ACTOR(L), name, len, NULL, &r, &reason);
 	if (e != PROTO_OK)
 		return script_refuse(L, script_take_reason(reason, buf,
 		    sizeof buf), e);

@@ -529,7 +529,7 @@ script_command_results(lua_State *L, struct script_call *call, int first,
 		return;
 	case LUA_TSTRING:
 		text = script_check_text(L, first, SCRIPT_TEXT_MAX, NULL);
-		proto_notice(ctx->client, ctx->room, text, ctx->id);
+		chat_notice(ctx->client, ctx->room, text, ctx->id);
 		return;
 	}
 	luaL_error(L, "command /%s returned a %s; a command returns nothing, "
@@ -637,12 +637,21 @@ script_failed(struct script *s, const char *what, const char *err)
 	}
 }
 
+const char *
+script_running_owner(lua_State *L)
+{
+	struct script *s = script_state_of(L)->running;
+
+	return s != NULL ? s->owner : "lua";
+}
+
 /* Calls into Lua; returns 0, or -1 after logging the failure. */
 static int
 script_call(struct script_call *call)
 {
 	struct script *s = call->script;
 	struct script_state *st = s->state;
+	struct script *outer = st->running;
 	char *err = NULL, what[64];
 	int status;
 
@@ -652,7 +661,9 @@ script_call(struct script_call *call)
 		    "(a hook that triggers itself?)");
 		return -1;
 	}
+	st->running = s;
 	status = script_pcall(st, script_call_protected, call, &err);
+	st->running = outer;
 	if (status != LUA_OK) {
 		script_describe(call, what, sizeof what);
 		script_failed(s, what, err);

@@ -101,6 +101,7 @@ struct script_state {
 	int64_t budget;   /* instructions left in the current call */
 	bool exhausted;   /* the budget ran out: raise until unwound */
 	unsigned depth;   /* calls into Lua in progress */
+	struct script *running; /* whose call is in progress, or NULL */
 	bool active;      /* hooks and commands are in the registries */
 	int templates;    /* registry reference: the sandbox's libraries */
 	char *oper_hash;  /* lower-case hex SHA-256, or NULL */
@@ -116,6 +117,9 @@ struct script_state {
 extern char script_drop_tag; /* parley.DROP is a light userdata to it */
 extern char script_stop_tag; /* parley.STOP */
 struct script_state *script_state_of(lua_State *L);
+/* The owner ("lua:NAME") of the script whose call is running, for the
+ * log and the audit of what it does. */
+const char *script_running_owner(lua_State *L);
 /* Adds a hook of s for ev calling the function at idx. */
 void script_hook_new(lua_State *L, struct script *s, enum hook_event ev,
     int idx, int priority);

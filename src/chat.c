@@ -1,0 +1,482 @@
+/*
+ * chat.c: every chat action, whoever takes it. A client's request comes
+ * through proto.c, a script's through script-api.c, a plugin's through
+ * plugin-chat.c, and each reaches the same function here, which checks,
+ * runs the hook chain, changes the state and tells the clients, in that
+ * order: a request that fails changes nothing. The one place a chat
+ * rule is written, so the paths cannot drift apart.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parley.h"
+
+/* The role that silences a client; scripts grant it (/mute). */
+#define CHAT_ROLE_MUTED "muted"
+
+const struct chat_actor chat_by_server = { .kind = CHAT_ACTOR_SERVER };
+
+/* Who acted, for the log: "client 12 (alice)", "lua:commands", ... */
+static const char *
+chat_actor_name(const struct chat_actor *by, char *buf, size_t size)
+{
+	switch (by->kind) {
+	case CHAT_ACTOR_CLIENT:
+		snprintf(buf, size, "client %llu (%s)",
+		    (unsigned long long)by->client->id, by->client->name);
+		return buf;
+	case CHAT_ACTOR_SERVER:
+		return "server";
+	default:
+		return by->name != NULL ? by->name : "?";
+	}
+}
+
+static void
+chat_set_reason(char **reason, const char *text)
+{
+	if (reason != NULL) {
+		free(*reason);
+		*reason = xstrdup(text);
+	}
+}
+
+/* Runs a chain that may refuse; returns PROTO_OK or the refusal. A DROP
+ * is reported as PROTO_OK with *dropped set. */
+static enum proto_err
+chat_run_hooks(struct hook_args *a, bool *dropped, char **reason)
+{
+	enum hook_verdict v;
+
+	if (dropped != NULL)
+		*dropped = false;
+	if (!hook_any(a->event))
+		return PROTO_OK;
+	v = hook_run(a);
+	if (v == HOOK_DENY) {
+		if (reason != NULL && a->deny_reason != NULL) {
+			free(*reason);
+			*reason = a->deny_reason;
+			a->deny_reason = NULL;
+		}
+		return a->deny_code;
+	}
+	if (v == HOOK_DROP && dropped != NULL)
+		*dropped = true;
+	return PROTO_OK;
+}
+
+/* Runs a chain whose verdict does not matter (leave, disconnect). */
+static void
+chat_tell_hooks(struct hook_args *a)
+{
+	if (hook_any(a->event)) {
+		hook_run(a);
+		hook_args_free(a);
+	}
+}
+
+/* ---- Connections */
+
+enum proto_err
+chat_connect(struct client *c, char **reason)
+{
+	struct hook_args a = { .event = HOOK_CONNECT, .client = c };
+	enum proto_err e = chat_run_hooks(&a, NULL, reason);
+
+	hook_args_free(&a);
+	return e;
+}
+
+/* Removes c from r and tells c (kicked or room_left) and the others. */
+static void
+chat_member_remove(struct client *c, struct room *r, const char *reason,
+    const char *why, const json_t *id)
+{
+	struct hook_args a = { .event = HOOK_LEAVE, .client = c, .room = r,
+		.reason = reason };
+
+	if (room_leave(r, c) == -1)
+		return;
+	if (strcmp(reason, "kicked") == 0)
+		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:s}", "type",
+		    "kicked", "roomName", r->name, r->name_len, "reason",
+		    why ? why : ""));
+	else if (strcmp(reason, "left") == 0)
+		proto_reply_new(c, id, json_pack("{s:s, s:s%}", "type",
+		    "room_left", "roomName", r->name, r->name_len));
+	if (r->count > 0)
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
+		    "type", "user_left", "roomName", r->name, r->name_len,
+		    "username", c->name, "reason", reason, "participants",
+		    room_participants(r)));
+	chat_tell_hooks(&a);
+}
+
+void
+chat_disconnect(struct client *c, const char *reason)
+{
+	struct hook_args a = { .event = HOOK_DISCONNECT, .client = c,
+		.reason = reason };
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	/* Leave from the last joined so each removal is O(1) in c->rooms. */
+	while (c->nrooms > 0)
+		chat_member_remove(c, c->rooms[c->nrooms - 1]->room, reason,
+		    NULL, NULL);
+	chat_tell_hooks(&a);
+	client_unlink(c);
+}
+
+void
+chat_close(const struct chat_actor *by, struct client *c, const char *reason)
+{
+	char buf[64];
+
+	log_info(chat_actor_name(by, buf, sizeof buf),
+	    "disconnects client %llu (%s)", (unsigned long long)c->id,
+	    c->name);
+	conn_close(c, WS_CLOSE_POLICY, reason);
+}
+
+/* ---- Names */
+
+enum proto_err
+chat_username_check(const struct client *c, const char *name, size_t len)
+{
+	struct client *other;
+
+	if (!proto_name_valid(name, len, PROTO_USERNAME_MAX))
+		return PROTO_ERR_INVALID_NAME;
+	other = client_find_by_name(name, len);
+	if (other != NULL && other != c)
+		return PROTO_ERR_NAME_TAKEN;
+	return PROTO_OK;
+}
+
+/* The whole decision on a requested name, changing nothing: the rate
+ * limit, core rules, then the hooks (which may rewrite it), then the core
+ * rules again. The name to set is a->text when a->new_text is set. */
+static enum proto_err
+chat_decide_username(struct client *c, const char *name, size_t len,
+    struct hook_args *a, unsigned flags, char **reason)
+{
+	enum proto_err e;
+
+	if ((flags & CHAT_LIMITS) && !bucket_take(&c->rl_names,
+	    cfg->names_per_minute, cfg->name_burst))
+		return PROTO_ERR_RATE_LIMITED;
+	if ((e = chat_username_check(c, name, len)) != PROTO_OK)
+		return e;
+	if (!(flags & CHAT_HOOKS))
+		return PROTO_OK;
+	a->event = HOOK_USERNAME;
+	a->client = c;
+	a->text = name;
+	a->text_len = len;
+	if ((e = chat_run_hooks(a, NULL, reason)) != PROTO_OK)
+		return e;
+	if (a->new_text != NULL)
+		return chat_username_check(c, a->text, a->text_len);
+	return PROTO_OK;
+}
+
+static void
+chat_apply_rename(struct client *c, const char *name, size_t len,
+    const json_t *id)
+{
+	char *old = xstrdup(c->name);
+	bool same = strlen(old) == len && memcmp(old, name, len) == 0;
+
+	if (!same)
+		PARLEY_ASSERT(client_set_name(c, name, len) == 0);
+	proto_reply_new(c, id, json_pack("{s:s, s:s}", "type", "username_set",
+	    "username", c->name));
+	for (size_t i = 0; !same && i < c->nrooms; i++) {
+		struct room *r = c->rooms[i]->room;
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
+		    "type", "user_renamed", "roomName", r->name, r->name_len,
+		    "oldUsername", old, "username", c->name, "participants",
+		    room_participants(r)));
+	}
+	free(old);
+}
+
+enum proto_err
+chat_rename(const struct chat_actor *by, struct client *c, const char *name,
+    size_t len, const json_t *id, unsigned flags, char **reason)
+{
+	struct hook_args a = { 0 };
+	enum proto_err e;
+
+	(void)by;
+	e = chat_decide_username(c, name, len, &a, flags, reason);
+	if (e == PROTO_OK)
+		chat_apply_rename(c, a.new_text ? a.text : name,
+		    a.new_text ? a.text_len : len, id);
+	hook_args_free(&a);
+	return e;
+}
+
+/* ---- Rooms */
+
+enum proto_err
+chat_room_create(const struct chat_actor *by, const char *name, size_t len,
+    const json_t *id, struct room **out, char **reason)
+{
+	struct client *c = by->kind == CHAT_ACTOR_CLIENT ? by->client : NULL;
+	struct hook_args a = { .event = HOOK_CREATE_ROOM, .client = c,
+		.text = name, .text_len = len };
+	enum proto_err e;
+	bool dropped;
+	struct room *r;
+	json_t *ev;
+	struct buf *b;
+
+	if (out != NULL)
+		*out = NULL;
+	if (!proto_name_valid(name, len, PROTO_ROOM_NAME_MAX))
+		return PROTO_ERR_INVALID_NAME;
+	if (room_find(name, len) != NULL)
+		return PROTO_ERR_ROOM_EXISTS;
+	if (c != NULL) {
+		if (room_count() >= cfg->max_rooms) {
+			chat_set_reason(reason,
+			    "the server has reached its number of rooms");
+			return PROTO_ERR_FORBIDDEN;
+		}
+		if (c->nrooms >= cfg->max_rooms_per_client) {
+			chat_set_reason(reason,
+			    "you are in as many rooms as one may be");
+			return PROTO_ERR_FORBIDDEN;
+		}
+		if (!bucket_take(&c->rl_rooms, cfg->rooms_per_minute,
+		    cfg->room_burst))
+			return PROTO_ERR_RATE_LIMITED;
+		e = chat_run_hooks(&a, &dropped, reason);
+		hook_args_free(&a);
+		if (e != PROTO_OK)
+			return e;
+		if (dropped)
+			return PROTO_OK;
+	}
+	r = room_create(name, len, c ? c->id : 0);
+	/* A durable store remembers the room's messages: go on from there
+	 * so a seq is never reused. */
+	r->seq = history_last_seq(name, len);
+	if (c != NULL) {
+		room_join(r, c);
+		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:o}", "type",
+		    "created_room", "roomName", r->name, r->name_len,
+		    "participants", room_participants(r)));
+	}
+	ev = json_pack("{s:s, s:s%}", "type", "room_created", "roomName",
+	    r->name, r->name_len);
+	b = buf_json(ev);
+	json_decref(ev);
+	client_broadcast_all(b);
+	buf_unref(b);
+	if (out != NULL)
+		*out = r;
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_join(const struct chat_actor *by, struct client *c, struct room *r,
+    const char *username, size_t ulen, const json_t *id, unsigned flags,
+    char **reason)
+{
+	struct hook_args ua = { 0 };
+	struct hook_args ja = { .event = HOOK_JOIN, .client = c, .room = r };
+	bool member = room_membership(r, c) != NULL;
+	enum proto_err e = PROTO_OK;
+
+	(void)by;
+	/* Decide everything before changing anything. */
+	if (username != NULL)
+		e = chat_decide_username(c, username, ulen, &ua, flags,
+		    reason);
+	if (e == PROTO_OK && !member && (flags & CHAT_LIMITS)) {
+		if (r->count >= cfg->max_members_per_room) {
+			chat_set_reason(reason, "the room is full");
+			e = PROTO_ERR_FORBIDDEN;
+		} else if (c->nrooms >= cfg->max_rooms_per_client) {
+			chat_set_reason(reason,
+			    "you are in as many rooms as one may be");
+			e = PROTO_ERR_FORBIDDEN;
+		}
+	}
+	if (e == PROTO_OK && !member && (flags & CHAT_HOOKS))
+		e = chat_run_hooks(&ja, NULL, reason);
+	if (e != PROTO_OK)
+		goto out;
+	if (username != NULL)
+		chat_apply_rename(c, ua.new_text ? ua.text : username,
+		    ua.new_text ? ua.text_len : ulen, id);
+	if (!member)
+		room_join(r, c);
+	if (!c->remote)
+		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:s}", "type",
+		    "room_joined", "roomName", r->name, r->name_len,
+		    "username", c->name));
+	if (!member)
+		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:o}",
+		    "type", "joined_room", "roomName", r->name, r->name_len,
+		    "username", c->name, "participants",
+		    room_participants(r)));
+out:
+	hook_args_free(&ua);
+	hook_args_free(&ja);
+	return e;
+}
+
+enum proto_err
+chat_leave(const struct chat_actor *by, struct client *c, struct room *r,
+    const char *reason, const json_t *id)
+{
+	(void)by;
+	if (room_membership(r, c) == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	chat_member_remove(c, r, reason, NULL, id);
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_kick(const struct chat_actor *by, struct client *c, struct room *r,
+    const char *why, const json_t *id)
+{
+	char buf[64];
+
+	if (room_membership(r, c) == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	log_info(chat_actor_name(by, buf, sizeof buf), "kicks %s from %s",
+	    c->name, r->name);
+	chat_member_remove(c, r, "kicked", why, id);
+	return PROTO_OK;
+}
+
+/* ---- Messages */
+
+/* Whether c may still speak in r after the hooks had their say: a hook
+ * may have kicked, muted or disconnected it. */
+static enum proto_err
+chat_may_speak(const struct client *c, const struct room *r, char **reason)
+{
+	if (c->dead || c->closing)
+		return PROTO_ERR_NOT_IN_ROOM;
+	if (room_membership(r, c) == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	if (client_has_role(c, CHAT_ROLE_MUTED)) {
+		chat_set_reason(reason, "you are muted");
+		return PROTO_ERR_FORBIDDEN;
+	}
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_say(const struct chat_actor *by, struct client *c, struct room *r,
+    const char *text, size_t len, bool action, const json_t *id,
+    unsigned flags, char **reason)
+{
+	struct hook_args a = { .event = HOOK_MESSAGE, .client = c, .room = r,
+		.text = text, .text_len = len };
+	enum proto_err e;
+	bool dropped = false;
+
+	(void)by;
+	if (room_membership(r, c) == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	if (len == 0) {
+		chat_set_reason(reason, "empty message");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (len > cfg->max_message_bytes)
+		return PROTO_ERR_MESSAGE_TOO_LONG;
+	if ((flags & CHAT_LIMITS) && !bucket_take(&c->rl_messages,
+	    cfg->messages_per_minute, cfg->message_burst))
+		return PROTO_ERR_RATE_LIMITED;
+	if ((flags & CHAT_COMMANDS) && text[0] == '/')
+		return command_run(c, r, id, text, len);
+	if (flags & CHAT_HOOKS)
+		e = chat_run_hooks(&a, &dropped, reason);
+	else
+		e = PROTO_OK;
+	if (e == PROTO_OK && !dropped && a.new_text != NULL) {
+		/* A hook's text gets the checks the client's got. */
+		if (a.text_len == 0)
+			dropped = true;
+		else if (a.text_len > cfg->max_message_bytes)
+			e = PROTO_ERR_MESSAGE_TOO_LONG;
+		else if (!utf8_valid(a.text, a.text_len))
+			e = PROTO_ERR_INTERNAL;
+	}
+	if (e == PROTO_OK && !dropped)
+		e = chat_may_speak(c, r, reason);
+	if (e == PROTO_OK && !dropped)
+		chat_post(r, c, c->name, a.text, a.text_len, action);
+	hook_args_free(&a);
+	return e;
+}
+
+void
+chat_post(struct room *r, struct client *from, const char *sender,
+    const char *text, size_t len, bool action)
+{
+	if (hook_any(HOOK_POST)) {
+		struct hook_args a = { .event = HOOK_POST, .client = from,
+			.room = r, .text = text, .text_len = len,
+			.sender = sender, .action = action };
+		enum hook_verdict v = hook_run(&a);
+		hook_args_free(&a);
+		/* Taken over (e.g. ordered by a cluster), or refused. */
+		if (v == HOOK_DROP || v == HOOK_DENY)
+			return;
+		if (from != NULL && chat_may_speak(from, r, NULL) != PROTO_OK)
+			return;
+	}
+	chat_post_at(r, sender, text, len, action, r->seq + 1,
+	    loop_wall_ms());
+}
+
+void
+chat_post_at(struct room *r, const char *sender, const char *text,
+    size_t len, bool action, uint64_t seq, uint64_t ts)
+{
+	json_t *ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
+	    "new_message", "roomName", r->name, r->name_len, "message", text,
+	    len, "sender", sender, "ts", (json_int_t)ts, "seq",
+	    (json_int_t)seq);
+
+	r->seq = seq;
+	if (action)
+		json_object_set_new(ev, "action", json_true());
+	history_append(r, seq, ts, sender, text, len, action);
+	metrics_add(METRIC_MESSAGES_IN, 1);
+	metrics_add(METRIC_MESSAGES_DELIVERED, r->count);
+	room_broadcast_new(r, ev);
+}
+
+void
+chat_notice(struct client *c, const struct room *r, const char *text,
+    const json_t *id)
+{
+	json_t *n = json_pack("{s:s, s:s}", "type", "notice", "message",
+	    text);
+
+	if (r != NULL)
+		json_object_set_new(n, "roomName",
+		    json_stringn(r->name, r->name_len));
+	proto_reply_new(c, id, n);
+}
+
+void
+chat_notice_room(struct room *r, const char *text)
+{
+	room_broadcast_new(r, json_pack("{s:s, s:s, s:s%}", "type", "notice",
+	    "message", text, "roomName", r->name, r->name_len));
+}
