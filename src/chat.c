@@ -418,15 +418,18 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 	if (e == PROTO_OK && !dropped)
 		e = chat_may_speak(c, r, reason);
 	if (e == PROTO_OK && !dropped)
-		chat_post(r, c, c->name, a.text, a.text_len, action);
+		e = chat_post(r, c, c->name, a.text, a.text_len, action,
+		    reason);
 	hook_args_free(&a);
 	return e;
 }
 
-void
+enum proto_err
 chat_post(struct room *r, struct client *from, const char *sender,
-    const char *text, size_t len, bool action)
+    const char *text, size_t len, bool action, char **reason)
 {
+	enum proto_err e;
+
 	if (hook_any(HOOK_POST)) {
 		struct hook_args a = { .event = HOOK_POST, .client = from,
 			.room = r, .text = text, .text_len = len,
@@ -435,12 +438,14 @@ chat_post(struct room *r, struct client *from, const char *sender,
 		hook_args_free(&a);
 		/* Taken over (e.g. ordered by a cluster), or refused. */
 		if (v == HOOK_DROP || v == HOOK_DENY)
-			return;
-		if (from != NULL && chat_may_speak(from, r, NULL) != PROTO_OK)
-			return;
+			return PROTO_OK;
+		if (from != NULL &&
+		    (e = chat_may_speak(from, r, reason)) != PROTO_OK)
+			return e;
 	}
 	chat_post_at(r, sender, text, len, action, r->seq + 1,
 	    loop_wall_ms());
+	return PROTO_OK;
 }
 
 void

@@ -691,9 +691,11 @@ enum proto_err chat_say(const struct chat_actor *by, struct client *c,
     const json_t *id, unsigned flags, char **reason);
 /* Posts a message as sender (from: the client speaking, NULL for a
  * script's or plugin's post): the post hooks may take it over; else it
- * gets the next seq, goes to the history and to every member. */
-void chat_post(struct room *r, struct client *from, const char *sender,
-    const char *text, size_t len, bool action);
+ * gets the next seq, goes to the history and to every member. Fails only
+ * when a post hook removed, muted or disconnected from meanwhile. */
+enum proto_err chat_post(struct room *r, struct client *from,
+    const char *sender, const char *text, size_t len, bool action,
+    char **reason);
 /* Posts with a seq and ts given (a cluster's order), no hooks: the room's
  * seq becomes seq, even backwards. */
 void chat_post_at(struct room *r, const char *sender, const char *text,

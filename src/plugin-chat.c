@@ -338,7 +338,7 @@ host_room_post(parley_ctx *ctx, parley_room *pr, const char *sender,
 		return PARLEY_ERR_BAD_REQUEST;
 	rc = host_post_check(p, "room_post sender", sender, text, len);
 	if (rc == PARLEY_OK)
-		chat_post(r, NULL, sender, text, len, action);
+		chat_post(r, NULL, sender, text, len, action, NULL);
 	return rc;
 }
 

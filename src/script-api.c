@@ -26,6 +26,7 @@
 #define SCRIPT_STORE_KEY_MAX 256
 #define SCRIPT_ROLE_MAX 32
 #define SCRIPT_REASON_MAX 512 /* a refusal reason kept in C for a moment */
+#define SCRIPT_CLOSE_REASON_MAX 123 /* a close frame's payload less the code */
 
 /* A room handle: the name, looked up on use. */
 struct script_room {
@@ -152,6 +153,18 @@ script_user_kick(lua_State *L)
 		    PROTO_ERR_NOT_IN_ROOM);
 	lua_pushboolean(L, 1);
 	return 1;
+}
+
+/* user:disconnect([reason]): closes the user's connection (1008). */
+static int
+script_user_disconnect(lua_State *L)
+{
+	struct client *c = script_check_user(L, 1, true);
+	const char *reason = lua_isnoneornil(L, 2) ? "" :
+	    script_check_text(L, 2, SCRIPT_CLOSE_REASON_MAX, NULL);
+
+	chat_close(SCRIPT_ACTOR(L), c, reason);
+	return 0;
 }
 
 /* user:rename(name [, {hooks = bool, id = request id}]): with hooks, as
@@ -419,7 +432,7 @@ script_room_say(lua_State *L)
 
 	if (len == 0)
 		luaL_argerror(L, 2, "empty message");
-	chat_post(r, NULL, "server", text, len, lua_toboolean(L, 3));
+	chat_post(r, NULL, "server", text, len, lua_toboolean(L, 3), NULL);
 	return 0;
 }
 
@@ -1114,6 +1127,7 @@ script_api_init(lua_State *L, struct script_state *st)
 	static const luaL_Reg user_methods[] = {
 		{ "notice", script_user_notice },
 		{ "kick", script_user_kick },
+		{ "disconnect", script_user_disconnect },
 		{ "rename", script_user_rename },
 		{ "say", script_user_say },
 		{ "has_role", script_user_has_role },
