@@ -96,39 +96,43 @@ static void
 chat_member_remove(struct client *c, struct room *r, const char *reason,
     const char *why, const json_t *id)
 {
-	struct hook_args a = { .event = HOOK_LEAVE, .client = c, .room = r,
-		.reason = reason };
+	struct hook_args a = {
+		.event = HOOK_LEAVE, .client = c, .room = r, .reason = reason
+	};
 
 	if (room_leave(r, c) == -1)
 		return;
 	if (strcmp(reason, "kicked") == 0)
-		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:s}", "type",
-		    "kicked", "roomName", r->name, r->name_len, "reason",
-		    why ? why : ""));
+		proto_reply_new(c, id,
+		    json_pack("{s:s, s:s%, s:s}", "type", "kicked", "roomName",
+			r->name, r->name_len, "reason", why ? why : ""));
 	else if (strcmp(reason, "left") == 0)
-		proto_reply_new(c, id, json_pack("{s:s, s:s%}", "type",
-		    "room_left", "roomName", r->name, r->name_len));
+		proto_reply_new(c, id,
+		    json_pack("{s:s, s:s%}", "type", "room_left", "roomName",
+			r->name, r->name_len));
 	if (r->count > 0)
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
-		    "type", "user_left", "roomName", r->name, r->name_len,
-		    "username", c->name, "reason", reason, "participants",
-		    room_participants(r)));
+		room_broadcast_new(r,
+		    json_pack("{s:s, s:s%, s:s, s:s, s:o}", "type", "user_left",
+			"roomName", r->name, r->name_len, "username", c->name,
+			"reason", reason, "participants",
+			room_participants(r)));
 	chat_tell_hooks(&a);
 }
 
 void
 chat_disconnect(struct client *c, const char *reason)
 {
-	struct hook_args a = { .event = HOOK_DISCONNECT, .client = c,
-		.reason = reason };
+	struct hook_args a = {
+		.event = HOOK_DISCONNECT, .client = c, .reason = reason
+	};
 
 	if (c->dead)
 		return;
 	c->dead = true;
 	/* Leave from the last joined so each removal is O(1) in c->rooms. */
 	while (c->nrooms > 0)
-		chat_member_remove(c, c->rooms[c->nrooms - 1]->room, reason,
-		    NULL, NULL);
+		chat_member_remove(
+		    c, c->rooms[c->nrooms - 1]->room, reason, NULL, NULL);
 	chat_tell_hooks(&a);
 	client_unlink(c);
 }
@@ -139,8 +143,7 @@ chat_close(const struct chat_actor *by, struct client *c, const char *reason)
 	char buf[64];
 
 	log_info(chat_actor_name(by, buf, sizeof buf),
-	    "disconnects client %llu (%s)", (unsigned long long)c->id,
-	    c->name);
+	    "disconnects client %llu (%s)", (unsigned long long)c->id, c->name);
 	conn_close(c, WS_CLOSE_POLICY, reason);
 }
 
@@ -168,8 +171,8 @@ chat_decide_username(struct client *c, const char *name, size_t len,
 {
 	enum proto_err e;
 
-	if ((flags & CHAT_LIMITS) && !bucket_take(&c->rl_names,
-	    cfg->names_per_minute, cfg->name_burst))
+	if ((flags & CHAT_LIMITS) &&
+	    !bucket_take(&c->rl_names, cfg->names_per_minute, cfg->name_burst))
 		return PROTO_ERR_RATE_LIMITED;
 	if ((e = chat_username_check(c, name, len)) != PROTO_OK)
 		return e;
@@ -187,22 +190,24 @@ chat_decide_username(struct client *c, const char *name, size_t len,
 }
 
 static void
-chat_apply_rename(struct client *c, const char *name, size_t len,
-    const json_t *id)
+chat_apply_rename(
+    struct client *c, const char *name, size_t len, const json_t *id)
 {
 	char *old = xstrdup(c->name);
 	bool same = strlen(old) == len && memcmp(old, name, len) == 0;
 
 	if (!same)
 		PARLEY_ASSERT(client_set_name(c, name, len) == 0);
-	proto_reply_new(c, id, json_pack("{s:s, s:s}", "type", "username_set",
-	    "username", c->name));
+	proto_reply_new(c, id,
+	    json_pack(
+		"{s:s, s:s}", "type", "username_set", "username", c->name));
 	for (size_t i = 0; !same && i < c->nrooms; i++) {
 		struct room *r = c->rooms[i]->room;
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:s, s:o}",
-		    "type", "user_renamed", "roomName", r->name, r->name_len,
-		    "oldUsername", old, "username", c->name, "participants",
-		    room_participants(r)));
+		room_broadcast_new(r,
+		    json_pack("{s:s, s:s%, s:s, s:s, s:o}", "type",
+			"user_renamed", "roomName", r->name, r->name_len,
+			"oldUsername", old, "username", c->name, "participants",
+			room_participants(r)));
 	}
 	free(old);
 }
@@ -230,8 +235,10 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
     const json_t *id, struct room **out, char **reason)
 {
 	struct client *c = by->kind == CHAT_ACTOR_CLIENT ? by->client : NULL;
-	struct hook_args a = { .event = HOOK_CREATE_ROOM, .client = c,
-		.text = name, .text_len = len };
+	struct hook_args a = { .event = HOOK_CREATE_ROOM,
+		.client = c,
+		.text = name,
+		.text_len = len };
 	enum proto_err e;
 	bool dropped;
 	struct room *r;
@@ -251,12 +258,12 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 			return PROTO_ERR_FORBIDDEN;
 		}
 		if (c->nrooms >= cfg->max_rooms_per_client) {
-			chat_set_reason(reason,
-			    "you are in as many rooms as one may be");
+			chat_set_reason(
+			    reason, "you are in as many rooms as one may be");
 			return PROTO_ERR_FORBIDDEN;
 		}
-		if (!bucket_take(&c->rl_rooms, cfg->rooms_per_minute,
-		    cfg->room_burst))
+		if (!bucket_take(
+			&c->rl_rooms, cfg->rooms_per_minute, cfg->room_burst))
 			return PROTO_ERR_RATE_LIMITED;
 		e = chat_run_hooks(&a, &dropped, reason);
 		hook_args_free(&a);
@@ -271,9 +278,10 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	r->seq = history_last_seq(name, len);
 	if (c != NULL) {
 		room_join(r, c);
-		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:o}", "type",
-		    "created_room", "roomName", r->name, r->name_len,
-		    "participants", room_participants(r)));
+		proto_reply_new(c, id,
+		    json_pack("{s:s, s:s%, s:o}", "type", "created_room",
+			"roomName", r->name, r->name_len, "participants",
+			room_participants(r)));
 	}
 	ev = json_pack("{s:s, s:s%}", "type", "room_created", "roomName",
 	    r->name, r->name_len);
@@ -299,15 +307,14 @@ chat_join(const struct chat_actor *by, struct client *c, struct room *r,
 	(void)by;
 	/* Decide everything before changing anything. */
 	if (username != NULL)
-		e = chat_decide_username(c, username, ulen, &ua, flags,
-		    reason);
+		e = chat_decide_username(c, username, ulen, &ua, flags, reason);
 	if (e == PROTO_OK && !member && (flags & CHAT_LIMITS)) {
 		if (r->count >= cfg->max_members_per_room) {
 			chat_set_reason(reason, "the room is full");
 			e = PROTO_ERR_FORBIDDEN;
 		} else if (c->nrooms >= cfg->max_rooms_per_client) {
-			chat_set_reason(reason,
-			    "you are in as many rooms as one may be");
+			chat_set_reason(
+			    reason, "you are in as many rooms as one may be");
 			e = PROTO_ERR_FORBIDDEN;
 		}
 	}
@@ -321,14 +328,14 @@ chat_join(const struct chat_actor *by, struct client *c, struct room *r,
 	if (!member)
 		room_join(r, c);
 	if (!c->remote)
-		proto_reply_new(c, id, json_pack("{s:s, s:s%, s:s}", "type",
-		    "room_joined", "roomName", r->name, r->name_len,
-		    "username", c->name));
+		proto_reply_new(c, id,
+		    json_pack("{s:s, s:s%, s:s}", "type", "room_joined",
+			"roomName", r->name, r->name_len, "username", c->name));
 	if (!member)
-		room_broadcast_new(r, json_pack("{s:s, s:s%, s:s, s:o}",
-		    "type", "joined_room", "roomName", r->name, r->name_len,
-		    "username", c->name, "participants",
-		    room_participants(r)));
+		room_broadcast_new(r,
+		    json_pack("{s:s, s:s%, s:s, s:o}", "type", "joined_room",
+			"roomName", r->name, r->name_len, "username", c->name,
+			"participants", room_participants(r)));
 out:
 	hook_args_free(&ua);
 	hook_args_free(&ja);
@@ -380,11 +387,14 @@ chat_may_speak(const struct client *c, const struct room *r, char **reason)
 
 enum proto_err
 chat_say(const struct chat_actor *by, struct client *c, struct room *r,
-    const char *text, size_t len, bool action, const json_t *id,
-    unsigned flags, char **reason)
+    const char *text, size_t len, bool action, const json_t *id, unsigned flags,
+    char **reason)
 {
-	struct hook_args a = { .event = HOOK_MESSAGE, .client = c, .room = r,
-		.text = text, .text_len = len };
+	struct hook_args a = { .event = HOOK_MESSAGE,
+		.client = c,
+		.room = r,
+		.text = text,
+		.text_len = len };
 	enum proto_err e;
 	bool dropped = false;
 
@@ -397,8 +407,9 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 	}
 	if (len > cfg->max_message_bytes)
 		return PROTO_ERR_MESSAGE_TOO_LONG;
-	if ((flags & CHAT_LIMITS) && !bucket_take(&c->rl_messages,
-	    cfg->messages_per_minute, cfg->message_burst))
+	if ((flags & CHAT_LIMITS) &&
+	    !bucket_take(
+		&c->rl_messages, cfg->messages_per_minute, cfg->message_burst))
 		return PROTO_ERR_RATE_LIMITED;
 	if ((flags & CHAT_COMMANDS) && text[0] == '/')
 		return command_run(c, r, id, text, len);
@@ -418,8 +429,8 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 	if (e == PROTO_OK && !dropped)
 		e = chat_may_speak(c, r, reason);
 	if (e == PROTO_OK && !dropped)
-		e = chat_post(r, c, c->name, a.text, a.text_len, action,
-		    reason);
+		e = chat_post(
+		    r, c, c->name, a.text, a.text_len, action, reason);
 	hook_args_free(&a);
 	return e;
 }
@@ -431,9 +442,13 @@ chat_post(struct room *r, struct client *from, const char *sender,
 	enum proto_err e;
 
 	if (hook_any(HOOK_POST)) {
-		struct hook_args a = { .event = HOOK_POST, .client = from,
-			.room = r, .text = text, .text_len = len,
-			.sender = sender, .action = action };
+		struct hook_args a = { .event = HOOK_POST,
+			.client = from,
+			.room = r,
+			.text = text,
+			.text_len = len,
+			.sender = sender,
+			.action = action };
 		enum hook_verdict v = hook_run(&a);
 		hook_args_free(&a);
 		/* Taken over (e.g. ordered by a cluster), or refused. */
@@ -443,14 +458,13 @@ chat_post(struct room *r, struct client *from, const char *sender,
 		    (e = chat_may_speak(from, r, reason)) != PROTO_OK)
 			return e;
 	}
-	chat_post_at(r, sender, text, len, action, r->seq + 1,
-	    loop_wall_ms());
+	chat_post_at(r, sender, text, len, action, r->seq + 1, loop_wall_ms());
 	return PROTO_OK;
 }
 
 void
-chat_post_at(struct room *r, const char *sender, const char *text,
-    size_t len, bool action, uint64_t seq, uint64_t ts)
+chat_post_at(struct room *r, const char *sender, const char *text, size_t len,
+    bool action, uint64_t seq, uint64_t ts)
 {
 	json_t *ev = json_pack("{s:s, s:s%, s:s%, s:s, s:I, s:I}", "type",
 	    "new_message", "roomName", r->name, r->name_len, "message", text,
@@ -467,21 +481,21 @@ chat_post_at(struct room *r, const char *sender, const char *text,
 }
 
 void
-chat_notice(struct client *c, const struct room *r, const char *text,
-    const json_t *id)
+chat_notice(
+    struct client *c, const struct room *r, const char *text, const json_t *id)
 {
-	json_t *n = json_pack("{s:s, s:s}", "type", "notice", "message",
-	    text);
+	json_t *n = json_pack("{s:s, s:s}", "type", "notice", "message", text);
 
 	if (r != NULL)
-		json_object_set_new(n, "roomName",
-		    json_stringn(r->name, r->name_len));
+		json_object_set_new(
+		    n, "roomName", json_stringn(r->name, r->name_len));
 	proto_reply_new(c, id, n);
 }
 
 void
 chat_notice_room(struct room *r, const char *text)
 {
-	room_broadcast_new(r, json_pack("{s:s, s:s, s:s%}", "type", "notice",
-	    "message", text, "roomName", r->name, r->name_len));
+	room_broadcast_new(r,
+	    json_pack("{s:s, s:s, s:s%}", "type", "notice", "message", text,
+		"roomName", r->name, r->name_len));
 }

@@ -61,7 +61,7 @@ handle_insert(uintptr_t p, enum handle_kind kind)
 	size_t mask = handle_cap - 1, i;
 
 	for (i = handle_hash(p) & mask; handle_slots[i].p > HANDLE_TOMB;
-	    i = (i + 1) & mask)
+	     i = (i + 1) & mask)
 		;
 	if (handle_slots[i].p == 0)
 		handle_used++;

@@ -34,9 +34,8 @@ struct plugin_sink {
 };
 
 static int
-plugin_store_append(void *arg, const char *room, size_t room_len,
-    uint64_t seq, uint64_t ts, const char *sender, const char *text,
-    size_t len, bool action)
+plugin_store_append(void *arg, const char *room, size_t room_len, uint64_t seq,
+    uint64_t ts, const char *sender, const char *text, size_t len, bool action)
 {
 	struct plugin *p = arg;
 	struct parley_history_msg m;
@@ -56,12 +55,13 @@ plugin_store_append(void *arg, const char *room, size_t room_len,
 }
 
 static json_t *
-plugin_store_read(void *arg, const char *room, size_t room_len,
-    uint64_t before, size_t limit, struct history_waiter *w, bool *later)
+plugin_store_read(void *arg, const char *room, size_t room_len, uint64_t before,
+    size_t limit, struct history_waiter *w, bool *later)
 {
 	struct plugin *p = arg;
-	struct plugin_sink sink = { .p = p, .messages = json_array(),
-		.limit = limit, .waiter = w };
+	struct plugin_sink sink = {
+		.p = p, .messages = json_array(), .limit = limit, .waiter = w
+	};
 	int rc;
 
 	*later = false;
@@ -74,15 +74,18 @@ plugin_store_read(void *arg, const char *room, size_t room_len,
 		/* Whatever rc says, the plugin holds the deferred sink and
 		 * answers through history_done. */
 		if (rc != PARLEY_HISTORY_LATER)
-			log_warn(p->owner, "history read deferred its answer "
-			    "but returned %d, not PARLEY_HISTORY_LATER", rc);
+			log_warn(p->owner,
+			    "history read deferred its answer "
+			    "but returned %d, not PARLEY_HISTORY_LATER",
+			    rc);
 		json_decref(sink.messages);
 		*later = true;
 		return NULL;
 	}
 	if (rc != 0) {
 		if (rc == PARLEY_HISTORY_LATER)
-			log_warn(p->owner, "history read returned "
+			log_warn(p->owner,
+			    "history read returned "
 			    "PARLEY_HISTORY_LATER without history_defer");
 		json_decref(sink.messages);
 		return NULL;
@@ -97,7 +100,8 @@ plugin_store_defer(struct plugin *p, parley_history_sink *s)
 
 	if (!handle_valid(sink, HANDLE_HISTORY_SINK) || sink->later ||
 	    sink->p != p || sink->waiter == NULL || sink->deferred != NULL) {
-		log_warn(p->owner, "history_defer outside a history read, or "
+		log_warn(p->owner,
+		    "history_defer outside a history read, or "
 		    "twice");
 		return NULL;
 	}
@@ -123,7 +127,8 @@ plugin_store_done(struct plugin *p, parley_history_sink *s, int status)
 
 	if (!handle_valid(sink, HANDLE_HISTORY_SINK) || !sink->later ||
 	    sink->p != p) {
-		log_warn(p->owner, "history_done: not a deferred history read "
+		log_warn(p->owner,
+		    "history_done: not a deferred history read "
 		    "of this plugin");
 		return;
 	}
@@ -176,21 +181,24 @@ plugin_store_emit(struct plugin *p, parley_history_sink *s,
 		log_warn(p->owner, "history_emit outside a history read");
 		return -1;
 	}
-	if (m == NULL || m->size < offsetof(struct parley_history_msg,
-	    reserved) || m->sender == NULL || m->text == NULL) {
+	if (m == NULL ||
+	    m->size < offsetof(struct parley_history_msg, reserved) ||
+	    m->sender == NULL || m->text == NULL) {
 		log_warn(p->owner, "history_emit: malformed message");
 		return -1;
 	}
 	if (json_array_size(sink->messages) >= sink->limit) {
 		if (!sink->overflow_logged)
-			log_warn(p->owner, "history read gave more than the "
-			    "%zu messages asked for", sink->limit);
+			log_warn(p->owner,
+			    "history read gave more than the "
+			    "%zu messages asked for",
+			    sink->limit);
 		sink->overflow_logged = true;
 		return -1;
 	}
-	o = json_pack("{s:s%, s:s%, s:I, s:I}", "message", m->text,
-	    m->text_len, "sender", m->sender, m->sender_len, "ts",
-	    (json_int_t)m->ts, "seq", (json_int_t)m->seq);
+	o = json_pack("{s:s%, s:s%, s:I, s:I}", "message", m->text, m->text_len,
+	    "sender", m->sender, m->sender_len, "ts", (json_int_t)m->ts, "seq",
+	    (json_int_t)m->seq);
 	if (o == NULL) {
 		log_warn(p->owner, "history_emit: seq %llu is not valid UTF-8",
 		    (unsigned long long)m->seq);
@@ -214,8 +222,8 @@ plugin_store_catch_up(struct room *r, void *arg)
 }
 
 static int
-plugin_store_register(struct plugin *p,
-    const struct parley_history_store *store)
+plugin_store_register(
+    struct plugin *p, const struct parley_history_store *store)
 {
 	struct history_store hs;
 	size_t n;
@@ -226,9 +234,10 @@ plugin_store_register(struct plugin *p,
 		return -1;
 	}
 	if (p->has_store || (plugin_store_owner != NULL && !p->info_only)) {
-		log_error(p->owner, "history_store_register: %s is the history "
-		    "store already", p->has_store ? "this plugin" :
-		    plugin_store_owner->owner);
+		log_error(p->owner,
+		    "history_store_register: %s is the history "
+		    "store already",
+		    p->has_store ? "this plugin" : plugin_store_owner->owner);
 		return -1;
 	}
 	memset(&p->store, 0, sizeof p->store);
@@ -244,7 +253,8 @@ plugin_store_register(struct plugin *p,
 	hs.arg = p;
 	if (history_set_store(&hs) == -1) {
 		p->has_store = false;
-		log_error(p->owner, "history_store_register: another history "
+		log_error(p->owner,
+		    "history_store_register: another history "
 		    "store is registered");
 		return -1;
 	}
@@ -255,8 +265,8 @@ plugin_store_register(struct plugin *p,
 }
 
 static int
-host_history_store_register(parley_ctx *ctx,
-    const struct parley_history_store *store)
+host_history_store_register(
+    parley_ctx *ctx, const struct parley_history_store *store)
 {
 	return plugin_store_register(plugin_of(ctx), store);
 }

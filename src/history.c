@@ -71,9 +71,8 @@ history_ring_resize(struct history_ring *h, size_t cap)
 }
 
 static int
-history_ring_append(void *arg, const char *room, size_t room_len,
-    uint64_t seq, uint64_t ts, const char *sender, const char *text,
-    size_t len, bool action)
+history_ring_append(void *arg, const char *room, size_t room_len, uint64_t seq,
+    uint64_t ts, const char *sender, const char *text, size_t len, bool action)
 {
 	struct history_ring *h = map_find(&history_rings, room, room_len);
 	struct history_entry *e;
@@ -106,11 +105,10 @@ history_ring_append(void *arg, const char *room, size_t room_len,
 }
 
 static json_t *
-history_ring_read(void *arg, const char *room, size_t room_len,
-    uint64_t before, size_t limit, struct history_waiter *w, bool *later)
+history_ring_read(void *arg, const char *room, size_t room_len, uint64_t before,
+    size_t limit, struct history_waiter *w, bool *later)
 {
-	const struct history_ring *h = map_find(&history_rings, room,
-	    room_len);
+	const struct history_ring *h = map_find(&history_rings, room, room_len);
 	json_t *a = json_array();
 	size_t end, start;
 
@@ -148,12 +146,11 @@ history_ring_read(void *arg, const char *room, size_t room_len,
 static uint64_t
 history_ring_last_seq(void *arg, const char *room, size_t room_len)
 {
-	const struct history_ring *h = map_find(&history_rings, room,
-	    room_len);
+	const struct history_ring *h = map_find(&history_rings, room, room_len);
 
 	(void)arg;
-	return h != NULL && h->len > 0 ? history_ring_at(h, h->len - 1)->seq :
-	    0;
+	return h != NULL && h->len > 0 ? history_ring_at(h, h->len - 1)->seq
+				       : 0;
 }
 
 static const struct history_store history_ring = {
@@ -221,15 +218,15 @@ struct history_waiter {
 };
 
 static void
-history_send(struct client *c, const json_t *id, const char *room,
-    json_t *msgs)
+history_send(struct client *c, const json_t *id, const char *room, json_t *msgs)
 {
 	if (msgs == NULL) {
 		proto_send_error(c, PROTO_ERR_INTERNAL, id, room, NULL);
 		return;
 	}
-	proto_reply_new(c, id, json_pack("{s:s, s:s, s:o}", "type", "history",
-	    "roomName", room, "messages", msgs));
+	proto_reply_new(c, id,
+	    json_pack("{s:s, s:s, s:o}", "type", "history", "roomName", room,
+		"messages", msgs));
 }
 
 static void
@@ -252,8 +249,8 @@ history_request(struct client *c, const json_t *id, const struct room *r,
 	w->client_id = c->id;
 	w->id = id != NULL ? json_deep_copy(id) : NULL;
 	w->room = xstrdup(r->name);
-	msgs = history_store.read(history_store.arg, r->name, r->name_len,
-	    before, limit, w, &later);
+	msgs = history_store.read(
+	    history_store.arg, r->name, r->name_len, before, limit, w, &later);
 	if (later)
 		return PROTO_OK; /* the store owns w now */
 	history_waiter_free(w);

@@ -65,8 +65,8 @@ host_client_find_by_name(parley_ctx *ctx, const char *name, size_t len)
 }
 
 static void
-host_client_notice(parley_ctx *ctx, parley_client *pc, parley_room *pr,
-    const char *text)
+host_client_notice(
+    parley_ctx *ctx, parley_client *pc, parley_room *pr, const char *text)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct client *c = plugin_client(p, pc, "client_notice");
@@ -81,8 +81,8 @@ host_client_notice(parley_ctx *ctx, parley_client *pc, parley_room *pr,
 /* Parses JSON text that must be an object with a string "type"; NULL
  * (logged) otherwise. */
 static json_t *
-host_json_frame(struct plugin *p, const char *what, const char *json,
-    size_t len)
+host_json_frame(
+    struct plugin *p, const char *what, const char *json, size_t len)
 {
 	json_error_t err;
 	json_t *o;
@@ -96,10 +96,9 @@ host_json_frame(struct plugin *p, const char *what, const char *json,
 		log_warn(p->owner, "%s: bad JSON: %s", what, err.text);
 		return NULL;
 	}
-	if (!json_is_object(o) || !json_is_string(json_object_get(o,
-	    "type"))) {
-		log_warn(p->owner, "%s: not an object with a string \"type\"",
-		    what);
+	if (!json_is_object(o) || !json_is_string(json_object_get(o, "type"))) {
+		log_warn(
+		    p->owner, "%s: not an object with a string \"type\"", what);
 		json_decref(o);
 		return NULL;
 	}
@@ -107,8 +106,8 @@ host_json_frame(struct plugin *p, const char *what, const char *json,
 }
 
 static int
-host_client_send_json(parley_ctx *ctx, parley_client *pc, const char *json,
-    size_t len)
+host_client_send_json(
+    parley_ctx *ctx, parley_client *pc, const char *json, size_t len)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct client *c = plugin_client(p, pc, "client_send_json");
@@ -123,8 +122,8 @@ host_client_send_json(parley_ctx *ctx, parley_client *pc, const char *json,
 }
 
 static int
-host_client_kick(parley_ctx *ctx, parley_client *pc, parley_room *pr,
-    const char *reason)
+host_client_kick(
+    parley_ctx *ctx, parley_client *pc, parley_room *pr, const char *reason)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct client *c = plugin_client(p, pc, "client_kick");
@@ -151,8 +150,8 @@ host_client_disconnect(parley_ctx *ctx, parley_client *pc, const char *reason)
 
 	if (c == NULL)
 		return;
-	if (reason != NULL && !plugin_text_ok(p, "client_disconnect reason",
-	    reason))
+	if (reason != NULL &&
+	    !plugin_text_ok(p, "client_disconnect reason", reason))
 		reason = NULL;
 	why = plugin_cut(reason ? reason : "", PLUGIN_CLOSE_REASON_MAX);
 	chat_close(PLUGIN_ACTOR(p), c, why);
@@ -160,8 +159,8 @@ host_client_disconnect(parley_ctx *ctx, parley_client *pc, const char *reason)
 }
 
 static int
-host_client_rename(parley_ctx *ctx, parley_client *pc, const char *name,
-    size_t len)
+host_client_rename(
+    parley_ctx *ctx, parley_client *pc, const char *name, size_t len)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct client *c = plugin_client(p, pc, "client_rename");
@@ -180,8 +179,7 @@ host_client_rename(parley_ctx *ctx, parley_client *pc, const char *name,
 static bool
 host_client_has_role(parley_ctx *ctx, parley_client *pc, const char *role)
 {
-	struct client *c = plugin_client(plugin_of(ctx), pc,
-	    "client_has_role");
+	struct client *c = plugin_client(plugin_of(ctx), pc, "client_has_role");
 
 	return c != NULL && role != NULL && client_has_role(c, role);
 }
@@ -189,8 +187,7 @@ host_client_has_role(parley_ctx *ctx, parley_client *pc, const char *role)
 static int
 host_client_add_role(parley_ctx *ctx, parley_client *pc, const char *role)
 {
-	struct client *c = plugin_client(plugin_of(ctx), pc,
-	    "client_add_role");
+	struct client *c = plugin_client(plugin_of(ctx), pc, "client_add_role");
 
 	if (c == NULL || role == NULL || *role == '\0')
 		return -1;
@@ -200,8 +197,8 @@ host_client_add_role(parley_ctx *ctx, parley_client *pc, const char *role)
 static void
 host_client_remove_role(parley_ctx *ctx, parley_client *pc, const char *role)
 {
-	struct client *c = plugin_client(plugin_of(ctx), pc,
-	    "client_remove_role");
+	struct client *c = plugin_client(
+	    plugin_of(ctx), pc, "client_remove_role");
 
 	if (c != NULL && role != NULL)
 		client_remove_role(c, role);
@@ -228,8 +225,8 @@ host_room_name(parley_ctx *ctx, parley_room *pr, size_t *len)
 }
 
 static int
-host_room_create(parley_ctx *ctx, const char *name, size_t len,
-    parley_room **out)
+host_room_create(
+    parley_ctx *ctx, const char *name, size_t len, parley_room **out)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct room *r = NULL;
@@ -258,8 +255,8 @@ host_room_member_count(parley_ctx *ctx, parley_room *pr)
 }
 
 static int
-host_room_members(parley_ctx *ctx, parley_room *pr, parley_client_each_fn fn,
-    void *arg)
+host_room_members(
+    parley_ctx *ctx, parley_room *pr, parley_client_each_fn fn, void *arg)
 {
 	struct room *r = plugin_room(plugin_of(ctx), pr, "room_members");
 	struct client **v;
@@ -353,8 +350,8 @@ host_room_notice(parley_ctx *ctx, parley_room *pr, const char *text)
 }
 
 static int
-host_room_send_json(parley_ctx *ctx, parley_room *pr, const char *json,
-    size_t len)
+host_room_send_json(
+    parley_ctx *ctx, parley_room *pr, const char *json, size_t len)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct room *r = plugin_room(p, pr, "room_send_json");
@@ -382,8 +379,8 @@ host_remote(struct plugin *p, parley_client *pc, const char *what)
 }
 
 static int
-host_remote_create(parley_ctx *ctx, const char *name, size_t len,
-    parley_client **out)
+host_remote_create(
+    parley_ctx *ctx, const char *name, size_t len, parley_client **out)
 {
 	struct client *c;
 	enum proto_err e;
@@ -414,8 +411,8 @@ host_remote_join(parley_ctx *ctx, parley_client *pc, parley_room *pr)
 
 	if (c == NULL || r == NULL)
 		return PARLEY_ERR_BAD_REQUEST;
-	return plugin_error_from_proto(chat_join(PLUGIN_ACTOR(p), c, r, NULL,
-	    0, NULL, 0, NULL));
+	return plugin_error_from_proto(
+	    chat_join(PLUGIN_ACTOR(p), c, r, NULL, 0, NULL, 0, NULL));
 }
 
 static const char *
@@ -432,8 +429,8 @@ host_leave_reason(const char *reason)
 }
 
 static int
-host_remote_leave(parley_ctx *ctx, parley_client *pc, parley_room *pr,
-    const char *reason)
+host_remote_leave(
+    parley_ctx *ctx, parley_client *pc, parley_room *pr, const char *reason)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct client *c = host_remote(p, pc, "remote_leave");
@@ -441,8 +438,8 @@ host_remote_leave(parley_ctx *ctx, parley_client *pc, parley_room *pr,
 
 	if (c == NULL || r == NULL)
 		return PARLEY_ERR_BAD_REQUEST;
-	return plugin_error_from_proto(chat_leave(PLUGIN_ACTOR(p), c, r,
-	    host_leave_reason(reason), NULL));
+	return plugin_error_from_proto(
+	    chat_leave(PLUGIN_ACTOR(p), c, r, host_leave_reason(reason), NULL));
 }
 
 static int
@@ -459,8 +456,8 @@ host_remote_remove(parley_ctx *ctx, parley_client *pc, const char *reason)
 static bool
 host_client_is_remote(parley_ctx *ctx, parley_client *pc)
 {
-	struct client *c = plugin_client(plugin_of(ctx), pc,
-	    "client_is_remote");
+	struct client *c = plugin_client(
+	    plugin_of(ctx), pc, "client_is_remote");
 
 	return c != NULL && c->remote;
 }

@@ -71,11 +71,14 @@ plugin_hook_call(struct hook_args *a, void *arg)
 		    plugin_text_ok(p, "deny reason", ev.deny_reason))
 			/* A refused connection's reason goes in a close
 			 * frame. */
-			reason = plugin_cut(ev.deny_reason, a->event ==
-			    HOOK_CONNECT ? PLUGIN_CLOSE_REASON_MAX :
-			    PLUGIN_REASON_MAX);
-		hook_deny(a, ev.deny_code == PARLEY_OK ? PROTO_ERR_REJECTED :
-		    plugin_error_to_proto(ev.deny_code), reason);
+			reason = plugin_cut(ev.deny_reason,
+			    a->event == HOOK_CONNECT ? PLUGIN_CLOSE_REASON_MAX
+						     : PLUGIN_REASON_MAX);
+		hook_deny(a,
+		    ev.deny_code == PARLEY_OK
+			? PROTO_ERR_REJECTED
+			: plugin_error_to_proto(ev.deny_code),
+		    reason);
 		free(reason);
 		return HOOK_DENY;
 	}
@@ -83,8 +86,10 @@ plugin_hook_call(struct hook_args *a, void *arg)
 		if (a->event != HOOK_USERNAME && a->event != HOOK_MESSAGE)
 			return HOOK_PASS;
 		if (ev.new_text == NULL) {
-			log_warn(p->owner, "%s hook returned MODIFY without "
-			    "new_text", plugin_event_name(ph->event));
+			log_warn(p->owner,
+			    "%s hook returned MODIFY without "
+			    "new_text",
+			    plugin_event_name(ph->event));
 			return HOOK_PASS;
 		}
 		/* The core checks the new text as it checks a client's. */
@@ -96,22 +101,23 @@ plugin_hook_call(struct hook_args *a, void *arg)
 		return HOOK_STOP;
 	default:
 		if (p->bad_verdicts++ < PLUGIN_BAD_VERDICTS_LOGGED)
-			log_warn(p->owner, "%s hook returned unknown verdict "
-			    "%d, taken as PASS", plugin_event_name(ph->event),
-			    v);
+			log_warn(p->owner,
+			    "%s hook returned unknown verdict "
+			    "%d, taken as PASS",
+			    plugin_event_name(ph->event), v);
 		return HOOK_PASS;
 	}
 }
 
 static uint64_t
-plugin_hook_add(struct plugin *p, int event, int priority,
-    parley_hook_fn fn, void *arg)
+plugin_hook_add(
+    struct plugin *p, int event, int priority, parley_hook_fn fn, void *arg)
 {
 	struct plugin_hook *ph;
 
 	if (event <= 0 || event >= PARLEY_EV_LIMIT || fn == NULL) {
-		log_error(p->owner, "hook_add: %s", fn == NULL ?
-		    "no function" : "unknown event");
+		log_error(p->owner, "hook_add: %s",
+		    fn == NULL ? "no function" : "unknown event");
 		return 0;
 	}
 	ph = xcalloc(1, sizeof *ph);
@@ -133,7 +139,7 @@ static int
 plugin_hook_remove(struct plugin *p, uint64_t id)
 {
 	for (struct plugin_hook **pp = &p->hooks; *pp != NULL;
-	    pp = &(*pp)->next) {
+	     pp = &(*pp)->next) {
 		struct plugin_hook *ph = *pp;
 		if (ph->id != id)
 			continue;
@@ -176,8 +182,8 @@ plugin_command_call(const struct command_ctx *cc, void *arg)
 	rc = pc->fn(plugin_ctx(pc->p), &call.cmd, pc->arg);
 	handle_remove(&call.cmd);
 	if (!plugin_error_known(rc)) {
-		log_warn(pc->p->owner, "/%s returned unknown code %d", pc->name,
-		    rc);
+		log_warn(
+		    pc->p->owner, "/%s returned unknown code %d", pc->name, rc);
 		return PROTO_ERR_INTERNAL;
 	}
 	return plugin_error_to_proto(rc);
@@ -193,7 +199,7 @@ plugin_command_name_ok(const char *name)
 	for (size_t i = 0; i < n; i++) {
 		char ch = name[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		    ch == '_' || ch == '-'))
+			ch == '_' || ch == '-'))
 			return false;
 	}
 	return true;
@@ -206,8 +212,8 @@ plugin_command_add(struct plugin *p, const char *name, const char *usage,
 	struct plugin_command *pc;
 
 	if (!plugin_command_name_ok(name) || fn == NULL) {
-		log_error(p->owner, "command_register: %s", fn == NULL ?
-		    "no function" : "invalid command name");
+		log_error(p->owner, "command_register: %s",
+		    fn == NULL ? "no function" : "invalid command name");
 		return -1;
 	}
 	if ((usage != NULL && !plugin_text_ok(p, "command usage", usage)) ||
@@ -220,16 +226,16 @@ plugin_command_add(struct plugin *p, const char *name, const char *usage,
 	pc->fn = fn;
 	pc->arg = arg;
 	if (!p->info_only)
-		command_register(name, p->owner, usage, help,
-		    plugin_command_call, pc);
+		command_register(
+		    name, p->owner, usage, help, plugin_command_call, pc);
 	pc->next = p->commands;
 	p->commands = pc;
 	return 0;
 }
 
 static void
-plugin_command_reply(struct plugin *p, const struct parley_command *cmd,
-    const char *text)
+plugin_command_reply(
+    struct plugin *p, const struct parley_command *cmd, const char *text)
 {
 	const struct plugin_cmd_call *call;
 
@@ -267,8 +273,8 @@ plugin_hooks_forget(struct plugin *p)
 }
 
 static uint64_t
-host_hook_add(parley_ctx *ctx, int event, int priority, parley_hook_fn fn,
-    void *arg)
+host_hook_add(
+    parley_ctx *ctx, int event, int priority, parley_hook_fn fn, void *arg)
 {
 	return plugin_hook_add(plugin_of(ctx), event, priority, fn, arg);
 }
@@ -287,8 +293,8 @@ host_command_register(parley_ctx *ctx, const char *name, const char *usage,
 }
 
 static void
-host_command_reply(parley_ctx *ctx, const struct parley_command *cmd,
-    const char *text)
+host_command_reply(
+    parley_ctx *ctx, const struct parley_command *cmd, const char *text)
 {
 	plugin_command_reply(plugin_of(ctx), cmd, text);
 }

@@ -17,7 +17,7 @@ static void
 plugin_timer_unlink(struct plugin_timer *t)
 {
 	for (struct plugin_timer **pp = &t->p->timers; *pp != NULL;
-	    pp = &(*pp)->next) {
+	     pp = &(*pp)->next) {
 		if (*pp == t) {
 			*pp = t->next;
 			return;
@@ -156,15 +156,16 @@ host_watch_apply(struct plugin_watch *w)
 }
 
 static uint64_t
-host_fd_watch(parley_ctx *ctx, int fd, unsigned events, parley_fd_fn fn,
-    void *arg)
+host_fd_watch(
+    parley_ctx *ctx, int fd, unsigned events, parley_fd_fn fn, void *arg)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct plugin_watch *w;
 
 	if (p->info_only || fn == NULL || fd < 0) {
 		if (!p->info_only)
-			log_warn(p->owner, "fd_watch: bad descriptor or "
+			log_warn(p->owner,
+			    "fd_watch: bad descriptor or "
 			    "callback");
 		return 0;
 	}

@@ -54,9 +54,9 @@ sanctions_init(parley_ctx *ctx, const struct parley_host *h)
 {
 	host = h;
 	if (host->hook_add(ctx, PARLEY_EV_MESSAGE, 0, on_event,
-	    (void *)"plug-msg-") == 0 ||
-	    host->hook_add(ctx, PARLEY_EV_POST, 0, on_event,
-	    (void *)"plug-post-") == 0)
+		(void *)"plug-msg-") == 0 ||
+	    host->hook_add(
+		ctx, PARLEY_EV_POST, 0, on_event, (void *)"plug-post-") == 0)
 		return -1;
 	return 0;
 }
