@@ -32,6 +32,20 @@ command_free(struct command *cmd)
 	free(cmd);
 }
 
+bool
+command_name_ok(const char *name, size_t len)
+{
+	if (len == 0 || len > COMMAND_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		    ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
 void
 command_register(const char *name, const char *owner, const char *usage,
     const char *help, command_fn fn, void *arg)

@@ -827,6 +827,9 @@ typedef enum proto_err (*command_fn)(const struct command_ctx *ctx,
  * script or plugin. usage and help may be NULL. */
 void command_register(const char *name, const char *owner, const char *usage,
     const char *help, command_fn fn, void *arg);
+#define COMMAND_NAME_MAX 32
+/* True for 1 to COMMAND_NAME_MAX bytes of a-z, 0-9, '_' and '-'. */
+bool command_name_ok(const char *name, size_t len);
 void command_unregister_owner(const char *owner);
 /* Calls fn for each command in name order (for /help). */
 void command_each(void (*fn)(const char *name, const char *usage,

@@ -13,7 +13,6 @@
 #include "parley.h"
 #include "plugin-host.h"
 
-#define PLUGIN_COMMAND_MAX 32
 #define PLUGIN_BAD_VERDICTS_LOGGED 10
 
 static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
@@ -189,29 +188,14 @@ plugin_command_call(const struct command_ctx *cc, void *arg)
 	return plugin_error_to_proto(rc);
 }
 
-static bool
-plugin_command_name_ok(const char *name)
-{
-	size_t n = name ? strlen(name) : 0;
-
-	if (n == 0 || n > PLUGIN_COMMAND_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-			ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
 static int
 plugin_command_add(struct plugin *p, const char *name, const char *usage,
     const char *help, parley_command_fn fn, void *arg)
 {
 	struct plugin_command *pc;
 
-	if (!plugin_command_name_ok(name) || fn == NULL) {
+	if (!(name != NULL && command_name_ok(name, strlen(name))) ||
+	    fn == NULL) {
 		log_error(p->owner, "command_register: %s",
 		    fn == NULL ? "no function" : "invalid command name");
 		return -1;

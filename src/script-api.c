@@ -614,20 +614,6 @@ script_on(lua_State *L)
 	return 0;
 }
 
-static bool
-script_command_name_ok(const char *name, size_t len)
-{
-	if (len == 0 || len > SCRIPT_COMMAND_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		    ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
 /* parley.command(name, [{help = ..., usage = ...},] fn) */
 static int
 script_command(lua_State *L)
@@ -639,7 +625,7 @@ script_command(lua_State *L)
 	struct script_command *cmd, **tail;
 	int fn = 3, ref;
 
-	if (!script_command_name_ok(name, len))
+	if (!command_name_ok(name, len))
 		return luaL_argerror(L, 1, "command names are 1 to 32 of a-z, "
 		    "0-9, _ and -");
 	if (lua_type(L, 2) == LUA_TFUNCTION && lua_isnone(L, 3))

@@ -22,7 +22,6 @@
 #define SCRIPT_FAIL_LIMIT 10     /* failures in a row, or within... */
 #define SCRIPT_FAIL_WINDOW_MS 60000 /* ...a minute, disable a script */
 #define SCRIPT_TEXT_MAX 65536    /* a notice, reason or help text */
-#define SCRIPT_COMMAND_MAX 32    /* longest command name */
 
 /* Metatable names in the registry. */
 #define SCRIPT_USER_MT "parley.user"
