@@ -24,7 +24,13 @@
  * - Handles. parley_client and parley_room are opaque handles, valid only
  *   until the callback that received (or looked up) them returns. To refer
  *   to a client later keep its id (client_id, a number never reused while
- *   the server runs); to refer to a room keep its name.
+ *   the server runs); to refer to a room keep its name. The host checks
+ *   every handle it is given against the objects alive at that moment: a
+ *   handle that is not one (a client that has left, a pointer of
+ *   another kind) is logged and refused, the function then doing nothing
+ *   and returning its failure value (PARLEY_ERR_BAD_REQUEST, 0, false,
+ *   NULL, or "" for a name). A client's handle is dead from the moment
+ *   its disconnect event has run.
  * - Strings. Strings passed to the host are borrowed: the host copies what
  *   it keeps. Strings the host returns are borrowed too and valid until
  *   the callback returns, unless said otherwise. All text is UTF-8.
