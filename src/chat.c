@@ -209,6 +209,13 @@ chat_apply_rename(
 			"oldUsername", old, "username", c->name, "participants",
 			room_participants(r)));
 	}
+	if (!same) {
+		struct hook_args a = { .event = HOOK_RENAMED,
+			.client = c,
+			.text = old,
+			.text_len = strlen(old) };
+		chat_tell_hooks(&a);
+	}
 	free(old);
 }
 
@@ -289,8 +296,38 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	json_decref(ev);
 	client_broadcast_all(b);
 	buf_unref(b);
+	a = (struct hook_args){ .event = HOOK_ROOM_CREATED, .client = c,
+		.room = r };
+	chat_tell_hooks(&a);
 	if (out != NULL)
 		*out = r;
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_room_remove(const struct chat_actor *by, struct room *r, const char *why)
+{
+	struct hook_args a = { .event = HOOK_ROOM_REMOVED, .room = r };
+	char buf[64];
+	json_t *ev;
+	struct buf *b;
+
+	if (r->removed)
+		return PROTO_ERR_ROOM_NOT_FOUND;
+	log_info(chat_actor_name(by, buf, sizeof buf), "removes room %s",
+	    r->name);
+	while (r->head != NULL)
+		chat_member_remove(r->head->client, r, "kicked", why, NULL);
+	ev = json_pack("{s:s, s:s%}", "type", "room_deleted", "roomName",
+	    r->name, r->name_len);
+	b = buf_json(ev);
+	json_decref(ev);
+	client_broadcast_all(b);
+	buf_unref(b);
+	chat_tell_hooks(&a);
+	/* Its past goes with it: a later room of that name starts empty. */
+	history_forget(r->name, r->name_len);
+	room_remove(r);
 	return PROTO_OK;
 }
 
@@ -394,7 +431,8 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 		.client = c,
 		.room = r,
 		.text = text,
-		.text_len = len };
+		.text_len = len,
+		.id = id };
 	enum proto_err e;
 	bool dropped = false;
 

@@ -160,19 +160,32 @@ static const struct history_store history_ring = {
 	.last_seq = history_ring_last_seq,
 };
 
+static void
+history_ring_free(struct history_ring *h)
+{
+	for (size_t i = 0; i < h->len; i++)
+		history_entry_clear(history_ring_at(h, i));
+	free(h->v);
+	free(h);
+}
+
+void
+history_forget(const char *room, size_t len)
+{
+	struct history_ring *h = map_remove(&history_rings, room, len);
+
+	if (h != NULL)
+		history_ring_free(h);
+}
+
 void
 history_free_all(void)
 {
 	size_t pos = 0;
 	void *v;
 
-	while (map_next(&history_rings, &pos, NULL, &v)) {
-		struct history_ring *h = v;
-		for (size_t i = 0; i < h->len; i++)
-			history_entry_clear(history_ring_at(h, i));
-		free(h->v);
-		free(h);
-	}
+	while (map_next(&history_rings, &pos, NULL, &v))
+		history_ring_free(v);
 	map_free(&history_rings);
 }
 

@@ -47,6 +47,10 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_SERVER_STOP] = "stop",
 	[HOOK_TICK] = "tick",
 	[HOOK_POST] = "post",
+	[HOOK_RENAMED] = "renamed",
+	[HOOK_ROOM_CREATED] = "room_created",
+	[HOOK_ROOM_REMOVED] = "room_removed",
+	[HOOK_RELOAD] = "reload",
 };
 
 const char *

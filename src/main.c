@@ -135,7 +135,7 @@ main_listen(const char *addr, int port, int *bound, char **cause)
 	return fd;
 }
 
-/* True when a and b load the same plugins with the same options. */
+/* True when a and b load the same plugins from the same place. */
 static bool
 main_plugins_same(const struct config *a, const struct config *b)
 {
@@ -148,9 +148,7 @@ main_plugins_same(const struct config *a, const struct config *b)
 	if ((a->plugin_dir == NULL) != (b->plugin_dir == NULL) ||
 	    (a->plugin_dir != NULL && strcmp(a->plugin_dir, b->plugin_dir) != 0))
 		return false;
-	if (a->plugin_options == NULL || b->plugin_options == NULL)
-		return a->plugin_options == b->plugin_options;
-	return json_equal(a->plugin_options, b->plugin_options);
+	return true;
 }
 
 #define MAIN_SWAP(a, b)                                                      \
@@ -172,7 +170,6 @@ main_keep_running(struct config *next, struct config *running)
 	MAIN_SWAP(next->max_header_bytes, running->max_header_bytes);
 	MAIN_SWAP(next->plugins, running->plugins);
 	MAIN_SWAP(next->plugin_dir, running->plugin_dir);
-	MAIN_SWAP(next->plugin_options, running->plugin_options);
 	MAIN_SWAP(next->state_dir, running->state_dir);
 	/* libmicrohttpd's socket cap was fixed at start. */
 	if (next->max_connections > main_start_max_connections) {
@@ -181,6 +178,8 @@ main_keep_running(struct config *next, struct config *running)
 		next->max_connections = main_start_max_connections;
 	}
 }
+
+static void main_server_event(enum hook_event ev);
 
 /* Re-reads the configuration; applies it only when all of it is good. */
 static void
@@ -222,8 +221,8 @@ main_reload(void)
 		log_warn("core", "reload: http_timeout and max_header_bytes "
 		    "change only on restart");
 	if (!main_plugins_same(&next, cfg))
-		log_warn("core", "reload: plugins, plugin_dir and "
-		    "plugin_options change only on restart");
+		log_warn("core", "reload: plugins and plugin_dir change only "
+		    "on restart");
 	if (next.max_frame_bytes != cfg->max_frame_bytes)
 		log_info("core", "reload: max_frame_bytes applies to new "
 		    "connections");
@@ -260,6 +259,9 @@ main_reload(void)
 			    len, NULL, NULL, NULL);
 	}
 	script_reload_commit();
+	/* Plugins see the new plugin_options, then are told. */
+	plugin_reload();
+	main_server_event(HOOK_RELOAD);
 	log_info("core", "reloaded %s", main_config_path ? main_config_path :
 	    "the built-in defaults");
 	notify_send("READY=1\nSTATUS=serving");
@@ -627,6 +629,7 @@ main(int argc, char **argv)
 		fatal("%s", cause);
 	loop_before_sleep(conn_flush_pending);
 	loop_before_sleep(client_reap);
+	loop_before_sleep(room_reap);
 	if (http_start(listen_fd, admin_fd, &cause) == -1)
 		fatal("%s", cause);
 	main_server_event(HOOK_SERVER_START);

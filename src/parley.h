@@ -507,6 +507,7 @@ struct room {
 	uint64_t seq;   /* last seq given */
 	struct membership *head, *tail; /* members in join order */
 	size_t count;
+	bool removed; /* out of the map; freed before the next sleep */
 };
 struct membership {
 	struct room *room;
@@ -529,6 +530,11 @@ json_t *room_participants(const struct room *r);
 void room_broadcast(struct room *r, struct buf *b);
 /* Steals json, encodes it once and sends it to every member. */
 void room_broadcast_new(struct room *r, json_t *json);
+/* Takes r (without members) out of the map and the lists; it is freed
+ * before the next sleep, as a walk may still hold it. */
+void room_remove(struct room *r);
+/* Frees removed rooms (before-sleep step). */
+void room_reap(void);
 /* Calls fn for every room in creation order until it returns non-zero,
  * which is returned; fn may create rooms (they are visited too). */
 int room_each(int (*fn)(struct room *r, void *arg), void *arg);
@@ -574,6 +580,9 @@ enum proto_err history_request(struct client *c, const json_t *id,
  * client if it is still there; w is freed. */
 void history_answer(struct history_waiter *w, json_t *msgs);
 uint64_t history_last_seq(const char *room, size_t len);
+/* A room is gone: the ring drops its messages (a durable store keeps
+ * them for now). */
+void history_forget(const char *room, size_t len);
 /* Frees the ring's messages (at exit). */
 void history_free_all(void);
 
@@ -672,6 +681,12 @@ enum proto_err chat_rename(const struct chat_actor *by, struct client *c,
  * it, with its quotas and the create_room hooks. Tells every client. */
 enum proto_err chat_room_create(const struct chat_actor *by, const char *name,
     size_t len, const json_t *id, struct room **out, char **reason);
+#define CHAT_ROOM_DELETED "room deleted" /* the kick reason */
+/* Removes r: every member is kicked (why), every client gets
+ * room_deleted, the room_removed hooks run, its history goes and r is
+ * freed before the next sleep. */
+enum proto_err chat_room_remove(const struct chat_actor *by, struct room *r,
+    const char *why);
 /* c joins r, first taking username (may be NULL) as chat_rename does. */
 enum proto_err chat_join(const struct chat_actor *by, struct client *c,
     struct room *r, const char *username, size_t ulen, const json_t *id,
@@ -724,6 +739,10 @@ enum hook_event {
 	HOOK_TICK,        /* no client: once a second */
 	HOOK_POST,        /* room, text, sender, action; client or NULL: may
 			     drop (a cluster posts it itself) */
+	HOOK_RENAMED,     /* client, text = the old name: after a rename */
+	HOOK_ROOM_CREATED, /* room; client = its creator or NULL */
+	HOOK_ROOM_REMOVED, /* room: about to go (members already out) */
+	HOOK_RELOAD,      /* no client: the configuration was reloaded */
 	HOOK_COUNT
 };
 enum hook_verdict {
@@ -742,6 +761,7 @@ struct hook_args {
 	const char *reason;    /* leave and disconnect */
 	const char *sender;    /* post */
 	bool action;           /* post: a /me action */
+	const json_t *id;      /* message: the request's id, or NULL */
 	/* Results, filled by the chain. */
 	char *new_text;        /* owned by args; hook_args_free frees it */
 	enum proto_err deny_code;
@@ -782,6 +802,9 @@ void hook_free_all(void);
  * failing init) is logged with why, the plugins loaded before it are
  * unloaded, and -1 returns with *cause set (caller frees). */
 int plugin_load_all(char **cause);
+/* After a reload: each plugin's options come from the new
+ * plugin_options (the reload event tells it). */
+void plugin_reload(void);
 /* Stops each plugin's timers, calls its fini and unloads it, in reverse
  * load order (after the clients are gone: a history store flushes). */
 void plugin_unload_all(void);

@@ -365,6 +365,36 @@ host_room_send_json(
 	return PARLEY_OK;
 }
 
+static uint64_t
+host_room_owner(parley_ctx *ctx, parley_room *pr)
+{
+	struct room *r = plugin_room(plugin_of(ctx), pr, "room_owner");
+	struct client *c;
+
+	if (r == NULL || r->owner == 0)
+		return 0;
+	c = client_find_by_id(r->owner);
+	return c != NULL && !c->dead ? r->owner : 0;
+}
+
+static int
+host_room_remove(parley_ctx *ctx, parley_room *pr, const char *reason)
+{
+	struct plugin *p = plugin_of(ctx);
+	struct room *r = plugin_room(p, pr, "room_remove");
+	char *why;
+
+	if (r == NULL)
+		return PARLEY_ERR_BAD_REQUEST;
+	if (reason != NULL && !plugin_text_ok(p, "room_remove reason", reason))
+		reason = NULL;
+	why = plugin_cut(reason ? reason : CHAT_ROOM_DELETED,
+	    PLUGIN_REASON_MAX);
+	chat_room_remove(PLUGIN_ACTOR(p), r, why);
+	free(why);
+	return PARLEY_OK;
+}
+
 /* ---- Remote members (since 1.1): another server's clients, without a
  * connection: closing from birth (nothing is queued for them, no input
  * is awaited). Their own server ran the hooks and limits. */
@@ -515,4 +545,6 @@ plugin_chat_host(struct parley_host *h)
 	h->remote_remove = host_remote_remove;
 	h->client_is_remote = host_client_is_remote;
 	h->room_post_seq = host_room_post_seq;
+	h->room_owner = host_room_owner;
+	h->room_remove = host_room_remove;
 }

@@ -27,6 +27,10 @@ static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
 	[PARLEY_EV_SERVER_STOP] = HOOK_SERVER_STOP,
 	[PARLEY_EV_TICK] = HOOK_TICK,
 	[PARLEY_EV_POST] = HOOK_POST,
+	[PARLEY_EV_RENAMED] = HOOK_RENAMED,
+	[PARLEY_EV_ROOM_CREATED] = HOOK_ROOM_CREATED,
+	[PARLEY_EV_ROOM_REMOVED] = HOOK_ROOM_REMOVED,
+	[PARLEY_EV_RELOAD] = HOOK_RELOAD,
 };
 
 const char *
@@ -43,6 +47,7 @@ plugin_hook_call(struct hook_args *a, void *arg)
 	struct plugin_hook *ph = arg;
 	struct plugin *p = ph->p;
 	struct parley_event ev;
+	char *id_text = NULL;
 	int v;
 
 	memset(&ev, 0, sizeof ev);
@@ -60,7 +65,13 @@ plugin_hook_call(struct hook_args *a, void *arg)
 		ev.sender_len = strlen(a->sender);
 		ev.flags = a->action ? PARLEY_MSG_ACTION : 0;
 	}
+	if (a->id != NULL &&
+	    (id_text = json_dumps(a->id, JSON_ENCODE_ANY)) != NULL) {
+		ev.request_id = id_text;
+		ev.request_id_len = strlen(id_text);
+	}
 	v = ph->fn(plugin_ctx(p), &ev, ph->arg);
+	free(id_text);
 	switch (v) {
 	case PARLEY_PASS:
 		return HOOK_PASS;

@@ -17,6 +17,7 @@
 
 struct hook;
 struct plugin_sink;
+struct plugin_retired;
 
 /* One hook a plugin added (in info mode only recorded: h is NULL). */
 struct plugin_hook {
@@ -80,6 +81,7 @@ struct plugin {
 	bool has_store;
 	json_t *options; /* an object (own reference) */
 	char *options_text;
+	struct plugin_retired *retired; /* options before reloads */
 	struct parley_history_store store;
 	struct plugin_hook *hooks;
 	struct plugin_command *commands;

@@ -33,6 +33,14 @@
 
 static struct plugin *plugin_list; /* load order */
 
+/* Options a plugin was given before a reload: it may still hold their
+ * strings, which stay valid until fini returns. */
+struct plugin_retired {
+	struct plugin_retired *next;
+	json_t *options;
+	char *text;
+};
+
 /* The descriptor of ABI 1.0 up to its reserved fields. */
 #define PLUGIN_DESC_MIN offsetof(struct parley_plugin, reserved)
 
@@ -603,6 +611,13 @@ plugin_free(struct plugin *p)
 {
 	if (p->dl != NULL)
 		dlclose(p->dl);
+	while (p->retired != NULL) {
+		struct plugin_retired *r = p->retired;
+		p->retired = r->next;
+		json_decref(r->options);
+		free(r->text);
+		free(r);
+	}
 	json_decref(p->options);
 	free(p->options_text);
 	free(p->health_detail);
@@ -760,6 +775,28 @@ plugin_load_all(char **cause)
 		}
 	}
 	return 0;
+}
+
+void
+plugin_reload(void)
+{
+	for (struct plugin *p = plugin_list; p != NULL; p = p->next) {
+		struct plugin_retired *r = xcalloc(1, sizeof *r);
+		r->options = p->options;
+		r->text = p->options_text;
+		plugin_set_options(p);
+		if (json_equal(r->options, p->options)) {
+			/* Unchanged: keep the old ones, and no copies. */
+			json_decref(p->options);
+			free(p->options_text);
+			p->options = r->options;
+			p->options_text = r->text;
+			free(r);
+			continue;
+		}
+		r->next = p->retired;
+		p->retired = r;
+	}
 }
 
 void

@@ -1,8 +1,10 @@
 /*
  * room.c: rooms by name, their members in join order and the per-room
- * seq: the data structure and the fan-out, no rules (chat.c). Membership is a node linked both into the
- * room's list and the client's array, so join and leave cost O(1) apart
- * from the participants list the protocol sends with them.
+ * seq: the data structure and the fan-out, no rules (chat.c). Membership
+ * is a node linked both into the room's list and the client's array, so
+ * join and leave cost O(1) apart from the participants list the protocol
+ * sends with them. A removed room leaves the map at once and is freed
+ * before the loop sleeps, since a walk may still hold it.
  */
 #include "config.h"
 
@@ -14,6 +16,8 @@
 static struct map room_map;
 static struct room **room_order; /* creation order, for list_rooms */
 static size_t room_n, room_cap;
+static struct room **room_dead; /* removed, freed before sleep */
+static size_t room_ndead;
 
 struct room *
 room_find(const char *name, size_t len)
@@ -136,14 +140,64 @@ room_broadcast_new(struct room *r, json_t *json)
 	buf_unref(b);
 }
 
+static void
+room_free(struct room *r)
+{
+	while (r->head != NULL)
+		room_leave(r, r->head->client);
+	handle_remove(r);
+	free(r->name);
+	free(r);
+}
+
+void
+room_remove(struct room *r)
+{
+	size_t i;
+
+	PARLEY_ASSERT(!r->removed && r->head == NULL);
+	r->removed = true;
+	map_remove(&room_map, r->name, r->name_len);
+	for (i = 0; i < room_n && room_order[i] != r; i++)
+		;
+	PARLEY_ASSERT(i < room_n);
+	memmove(&room_order[i], &room_order[i + 1],
+	    (room_n - i - 1) * sizeof *room_order);
+	room_n--;
+	/* A plugin may no longer use its handle. */
+	handle_remove(r);
+	room_dead = xreallocarray(room_dead, room_ndead + 1,
+	    sizeof *room_dead);
+	room_dead[room_ndead++] = r;
+}
+
+void
+room_reap(void)
+{
+	for (size_t i = 0; i < room_ndead; i++) {
+		room_dead[i]->removed = false;
+		room_free(room_dead[i]);
+	}
+	free(room_dead);
+	room_dead = NULL;
+	room_ndead = 0;
+}
+
 int
 room_each(int (*fn)(struct room *r, void *arg), void *arg)
 {
+	/* Over a copy: fn may create or remove rooms. Removed ones stay
+	 * allocated until the loop sleeps. */
+	struct room **v = xreallocarray(NULL, room_n + 1, sizeof *v);
+	size_t n = room_n;
 	int rc = 0;
 
-	/* By index: fn may create rooms, which moves room_order. */
-	for (size_t i = 0; i < room_n && rc == 0; i++)
-		rc = fn(room_order[i], arg);
+	memcpy(v, room_order, n * sizeof *v);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!v[i]->removed)
+			rc = fn(v[i], arg);
+	}
+	free(v);
 	return rc;
 }
 
@@ -181,14 +235,9 @@ room_count(void)
 void
 room_free_all(void)
 {
-	for (size_t i = 0; i < room_n; i++) {
-		struct room *r = room_order[i];
-		while (r->head != NULL)
-			room_leave(r, r->head->client);
-		handle_remove(r);
-		free(r->name);
-		free(r);
-	}
+	room_reap();
+	for (size_t i = 0; i < room_n; i++)
+		room_free(room_order[i]);
 	free(room_order);
 	room_order = NULL;
 	room_n = room_cap = 0;

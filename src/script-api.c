@@ -436,6 +436,18 @@ script_room_say(lua_State *L)
 	return 0;
 }
 
+/* room:remove([reason]): members are kicked, the room goes. */
+static int
+script_room_remove(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	const char *why = lua_isnoneornil(L, 2) ? CHAT_ROOM_DELETED :
+	    script_check_text(L, 2, SCRIPT_REASON_MAX, NULL);
+
+	chat_room_remove(SCRIPT_ACTOR(L), r, why);
+	return 0;
+}
+
 static int
 script_room_has(lua_State *L)
 {
@@ -591,27 +603,46 @@ script_every(lua_State *L)
 /* ------------------------------------------------------------------ */
 /* The parley table */
 
+/* The event named by the string at idx; raises when there is none. */
+static enum hook_event
+script_check_event(lua_State *L, int idx)
+{
+	const char *name = luaL_checkstring(L, idx);
+
+	for (int ev = 0; ev < HOOK_COUNT; ev++) {
+		if (strcmp(name, hook_event_name((enum hook_event)ev)) == 0)
+			return (enum hook_event)ev;
+	}
+	return (enum hook_event)luaL_argerror(L, idx, "not an event (connect, "
+	    "username, create_room, join, message, leave, disconnect, start, "
+	    "stop, tick, post, renamed, room_created, room_removed, reload)");
+}
+
 static int
 script_on(lua_State *L)
 {
 	struct script *s = script_self(L);
-	const char *name = luaL_checkstring(L, 1);
+	enum hook_event ev = script_check_event(L, 1);
 	lua_Integer prio = luaL_optinteger(L, 3, 0);
-	int ev;
 
 	luaL_checktype(L, 2, LUA_TFUNCTION);
-	for (ev = 0; ev < HOOK_COUNT; ev++) {
-		if (strcmp(name, hook_event_name((enum hook_event)ev)) == 0)
-			break;
-	}
-	if (ev == HOOK_COUNT)
-		return luaL_argerror(L, 1, "not an event (connect, username, "
-		    "create_room, join, message, leave, disconnect, start, "
-		    "stop, tick, post)");
 	if (prio < -1000000 || prio > 1000000)
 		return luaL_argerror(L, 3, "priority from -1000000 to 1000000");
-	script_hook_new(L, s, (enum hook_event)ev, 2, (int)prio);
+	script_hook_new(L, s, ev, 2, (int)prio);
 	return 0;
+}
+
+/* parley.off(event, fn): removes the hook parley.on added; true when
+ * there was one. */
+static int
+script_off(lua_State *L)
+{
+	struct script *s = script_self(L);
+	enum hook_event ev = script_check_event(L, 1);
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushboolean(L, script_hook_remove(L, s, ev, 2));
+	return 1;
 }
 
 /* parley.command(name, [{help = ..., usage = ...},] fn) */
@@ -1126,6 +1157,7 @@ script_api_init(lua_State *L, struct script_state *st)
 		{ "notice", script_room_notice },
 		{ "say", script_room_say },
 		{ "has", script_room_has },
+		{ "remove", script_room_remove },
 		{ NULL, NULL },
 	};
 
@@ -1155,6 +1187,7 @@ script_api_open(lua_State *L, struct script *s)
 {
 	static const luaL_Reg fns[] = {
 		{ "on", script_on },
+		{ "off", script_off },
 		{ "command", script_command },
 		{ "commands", script_commands },
 		{ "user", script_user },

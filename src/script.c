@@ -380,6 +380,8 @@ script_event_decides(enum hook_event ev)
 	    ev == HOOK_POST;
 }
 
+static void script_push_id(lua_State *L, const json_t *id);
+
 static int
 script_push_hook_args(lua_State *L, const struct hook_args *a)
 {
@@ -400,7 +402,8 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		script_push_user(L, a->client);
 		script_push_room(L, a->room);
 		lua_pushlstring(L, a->text, a->text_len);
-		return 3;
+		script_push_id(L, a->id);
+		return 4;
 	case HOOK_LEAVE:
 		script_push_user(L, a->client);
 		script_push_room(L, a->room);
@@ -420,6 +423,20 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		lua_pushstring(L, a->sender);
 		lua_pushboolean(L, a->action);
 		return 5;
+	case HOOK_RENAMED:
+		script_push_user(L, a->client);
+		lua_pushlstring(L, a->text, a->text_len);
+		return 2;
+	case HOOK_ROOM_CREATED:
+		script_push_room(L, a->room);
+		if (a->client != NULL)
+			script_push_user(L, a->client);
+		else
+			lua_pushnil(L);
+		return 2;
+	case HOOK_ROOM_REMOVED:
+		script_push_room(L, a->room);
+		return 1;
 	default:
 		return 0;
 	}
@@ -1105,6 +1122,34 @@ script_hook_new(lua_State *L, struct script *s, enum hook_event ev, int idx,
 	*tail = h;
 	s->nhooks++;
 	script_hook_attach(h);
+}
+
+bool
+script_hook_remove(lua_State *L, struct script *s, enum hook_event ev,
+    int idx)
+{
+	for (struct script_hook **pp = &s->hooks; *pp != NULL;
+	    pp = &(*pp)->next) {
+		struct script_hook *h = *pp;
+		bool same;
+		if (h->event != ev)
+			continue;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn);
+		same = lua_rawequal(L, -1, idx);
+		lua_pop(L, 1);
+		if (!same)
+			continue;
+		/* The chain keeps a dead entry while it is being walked;
+		 * h itself is no longer reached from it. */
+		if (h->hook != NULL)
+			hook_remove(h->hook);
+		luaL_unref(L, LUA_REGISTRYINDEX, h->fn);
+		*pp = h->next;
+		s->nhooks--;
+		free(h);
+		return true;
+	}
+	return false;
 }
 
 /* Reads a script's source; NULL with *cause on error. */

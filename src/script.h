@@ -122,6 +122,10 @@ const char *script_running_owner(lua_State *L);
 /* Adds a hook of s for ev calling the function at idx. */
 void script_hook_new(lua_State *L, struct script *s, enum hook_event ev,
     int idx, int priority);
+/* Removes s's hook of ev whose function is the value at idx (the first
+ * one added, when several); false when there is none. */
+bool script_hook_remove(lua_State *L, struct script *s, enum hook_event ev,
+    int idx);
 /* Logs msg from s, control characters made harmless. */
 void script_log_message(int level, const struct script *s, const char *msg);
 /* Puts a hook, command or timer into service when the state is active. */

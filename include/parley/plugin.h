@@ -71,7 +71,7 @@ extern "C" {
 
 /* The ABI this header describes. since 1.0 */
 #define PARLEY_PLUGIN_ABI_MAJOR 1
-#define PARLEY_PLUGIN_ABI_MINOR 2
+#define PARLEY_PLUGIN_ABI_MINOR 3
 
 /* The name of the one symbol a plugin exports. since 1.0 */
 #define PARLEY_PLUGIN_SYMBOL "parley_plugin"
@@ -210,10 +210,29 @@ enum parley_event_type {
 	 * NULL. Verdicts: DROP (or DENY) and the core does not post it: the
 	 * hook has taken it over, e.g. to order it across a cluster and post
 	 * it later with room_post_seq (which runs no hooks). */
-	PARLEY_EV_POST = 11
+	PARLEY_EV_POST = 11,
+	/* A client's name changed (since 1.3), after the rename: client
+	 * set (its new name), text = the old name. The verdict is
+	 * ignored. */
+	PARLEY_EV_RENAMED = 12,
+	/* A room was created (since 1.3): room set; client set when a
+	 * client created it, else NULL. The verdict is ignored. */
+	PARLEY_EV_ROOM_CREATED = 13,
+	/* A room is being removed (since 1.3), its members already out:
+	 * free what the plugin keeps for it. room set; its handle dies when
+	 * the hook returns. The verdict is ignored. */
+	PARLEY_EV_ROOM_REMOVED = 14,
+	/* The configuration was reloaded (SIGHUP) (since 1.3): the
+	 * option_* functions and options_json now answer from the new
+	 * plugin_options; re-read them. No client. The verdict is
+	 * ignored. */
+	PARLEY_EV_RELOAD = 15
 };
-/* One more than the highest event id of this header. since 1.0 */
-#define PARLEY_EV_LIMIT 12
+/* One more than the highest event id of this header. A plugin built
+ * against a newer header checks the host's abi_minor before adding a
+ * hook of a newer event (hook_add refuses an event the host does not
+ * know). since 1.0 */
+#define PARLEY_EV_LIMIT 16
 
 /*
  * One event, given to a hook. The host fills a fresh one for each hook it
@@ -243,7 +262,11 @@ struct parley_event {
 	size_t sender_len;
 	uint32_t flags;      /* post: PARLEY_MSG_* */
 	uint32_t reserved1;
-	void *reserved[5];
+	/* since 1.3 (read them only when the host's abi_minor >= 3) */
+	const char *request_id; /* message: the request's id as JSON text
+				   (42 or "abc"), or NULL without one */
+	size_t request_id_len;
+	void *reserved[3];
 };
 
 /*
@@ -661,6 +684,21 @@ struct parley_host {
 	 * "plugins" and says "degraded" while a plugin is not ok; a change
 	 * is logged. since 1.2 */
 	void (*health_report)(parley_ctx *ctx, bool ok, const char *detail);
+
+	/* ---- Rooms (since 1.3) */
+
+	/* The id of the client that owns room r (its creator), or 0 when
+	 * the server owns it (configured rooms, rooms scripts and plugins
+	 * create) or its owner is no longer connected. since 1.3 */
+	uint64_t (*room_owner)(parley_ctx *ctx, parley_room *r);
+	/* Removes room r: every member gets kicked with reason (may be
+	 * NULL: "room deleted"), every client room_deleted, the
+	 * PARLEY_EV_ROOM_REMOVED hooks run, and its history in the built-in
+	 * store goes. The handle is dead afterwards. Returns PARLEY_OK, or
+	 * PARLEY_ERR_BAD_REQUEST for a handle that is not a room.
+	 * since 1.3 */
+	int (*room_remove)(parley_ctx *ctx, parley_room *r,
+	    const char *reason);
 };
 
 /* True when the host table has function fn (it may be older than this
