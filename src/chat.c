@@ -79,6 +79,20 @@ chat_tell_hooks(struct hook_args *a)
 	}
 }
 
+/* Adds the room's size to a presence event, and its member list while
+ * the room is within presence_limit: above it the list would make each
+ * change cost the square of the room's size (protocol 1.1, "Large
+ * rooms"). Returns ev. */
+static json_t *
+chat_presence(json_t *ev, const struct room *r)
+{
+	json_object_set_new(ev, "count", json_integer((json_int_t)r->count));
+	if (r->count <= cfg->presence_limit)
+		json_object_set_new(ev, "participants",
+		    room_participants(r, 0, r->count));
+	return ev;
+}
+
 /* ---- Connections */
 
 enum proto_err
@@ -112,10 +126,9 @@ chat_member_remove(struct client *c, struct room *r, const char *reason,
 			r->name, r->name_len));
 	if (r->count > 0)
 		room_broadcast_new(r,
-		    json_pack("{s:s, s:s%, s:s, s:s, s:o}", "type", "user_left",
-			"roomName", r->name, r->name_len, "username", c->name,
-			"reason", reason, "participants",
-			room_participants(r)));
+		    chat_presence(json_pack("{s:s, s:s%, s:s, s:s}", "type",
+			"user_left", "roomName", r->name, r->name_len,
+			"username", c->name, "reason", reason), r));
 	chat_tell_hooks(&a);
 }
 
@@ -204,10 +217,9 @@ chat_apply_rename(
 	for (size_t i = 0; !same && i < c->nrooms; i++) {
 		struct room *r = c->rooms[i]->room;
 		room_broadcast_new(r,
-		    json_pack("{s:s, s:s%, s:s, s:s, s:o}", "type",
+		    chat_presence(json_pack("{s:s, s:s%, s:s, s:s}", "type",
 			"user_renamed", "roomName", r->name, r->name_len,
-			"oldUsername", old, "username", c->name, "participants",
-			room_participants(r)));
+			"oldUsername", old, "username", c->name), r));
 	}
 	if (!same) {
 		struct hook_args a = { .event = HOOK_RENAMED,
@@ -286,9 +298,8 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	if (c != NULL) {
 		room_join(r, c);
 		proto_reply_new(c, id,
-		    json_pack("{s:s, s:s%, s:o}", "type", "created_room",
-			"roomName", r->name, r->name_len, "participants",
-			room_participants(r)));
+		    chat_presence(json_pack("{s:s, s:s%}", "type",
+			"created_room", "roomName", r->name, r->name_len), r));
 	}
 	ev = json_pack("{s:s, s:s%}", "type", "room_created", "roomName",
 	    r->name, r->name_len);
@@ -366,13 +377,14 @@ chat_join(const struct chat_actor *by, struct client *c, struct room *r,
 		room_join(r, c);
 	if (!c->remote)
 		proto_reply_new(c, id,
-		    json_pack("{s:s, s:s%, s:s}", "type", "room_joined",
-			"roomName", r->name, r->name_len, "username", c->name));
+		    chat_presence(json_pack("{s:s, s:s%, s:s}", "type",
+			"room_joined", "roomName", r->name, r->name_len,
+			"username", c->name), r));
 	if (!member)
 		room_broadcast_new(r,
-		    json_pack("{s:s, s:s%, s:s, s:o}", "type", "joined_room",
-			"roomName", r->name, r->name_len, "username", c->name,
-			"participants", room_participants(r)));
+		    chat_presence(json_pack("{s:s, s:s%, s:s}", "type",
+			"joined_room", "roomName", r->name, r->name_len,
+			"username", c->name), r));
 out:
 	hook_args_free(&ua);
 	hook_args_free(&ja);

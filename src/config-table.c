@@ -189,6 +189,8 @@ const struct config_option config_options[] = {
 	    "rooms one client may be in at once"),
 	NUM(max_members_per_room, CONFIG_UINT, 1, 10000000, 100000,
 	    "members of one room"),
+	NUM(presence_limit, CONFIG_UINT, 0, 10000000, 200,
+	    "members up to which a room's changes carry the member list"),
 	NUM(message_timeout, CONFIG_UINT, 1, 3600, 30,
 	    "seconds a client has to finish a WebSocket message"),
 	NUM(write_timeout, CONFIG_UINT, 1, 3600, 60,

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #define PARLEY_PROTOCOL_VERSION 1
+#define PARLEY_PROTOCOL_MINOR 1 /* the 1.1 additions this server has */
 #define PROTO_ROOM_NAME_MAX 64
 #define PROTO_USERNAME_MAX 32
 
@@ -343,6 +344,7 @@ struct config {
 	unsigned max_rooms;       /* rooms on the server: 10000 */
 	unsigned max_rooms_per_client; /* rooms one client is in: 100 */
 	unsigned max_members_per_room; /* 100000 */
+	unsigned presence_limit;  /* full member lists up to 200 members */
 	unsigned message_timeout; /* seconds to finish a message: 30 */
 	unsigned write_timeout;   /* seconds without write progress: 60 */
 	unsigned connects_per_minute_per_ip; /* 600 */
@@ -524,8 +526,9 @@ struct membership *room_membership(const struct room *r,
 void room_join(struct room *r, struct client *c);
 /* Removes c; returns -1 if c was not a member. */
 int room_leave(struct room *r, struct client *c);
-/* Returns a new JSON array of member names in join order. */
-json_t *room_participants(const struct room *r);
+/* Returns a new JSON array of the names of limit members from offset, in
+ * join order. */
+json_t *room_participants(const struct room *r, size_t offset, size_t limit);
 /* Sends b to every member of r. */
 void room_broadcast(struct room *r, struct buf *b);
 /* Steals json, encodes it once and sends it to every member. */

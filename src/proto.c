@@ -15,6 +15,7 @@
 #define PROTO_ID_MAX 64
 #define PROTO_HISTORY_DEFAULT 50
 #define PROTO_HISTORY_MAX 500
+#define PROTO_PARTICIPANTS_MAX 1000 /* one page of get_participants */
 
 /* One request being handled; handlers may say more about an error. */
 struct proto_req {
@@ -233,18 +234,43 @@ proto_send_message(struct proto_req *req)
 	    false, req->id, CHAT_AS_CLIENT | CHAT_COMMANDS, &req->err_owned);
 }
 
+/* An optional non-negative integer field; -1 when it is anything else. */
+static int
+proto_count(const json_t *msg, const char *key, json_int_t def,
+    json_int_t *out)
+{
+	json_t *v = json_object_get(msg, key);
+
+	if (v == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return -1;
+	*out = json_integer_value(v);
+	return 0;
+}
+
 static enum proto_err
 proto_get_participants(struct proto_req *req)
 {
 	struct room *r;
-
+	json_int_t offset, limit;
 	enum proto_err e;
 
+	if (proto_count(req->msg, "offset", 0, &offset) == -1 ||
+	    proto_count(req->msg, "limit", PROTO_PARTICIPANTS_MAX, &limit) ==
+	    -1)
+		return PROTO_ERR_BAD_REQUEST;
 	if ((e = proto_room(req, &r)) != PROTO_OK)
 		return e;
-	proto_reply_new(req->client, req->id, json_pack("{s:s, s:s%, s:o}",
-	    "type", "participants", "roomName", r->name, r->name_len,
-	    "participants", room_participants(r)));
+	if (limit > PROTO_PARTICIPANTS_MAX)
+		limit = PROTO_PARTICIPANTS_MAX;
+	proto_reply_new(req->client, req->id,
+	    json_pack("{s:s, s:s%, s:o, s:I, s:I}", "type", "participants",
+		"roomName", r->name, r->name_len, "participants",
+		room_participants(r, (size_t)offset, (size_t)limit), "count",
+		(json_int_t)r->count, "offset", offset));
 	return PROTO_OK;
 }
 
@@ -259,33 +285,22 @@ proto_list_rooms(struct proto_req *req)
 static enum proto_err
 proto_history(struct proto_req *req)
 {
-	json_t *before = json_object_get(req->msg, "before");
-	json_t *limit = json_object_get(req->msg, "limit");
-	const char *name;
-	size_t len;
+	json_int_t before, n;
 	struct room *r;
-	uint64_t bound = HISTORY_NO_BEFORE;
-	json_int_t n = PROTO_HISTORY_DEFAULT;
+	enum proto_err e;
 
-	if (proto_string(req->msg, "roomName", &name, &len, false) == -1)
+	if (!json_is_string(json_object_get(req->msg, "roomName")) ||
+	    proto_count(req->msg, "before", -1, &before) == -1 ||
+	    proto_count(req->msg, "limit", PROTO_HISTORY_DEFAULT, &n) == -1)
 		return PROTO_ERR_BAD_REQUEST;
-	if ((before != NULL && (!json_is_integer(before) ||
-	    json_integer_value(before) < 0)) ||
-	    (limit != NULL && (!json_is_integer(limit) ||
-	    json_integer_value(limit) < 0)))
-		return PROTO_ERR_BAD_REQUEST;
-	if ((r = room_find(name, len)) == NULL)
-		return PROTO_ERR_ROOM_NOT_FOUND;
-	req->err_room = r->name;
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
 	if (!history_enabled())
 		return PROTO_ERR_UNSUPPORTED;
-	if (before != NULL)
-		bound = (uint64_t)json_integer_value(before);
-	if (limit != NULL)
-		n = json_integer_value(limit);
 	if (n > PROTO_HISTORY_MAX)
 		n = PROTO_HISTORY_MAX;
-	return history_request(req->client, req->id, r, bound, (size_t)n);
+	return history_request(req->client, req->id, r, before < 0 ?
+	    HISTORY_NO_BEFORE : (uint64_t)before, (size_t)n);
 }
 
 static enum proto_err
@@ -428,8 +443,15 @@ proto_handle(struct client *c, const char *data, size_t len)
 void
 proto_welcome(struct client *c)
 {
-	conn_send_new(c, json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}", "type",
-	    "welcome", "server", cfg->server_name, "version", PACKAGE_VERSION,
-	    "protocol", PARLEY_PROTOCOL_VERSION, "username", c->name, "rooms",
-	    room_names()));
+	json_t *features = json_array();
+
+	/* What this server runs now (protocol 1.1). */
+	if (history_enabled())
+		json_array_append_new(features, json_string("history"));
+	json_array_append_new(features, json_string("presence_delta"));
+	conn_send_new(c, json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o}",
+	    "type", "welcome", "server", cfg->server_name, "version",
+	    PACKAGE_VERSION, "protocol", PARLEY_PROTOCOL_VERSION, "minor",
+	    PARLEY_PROTOCOL_MINOR, "features", features, "username", c->name,
+	    "rooms", room_names()));
 }

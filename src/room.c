@@ -112,11 +112,14 @@ room_leave(struct room *r, struct client *c)
 }
 
 json_t *
-room_participants(const struct room *r)
+room_participants(const struct room *r, size_t offset, size_t limit)
 {
 	json_t *a = json_array();
+	struct membership *m = r->head;
 
-	for (struct membership *m = r->head; m != NULL; m = m->next)
+	for (size_t i = 0; m != NULL && i < offset; i++)
+		m = m->next;
+	for (size_t n = 0; m != NULL && n < limit; m = m->next, n++)
 		json_array_append_new(a, json_string(m->client->name));
 	return a;
 }
