@@ -26,6 +26,7 @@ enum bench_workload {
 	BENCH_W2,
 	BENCH_W3,
 	BENCH_W4,
+	BENCH_W5,
 	BENCH_CUSTOM,
 };
 
@@ -183,6 +184,9 @@ int64_t proc_cpu_ns(pid_t pid);
 int64_t proc_wait_ns(pid_t pid);
 /* Resident set size of pid in KiB, or -1. */
 long proc_rss_kb(pid_t pid);
+/* Bytes the process has written to files and sockets (wchar of
+ * /proc/PID/io); -1 when unknown. */
+int64_t proc_written(pid_t pid);
 
 /* mock.c: a minimal stand-in server, to measure the bench itself */
 /* Serves parley-bench's traffic on listen_fd forever. */

@@ -33,7 +33,7 @@
 #define BENCH_MAX_PROCS 64
 
 static const char *const bench_names[] = { "W1", "W2", "W3", "W4",
-	"custom" };
+	"W5", "custom" };
 
 static struct bench_opts opts;
 static struct proc_server server;
@@ -666,18 +666,48 @@ bench_connect_all(void)
 	return (double)t / BENCH_NS_PER_S;
 }
 
+/* What the sampled servers have written so far (-1: unknown). */
+static int64_t
+bench_server_written(void)
+{
+	int64_t sum = 0;
+
+	if (nserver_pids == 0)
+		return -1;
+	for (unsigned i = 0; i < nserver_pids; i++) {
+		int64_t w = proc_written(server_pids[i]);
+		if (w < 0)
+			return -1;
+		sum += w;
+	}
+	return sum;
+}
+
 static int
 run_simple(void)
 {
+	static const char *const titles[] = { [BENCH_W1] = "fan-out",
+		[BENCH_W5] = "one large room", [BENCH_CUSTOM] = "custom" };
 	struct bench_stage st;
 	double setup_s;
+	int64_t w0 = bench_server_written(), w1;
 
 	setup_s = bench_connect_all();
+	/* What filling the room cost the server in bytes sent: with the
+	 * whole member list on every join it grows with the square of the
+	 * room's size. */
+	w1 = bench_server_written();
 	bench_stage(opts.rate, &st);
-	print_head(opts.workload == BENCH_W1 ? "fan-out" : "custom", setup_s);
+	print_head(titles[opts.workload], setup_s);
+	if (w0 >= 0 && w1 >= 0 && !opts.json)
+		printf("  join bytes  %.1f MB written by the server to set up "
+		    "(%.0f per connection)\n", (double)(w1 - w0) / 1e6,
+		    (double)(w1 - w0) / opts.conns);
 	print_stage(&st);
 	kv_reset();
 	kv_stage(&st, setup_s);
+	if (w0 >= 0 && w1 >= 0)
+		kv_add("setup_bytes", false, "%lld", (long long)(w1 - w0));
 	kv_print("RESULT");
 	return st.r.missing == 0 && st.r.closed == 0 && st.r.errors == 0 ?
 	    0 : 1;
@@ -825,7 +855,7 @@ usage(FILE *f)
 {
 	static const char *const lines[] = {
 		"usage: parley-bench [options]",
-		"  --workload W1|W2|W3|W4|custom  what to run (W1)",
+		"  --workload W1|W2|W3|W4|W5|custom  what to run (W1)",
 		"  --url ws://ADDR:PORT/ws        a running server (IPv4); give",
 		"                                 several (repeat, or a,b) for",
 		"                                 a cluster: each room's members",
@@ -958,6 +988,7 @@ apply_defaults(bool set[])
 		[BENCH_W2] = { 1000, 10, 50, 20, 5, 1, 20 },
 		[BENCH_W3] = { 10000, 100, 0, 0, 5, 1, 0 },
 		[BENCH_W4] = { 19000, 190, 10, 20, 10, 2, 1000 },
+		[BENCH_W5] = { 5000, 1, 50, 10, 10, 3, 20 },
 		[BENCH_CUSTOM] = { 1000, 10, 50, 20, 10, 3, 20 },
 	}, *w = &d[opts.workload];
 
@@ -1356,6 +1387,7 @@ main(int argc, char **argv)
 
 	switch (opts.workload) {
 	case BENCH_W1:
+	case BENCH_W5:
 	case BENCH_CUSTOM:
 		rc = run_simple();
 		break;

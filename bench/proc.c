@@ -106,6 +106,19 @@ proc_rss_kb(pid_t pid)
 	return strtol(p + 7, NULL, 10);
 }
 
+int64_t
+proc_written(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+
+	snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+	if (proc_slurp(path, buf, sizeof buf) <= 0)
+		return -1;
+	if ((p = strstr(buf, "wchar:")) == NULL)
+		return -1;
+	return strtoll(p + 6, NULL, 10);
+}
+
 static int
 proc_remove(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
