@@ -299,10 +299,73 @@ function saveRooms() {
 	store.set('sessionStorage', 'current', S.current);
 }
 
-function setParticipants(r, list) {
-	if (!Array.isArray(list)) return;
-	r.participants = list.map(String);
-	r.count = r.participants.length;
+/* A room's members: the whole list when the server sends it (rooms up
+ * to its presence_limit), else kept from the changes, with the count the
+ * server gives; loadParticipants pages the whole list in. */
+function setParticipants(r, list, count) {
+	if (Array.isArray(list)) r.participants = list.map(String);
+	r.count = Number.isInteger(count) ? count : r.participants.length;
+}
+
+function memberJoined(r, m) {
+	const name = String(m.username);
+	if (!Array.isArray(m.participants) && !r.participants.includes(name))
+		r.participants.push(name);
+	setParticipants(r, m.participants, m.count);
+}
+
+function memberLeft(r, m) {
+	const name = String(m.username);
+	if (!Array.isArray(m.participants))
+		r.participants = r.participants.filter((n) => n !== name);
+	setParticipants(r, m.participants, m.count);
+}
+
+function memberRenamed(r, m) {
+	if (!Array.isArray(m.participants)) {
+		const old = String(m.oldUsername);
+		r.participants = r.participants.map((n) =>
+		    n === old ? String(m.username) : n);
+	}
+	setParticipants(r, m.participants, m.count);
+}
+
+const PAGE = 1000; /* the server's largest page of get_participants */
+const MAX_PAGES = 50;
+
+/* Fetches the member list page by page (all of it, or the first page
+ * only); changes that arrive meanwhile are applied to the result. */
+async function loadParticipants(r, firstOnly = false) {
+	if (r.loading || !r.joined) return;
+	r.loading = true;
+	const names = [];
+	let count = 0;
+	try {
+		for (let page = 0; page < (firstOnly ? 1 : MAX_PAGES); page++) {
+			const reply = await chat.request('get_participants',
+			    { roomName: r.name, offset: names.length, limit: PAGE });
+			const got = Array.isArray(reply?.participants) ?
+			    reply.participants.map(String) : [];
+			names.push(...got);
+			count = Number.isInteger(reply?.count) ? reply.count : names.length;
+			if (got.length === 0 || names.length >= count) break;
+		}
+		const seen = new Set(names);
+		/* Members who joined while the pages came keep their place. */
+		r.participants = names.concat(r.participants.filter((n) => !seen.has(n)));
+		r.count = Math.max(count, r.participants.length);
+	} catch {
+		/* the next join, leave or opening of the list tries again */
+	} finally {
+		r.loading = false;
+	}
+	render();
+}
+
+/* A member list shorter than the count is completed when shown. */
+function completeParticipants(r) {
+	if (r?.joined && !r.loading && r.count > r.participants.length)
+		loadParticipants(r);
 }
 
 function roomButton(r) {
@@ -347,6 +410,8 @@ function renderRooms() {
 function renderPeople() {
 	const r = S.current ? S.rooms.get(S.current) : null;
 	const list = r?.joined ? r.participants : [];
+	if (WIDE.matches || document.body.classList.contains('show-people'))
+		completeParticipants(r);
 	$('people-list').replaceChildren(...list.map((name) => {
 		const li = h('li', 'person');
 		const av = h('span', `avatar small ${hue(name)}`, initial(name));
@@ -356,8 +421,9 @@ function renderPeople() {
 		return li;
 	}));
 	$('people-hint').hidden = Boolean(r?.joined);
-	$('people-n').textContent = r?.joined ? String(list.length) : '';
-	$('people-count').textContent = String(list.length);
+	const n = r?.joined ? Math.max(r.count ?? 0, list.length) : 0;
+	$('people-n').textContent = r?.joined ? String(n) : '';
+	$('people-count').textContent = String(n);
 }
 
 function renderRoom() {
@@ -369,8 +435,9 @@ function renderRoom() {
 	$('leave-btn').hidden = !r?.joined;
 	$('people-toggle').hidden = !r?.joined || WIDE.matches;
 	$('room-title').textContent = r ? `#${r.name}` : 'parley';
+	const n = r ? Math.max(r.count ?? 0, r.participants.length) : 0;
 	$('room-meta').textContent = !r ? '' : !r.joined ? 'not joined' :
-	    `${r.participants.length} ${r.participants.length === 1 ? 'person' : 'people'}`;
+	    `${n} ${n === 1 ? 'person' : 'people'}`;
 	if (!r) {
 		$('empty-text').textContent = S.autoJoin ?
 		    `Choose a name at the top to join #${S.autoJoin}.` : S.wanted ?
@@ -448,11 +515,12 @@ async function join(name, { show = false, byUser = false } = {}) {
 	}
 	const r = room(reply.roomName ?? name);
 	r.joined = true;
+	setParticipants(r, reply.participants, reply.count);
 	view(r);
 	saveRooms();
 	if (show) showRoom(r.name, byUser);
 	else render();
-	chat.request('get_participants', { roomName: r.name }).catch(() => {});
+	if (!Array.isArray(reply.participants)) loadParticipants(r, true);
 	loadHistory(r, true);
 	return true;
 }
@@ -646,7 +714,7 @@ chat.on('room_created', (m) => {
 chat.on('created_room', (m) => {
 	const r = room(String(m.roomName));
 	r.joined = true;
-	setParticipants(r, m.participants);
+	setParticipants(r, m.participants, m.count);
 	view(r).done = true;
 	renderLogTop(r);
 	showRoom(r.name, true);
@@ -654,7 +722,7 @@ chat.on('created_room', (m) => {
 
 chat.on('joined_room', (m) => {
 	const r = room(String(m.roomName));
-	setParticipants(r, m.participants);
+	memberJoined(r, m);
 	if (m.username === S.me) {
 		r.joined = true;
 		saveRooms();
@@ -664,16 +732,11 @@ chat.on('joined_room', (m) => {
 	render();
 });
 
-chat.on('participants', (m) => {
-	setParticipants(room(String(m.roomName)), m.participants);
-	render();
-});
-
 const LEFT = { left: 'left', disconnected: 'disconnected',
     timeout: 'timed out', kicked: 'was removed' };
 chat.on('user_left', (m) => {
 	const r = room(String(m.roomName));
-	setParticipants(r, m.participants);
+	memberLeft(r, m);
 	if (r.joined)
 		addLine(r, `${m.username} ${LEFT[m.reason] ?? 'left'}`, 'event');
 	render();
@@ -681,7 +744,7 @@ chat.on('user_left', (m) => {
 
 chat.on('user_renamed', (m) => {
 	const r = room(String(m.roomName));
-	setParticipants(r, m.participants);
+	memberRenamed(r, m);
 	if (r.joined)
 		addLine(r, `${m.oldUsername} is now known as ${m.username}`, 'event');
 	render();
@@ -702,6 +765,26 @@ chat.on('room_left', (m) => {
 			render();
 		}
 	}
+});
+
+/* A deleted room leaves the list (its members were kicked just before). */
+chat.on('room_deleted', (m) => {
+	const name = String(m.roomName);
+	const r = S.rooms.get(name);
+	if (!r) return;
+	S.rooms.delete(name);
+	if (S.current === name) {
+		const next = [...S.rooms.values()].find((x) => x.joined);
+		S.current = null;
+		if (next) showRoom(next.name);
+		else {
+			$('log').replaceChildren();
+			history.replaceState(null, '', location.pathname + location.search);
+		}
+	}
+	toast(`#${name} was deleted`);
+	saveRooms();
+	render();
 });
 
 chat.on('kicked', (m) => {

@@ -91,6 +91,8 @@ async function startServer() {
 		`state_dir = ${luaString(join(tmp, 'state'))}`,
 		'ping_interval = 2',
 		'ping_timeout = 2',
+		/* small, so that a room of a few is a large room (protocol 1.1) */
+		'presence_limit = 3',
 		/* the tree's scripts (/help, /me, ...), not the installed ones */
 		existsSync(join(TOP, 'scripts', 'commands.lua')) ?
 		    `script_dirs = { ${luaString(join(TOP, 'scripts'))} }` : '',
@@ -432,6 +434,54 @@ async function steps(browser, base, relay, alice, bob) {
 		await message(C, lines[0][1]).waitFor(); /* history on join */
 		await say(C, 'Hi both! Just read the thread. I can take the copy for step 3.');
 		await message(A, 'Hi both! Just read the thread. I can take the copy for step 3.').waitFor();
+	});
+
+	await step('a room over presence_limit keeps its member list from the changes', async () => {
+		/* Three more members, plain WebSockets from carol's page: the
+		 * room grows past the server's presence_limit (3), so the
+		 * events now carry only the change and the count. */
+		await C.evaluate(async (url) => {
+			window.extra = [];
+			for (const name of ['dave', 'erin', 'frank']) {
+				const ws = new WebSocket(url);
+				await new Promise((res, rej) => {
+					ws.onmessage = (ev) => {
+						const m = JSON.parse(ev.data);
+						if (m.type === 'welcome')
+							ws.send(JSON.stringify({ type: 'join_room',
+							    roomName: 'design-review', username: name }));
+						if (m.type === 'room_joined') res();
+						if (m.type === 'error') rej(new Error(m.message));
+					};
+				});
+				window.extra.push(ws);
+			}
+		}, new URL('/ws', base).href.replace(/^http/, 'ws'));
+		const six = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'];
+		await waitPeople(A, six);
+		await A.locator('#room-meta', { hasText: '6 people' }).waitFor();
+		/* a newcomer gets no list with its join: it pages it in */
+		const dan = await newUser(browser, 'dan');
+		await dan.page.goto(`${base}#design-review`);
+		await connected(dan.page);
+		await setName(dan.page, 'dan');
+		await roomTitle(dan.page, 'design-review');
+		await waitPeople(dan.page, [...six, 'dan']);
+		await waitPeople(A, [...six, 'dan']);
+		/* a rename and a leave, as changes only */
+		await C.evaluate(() => {
+			window.extra[0].send(JSON.stringify({ type: 'set_username', username: 'dave2' }));
+			window.extra[1].send(JSON.stringify({ type: 'leave_room', roomName: 'design-review' }));
+		});
+		const after = ['alice', 'bob', 'carol', 'dave2', 'frank', 'dan'];
+		await waitPeople(A, after);
+		await waitPeople(dan.page, after);
+		await A.locator('#room-meta', { hasText: '6 people' }).waitFor();
+		await dan.context.close();
+		pages.splice(pages.findIndex((p) => p.label === 'dan'), 1);
+		await C.evaluate(() => { for (const ws of window.extra) ws.close(1000); });
+		await waitPeople(A, ['alice', 'bob', 'carol']);
+		await A.locator('#room-meta', { hasText: '3 people' }).waitFor();
 	});
 
 	await step('/me is shown as an action', async () => {
