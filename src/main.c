@@ -653,6 +653,7 @@ main(int argc, char **argv)
 	command_free_all();
 	hook_free_all();
 	limit_free();
+	name_free();
 	metrics_free();
 	loop_free();
 	config_free(&main_config);
