@@ -141,40 +141,34 @@ name_buf_reserve(struct name_buf *b, int32_t cap)
 	}
 }
 
-/* Normalises in to out with NFKC_Casefold. */
-static void
-name_fold(const struct name_buf *in, struct name_buf *out, UErrorCode *e)
-{
-	int32_t n;
+enum name_op { NAME_FOLD, NAME_SKELETON };
 
-	if (U_FAILURE(*e))
-		return;
-	n = unorm2_normalize(name_nfkc_cf, in->p, in->len, out->p, out->cap,
-	    e);
-	if (*e == U_BUFFER_OVERFLOW_ERROR) {
-		*e = U_ZERO_ERROR;
-		name_buf_reserve(out, n + 1);
-		n = unorm2_normalize(name_nfkc_cf, in->p, in->len, out->p,
+static int32_t
+name_op_run(enum name_op op, const struct name_buf *in, struct name_buf *out,
+    UErrorCode *e)
+{
+	if (op == NAME_FOLD)
+		return unorm2_normalize(name_nfkc_cf, in->p, in->len, out->p,
 		    out->cap, e);
-	}
-	out->len = n;
+	return uspoof_getSkeleton(name_spoof, 0, in->p, in->len, out->p,
+	    out->cap, e);
 }
 
-/* The UTS #39 skeleton of in, into out. */
+/* Writes NFKC_Casefold or the UTS #39 skeleton of in to out, growing out
+ * when ICU says it is too small. */
 static void
-name_skeleton(const struct name_buf *in, struct name_buf *out, UErrorCode *e)
+name_apply(enum name_op op, const struct name_buf *in, struct name_buf *out,
+    UErrorCode *e)
 {
 	int32_t n;
 
 	if (U_FAILURE(*e))
 		return;
-	n = uspoof_getSkeleton(name_spoof, 0, in->p, in->len, out->p,
-	    out->cap, e);
+	n = name_op_run(op, in, out, e);
 	if (*e == U_BUFFER_OVERFLOW_ERROR) {
 		*e = U_ZERO_ERROR;
 		name_buf_reserve(out, n + 1);
-		n = uspoof_getSkeleton(name_spoof, 0, in->p, in->len, out->p,
-		    out->cap, e);
+		n = name_op_run(op, in, out, e);
 	}
 	out->len = n;
 }
@@ -289,8 +283,8 @@ name_key(const char *s, size_t len, char **out, char **cause)
 	 */
 	for (int round = 0; round < 2 && U_SUCCESS(e); round++) {
 		name_lower_small_capitals(&a);
-		name_fold(&a, &b, &e);
-		name_skeleton(&b, &a, &e);
+		name_apply(NAME_FOLD, &a, &b, &e);
+		name_apply(NAME_SKELETON, &b, &a, &e);
 	}
 	if (U_SUCCESS(e)) {
 		name_finish(&a);
