@@ -1,8 +1,8 @@
 /*
  * client.c: client objects: id, name, rooms joined, and lifetime. Names
  * are unique server-wide by their key (name.c: case and look-alikes
- * folded, so "Alice", "ALICE" and "аlice" are one name), found through a map;
- * ids never repeat, so scripts and plugins can hold an id instead of a
+ * folded, so "Alice", "ALICE" and "аlice" are one name), found through a
+ * map; ids never repeat, so scripts and plugins can hold an id instead of a
  * pointer. A removed client is only marked dead and freed in the loop's
  * before-sleep step, never in the middle of a broadcast walk.
  */
@@ -18,7 +18,7 @@ struct client *clients;
 unsigned client_count;
 
 static uint64_t client_next_id = 1;
-static struct map client_by_name; /* folded name -> client */
+static struct map client_by_name; /* name key -> client */
 static struct map client_by_id;   /* decimal id -> client */
 static struct client *client_dead; /* dead, waiting for the reap */
 
