@@ -1210,11 +1210,11 @@ main(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_WORKLOAD:
-			for (i = 0; i < 5; i++) {
+			for (i = 0; i <= BENCH_CUSTOM; i++) {
 				if (strcasecmp(optarg, bench_names[i]) == 0)
 					break;
 			}
-			if (i == 5) {
+			if (i > BENCH_CUSTOM) {
 				fprintf(stderr, "parley-bench: unknown "
 				    "workload: %s\n", optarg);
 				return 2;

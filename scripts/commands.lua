@@ -133,33 +133,26 @@ parley.command("who", {
 	    table.concat(names, ", "))
 end)
 
--- Wrong passwords are counted per user; after three, one minute's wait.
+-- Wrong passwords are limited by the server, per address and server-wide:
+-- after three, a minute's wait, doubling with each wrong guess after it.
 parley.command("oper", {
 	usage = "/oper <password>",
 	help = "makes you a server operator",
 }, function(user, room, args)
-	local data = user.data
-	local now = parley.now()
-	if data.oper_wait and now < data.oper_wait then
-		return false, "too many wrong passwords; try again later",
-		    "rate_limited"
-	end
 	local password = args:match("^%s*(.-)%s*$")
-	local ok = parley.check_oper_password(password)
+	local ok, wait = parley.check_oper_password(password, user)
 	if ok == nil then
 		return false, "this server has no operator password", "forbidden"
 	end
+	if not ok and wait then
+		return false, string.format("too many wrong passwords; try again "
+		    .. "in %d seconds", wait), "rate_limited"
+	end
 	if not ok then
-		data.oper_fails = (data.oper_fails or 0) + 1
-		if data.oper_fails >= 3 then
-			data.oper_fails = 0
-			data.oper_wait = now + 60
-		end
 		parley.log("warn", string.format("wrong /oper password from %s (%s)",
 		    user.name, user.address))
 		return false, "wrong password", "forbidden"
 	end
-	data.oper_fails = 0
 	user:add_role(OPER)
 	parley.log("info", string.format("%s (%s) is now an operator",
 	    user.name, user.address))

@@ -3,17 +3,17 @@
 -- A worked example of the `username` hook, which runs whenever a client
 -- asks for a name: set_username, join_room with a username, and /nick.
 -- The core has already checked the protocol's rules (1 to 32 bytes of
--- UTF-8, no control characters, no space at either end, not taken when
--- ASCII letters are folded); this script narrows them:
+-- UTF-8, no control characters, no space at either end), refused
+-- invisible, space-like and direction-changing characters, and refused a
+-- name that looks like one someone holds: names are compared by their
+-- key, parley.name_key(name) (NFKC case folding and the Unicode
+-- confusable skeleton, so "aIice", "аlice" in Cyrillic and "ａｌｉｃｅ"
+-- all take "alice"'s place). This script narrows the rules:
 --
 --   * length, counted in characters;
---   * no invisible or direction-changing characters (zero-width spaces,
---     bidi overrides, ...), which let one name look like another;
 --   * reserved names (admin, server, system, ...), also when written
---     with look-alikes ("Adm1n", "s3rver", "r00t", "ad-min");
---   * no impersonation of someone connected: a name that looks like an
---     existing user's once look-alikes are folded ("aIice" for "alice",
---     "rnallory" for "mallory", "b0b" for "bob") is refused.
+--     with look-alikes ("Adm1n", "s3rver", "r00t", "ad-min", "аdmin",
+--     "ａｄｍｉｎ", "admın").
 --
 -- Settings (parley.conf), all optional:
 --
@@ -44,50 +44,20 @@ for _, name in ipairs(settings.also_reserved or {}) do
 	reserved_names[#reserved_names + 1] = name
 end
 
--- Characters that draw nothing or reorder what follows: soft hyphen,
--- combining grapheme joiner, Arabic letter mark, Hangul fillers, Mongolian
--- vowel separator, zero-width and bidi controls, word joiners, variation
--- selectors, the byte order mark and tag characters.
-local invisible = {
-	{ 0x00AD, 0x00AD }, { 0x034F, 0x034F }, { 0x061C, 0x061C },
-	{ 0x115F, 0x1160 }, { 0x17B4, 0x17B5 }, { 0x180B, 0x180F },
-	{ 0x200B, 0x200F }, { 0x202A, 0x202E }, { 0x2060, 0x206F },
-	{ 0x3164, 0x3164 }, { 0xFE00, 0xFE0F }, { 0xFEFF, 0xFEFF },
-	{ 0xFFA0, 0xFFA0 }, { 0xFFF0, 0xFFFB }, { 0xE0000, 0xE0FFF },
+-- A name's key keeps digits other than 0 and 1 (which look like o and l)
+-- so that "bob2" and "bob3" stay two names; for reserved names digits
+-- standing for letters count too.
+local leet = {
+	["3"] = "e", ["4"] = "a", ["5"] = "s", ["7"] = "t", ["8"] = "b",
+	["!"] = "l", ["@"] = "a", ["$"] = "s",
 }
-
-local function has_invisible(name)
-	for _, cp in utf8.codes(name) do
-		for _, range in ipairs(invisible) do
-			if cp >= range[1] and cp <= range[2] then
-				return true
-			end
-		end
-	end
-	return false
-end
-
--- Look-alikes, folded to one spelling. Digits map to distinct letters,
--- so names that differ only in their numbers stay different.
-local fold = {
-	["0"] = "o", ["1"] = "l", ["3"] = "e", ["4"] = "a", ["5"] = "s",
-	["7"] = "t", ["8"] = "b", ["i"] = "l", ["|"] = "l", ["!"] = "l",
-	["@"] = "a", ["$"] = "s",
-}
-
--- The "skeleton" of a name: what it looks like, more or less.
-local function skeleton(name)
-	local s = name:lower()
-	s = s:gsub("rn", "m"):gsub("vv", "w"):gsub("cl", "d")
-	s = s:gsub("[013578i|!@$]", fold)
-	return s
-end
 
 -- For reserved names, separators and trailing digits do not count either:
 -- "ad-min", "Admin_" and "admin2" are all "admin".
 local function bare(name)
-	local s = name:lower():gsub("%d+$", "")
-	s = skeleton(s):gsub("[%s%p]", "")
+	local s = name:gsub("%d+$", "")
+	s = parley.name_key(s) or s
+	s = s:gsub("[34578!@$]", leet):gsub("[%s%p]", ""):gsub("%d+$", "")
 	return s
 end
 
@@ -96,66 +66,17 @@ for _, name in ipairs(reserved_names) do
 	reserved[bare(name)] = name
 end
 
--- skeleton -> id of the user who had a name with it, checked again on
--- use (the user may have left or taken another name since).
-local holders = {}
-
-local function remember(user, name)
-	holders[skeleton(name)] = user.id
-end
-
-local function holder(skel, me)
-	local id = holders[skel]
-	if id == nil or id == me.id then
-		return nil
-	end
-	local other = parley.user(id)
-	if other ~= nil and skeleton(other.name) == skel then
-		return other
-	end
-	holders[skel] = nil
-	return nil
-end
-
--- Whoever is connected when the script (re)loads.
-for _, user in ipairs(parley.users()) do
-	remember(user, user.name)
-end
-
--- Guests get names from the server, which pass no username hook.
-parley.on("connect", function(user)
-	remember(user, user.name)
-end)
-
-parley.on("disconnect", function(user)
-	local skel = skeleton(user.name)
-	if holders[skel] == user.id then
-		holders[skel] = nil
-	end
-end)
-
 parley.on("username", function(user, name)
 	local length = utf8.len(name) or #name
 	if length < min_length or length > max_length then
 		return false, string.format("names are %d to %d characters long",
 		    min_length, max_length), "invalid_name"
 	end
-	if has_invisible(name) then
-		return false, "names may not contain invisible characters",
-		    "invalid_name"
-	end
 	if ascii_only and not name:match("^[%w _%.%-]+$") then
 		return false, "names may use only letters, digits, spaces, "
 		    .. "dots, dashes and underscores", "invalid_name"
 	end
-	local taken = reserved[bare(name)]
-	if taken then
+	if reserved[bare(name)] then
 		return false, string.format("%q is reserved", name)
 	end
-	local other = holder(skeleton(name), user)
-	if other then
-		return false, string.format("%q looks too much like %s's name",
-		    name, other.name)
-	end
-	remember(user, name)
 end, 100)

@@ -1,7 +1,8 @@
 /*
  * client.c: client objects: id, name, rooms joined, and lifetime. Names
- * are unique server-wide with ASCII letters folded, found through a map;
- * ids never repeat, so scripts and plugins can hold an id instead of a
+ * are unique server-wide by their key (name.c: case and look-alikes
+ * folded, so "Alice", "ALICE" and "аlice" are one name), found through a
+ * map; ids never repeat, so scripts and plugins can hold an id instead of a
  * pointer. A removed client is only marked dead and freed in the loop's
  * before-sleep step, never in the middle of a broadcast walk.
  */
@@ -17,21 +18,20 @@ struct client *clients;
 unsigned client_count;
 
 static uint64_t client_next_id = 1;
-static struct map client_by_name; /* folded name -> client */
+static struct map client_by_name; /* name key -> client */
 static struct map client_by_id;   /* decimal id -> client */
 static struct client *client_dead; /* dead, waiting for the reap */
 
+/* The key a name is held by (name.c); a name ICU cannot read (never
+ * one that passed the name rules) is held by its bytes. */
 static char *
-client_fold(const char *name, size_t len)
+client_key(const char *name, size_t len)
 {
-	char *f = xmalloc(len + 1);
+	char *k;
 
-	for (size_t i = 0; i < len; i++) {
-		char ch = name[i];
-		f[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-	}
-	f[len] = '\0';
-	return f;
+	if (name_key(name, len, &k, NULL) == -1)
+		k = xstrndup(name, len);
+	return k;
 }
 
 static size_t
@@ -43,10 +43,13 @@ client_id_key(uint64_t id, char *out, size_t size)
 struct client *
 client_find_by_name(const char *name, size_t len)
 {
-	char *f = client_fold(name, len);
-	struct client *c = map_find(&client_by_name, f, len);
+	char *k;
+	struct client *c;
 
-	free(f);
+	if (name_key(name, len, &k, NULL) == -1)
+		return NULL;
+	c = map_find(&client_by_name, k, strlen(k));
+	free(k);
 	return c;
 }
 
@@ -62,21 +65,20 @@ client_find_by_id(uint64_t id)
 int
 client_set_name(struct client *c, const char *name, size_t len)
 {
-	char *f = client_fold(name, len);
-	struct client *other = map_find(&client_by_name, f, len);
+	char *k = client_key(name, len);
+	struct client *other = map_find(&client_by_name, k, strlen(k));
 
 	if (other != NULL && other != c) {
-		free(f);
+		free(k);
 		return -1;
 	}
-	if (c->name != NULL) {
-		char *old = client_fold(c->name, strlen(c->name));
-		map_remove(&client_by_name, old, strlen(c->name));
-		free(old);
+	if (c->name_key != NULL) {
+		map_remove(&client_by_name, c->name_key, strlen(c->name_key));
+		free(c->name_key);
 		free(c->name);
 	}
-	map_add(&client_by_name, f, len, c);
-	free(f);
+	map_add(&client_by_name, k, strlen(k), c);
+	c->name_key = k;
 	c->name = xstrndup(name, len);
 	return 0;
 }
@@ -130,6 +132,7 @@ client_free(struct client *c)
 	conn_forget(c);
 	free(c->rooms);
 	free(c->name);
+	free(c->name_key);
 	free(c);
 }
 
@@ -158,13 +161,9 @@ client_unlink(struct client *c)
 	handle_remove(c);
 	n = client_id_key(c->id, key, sizeof key);
 	map_remove(&client_by_id, key, n);
-	if (c->name != NULL) {
-		size_t len = strlen(c->name);
-		char *f = client_fold(c->name, len);
-		if (map_find(&client_by_name, f, len) == c)
-			map_remove(&client_by_name, f, len);
-		free(f);
-	}
+	if (c->name_key != NULL &&
+	    map_find(&client_by_name, c->name_key, strlen(c->name_key)) == c)
+		map_remove(&client_by_name, c->name_key, strlen(c->name_key));
 
 	if (c->prev != NULL)
 		c->prev->next = c->next;

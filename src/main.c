@@ -658,6 +658,7 @@ main(int argc, char **argv)
 	hook_free_all();
 	handle_free_all();
 	limit_free();
+	name_free();
 	metrics_free();
 	loop_free();
 	config_free(&main_config);

@@ -195,6 +195,12 @@ metrics_render(size_t *len)
 	    room_count());
 	metrics_counter(&mb, "room_members", "memberships in all rooms",
 	    "gauge", metrics[METRIC_ROOM_MEMBERS]);
+	metrics_counter(&mb, "oper_password_failures_total",
+	    "wrong operator passwords", "counter",
+	    metrics[METRIC_OPER_FAILURES]);
+	metrics_counter(&mb, "oper_password_refused_total",
+	    "operator password guesses refused unchecked (back-off)",
+	    "counter", metrics[METRIC_OPER_REFUSED]);
 	metrics_counter(&mb, "messages_in_total", "chat messages accepted",
 	    "counter", metrics[METRIC_MESSAGES_IN]);
 	metrics_counter(&mb, "messages_delivered_total",

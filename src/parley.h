@@ -96,6 +96,18 @@ bool utf8_valid(const char *s, size_t n);
  * valid UTF-8. */
 bool utf8_has_control(const char *s, size_t n);
 
+/* name.c: the canonical form of names (NFKC case folding and the UTS #39
+ * confusable skeleton, by ICU) */
+/* Sets *out to the key of the name s (allocated; the caller frees it):
+ * names with equal keys look alike and count as one. -1 with *cause when
+ * s is not UTF-8 or is over 1024 bytes. */
+int name_key(const char *s, size_t len, char **out, char **cause);
+/* 0 when s has none of the characters refused in names (spaces but
+ * U+0020, invisible, default-ignorable, bidi controls, unassigned,
+ * private use, a leading combining mark); else -1 with *cause. */
+int name_check(const char *s, size_t len, char **cause);
+void name_free(void);
+
 /* map.c: string-keyed hash map (open addressing); values are borrowed */
 struct map {
 	struct map_slot *slots;
@@ -224,6 +236,8 @@ enum metric {
 	METRIC_SLOW_CONSUMERS,
 	METRIC_HTTP_REFUSED,       /* upgrades refused by admission */
 	METRIC_ROOM_MEMBERS,       /* gauge: memberships in all rooms */
+	METRIC_OPER_FAILURES,      /* wrong operator passwords */
+	METRIC_OPER_REFUSED,       /* guesses refused unchecked (back-off) */
 	METRIC_COUNT
 };
 extern uint64_t metrics[METRIC_COUNT];
@@ -265,6 +279,12 @@ enum limit_admit {
 	LIMIT_RATE,      /* the address connects too fast: 429 */
 	LIMIT_BANNED,    /* the address is banned for a while: 429 */
 };
+/* Exponential back-off after failures (operator passwords). */
+struct limit_backoff {
+	unsigned fails;  /* wrong in a row */
+	uint64_t last;   /* loop_now() of the last failure */
+	uint64_t until;  /* loop_now() before which nothing is checked */
+};
 void bucket_init(struct bucket *b, unsigned burst);
 /* Takes a token; false when the bucket is empty. per_minute 0: no limit. */
 bool bucket_take(struct bucket *b, unsigned per_minute, unsigned burst);
@@ -277,6 +297,12 @@ void limit_conn_close(const char *addr);
 /* Counts a violation by addr; returns true when that earned a ban. */
 bool limit_strike(const char *addr);
 void limit_sweep(void);
+/* Seconds before an operator password guess from addr (NULL: unknown)
+ * may be checked, 0 for now; a guess refused this way is counted. */
+unsigned limit_oper_wait(const char *addr);
+/* Records a checked guess from addr (may be NULL), right or wrong;
+ * wrong ones are counted and start or lengthen the back-off. */
+void limit_oper_result(const char *addr, bool ok);
 
 /* loop.c: epoll file descriptors, timers and the before-sleep step */
 struct loop_fd;
@@ -361,6 +387,8 @@ struct config {
 	unsigned ban_after;   /* violations within ban_window: 50; 0 = never */
 	unsigned ban_window;  /* seconds: 60 */
 	unsigned ban_seconds; /* seconds: 300 */
+	unsigned oper_backoff_max;     /* seconds: 3600 */
+	unsigned oper_failures_global; /* before server-wide back-off: 20 */
 	int log_level;            /* LOG_LVL_INFO */
 	char *log_file;           /* NULL: stderr */
 	bool log_syslog;          /* false */
@@ -449,6 +477,7 @@ struct client {
 	bool pending; /* on the pending-write list */
 	bool remote;  /* another server's client (a plugin's), no socket */
 	char *name;
+	char *name_key; /* name_key(name): what the name is held by */
 	char addr[46]; /* INET6_ADDRSTRLEN */
 	struct membership **rooms; /* rooms joined, in join order */
 	size_t nrooms;
@@ -485,7 +514,7 @@ void client_remove(struct client *c, const char *reason);
 void client_unlink(struct client *c);
 struct client *client_find_by_id(uint64_t id);
 struct client *client_find_by_name(const char *name, size_t len);
-/* Sets c's name; returns -1 if another client has it (ASCII case-folded). */
+/* Sets c's name; returns -1 if another client holds its key (name.c). */
 int client_set_name(struct client *c, const char *name, size_t len);
 /* Sends b to every connected client. */
 void client_broadcast_all(struct buf *b);
@@ -634,7 +663,8 @@ void proto_welcome(struct client *c);
 void proto_reply_new(struct client *c, const json_t *id, json_t *reply);
 void proto_send_error(struct client *c, enum proto_err e, const json_t *id,
     const char *room, const char *message);
-/* Core name rules: 1..max bytes, no Cc, no leading/trailing space. */
+/* Core name rules: 1..max bytes, no Cc, no leading/trailing space, none
+ * of the characters name_check refuses. */
 bool proto_name_valid(const char *s, size_t len, size_t max);
 /* Depth of the deepest nesting in a JSON text, stopping past limit. */
 unsigned proto_json_depth(const char *s, size_t len, unsigned limit);

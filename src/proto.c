@@ -105,7 +105,8 @@ proto_name_valid(const char *s, size_t len, size_t max)
 		return false;
 	if (s[0] == ' ' || s[len - 1] == ' ')
 		return false;
-	return utf8_valid(s, len) && !utf8_has_control(s, len);
+	return utf8_valid(s, len) && !utf8_has_control(s, len) &&
+	    name_check(s, len, NULL) == 0;
 }
 
 void

@@ -870,23 +870,33 @@ script_time(lua_State *L)
 	return 1;
 }
 
-/* parley.check_oper_password(text): true or false; nil when no password
- * is configured. The comparison takes the same time wherever the first
- * difference lies. */
+/* parley.check_oper_password(text [, user]): true or false; nil when no
+ * password is configured. Wrong guesses are limited per address and
+ * server-wide (limit.c): while a guess would not be checked, the answer
+ * is false and the seconds to wait. The comparison takes the same time
+ * wherever the first difference lies. */
 static int
 script_check_oper_password(lua_State *L)
 {
 	struct script_state *st = script_state_of(L);
 	size_t len;
 	const char *pw = luaL_checklstring(L, 1, &len);
+	const struct client *c = lua_isnoneornil(L, 2) ? NULL :
+	    script_check_user(L, 2, false);
+	const char *addr = c != NULL ? c->addr : NULL;
 	uint8_t digest[SHA256_DIGEST_SIZE];
 	static const char hex[] = "0123456789abcdef";
 	struct sha256_ctx ctx;
-	unsigned diff = 0;
+	unsigned diff = 0, wait;
 
 	if (st->oper_hash == NULL || strlen(st->oper_hash) !=
 	    2 * SHA256_DIGEST_SIZE)
 		return 0;
+	if ((wait = limit_oper_wait(addr)) != 0) {
+		lua_pushboolean(L, 0);
+		lua_pushinteger(L, wait);
+		return 2;
+	}
 	sha256_init(&ctx);
 	sha256_update(&ctx, len, (const uint8_t *)pw);
 	sha256_digest(&ctx, sizeof digest, digest);
@@ -895,7 +905,49 @@ script_check_oper_password(lua_State *L)
 		diff |= (unsigned)(hex[digest[i] & 15] ^
 		    st->oper_hash[2 * i + 1]);
 	}
+	limit_oper_result(addr, diff == 0);
 	lua_pushboolean(L, diff == 0);
+	return 1;
+}
+
+/* parley.name_key(text): the key names are compared by (name.c): equal
+ * keys, look-alike names. nil and the reason for text that is not UTF-8
+ * or is over 1024 bytes. */
+static int
+script_name_key(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	char *k, *cause = NULL;
+
+	if (name_key(s, len, &k, &cause) == -1) {
+		lua_pushnil(L);
+		lua_pushstring(L, cause);
+		free(cause);
+		return 2;
+	}
+	lua_pushstring(L, k);
+	free(k);
+	return 1;
+}
+
+/* parley.name_check(text): true, or false and why, by the characters the
+ * server refuses in any name (spaces but U+0020, invisible ones, bidi
+ * controls, ...). */
+static int
+script_name_check(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	char *cause = NULL;
+
+	if (name_check(s, len, &cause) == -1) {
+		lua_pushboolean(L, 0);
+		lua_pushstring(L, cause);
+		free(cause);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
 	return 1;
 }
 
@@ -1201,6 +1253,8 @@ script_api_open(lua_State *L, struct script *s)
 		{ "now", script_now },
 		{ "time", script_time },
 		{ "check_oper_password", script_check_oper_password },
+		{ "name_key", script_name_key },
+		{ "name_check", script_name_check },
 		{ NULL, NULL },
 	};
 

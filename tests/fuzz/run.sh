@@ -53,10 +53,10 @@ for name in lua5.4 lua-5.4 lua54 lua; do
 		break
 	fi
 done
-for pc in libmicrohttpd jansson nettle; do
+for pc in libmicrohttpd jansson nettle icu-uc icu-i18n; do
 	pkg-config --exists "$pc" 2>/dev/null || skip "pkg-config: no $pc"
 done
-pcs="libmicrohttpd jansson nettle"
+pcs="libmicrohttpd jansson nettle icu-uc icu-i18n"
 pkg_cflags=$(pkg-config --cflags $pcs)
 pkg_libs=$(pkg-config --libs $pcs)
 lua_cflags=${LUA_CFLAGS:-$( [ -n "$lua_pc" ] && pkg-config --cflags "$lua_pc")}

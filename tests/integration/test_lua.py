@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, Server, TestFailure, check, check_eq,  # noqa
-    uniq, scaled, run_daemon, lua_config, Skip)
+    uniq, scaled, run_daemon, lua_config, Skip, Client, http_get)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
@@ -367,6 +367,27 @@ async def test_commands_and_replies(t):
 
 
 @case(config=HOOKS)
+async def test_name_key(t):
+	a, room = await in_room(t, "nk")
+	tail = uniq("")
+	await a.set_name("Mallory" + tail)
+	key = "rnallory" + tail.replace("1", "l").replace("0", "o")
+	check_eq(await notice(a, room, "/namekey m\u0430llory" + tail),
+	    "%s|nil|true|nil|Mallory%s" % (key, tail),
+	    "the key of a look-alike finds the user")
+	check_eq(await notice(a, room, "/namekey \uff2d\uff41llory" + tail),
+	    "%s|nil|true|nil|Mallory%s" % (key, tail), "fullwidth")
+	r = await notice(a, room, "/namekey x\u200by")
+	check_eq(r, "xy|nil|false|names may not contain invisible "
+	    "characters|none", "a refused character")
+	r = await notice(a, room, "/namekey x\u00a0y")
+	check(r.startswith("x y|nil|false|names may contain no space"),
+	    "NBSP: %r" % r)
+	r = await notice(a, room, "/namekey " + "a" * 1100)
+	check_eq(r, "nil|name too long|false|name too long|none", "too long")
+
+
+@case(config=HOOKS)
 async def test_handles(t):
 	a, room = await in_room(t, "hd")
 	b, _ = await in_room(t, "he", room)
@@ -643,13 +664,100 @@ async def test_default_oper_kick(t):
 	await error(owner, room, "/kick nobody-here", "not_in_room")
 
 
-@case(config=DEFAULTS)
+# Guessing puts the address in back-off, so these cases have servers of
+# their own (the other cases become operators from the same address).
+GUESSING = dict(DEFAULTS, oper_backoff_max=3600)
+GUESSING_AGAIN = dict(DEFAULTS, oper_backoff_max=3599)
+GUESSING_PROXIED = dict(DEFAULTS, trusted_proxies=["127.0.0.1"],
+    oper_failures_global=8)
+
+
+@case(config=GUESSING)
 async def test_default_oper_guessing(t):
 	a, room = await in_room(t, "gs")
 	for _ in range(3):
 		await error(a, room, "/oper guess", "forbidden")
 	await error(a, room, "/oper " + PASSWORD, "rate_limited")
 	await wait_log(t.server, r"lua:commands: wrong /oper password from")
+
+
+async def metric(server, name):
+	r = await http_get(server, "/metrics")
+	m = re.search(r"^parley_%s (\d+)$" % name, r.body.decode(), re.M)
+	check(m is not None, "no %s in /metrics" % name)
+	return int(m.group(1))
+
+
+async def guess(t, room, password, addr=None, label="guess"):
+	"""One /oper guess on a connection of its own (closed after): the
+	error code, or "ok"."""
+	kw = {"extra_headers": {"X-Forwarded-For": addr}} if addr else {}
+	c = await Client.connect(t.server, label=label, **kw)
+	try:
+		await c.join(room)
+		r = await cmd(c, room, "/oper " + password)
+	finally:
+		await c.close()
+	if r.get("type") == "notice":
+		return "ok"
+	check_eq(r.get("type"), "error", "/oper answer %r" % r)
+	return r["code"]
+
+
+@case(config=GUESSING_AGAIN, timeout=60)
+async def test_default_oper_guessing_reconnect(t):
+	"""Reconnecting between guesses starts nothing afresh: from one
+	address, three guesses are checked, then none for a minute."""
+	owner, room = await in_room(t, "gr")
+	failures0 = await metric(t.server, "oper_password_failures_total")
+	checked = refused = 0
+	# the back-off runs on real time: stay under its first minute
+	deadline = time.monotonic() + min(scaled(10), 50)
+	while time.monotonic() < deadline:
+		code = await guess(t, room, "guess %d" % checked)
+		check(code in ("forbidden", "rate_limited"), "code %r" % code)
+		if code == "forbidden":
+			checked += 1
+		else:
+			refused += 1
+		await asyncio.sleep(0.02)
+	check_eq(checked, 3, "guesses checked in 10 s from one address")
+	check(refused >= 10, "guesses refused: %d" % refused)
+	# the right password waits too: it is not even looked at
+	check_eq(await guess(t, room, PASSWORD), "rate_limited",
+	    "the password during back-off")
+	check_eq(await metric(t.server, "oper_password_failures_total") -
+	    failures0, 3, "failures counted")
+	check(await metric(t.server, "oper_password_refused_total") >= refused,
+	    "refusals counted")
+	check(log_has(t.server, r"operator password: 3 wrong from "
+	    r"127\.0\.0\.1; the next guess from there is checked in 60s",
+	    tail=100000), "the back-off is logged")
+
+
+@case(config=GUESSING_PROXIED, timeout=60)
+async def test_default_oper_guessing_spread(t):
+	"""Many addresses get no more: an IPv6 /64 counts as one address,
+	and after oper_failures_global wrong guesses nobody is checked."""
+	owner, room = await in_room(t, "gp")
+	for host in ("1", "2", "3"):
+		check_eq(await guess(t, room, "x", "2001:db8:1:2::" + host),
+		    "forbidden", "a guess from the /64")
+	check_eq(await guess(t, room, "x", "2001:db8:1:2:ffff::9"),
+	    "rate_limited", "the fourth from the same /64")
+	check_eq(await guess(t, room, "x", "2001:db8:1:3::1"), "forbidden",
+	    "another /64")
+	for host in range(1, 5):
+		check_eq(await guess(t, room, "x", "203.0.113.%d" % host),
+		    "forbidden", "a guess from 203.0.113.%d" % host)
+	# eight wrong in all: every address waits now
+	check_eq(await guess(t, room, "x", "198.51.100.7"), "rate_limited",
+	    "a new address after the global limit")
+	check_eq(await guess(t, room, PASSWORD, "198.51.100.8"),
+	    "rate_limited", "the password after the global limit")
+	check_eq(await metric(t.server, "oper_password_failures_total"), 8,
+	    "failures counted")
+	await wait_log(t.server, r"operator password: 8 wrong server-wide")
 
 
 @case(config=DEFAULTS)
@@ -707,18 +815,18 @@ async def test_default_usernames(t):
 	victim = await t.client()
 	base = uniq("mallory")
 	await victim.set_name(base)
+	# look-alikes of a connected user's name are the same name to the
+	# server (the name's key), so taken
 	for fake in ("rn" + base[1:], base.replace("l", "1"),
 	    base.replace("o", "0"), base.replace("l", "I")):
-		r = await c.expect_error({"type": "set_username",
-		    "username": fake}, "rejected")
-		check("looks too much like" in r["message"], "%s: %r" % (fake,
-		    r))
+		await c.expect_error({"type": "set_username", "username": fake},
+		    "name_taken")
 	# guests count: their names come from the server
 	g = await t.client()
 	fake = g.username.replace("1", "l").replace("0", "o")
 	if fake != g.username:
 		await c.expect_error({"type": "set_username", "username": fake},
-		    "rejected")
+		    "name_taken")
 	# ordinary names, Unicode included, pass
 	for name in (uniq("alice"), "Zo\u00eb " + uniq("z"),
 	    "\u263a" + uniq("s"), "x"):
@@ -733,6 +841,65 @@ async def test_default_usernames(t):
 			break
 		check(time.monotonic() < deadline, "look-alike freed: %r" % r)
 		await asyncio.sleep(0.05)
+
+
+# The look-alikes of "alice" an attacker got past the server, written
+# so that the original stays obvious: each must meet alice's name.
+ALICE_LOOKALIKES = [
+	("Cyrillic", "\u0430l\u0456\u0441\u0435"),
+	("Greek", "\u03b1l\u03b9ce"),
+	("fullwidth", "\uff41\uff4c\uff49\uff43\uff45"),
+	("fullwidth capitals", "\uff21\uff2c\uff29\uff23\uff25"),
+	("math bold", "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"),
+	("math script", "\U0001d4b6\U0001d4c1\U0001d4be\U0001d4b8\U0001d452"),
+	("math double-struck", "\U0001d552\U0001d55d\U0001d55a\U0001d554"
+	    "\U0001d556"),
+	("dotless i", "al\u0131ce"),
+	("small capitals", "\u1d00\u029f\u026a\u1d04\u1d07"),
+	("combining dot on dotless i", "al\u0131\u0307ce"),
+	("combining acute", "a\u0301lice"),
+	("combining overlay", "alic\u0338e"),
+	("capitals", "ALICE"),
+	("capital I for l", "aIice"),
+]
+
+# Characters that draw as space or as nothing, each after a connected
+# "alice"'s name.
+SPACE_LIKE = ["\u00a0", "\u202f", "\u3000", "\u2000", "\u200a", "\u205f",
+    "\u2800", "\u2028", "\u2029", "\u200b", "\u2060", "\u180e", "\u3164",
+    "\ufe0f", "\U000e0041", "\u2066", "\u200e", "\u00ad"]
+
+
+@case(config=DEFAULTS)
+async def test_default_usernames_lookalikes(t):
+	alice = await t.client()
+	tail = uniq("")
+	await alice.set_name("alice" + tail)
+	c = await t.client()
+	for what, fake in ALICE_LOOKALIKES:
+		r = await c.request({"type": "set_username", "username":
+		    fake + tail})
+		if r.get("code") != "name_taken":
+			raise TestFailure("%s look-alike %r: got %r, want "
+			    "name_taken" % (what, fake + tail, r))
+	for ch in SPACE_LIKE:
+		for name in ("alice" + tail + ch, "alice" + ch + tail):
+			r = await c.request({"type": "set_username",
+			    "username": name})
+			if r.get("code") != "invalid_name":
+				raise TestFailure("U+%04X in %r: got %r, want "
+				    "invalid_name" % (ord(ch), name, r))
+	# the reserved names, in look-alikes
+	for name in ("\u0430dmin", "r\u043e\u043et", "\uff41\uff44\uff4d\uff49\uff4e",
+	    "adm\u0131n", "\u0455ystem", "\u1d00\u1d05\u1d0d\u026a\u0274",
+	    "\U0001d42b\U0001d428\U0001d428\U0001d42d"):
+		r = await c.expect_error({"type": "set_username",
+		    "username": name}, "rejected")
+		check("reserved" in r["message"], "%r: %r" % (name, r))
+	# the same letters, differently arranged, stay free
+	await c.set_name("ecila" + tail)
+	# and alice's own name in another case is hers to take again
+	await alice.set_name("Alice" + tail)
 
 
 @case(config=DEFAULTS)

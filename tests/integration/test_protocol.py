@@ -186,12 +186,13 @@ async def test_set_username_valid_edges(t):
 			raise TestFailure("set_username %s (%r): got %r" %
 			    (what, name, r))
 		await c.close()
-	# a non-breaking space is not U+0020 and not a control character
+	# a non-breaking space is no control character, but it draws as a
+	# space: a name with it could pass for the name without it
 	c = await t.client()
 	name = "\u00a0" + uniq("nbsp")
 	r = await c.request({"type": "set_username", "username": name})
-	check_eq(r.get("type"), "username_set",
-	    "leading U+00A0 is allowed (%r)" % (r,))
+	check_eq(r.get("code"), "invalid_name",
+	    "leading U+00A0 is refused (%r)" % (r,))
 
 
 @case(config=DEFAULT)
@@ -218,10 +219,14 @@ async def test_name_taken(t):
 	check_eq(r["username"], a.username.upper(), "case change of own name")
 	a.username = r["username"]
 	check_eq(await current_name(a), a.username, "name after case change")
-	# only ASCII letters fold: \u00c9 and \u00e9 are different names
+	# beyond ASCII too: \u00c9 and \u00e9 are one name (case folding),
+	# and so are look-alikes
 	base = uniq("mile")
 	await a.set_name("\u00c9" + base)
-	await b.set_name("\u00e9" + base)
+	for same in ("\u00e9" + base, "e\u0301" + base, "E" + base,
+	    "\u0415" + base, "\uff25" + base):
+		await b.expect_error({"type": "set_username", "username": same},
+		    "name_taken")
 
 
 @case(config=DEFAULT)
@@ -329,6 +334,13 @@ async def test_create_room_names(t):
 	    "roomName": tag.ljust(64, "r") + "r"}, "invalid_name")
 	await a.expect_error({"type": "create_room",
 	    "roomName": multi + "\u00e9"}, "invalid_name")
+	# room names compare exactly, but may not hide characters either
+	for ch in ("\u200b", "\u202e", "\u2066", "\u00a0", "\u3000",
+	    "\u2800", "\ufeff", "\u00ad"):
+		await a.expect_error({"type": "create_room",
+		    "roomName": tag + ch + "z"}, "invalid_name")
+	await a.expect({"type": "create_room",
+	    "roomName": "\u0430" + tag[1:]}, "created_room")
 
 
 @case(config=DEFAULT)

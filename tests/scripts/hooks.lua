@@ -133,6 +133,15 @@ parley.command("refuse-next", function()
 	return "ok"
 end)
 
+-- name keys and the refused characters, as a script sees them
+parley.command("namekey", function(user, room, args)
+	local key, why = parley.name_key(args)
+	local ok, why2 = parley.name_check(args)
+	local found = parley.user(args)
+	return string.format("%s|%s|%s|%s|%s", tostring(key), tostring(why),
+	    tostring(ok), tostring(why2), found and found.name or "none")
+end)
+
 parley.command("ctx", function(user, room, args, request)
 	return string.format("%s %s %s", request.command, type(request.id),
 	    tostring(request.id))
