@@ -4,7 +4,8 @@
  * requests; per address for new connections), per-address connection
  * counts, and temporary bans for addresses that keep misbehaving. Address
  * state lives in a map that is swept a few slots per tick, so no step
- * scans everything.
+ * scans everything. Loopback and trusted proxies are never limited per
+ * address: one of them is many people (http_address_exempt).
  */
 #include "config.h"
 
@@ -79,6 +80,8 @@ limit_admit(const char *addr, unsigned *retry_after)
 	*retry_after = 0;
 	if (conn_count() >= cfg->max_connections)
 		return LIMIT_FULL;
+	if (http_address_exempt(addr))
+		return LIMIT_OK;
 	a = limit_addr_get(addr, true);
 	if (a->banned_until > loop_now()) {
 		*retry_after = (unsigned)((a->banned_until - loop_now()) /
@@ -116,11 +119,12 @@ limit_conn_close(const char *addr)
 bool
 limit_strike(const char *addr)
 {
-	struct limit_addr *a = limit_addr_get(addr, true);
+	struct limit_addr *a;
 	uint64_t now = loop_now();
 
-	if (cfg->ban_after == 0)
+	if (cfg->ban_after == 0 || http_address_exempt(addr))
 		return false;
+	a = limit_addr_get(addr, true);
 	if (now - a->strike_start > (uint64_t)cfg->ban_window * 1000) {
 		a->strike_start = now;
 		a->strikes = 0;
@@ -133,6 +137,14 @@ limit_strike(const char *addr)
 	    "within %us", addr, cfg->ban_seconds, cfg->ban_after,
 	    cfg->ban_window);
 	return true;
+}
+
+/* A broken or hostile client is closed; whether that also counts against
+ * everyone behind its address (a NAT, a campus) is the admin's choice. */
+bool
+limit_violation(const char *addr)
+{
+	return cfg->ban_on_violations && limit_strike(addr);
 }
 
 /* Forgets addresses with nothing to remember, a few slots per call. */

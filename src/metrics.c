@@ -213,6 +213,9 @@ metrics_render(size_t *len)
 	metrics_counter(&mb, "upgrades_refused_total",
 	    "WebSocket upgrades refused by admission limits", "counter",
 	    metrics[METRIC_HTTP_REFUSED]);
+	metrics_counter(&mb, "http_request_timeouts_total",
+	    "HTTP connections closed for a request not received within "
+	    "http_request_timeout", "counter", metrics[METRIC_HTTP_TIMEOUTS]);
 	metrics_printf(&mb, "# HELP parley_errors_total error frames sent, by "
 	    "code\n# TYPE parley_errors_total counter\n");
 	for (int e = 1; e < PROTO_ERR_COUNT; e++)
