@@ -258,7 +258,7 @@ const struct config_option config_options[] = {
 	    "bytes the Lua state of all scripts may hold"),
 	NUM(script_instruction_limit, CONFIG_UINT, 1000, 2000000000, 10000000,
 	    "Lua instructions one call into a script may run"),
-	STR(script_failure_policy, 4, 4, "pass", config_check_policy,
+	STR(script_failure_policy, 4, 4, "deny", config_check_policy,
 	    "when a hook fails: pass (go on) or deny (refuse the request)"),
 	JSON(script_settings,
 	    "per-script settings: { name = { key = value, ... } }"),

@@ -718,6 +718,8 @@ void hook_modify(struct hook_args *a, const char *text, size_t len);
 void hook_args_free(struct hook_args *a);
 bool hook_any(enum hook_event ev);
 const char *hook_event_name(enum hook_event ev);
+/* "pass", "deny", "modify", "drop" or "stop". */
+const char *hook_verdict_name(enum hook_verdict v);
 /* Calls fn with each hook's owner, event and statistics (for metrics):
  * calls, verdict counts indexed by enum hook_verdict, time spent. */
 void hook_stats_each(void (*fn)(const char *owner, enum hook_event ev,

@@ -234,6 +234,12 @@ room_post(struct room *r, struct client *from, const char *sender,
 			.room = r, .text = text, .text_len = len,
 			.sender = sender, .action = action };
 		enum hook_verdict v = hook_run(&a);
+		/* A hook that failed refused it: the sender must learn that
+		 * the message went nowhere. */
+		if (v == HOOK_DENY && from != NULL &&
+		    a.deny_code == PROTO_ERR_INTERNAL)
+			proto_send_error(from, a.deny_code, NULL, r->name,
+			    a.deny_reason);
 		hook_args_free(&a);
 		/* Taken over (e.g. ordered by a cluster), or refused. */
 		if (v == HOOK_DROP || v == HOOK_DENY)

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, Server, TestFailure, check, check_eq,  # noqa
-    uniq, scaled, run_daemon, lua_config, Skip)
+    uniq, scaled, run_daemon, lua_config, Skip, http_get)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
@@ -51,7 +51,8 @@ HOOKS = {
 	"scripts": ["hooks", "card", "failing", "strict"],
 	"rooms": ["general", "locked", "cardlocked"],
 	"script_settings": {
-		"hooks": {"greeting": "hello"},
+		"hooks": {"greeting": "hello", "on_error": "pass"},
+		"failing": {"on_error": "pass"},
 		"strict": {"failure_policy": "deny"},
 	},
 }
@@ -61,6 +62,7 @@ LIMITS = {
 	"scripts": ["runaway", "greedy", "stale"],
 	"script_instruction_limit": 2000000,
 	"script_memory_limit": 16 << 20,
+	"script_failure_policy": "pass",
 }
 
 
@@ -814,18 +816,165 @@ async def test_broken_script_refuses_start(t):
 
 
 @case()
-async def test_disabled_after_failures(t):
+async def test_never_disabled_by_failures(t):
+	# No number of failures a client can cause switches a script off: its
+	# message hook keeps refusing (fail closed) and its commands stay.
 	s = t.start_server({"script_dirs": [TEST_SCRIPTS],
 	    "scripts": ["failing"]})
 	a, room = await in_room(t, "dis", server=s)
+	b, _ = await in_room(t, "dis2", room, server=s)
 	check_eq(await notice(a, room, "/ok"), "still here", "before")
-	for _ in range(10):
+	for _ in range(30):
 		await error(a, room, "/fail", "internal")
-	await wait_log(s, r"lua:failing: disabled after 10 failures")
-	await error(a, room, "/fail", "unknown_command")
-	await error(a, room, "/ok", "unknown_command")
-	await a.say(room, "fail")  # its message hook is gone too
+		await error(a, room, "fail", "internal")
+	check(not log_has(s, r"disabled", 4000), "a script was disabled")
+	check_eq(await notice(a, room, "/ok"), "still here", "after 60 failures")
+	await error(a, room, "fail", "internal")
+	await nothing_new(b, room)
 	await still_serving(t, s)
+
+
+CLOSED = {"script_dirs": [TEST_SCRIPTS], "scripts": ["closed"]}
+
+
+async def metrics_text(server):
+	r = await http_get(server, "/metrics")
+	check_eq(r.status, 200, "/metrics status")
+	return r.body.decode()
+
+
+def metric(text, series):
+	m = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.M)
+	return float(m.group(1)) if m else None
+
+
+@case(config=CLOSED)
+async def test_fail_closed_at_defaults(t):
+	# a hook of an event that decides and raises is a refusal with
+	# internal, logged with its traceback and counted
+	a, room = await in_room(t, "fc")
+	b, _ = await in_room(t, "fd", room)
+	await error(a, room, "boom", "internal")
+	await nothing_new(b, room)
+	await wait_log(t.server, r"lua:closed: message hook failed: "
+	    r"closed\.lua:\d+: attempt to index a nil value")
+	await wait_log(t.server, r"lua:closed: traceback:.*closed\.lua:")
+	r = await a.request({"type": "set_username", "username": "boomer"})
+	check_eq((r.get("type"), r.get("code")), ("error", "internal"),
+	    "a failing username hook: %r" % r)
+	r = await a.request({"type": "create_room", "roomName": "boomroom"})
+	check_eq((r.get("type"), r.get("code")), ("error", "internal"),
+	    "a failing create_room hook: %r" % r)
+	c = await t.named("fe")
+	await c.create("jboom")
+	d = await t.named("ff")
+	r = await d.request({"type": "join_room", "roomName": "jboom"})
+	check_eq((r.get("type"), r.get("code")), ("error", "internal"),
+	    "a failing join hook: %r" % r)
+	# (the post hooks run after the request is accepted: no id)
+	await a.send({"type": "send_message", "roomName": room,
+	    "message": "postboom"})
+	r = await a.recv("error")
+	check_eq((r.get("code"), r.get("roomName")), ("internal", room),
+	    "a failing post hook: %r" % r)
+	await nothing_new(b, room)
+	# the failures are counted per script and event
+	text = await metrics_text(t.server)
+	for ev in ("message", "username", "create_room", "join", "post"):
+		n = metric(text, 'parley_script_hook_errors_total{script="closed",'
+		    'event="%s"}' % ev)
+		check(n is not None and n >= 1, "hook errors of %s: %r" % (ev, n))
+	n = metric(text, 'parley_hook_verdicts_total{owner="lua:closed",'
+	    'event="message",verdict="deny"}')
+	check(n is not None and n >= 1, "deny verdicts of message: %r" % n)
+	# the others are served, and the script's command still works
+	check_eq(await notice(a, room, "/ok"), "still here", "command")
+	await a.say(room, "fine")
+	await delivered(b, room, "fine")
+
+
+@case(config=dict(CLOSED, script_settings={"closed": {"on_error": "pass"}}))
+async def test_on_error_pass(t):
+	a, room = await in_room(t, "op")
+	b, _ = await in_room(t, "oq", room)
+	await a.send({"type": "send_message", "roomName": room,
+	    "message": "boom"})
+	check_eq((await delivered(b, room, ""))["message"], "boom",
+	    "on_error = pass lets the message through")
+	await wait_log(t.server, r"lua:closed: message hook failed")
+	r = await a.request({"type": "set_username", "username": "boomer"})
+	check_eq(r.get("type"), "username_set", "on_error = pass: %r" % r)
+
+
+SHADOW = {"script_dirs": [TEST_SCRIPTS], "scripts": ["watch"],
+    "script_settings": {"watch": {"shadow": True}}}
+
+
+@case(config=SHADOW)
+async def test_shadow_mode(t):
+	# the hooks run and their verdicts are logged and counted, but the
+	# messages go through as sent
+	a, room = await in_room(t, "sh")
+	b, _ = await in_room(t, "si", room)
+	for text in ("buy spam now", "darn it", "drop me", "oops", "hello"):
+		await a.send({"type": "send_message", "roomName": room,
+		    "message": text})
+		check_eq((await delivered(b, room, ""))["message"], text,
+		    "shadow mode delivers %r untouched" % text)
+	await wait_log(t.server, r"lua:watch: shadow: message hook would deny "
+	    r"\(rejected\) \(user [^,]+, room [^)]+\): no spam here")
+	await wait_log(t.server, r"lua:watch: shadow: message hook would "
+	    r"modify .*: d\*\*n it")
+	await wait_log(t.server, r"lua:watch: shadow: message hook would drop")
+	await wait_log(t.server, r"lua:watch: message hook failed: .*the new "
+	    r"rule has a bug")
+	await wait_log(t.server, r"lua:watch: shadow: the message hook "
+	    r"failed; not enforced")
+	r = await a.request({"type": "set_username", "username": "spammer1"})
+	check_eq(r.get("type"), "username_set", "shadow: name %r" % r)
+	text = await metrics_text(t.server)
+	want = {"deny": 1, "modify": 1, "drop": 1}
+	for v, n in want.items():
+		got = metric(text, 'parley_script_shadow_verdicts_total{script='
+		    '"watch",event="message",verdict="%s"}' % v)
+		check_eq(got, n, "shadow verdicts %s" % v)
+	check_eq(metric(text, 'parley_script_shadow_verdicts_total{script='
+	    '"watch",event="username",verdict="deny"}'), 1,
+	    "shadow username denies")
+	check_eq(metric(text, 'parley_script_hook_errors_total{script="watch",'
+	    'event="message"}'), 1, "shadow hook errors")
+	# without shadow the same script enforces
+	s2 = t.start_server(dict(SHADOW, script_settings={}))
+	c, room2 = await in_room(t, "en", server=s2)
+	await error(c, room2, "buy spam now", "rejected")
+
+
+@case(config=SHADOW)
+async def test_metrics_valid_with_promtool(t):
+	# three message hooks of one script are one series per family, and
+	# the whole exposition passes promtool
+	import subprocess
+	promtool = os.environ.get("PROMTOOL") or shutil.which("promtool")
+	if promtool is None:
+		raise Skip("no promtool (Debian package prometheus)")
+	a, room = await in_room(t, "pm")
+	await a.say(room, "hello")
+	text = await metrics_text(t.server)
+	n = len(re.findall(r'^parley_hook_calls_total\{owner="lua:watch",'
+	    r'event="message"\} ', text, re.M))
+	check_eq(n, 1, "series of the watch script's message hook calls")
+	calls = metric(text, 'parley_hook_calls_total{owner="lua:watch",'
+	    'event="message"}')
+	check(calls is not None and calls >= 3, "three hooks were called: "
+	    "%r" % calls)
+	series = [l.rsplit(" ", 1)[0] for l in text.splitlines()
+	    if l and not l.startswith("#")]
+	dup = sorted(set(x for x in series if series.count(x) > 1))
+	check_eq(dup, [], "repeated series")
+	r = subprocess.run([promtool, "check", "metrics"], input=text,
+	    capture_output=True, text=True, timeout=30)
+	check_eq(r.returncode, 0, "promtool check metrics: %s%s" % (r.stdout,
+	    r.stderr))
 
 
 RELOAD_V1 = """
