@@ -525,6 +525,27 @@ host_counter_set(parley_ctx *ctx, const char *name, int64_t value)
 }
 
 static int
+host_metric_declare(parley_ctx *ctx, const char *name, int type,
+    const char *help)
+{
+	return plugin_metric_declare(plugin_of(ctx), name, type, help);
+}
+
+static int
+host_metric_add(parley_ctx *ctx, const char *name,
+    const char *const *labels, double delta)
+{
+	return plugin_metric_change(plugin_of(ctx), name, labels, delta, true);
+}
+
+static int
+host_metric_set(parley_ctx *ctx, const char *name,
+    const char *const *labels, double value)
+{
+	return plugin_metric_change(plugin_of(ctx), name, labels, value, false);
+}
+
+static int
 host_history_store_register(parley_ctx *ctx,
     const struct parley_history_store *store)
 {
@@ -877,6 +898,9 @@ host_room_post_seq(parley_ctx *ctx, parley_room *pr, const char *sender,
 		.history_defer = host_history_defer,                         \
 		.history_done = host_history_done,                           \
 		.health_report = host_health_report,                         \
+		.metric_declare = host_metric_declare,                       \
+		.metric_add = host_metric_add,                               \
+		.metric_set = host_metric_set,                               \
 	}
 
 const struct parley_host plugin_host = HOST_TABLE(0);

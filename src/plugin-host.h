@@ -123,6 +123,10 @@ uint64_t plugin_timer_add(struct plugin *p, uint64_t delay,
 int plugin_timer_cancel(struct plugin *p, uint64_t id);
 int plugin_counter_change(struct plugin *p, const char *name, int64_t v,
     bool add);
+int plugin_metric_declare(struct plugin *p, const char *name, int type,
+    const char *help);
+int plugin_metric_change(struct plugin *p, const char *name,
+    const char *const *labels, double v, bool add);
 int plugin_store_register(struct plugin *p,
     const struct parley_history_store *store);
 int plugin_store_emit(struct plugin *p, parley_history_sink *sink,
