@@ -732,18 +732,21 @@ AT_DEFAULTS = {"connects_per_minute_per_ip": None, "requests_per_minute": None,
     "names_per_minute": None, "flood_close_after": None, "ban_after": None}
 
 
+def xff_request(server, xff=None):
+	"""An upgrade request, with X-Forwarded-For: xff when given."""
+	req = upgrade_request(server, base64.b64encode(os.urandom(16)).decode())
+	if xff is None:
+		return req
+	return req[:-2] + b"X-Forwarded-For: " + xff.encode() + b"\r\n\r\n"
+
+
 async def violate_as(server, src, xff=None, label="violator"):
 	"""One protocol violation (an unmasked frame, close 1002) from src, or,
 	with xff, from that address as forwarded by src. Returns the upgrade
 	status; nothing is sent after a refusal."""
 	reader, writer = await open_tcp(server, src)
 	try:
-		key = base64.b64encode(os.urandom(16)).decode()
-		req = upgrade_request(server, key)
-		if xff is not None:
-			req = req[:-2] + b"X-Forwarded-For: " + xff.encode() + \
-			    b"\r\n\r\n"
-		writer.write(req)
+		writer.write(xff_request(server, xff))
 		resp = await read_http_head(reader, scaled(5))
 		if resp.status != 101:
 			return resp
@@ -778,12 +781,7 @@ async def test_violations_do_not_ban_at_defaults(t):
 		    "address" % i)
 	for src, xff in (("127.0.0.1", None), ("127.0.0.1", "198.51.100.9")):
 		reader, writer = await open_tcp(s, src)
-		key = base64.b64encode(os.urandom(16)).decode()
-		req = upgrade_request(s, key)
-		if xff is not None:
-			req = req[:-2] + b"X-Forwarded-For: " + xff.encode() + \
-			    b"\r\n\r\n"
-		writer.write(req)
+		writer.write(xff_request(s, xff))
 		resp = await read_http_head(reader, scaled(5))
 		writer.close()
 		check_eq(resp.status, 101, "a connection after the violations "
