@@ -559,11 +559,11 @@ static struct plugin_family *plugin_families; /* declaration order */
 static struct plugin_family *
 plugin_family_find(const char *name)
 {
-	for (struct plugin_family *f = plugin_families; f != NULL; f = f->next) {
-		if (strcmp(f->name, name) == 0)
-			return f;
-	}
-	return NULL;
+	struct plugin_family *f = plugin_families;
+
+	while (f != NULL && strcmp(f->name, name) != 0)
+		f = f->next;
+	return f;
 }
 
 /* A metric or label name: [a-z_][a-z0-9_]*, 1 to 64 bytes. */

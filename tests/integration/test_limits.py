@@ -79,6 +79,19 @@ async def try_upgrade(server, src=None, label="raw"):
 	return resp, ws
 
 
+async def upgraded(t, server, src, label, rcvbuf=None):
+	"""A RawWS from src after a 101, welcome not read (tracked for
+	cleanup), with its reader and writer."""
+	reader, writer = await open_tcp(server, src, rcvbuf)
+	ws = RawWS(reader, writer, label)
+	t.clients.append(ws)
+	key = base64.b64encode(os.urandom(16)).decode()
+	writer.write(upgrade_request(server, key))
+	check_eq((await read_http_head(reader, scaled(5))).status, 101,
+	    "%s upgrade" % label)
+	return ws, reader, writer
+
+
 async def raw_from(t, server, src, label="raw"):
 	"""A RawWS from src that must be admitted (tracked for cleanup)."""
 	resp, ws = await try_upgrade(server, src, label)
@@ -669,13 +682,8 @@ async def test_write_timeout(t):
 	await sender.create(room)
 	await obs.join(room)
 	# the stalled peer: a tiny receive buffer, and no reads after the join
-	reader, writer = await open_tcp(s, "127.0.0.20", rcvbuf=4096)
-	stalled = RawWS(reader, writer, "stalled")
-	t.clients.append(stalled)
-	key = base64.b64encode(os.urandom(16)).decode()
-	writer.write(upgrade_request(s, key))
-	check_eq((await read_http_head(reader, scaled(5))).status, 101,
-	    "stalled upgrade")
+	stalled, reader, writer = await upgraded(t, s, "127.0.0.20",
+	    "stalled", rcvbuf=4096)
 	sname = uniq("stall")
 	await stalled.send_json({"type": "join_room", "roomName": room,
 	    "username": sname, "id": 1})
@@ -882,14 +890,8 @@ async def test_never_reading_peer_bounded(t):
 	sender = await t.named("sender", s)
 	room = uniq("nr")
 	await sender.create(room)
-	reader, writer = await open_tcp(s, "127.0.0.21")
+	stalled, reader, writer = await upgraded(t, s, "127.0.0.21", "stalled")
 	peer = writer.get_extra_info("sockname")
-	stalled = RawWS(reader, writer, "stalled")
-	t.clients.append(stalled)
-	key = base64.b64encode(os.urandom(16)).decode()
-	writer.write(upgrade_request(s, key))
-	check_eq((await read_http_head(reader, scaled(5))).status, 101,
-	    "stalled upgrade")
 	await stalled.read_json("welcome")
 	await stalled.send_json({"type": "join_room", "roomName": room,
 	    "id": 1})

@@ -837,6 +837,14 @@ async def test_never_disabled_by_failures(t):
 CLOSED = {"script_dirs": [TEST_SCRIPTS], "scripts": ["closed"]}
 
 
+async def passes_through(a, b, room, text, what):
+	"""a's text reaches b untouched."""
+	await a.send({"type": "send_message", "roomName": room,
+	    "message": text})
+	check_eq((await delivered(b, room, ""))["message"], text,
+	    "%s: %r delivered untouched" % (what, text))
+
+
 async def metrics_text(server):
 	r = await http_get(server, "/metrics")
 	check_eq(r.status, 200, "/metrics status")
@@ -897,10 +905,7 @@ async def test_fail_closed_at_defaults(t):
 async def test_on_error_pass(t):
 	a, room = await in_room(t, "op")
 	b, _ = await in_room(t, "oq", room)
-	await a.send({"type": "send_message", "roomName": room,
-	    "message": "boom"})
-	check_eq((await delivered(b, room, ""))["message"], "boom",
-	    "on_error = pass lets the message through")
+	await passes_through(a, b, room, "boom", "on_error = pass")
 	await wait_log(t.server, r"lua:closed: message hook failed")
 	r = await a.request({"type": "set_username", "username": "boomer"})
 	check_eq(r.get("type"), "username_set", "on_error = pass: %r" % r)
@@ -917,10 +922,7 @@ async def test_shadow_mode(t):
 	a, room = await in_room(t, "sh")
 	b, _ = await in_room(t, "si", room)
 	for text in ("buy spam now", "darn it", "drop me", "oops", "hello"):
-		await a.send({"type": "send_message", "roomName": room,
-		    "message": text})
-		check_eq((await delivered(b, room, ""))["message"], text,
-		    "shadow mode delivers %r untouched" % text)
+		await passes_through(a, b, room, text, "shadow mode")
 	await wait_log(t.server, r"lua:watch: shadow: message hook would deny "
 	    r"\(rejected\) \(user [^,]+, room [^)]+\): no spam here")
 	await wait_log(t.server, r"lua:watch: shadow: message hook would "
