@@ -951,34 +951,6 @@ async def test_shadow_mode(t):
 	await error(c, room2, "buy spam now", "rejected")
 
 
-@case(config=SHADOW)
-async def test_metrics_valid_with_promtool(t):
-	# three message hooks of one script are one series per family, and
-	# the whole exposition passes promtool
-	import subprocess
-	promtool = os.environ.get("PROMTOOL") or shutil.which("promtool")
-	if promtool is None:
-		raise Skip("no promtool (Debian package prometheus)")
-	a, room = await in_room(t, "pm")
-	await a.say(room, "hello")
-	text = await metrics_text(t.server)
-	n = len(re.findall(r'^parley_hook_calls_total\{owner="lua:watch",'
-	    r'event="message"\} ', text, re.M))
-	check_eq(n, 1, "series of the watch script's message hook calls")
-	calls = metric(text, 'parley_hook_calls_total{owner="lua:watch",'
-	    'event="message"}')
-	check(calls is not None and calls >= 3, "three hooks were called: "
-	    "%r" % calls)
-	series = [l.rsplit(" ", 1)[0] for l in text.splitlines()
-	    if l and not l.startswith("#")]
-	dup = sorted(set(x for x in series if series.count(x) > 1))
-	check_eq(dup, [], "repeated series")
-	r = subprocess.run([promtool, "check", "metrics"], input=text,
-	    capture_output=True, text=True, timeout=30)
-	check_eq(r.returncode, 0, "promtool check metrics: %s%s" % (r.stdout,
-	    r.stderr))
-
-
 RELOAD_V1 = """
 parley.command("version", function() return "v1" end)
 parley.command("bump", function()
