@@ -14,7 +14,6 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -752,7 +751,8 @@ plugin_metric_change(struct plugin *p, const char *name,
 		    name ? name : "(null)");
 		return -1;
 	}
-	if (!isfinite(v)) {
+	/* v - v is 0 for every finite v, NaN for infinities and NaN. */
+	if (!(v - v == 0)) {
 		log_error(p->owner, "metric %s: not a finite number", name);
 		return -1;
 	}

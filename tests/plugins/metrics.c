@@ -5,6 +5,7 @@
  * calls the host must refuse are made in init, and their results kept
  * in the counter "refusals_wrong" (0 when every one was refused).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +65,8 @@ mt_init(parley_ctx *ctx, const struct parley_host *h)
 	    "two\nlines") != -1;
 	wrong += h->metric_add(ctx, "undeclared", NULL, 1) != -1;
 	wrong += h->metric_add(ctx, "messages_total", NULL, -1) != -1;
+	wrong += h->metric_set(ctx, "last_length", NULL, NAN) != -1;
+	wrong += h->metric_add(ctx, "last_length", NULL, INFINITY) != -1;
 	wrong += h->metric_add(ctx, "messages_total",
 	    (const char *[]){ "plugin", "x", NULL }, 1) != -1;
 	wrong += h->metric_add(ctx, "messages_total",
