@@ -886,9 +886,16 @@ async def test_fail_closed_at_defaults(t):
 	check_eq((r.get("code"), r.get("roomName")), ("internal", room),
 	    "a failing post hook: %r" % r)
 	await nothing_new(b, room)
+	# a failing connect hook closes with 1011 (the server's fault)
+	check_eq(await notice(a, room, "/fail-next-connect"), "ok",
+	    "/fail-next-connect")
+	raw = await t.raw(welcome=False)
+	f = await raw.expect_close(1011)
+	check(b"script failed" in f.payload, "close reason: %r" % f.payload)
 	# the failures are counted per script and event
 	text = await metrics_text(t.server)
-	for ev in ("message", "username", "create_room", "join", "post"):
+	for ev in ("message", "username", "create_room", "join", "post",
+	    "connect"):
 		n = metric(text, 'parley_script_hook_errors_total{script="closed",'
 		    'event="%s"}' % ev)
 		check(n is not None and n >= 1, "hook errors of %s: %r" % (ev, n))

@@ -1,10 +1,23 @@
 -- closed.lua: a hook of every event that decides, each raising an error
--- on demand (a name, room or text starting with "boom").
+-- on demand (a name, room or text starting with "boom"; the connect hook
+-- after /fail-next-connect).
 
 local function boom()
 	local t = nil
 	return t.field -- attempt to index a nil value
 end
+
+parley.on("connect", function(user)
+	if parley.store.closed_fail_connect then
+		parley.store.closed_fail_connect = nil
+		boom()
+	end
+end)
+
+parley.command("fail-next-connect", function()
+	parley.store.closed_fail_connect = true
+	return "ok"
+end)
 
 parley.on("username", function(user, name)
 	if name:find("^boom") then boom() end
