@@ -500,6 +500,18 @@ chat_post(struct room *r, struct client *from, const char *sender,
 			.sender = sender,
 			.action = action };
 		enum hook_verdict v = hook_run(&a);
+		/* A hook that failed refused it: the sender must learn that
+		 * the message went nowhere. */
+		if (v == HOOK_DENY && from != NULL &&
+		    a.deny_code == PROTO_ERR_INTERNAL) {
+			if (reason != NULL && a.deny_reason != NULL) {
+				free(*reason);
+				*reason = a.deny_reason;
+				a.deny_reason = NULL;
+			}
+			hook_args_free(&a);
+			return PROTO_ERR_INTERNAL;
+		}
 		hook_args_free(&a);
 		/* Taken over (e.g. ordered by a cluster), or refused. */
 		if (v == HOOK_DROP || v == HOOK_DENY)

@@ -99,6 +99,11 @@ static const char *const config_plugins_default[] = { "history-sqlite",
 
 static const char *const config_rooms_default[] = { "general", NULL };
 
+/* A proxy on this machine is believed, as a local one is the usual set-up
+ * and its peers are otherwise all one address. */
+static const char *const config_proxies_default[] = { "127.0.0.1", "::1",
+	NULL };
+
 /* Scripts: names are file names without .lua, so no paths. */
 static const char *
 config_check_script_name(const char *s, size_t len)
@@ -179,6 +184,8 @@ const struct config_option config_options[] = {
 	    "seconds to wait for the pong"),
 	NUM(http_timeout, CONFIG_UINT, 1, 3600, 10,
 	    "seconds an idle HTTP connection is kept"),
+	NUM(http_request_timeout, CONFIG_UINT, 1, 3600, 30,
+	    "seconds a client has to send a whole HTTP request"),
 	NUM(history_size, CONFIG_UINT, 0, 100000, 100,
 	    "messages kept per room; 0: no history"),
 	NUM(max_header_bytes, CONFIG_SIZE, 2 * KIB, 1 * MIB, 8 * KIB,
@@ -227,6 +234,8 @@ const struct config_option config_options[] = {
 	    "longest wait, seconds, between operator password guesses"),
 	NUM(oper_failures_global, CONFIG_UINT, 1, 1000000, 20,
 	    "wrong operator passwords, all addresses, before all wait"),
+	NUM(ban_on_violations, CONFIG_BOOL, 0, 1, 0,
+	    "protocol violations count towards a ban, not only connect abuse"),
 	LEVEL(log_level, "info", "error, warn, info or debug"),
 	STR(log_file, 1, 4095, NULL, NULL,
 	    "file to append log lines to; unset: standard error"),
@@ -234,7 +243,8 @@ const struct config_option config_options[] = {
 	    "send log lines to syslog (daemon facility) instead"),
 	STR(log_format, 4, 4, "text", config_check_log_format,
 	    "text or json (one object per line)"),
-	LIST(trusted_proxies, 1, 64, NULL, config_check_cidr, true,
+	LIST(trusted_proxies, 1, 64, config_proxies_default, config_check_cidr,
+	    true,
 	    "proxies (address or CIDR) whose X-Forwarded-For is believed"),
 	STR(admin_listen, 3, 255, NULL, config_check_hostport,
 	    "ADDR:PORT of a listener for /metrics and /healthz; unset: off"),
@@ -254,7 +264,7 @@ const struct config_option config_options[] = {
 	    "bytes the Lua state of all scripts may hold"),
 	NUM(script_instruction_limit, CONFIG_UINT, 1000, 2000000000, 10000000,
 	    "Lua instructions one call into a script may run"),
-	STR(script_failure_policy, 4, 4, "pass", config_check_policy,
+	STR(script_failure_policy, 4, 4, "deny", config_check_policy,
 	    "when a hook fails: pass (go on) or deny (refuse the request)"),
 	JSON(script_settings,
 	    "per-script settings: { name = { key = value, ... } }"),

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -285,7 +286,7 @@ conn_read(struct client *c)
 				log_info("ws", "client %llu (%s): protocol "
 				    "violation, close %d",
 				    (unsigned long long)c->id, c->addr, rc);
-				limit_strike(c->addr);
+				limit_violation(c->addr);
 				conn_close(c, rc, NULL);
 			} else
 				c->close_state = CONN_CLOSE_DONE;
@@ -435,7 +436,7 @@ conn_on_timer(struct loop_timer *t)
 		log_info("ws", "client %llu (%s): message not completed in "
 		    "%us", (unsigned long long)c->id, c->addr,
 		    cfg->message_timeout);
-		limit_strike(c->addr);
+		limit_violation(c->addr);
 		conn_close(c, WS_CLOSE_POLICY, "message timeout");
 		return;
 	}
@@ -498,6 +499,29 @@ conn_release(struct client *c, const char *reason)
 	chat_disconnect(c, reason);
 }
 
+/*
+ * Caps what the kernel holds for a client that does not read. Left alone,
+ * Linux grows a socket's send buffer to several MiB (tcp_wmem), all of it
+ * taken before max_output_bytes is even looked at. Linux doubles the value
+ * asked for, so the kernel holds about half of max_output_bytes and a
+ * client that never reads is dropped once about 1.5 times the limit is
+ * pending in all. Setting it also turns off the kernel's autotuning.
+ */
+static void
+conn_cap_sndbuf(int fd)
+{
+	size_t want = cfg->max_output_bytes / 4;
+	int size;
+
+	if (want < 4096)
+		want = 4096;
+	if (want > INT_MAX)
+		want = INT_MAX;
+	size = (int)want;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) == -1)
+		log_debug("ws", "SO_SNDBUF: %s", strerror(errno));
+}
+
 void
 conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
     const char *extra_in, size_t extra_len, const char *addr)
@@ -505,12 +529,14 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	struct client *c = client_create(addr);
 	int flags = fcntl(fd, F_GETFL), one = 1;
 	char *why = NULL;
+	enum proto_err e;
 
 	if (flags != -1 && !(flags & O_NONBLOCK))
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 	/* libmicrohttpd turns Nagle back on after the 101; chat frames are
 	 * small and must leave at once (writes are already batched). */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	conn_cap_sndbuf(fd);
 	c->urh = urh;
 	c->opened = loop_now();
 	c->last_rx = c->opened;
@@ -527,10 +553,13 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	    (unsigned long long)c->id, addr, c->name);
 	loop_timer_set(&c->timer, (uint64_t)cfg->ping_interval * 1000,
 	    conn_on_timer);
-	if (chat_connect(c, &why) != PROTO_OK) {
+	if ((e = chat_connect(c, &why)) != PROTO_OK) {
 		log_info("ws", "client %llu (%s) refused: %s",
 		    (unsigned long long)c->id, addr, why ? why : "by a hook");
-		conn_close(c, WS_CLOSE_POLICY, why ? why : "refused");
+		/* A failed hook is the server's fault (1011), not the
+		 * client's. */
+		conn_close(c, e == PROTO_ERR_INTERNAL ? WS_CLOSE_INTERNAL :
+		    WS_CLOSE_POLICY, why ? why : "refused");
 		free(why);
 		return;
 	}
@@ -541,7 +570,7 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 		rc = ws_parser_feed(&c->parser, (const uint8_t *)extra_in,
 		    extra_len, conn_on_message, c);
 		if (!c->dead && rc > 0) {
-			limit_strike(c->addr);
+			limit_violation(c->addr);
 			conn_close(c, rc, NULL);
 		}
 		if (!c->dead && c->close_state == CONN_CLOSE_DONE)

@@ -53,6 +53,20 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_RELOAD] = "reload",
 };
 
+static const char *const hook_verdict_names[HOOK_STOP + 1] = {
+	[HOOK_PASS] = "pass",
+	[HOOK_DENY] = "deny",
+	[HOOK_MODIFY] = "modify",
+	[HOOK_DROP] = "drop",
+	[HOOK_STOP] = "stop",
+};
+
+const char *
+hook_verdict_name(enum hook_verdict v)
+{
+	return v <= HOOK_STOP ? hook_verdict_names[v] : "?";
+}
+
 const char *
 hook_event_name(enum hook_event ev)
 {

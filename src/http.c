@@ -38,6 +38,8 @@ static struct http_daemon http_daemons[2] = {
 };
 static bool http_kicked;
 
+static void http_request_received(struct MHD_Connection *conn);
+
 /* Trusted proxies, parsed from cfg->trusted_proxies. */
 struct http_cidr {
 	int family;
@@ -46,6 +48,21 @@ struct http_cidr {
 };
 static struct http_cidr *http_proxies;
 static size_t http_nproxies;
+
+/*
+ * One HTTP connection, from MHD's notice of it to its close: its peer
+ * address, whether it counts against that address's share of HTTP slots,
+ * and the deadline of the request it is sending (http_request_timeout).
+ */
+struct http_peer {
+	struct loop_timer deadline;
+	MHD_socket fd;
+	bool counted;  /* in http_peer_counts */
+	bool upgraded; /* the socket belongs to conn.c now */
+	char addr[INET6_ADDRSTRLEN + 8];
+};
+/* Open HTTP connections per peer address (only the limited ones). */
+static struct map http_peer_counts;
 
 static void
 http_run(struct http_daemon *d)
@@ -183,6 +200,17 @@ http_trusted(const char *text)
 			return true;
 	}
 	return false;
+}
+
+/* True for the addresses per-address limits (bans, connection caps and
+ * rates) never apply to: the loopback addresses and the trusted proxies'
+ * own. Each carries many people's connections (a local proxy, a proxy in
+ * front), and refusing one would refuse them all. */
+bool
+http_address_exempt(const char *addr)
+{
+	return strcmp(addr, "127.0.0.1") == 0 || strcmp(addr, "::1") == 0 ||
+	    strcmp(addr, "::ffff:127.0.0.1") == 0 || http_trusted(addr);
 }
 
 static bool
@@ -339,9 +367,15 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 	real = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP");
 	if (real != NULL) {
 		uint8_t a[16];
-		if (inet_pton(AF_INET, real, a) == 1 ||
-		    inet_pton(AF_INET6, real, a) == 1)
-			snprintf(out, size, "%s", real);
+		size_t n;
+		real = ws_header_trim(real, &n);
+		if (n >= sizeof hop)
+			return;
+		memcpy(hop, real, n);
+		hop[n] = '\0';
+		if (inet_pton(AF_INET, hop, a) == 1 ||
+		    inet_pton(AF_INET6, hop, a) == 1)
+			snprintf(out, size, "%s", hop);
 	}
 }
 
@@ -351,7 +385,15 @@ http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
     struct MHD_UpgradeResponseHandle *urh)
 {
 	char addr[INET6_ADDRSTRLEN + 8];
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct http_peer *p = info != NULL ? info->socket_context : NULL;
 
+	/* The HTTP phase is over: no request deadline for conn.c's socket. */
+	if (p != NULL) {
+		p->upgraded = true;
+		loop_timer_cancel(&p->deadline);
+	}
 	http_client_address(conn, addr, sizeof addr);
 	conn_accept(sock, urh, extra_in, extra_in_size, addr);
 }
@@ -359,10 +401,14 @@ http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
 static bool
 http_origin_allowed(const char *origin)
 {
+	size_t n;
+
 	if (origin == NULL || cfg->allowed_origins.n == 0)
 		return true;
+	origin = ws_header_trim(origin, &n);
 	for (size_t i = 0; i < cfg->allowed_origins.n; i++) {
-		if (strcmp(origin, cfg->allowed_origins.v[i]) == 0)
+		if (strlen(cfg->allowed_origins.v[i]) == n &&
+		    memcmp(origin, cfg->allowed_origins.v[i], n) == 0)
 			return true;
 	}
 	return false;
@@ -506,6 +552,7 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	http_request_received(conn);
 	if (get && strcmp(url, "/healthz") == 0)
 		return http_healthz(conn);
 	if (get && strcmp(url, "/metrics") == 0) {
@@ -580,6 +627,141 @@ http_log(void *cls, const char *fmt, va_list ap)
 	log_write(LOG_LVL_DEBUG, "http", "%s", line);
 }
 
+/* The request deadline passed: shutting the socket down makes MHD see
+ * the end of it and close the connection itself, in its own time. */
+static void
+http_on_deadline(struct loop_timer *t)
+{
+	struct http_peer *p = container_of(t, struct http_peer, deadline);
+
+	log_info("http", "%s: request not received within %us, closing",
+	    p->addr, cfg->http_request_timeout);
+	metrics_add(METRIC_HTTP_TIMEOUTS, 1);
+	shutdown(p->fd, SHUT_RDWR);
+}
+
+static void
+http_deadline_start(struct http_peer *p)
+{
+	if (!p->upgraded)
+		loop_timer_set(&p->deadline,
+		    (uint64_t)cfg->http_request_timeout * 1000,
+		    http_on_deadline);
+}
+
+/* A whole request is in: what remains (the answer) has only the idle
+ * timeout. */
+static void
+http_request_received(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	if (info != NULL && info->socket_context != NULL)
+		loop_timer_cancel(&((struct http_peer *)
+		    info->socket_context)->deadline);
+}
+
+/* The answer is out: a kept-alive connection has http_request_timeout
+ * again for its next request. */
+static void
+http_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	if (info != NULL && info->socket_context != NULL)
+		http_deadline_start(info->socket_context);
+}
+
+static size_t
+http_peer_count(const char *addr)
+{
+	return (size_t)(uintptr_t)map_find(&http_peer_counts, addr,
+	    strlen(addr));
+}
+
+static void
+http_peer_count_set(const char *addr, size_t n)
+{
+	size_t len = strlen(addr);
+
+	map_remove(&http_peer_counts, addr, len);
+	if (n > 0)
+		map_add(&http_peer_counts, addr, len, (void *)(uintptr_t)n);
+}
+
+/* A peer address as text; "unknown" when there is none. */
+static void
+http_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out,
+    size_t size)
+{
+	snprintf(out, size, "unknown");
+	if (sa != NULL)
+		getnameinfo(sa, len, out, (socklen_t)size, NULL, 0,
+		    NI_NUMERICHOST);
+}
+
+/* One address must not hold every HTTP slot (slowloris). The cap is above
+ * max_connections_per_ip, so our own 429 still answers first at the
+ * upgrade; exempt addresses (loopback, trusted proxies) carry many
+ * people's connections and are not capped. MHD's own per-IP limit could
+ * not spare them. */
+static enum MHD_Result
+http_on_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	char addr[INET6_ADDRSTRLEN + 8];
+
+	http_sockaddr_text(sa, len, addr, sizeof addr);
+	if (http_address_exempt(addr) || http_peer_count(addr) <
+	    (size_t)cfg->max_connections_per_ip + HTTP_SPARE_PER_IP)
+		return MHD_YES;
+	log_debug("http", "refused %s: every HTTP slot of the address is "
+	    "taken", addr);
+	return MHD_NO;
+}
+
+static void
+http_on_connection(void *cls, struct MHD_Connection *conn,
+    void **socket_context, enum MHD_ConnectionNotificationCode toe)
+{
+	struct http_peer *p = *socket_context;
+	const union MHD_ConnectionInfo *info;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		p = xcalloc(1, sizeof *p);
+		info = MHD_get_connection_info(conn,
+		    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		http_sockaddr_text(info ? info->client_addr : NULL,
+		    info && info->client_addr &&
+		    info->client_addr->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+		    p->addr, sizeof p->addr);
+		info = MHD_get_connection_info(conn,
+		    MHD_CONNECTION_INFO_CONNECTION_FD);
+		p->fd = info != NULL ? info->connect_fd : MHD_INVALID_SOCKET;
+		if (!http_address_exempt(p->addr)) {
+			p->counted = true;
+			http_peer_count_set(p->addr,
+			    http_peer_count(p->addr) + 1);
+		}
+		if (p->fd != MHD_INVALID_SOCKET)
+			http_deadline_start(p);
+		*socket_context = p;
+		return;
+	}
+	if (p == NULL)
+		return;
+	loop_timer_cancel(&p->deadline);
+	if (p->counted) {
+		size_t n = http_peer_count(p->addr);
+		http_peer_count_set(p->addr, n > 0 ? n - 1 : 0);
+	}
+	free(p);
+	*socket_context = NULL;
+}
+
 static int
 http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 {
@@ -588,8 +770,8 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 	    cfg->max_connections + HTTP_SPARE_CONNECTIONS;
 
 	d->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0, NULL,
-	    NULL, http_on_request, d,
+	    MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0,
+	    http_on_accept, NULL, http_on_request, d,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
 	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
@@ -598,12 +780,8 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 	     * cap only keeps sockets within the open-file limit. */
 	    MHD_OPTION_CONNECTION_LIMIT, limit,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
-	    /* One address must not hold every HTTP slot (slowloris). Above
-	     * max_connections_per_ip, so our 429 still answers first; off
-	     * behind proxies, where every peer is the proxy. */
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    (unsigned int)(cfg->trusted_proxies.n > 0 ? 0 :
-		cfg->max_connections_per_ip + HTTP_SPARE_PER_IP),
+	    MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, NULL,
+	    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, NULL,
 	    MHD_OPTION_END);
 	if (d->mhd == NULL) {
 		xasprintf(cause, "cannot start the HTTP daemon");
@@ -625,6 +803,7 @@ http_start(int listen_fd, int admin_fd, char **cause)
 {
 	if (http_set_proxies(&cfg->trusted_proxies, cause) == -1)
 		return -1;
+	map_init(&http_peer_counts);
 	if (http_start_daemon(&http_daemons[0], listen_fd, cause) == -1)
 		return -1;
 	if (admin_fd != -1 &&
@@ -663,4 +842,5 @@ http_stop(void)
 	free(http_proxies);
 	http_proxies = NULL;
 	http_nproxies = 0;
+	map_free(&http_peer_counts);
 }

@@ -5,7 +5,9 @@
  * counts, temporary bans for addresses that keep misbehaving, and the
  * back-off on operator password guesses (per address, IPv6 by /64, and
  * server-wide). Address state lives in a map that is swept a few slots
- * per tick, so no step scans everything.
+ * per tick, so no step scans everything. Loopback and trusted proxies
+ * are never limited per address: one of them is many people
+ * (http_address_exempt).
  */
 #include "config.h"
 
@@ -84,6 +86,8 @@ limit_admit(const char *addr, unsigned *retry_after)
 	*retry_after = 0;
 	if (conn_count() >= cfg->max_connections)
 		return LIMIT_FULL;
+	if (http_address_exempt(addr))
+		return LIMIT_OK;
 	a = limit_addr_get(addr, true);
 	if (a->banned_until > loop_now()) {
 		*retry_after = (unsigned)((a->banned_until - loop_now()) /
@@ -121,11 +125,12 @@ limit_conn_close(const char *addr)
 bool
 limit_strike(const char *addr)
 {
-	struct limit_addr *a = limit_addr_get(addr, true);
+	struct limit_addr *a;
 	uint64_t now = loop_now();
 
-	if (cfg->ban_after == 0)
+	if (cfg->ban_after == 0 || http_address_exempt(addr))
 		return false;
+	a = limit_addr_get(addr, true);
 	if (now - a->strike_start > (uint64_t)cfg->ban_window * 1000) {
 		a->strike_start = now;
 		a->strikes = 0;
@@ -260,6 +265,14 @@ limit_oper_result(const char *addr, bool ok)
 		log_warn("core", "operator password: %u wrong server-wide; no "
 		    "guess from any address is checked for %llus",
 		    limit_oper_all.fails, (unsigned long long)(w / 1000));
+}
+
+/* A broken or hostile client is closed; whether that also counts against
+ * everyone behind its address (a NAT, a campus) is the admin's choice. */
+bool
+limit_violation(const char *addr)
+{
+	return cfg->ban_on_violations && limit_strike(addr);
 }
 
 /* Forgets addresses with nothing to remember, a few slots per call. */

@@ -111,60 +111,99 @@ metrics_counter(struct metrics_buf *mb, const char *name, const char *help,
 	    (unsigned long long)value);
 }
 
-/* Hook statistics, one metric family per pass: the text format wants
- * each family's samples together. */
-struct metrics_hook_pass {
-	struct metrics_buf *mb;
-	int family; /* 0 calls, 1 verdicts, 2 seconds */
+/* Hook statistics summed per owner and event: a script may register
+ * several hooks of one event, and each series must appear once. */
+struct metrics_hook_sum {
+	const char *owner; /* borrowed from the chain for the render */
+	enum hook_event ev;
+	uint64_t calls;
+	uint64_t verdicts[HOOK_STOP + 1];
+	uint64_t ns;
+};
+
+struct metrics_hook_sums {
+	struct metrics_hook_sum *v;
+	size_t n;
 };
 
 static void
-metrics_hook_line(const char *owner, enum hook_event ev, uint64_t calls,
+metrics_hook_add(const char *owner, enum hook_event ev, uint64_t calls,
     const uint64_t *verdicts, uint64_t ns, void *arg)
 {
-	static const char *const names[] = { "pass", "deny", "modify", "drop",
-		"stop" };
-	struct metrics_hook_pass *hp = arg;
-	const char *e = hook_event_name(ev);
+	struct metrics_hook_sums *sums = arg;
+	struct metrics_hook_sum *h = NULL;
 
-	switch (hp->family) {
-	case 0:
-		metrics_printf(hp->mb, "parley_hook_calls_total{owner=\"%s\","
-		    "event=\"%s\"} %llu\n", owner, e,
-		    (unsigned long long)calls);
-		break;
-	case 1:
-		for (int i = 0; i <= HOOK_STOP; i++)
-			metrics_printf(hp->mb, "parley_hook_verdicts_total{"
-			    "owner=\"%s\",event=\"%s\",verdict=\"%s\"} %llu\n",
-			    owner, e, names[i],
-			    (unsigned long long)verdicts[i]);
-		break;
-	default:
-		metrics_printf(hp->mb, "parley_hook_seconds_total{owner=\"%s\","
-		    "event=\"%s\"} %.6f\n", owner, e, (double)ns / 1e9);
-		break;
+	for (size_t i = 0; i < sums->n && h == NULL; i++) {
+		if (sums->v[i].ev == ev && strcmp(sums->v[i].owner, owner) == 0)
+			h = &sums->v[i];
+	}
+	if (h == NULL) {
+		sums->v = xreallocarray(sums->v, sums->n + 1, sizeof *sums->v);
+		h = &sums->v[sums->n++];
+		memset(h, 0, sizeof *h);
+		h->owner = owner;
+		h->ev = ev;
+	}
+	h->calls += calls;
+	for (int i = 0; i <= HOOK_STOP; i++)
+		h->verdicts[i] += verdicts[i];
+	h->ns += ns;
+}
+
+/* Writes s as a label value: backslash, quote and newline escaped. */
+static void
+metrics_label(struct metrics_buf *mb, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			metrics_printf(mb, "\\%c", *s);
+		else if (*s == '\n')
+			metrics_printf(mb, "\\n");
+		else
+			metrics_printf(mb, "%c", *s);
 	}
 }
 
 static void
 metrics_hooks(struct metrics_buf *mb)
 {
-	static const char *const heads[] = {
-		"# HELP parley_hook_calls_total hook calls, by script or "
-		"plugin and event\n# TYPE parley_hook_calls_total counter\n",
-		"# HELP parley_hook_verdicts_total hook verdicts, by script or "
-		"plugin, event and verdict\n"
-		"# TYPE parley_hook_verdicts_total counter\n",
-		"# HELP parley_hook_seconds_total time spent in hooks\n"
-		"# TYPE parley_hook_seconds_total counter\n",
-	};
+	struct metrics_hook_sums sums = { NULL, 0 };
 
-	for (int f = 0; f < 3; f++) {
-		struct metrics_hook_pass hp = { .mb = mb, .family = f };
-		metrics_printf(mb, "%s", heads[f]);
-		hook_stats_each(metrics_hook_line, &hp);
+	hook_stats_each(metrics_hook_add, &sums);
+	/* One family at a time: the text format wants each family's
+	 * samples together. */
+	metrics_printf(mb, "# HELP parley_hook_calls_total hook calls, by "
+	    "script or plugin and event\n"
+	    "# TYPE parley_hook_calls_total counter\n");
+	for (size_t i = 0; i < sums.n; i++) {
+		metrics_printf(mb, "parley_hook_calls_total{owner=\"");
+		metrics_label(mb, sums.v[i].owner);
+		metrics_printf(mb, "\",event=\"%s\"} %llu\n",
+		    hook_event_name(sums.v[i].ev),
+		    (unsigned long long)sums.v[i].calls);
 	}
+	metrics_printf(mb, "# HELP parley_hook_verdicts_total hook verdicts, "
+	    "by script or plugin, event and verdict\n"
+	    "# TYPE parley_hook_verdicts_total counter\n");
+	for (size_t i = 0; i < sums.n; i++) {
+		for (int v = 0; v <= HOOK_STOP; v++) {
+			metrics_printf(mb, "parley_hook_verdicts_total{owner=\"");
+			metrics_label(mb, sums.v[i].owner);
+			metrics_printf(mb, "\",event=\"%s\",verdict=\"%s\"} "
+			    "%llu\n", hook_event_name(sums.v[i].ev),
+			    hook_verdict_name((enum hook_verdict)v),
+			    (unsigned long long)sums.v[i].verdicts[v]);
+		}
+	}
+	metrics_printf(mb, "# HELP parley_hook_seconds_total time spent in "
+	    "hooks\n# TYPE parley_hook_seconds_total counter\n");
+	for (size_t i = 0; i < sums.n; i++) {
+		metrics_printf(mb, "parley_hook_seconds_total{owner=\"");
+		metrics_label(mb, sums.v[i].owner);
+		metrics_printf(mb, "\",event=\"%s\"} %.6f\n",
+		    hook_event_name(sums.v[i].ev), (double)sums.v[i].ns / 1e9);
+	}
+	free(sums.v);
 }
 
 char *
@@ -219,6 +258,9 @@ metrics_render(size_t *len)
 	metrics_counter(&mb, "upgrades_refused_total",
 	    "WebSocket upgrades refused by admission limits", "counter",
 	    metrics[METRIC_HTTP_REFUSED]);
+	metrics_counter(&mb, "http_request_timeouts_total",
+	    "HTTP connections closed for a request not received within "
+	    "http_request_timeout", "counter", metrics[METRIC_HTTP_TIMEOUTS]);
 	metrics_printf(&mb, "# HELP parley_errors_total error frames sent, by "
 	    "code\n# TYPE parley_errors_total counter\n");
 	for (int e = 1; e < PROTO_ERR_COUNT; e++)

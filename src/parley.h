@@ -161,6 +161,9 @@ uint64_t map_hash(const char *key, size_t len);
 int ws_handshake_check(const char *method, const char *upgrade,
     const char *connection, const char *key, const char *version,
     char *accept, const char **cause);
+/* The value without the optional white space (SP, HTAB) around it (RFC
+ * 9110 section 5.5): a pointer into value, its length in *len. */
+const char *ws_header_trim(const char *value, size_t *len);
 /* Computes Sec-WebSocket-Accept for a key (nettle SHA-1 and base64). */
 void ws_accept_key(const char *key, char *accept);
 
@@ -235,6 +238,7 @@ enum metric {
 	METRIC_RATE_LIMITED,
 	METRIC_SLOW_CONSUMERS,
 	METRIC_HTTP_REFUSED,       /* upgrades refused by admission */
+	METRIC_HTTP_TIMEOUTS,      /* requests over http_request_timeout */
 	METRIC_ROOM_MEMBERS,       /* gauge: memberships in all rooms */
 	METRIC_OPER_FAILURES,      /* wrong operator passwords */
 	METRIC_OPER_REFUSED,       /* guesses refused unchecked (back-off) */
@@ -294,8 +298,12 @@ void limit_free(void);
 enum limit_admit limit_admit(const char *addr, unsigned *retry_after);
 void limit_conn_open(const char *addr);
 void limit_conn_close(const char *addr);
-/* Counts a violation by addr; returns true when that earned a ban. */
+/* Counts abuse of admission (connecting too fast, over the per-address
+ * cap) by addr; returns true when that earned a ban. */
 bool limit_strike(const char *addr);
+/* Counts a protocol violation by addr, when ban_on_violations is on;
+ * returns true when that earned a ban. */
+bool limit_violation(const char *addr);
 void limit_sweep(void);
 /* Seconds before an operator password guess from addr (NULL: unknown)
  * may be checked, 0 for now; a guess refused this way is counted. */
@@ -363,7 +371,8 @@ struct config {
 	unsigned max_json_depth;  /* 32 */
 	unsigned ping_interval;   /* seconds: 30 */
 	unsigned ping_timeout;    /* seconds: 20 */
-	unsigned http_timeout;    /* seconds: 10 */
+	unsigned http_timeout;    /* seconds idle in the HTTP phase: 10 */
+	unsigned http_request_timeout; /* seconds to send a request: 30 */
 	unsigned history_size;    /* per room: 100; 0 = none */
 	/* limits and rate limits (limit.c); per_minute 0 = no limit */
 	size_t max_header_bytes;  /* HTTP request memory: 8 KiB */
@@ -389,11 +398,12 @@ struct config {
 	unsigned ban_seconds; /* seconds: 300 */
 	unsigned oper_backoff_max;     /* seconds: 3600 */
 	unsigned oper_failures_global; /* before server-wide back-off: 20 */
+	bool ban_on_violations; /* protocol violations count: false */
 	int log_level;            /* LOG_LVL_INFO */
 	char *log_file;           /* NULL: stderr */
 	bool log_syslog;          /* false */
 	char *log_format;         /* "text" or "json" */
-	struct strlist trusted_proxies; /* CIDR blocks: {} */
+	struct strlist trusted_proxies; /* CIDR blocks: loopback */
 	char *admin_listen;       /* "ADDR:PORT" for /metrics; NULL: off */
 	/* native plugins (plugin.c) */
 	struct strlist plugins;   /* names or paths, loaded in order:
@@ -437,6 +447,9 @@ void static_add_security_headers(struct MHD_Response *resp, bool html);
 int http_start(int listen_fd, int admin_fd, char **cause);
 /* True when text is an address or CIDR block, IPv4 or IPv6. */
 bool http_cidr_valid(const char *text);
+/* True for addresses no per-address limit applies to: 127.0.0.1, ::1 and
+ * the trusted proxies. */
+bool http_address_exempt(const char *addr);
 /* Sets the trusted proxies (CIDR list); -1 with *cause when one is bad. */
 int http_set_proxies(const struct strlist *list, char **cause);
 void http_stop(void);
@@ -821,6 +834,8 @@ void hook_modify(struct hook_args *a, const char *text, size_t len);
 void hook_args_free(struct hook_args *a);
 bool hook_any(enum hook_event ev);
 const char *hook_event_name(enum hook_event ev);
+/* "pass", "deny", "modify", "drop" or "stop". */
+const char *hook_verdict_name(enum hook_verdict v);
 /* Calls fn with each hook's owner, event and statistics (for metrics):
  * calls, verdict counts indexed by enum hook_verdict, time spent. */
 void hook_stats_each(void (*fn)(const char *owner, enum hook_event ev,

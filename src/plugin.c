@@ -183,6 +183,8 @@ plugin_counter_change(struct plugin *p, const char *name, int64_t v,
 	return 0;
 }
 
+static void plugin_metrics_remove(struct plugin *p);
+
 static void
 plugin_counters_remove(struct plugin *p)
 {
@@ -190,6 +192,7 @@ plugin_counters_remove(struct plugin *p)
 	const char *key;
 	void *v;
 
+	plugin_metrics_remove(p);
 	while (map_next(&plugin_counters, &pos, &key, &v)) {
 		struct plugin_counter *pc = v;
 		if (strcmp(pc->plugin, p->name) != 0)
@@ -222,17 +225,336 @@ plugin_metrics_line(const char *plugin, const char *name, int64_t value,
 {
 	/* Names are checked: [a-z0-9_] and [A-Za-z0-9_.-], nothing to
 	 * escape in a label. */
-	metrics_printf(arg, "parley_plugin_counter{plugin=\"%s\",name=\"%s\"} "
+	metrics_printf(arg, "parley_plugin_value{plugin=\"%s\",name=\"%s\"} "
 	    "%lld\n", plugin, name, (long long)value);
+}
+
+/*
+ * Typed metrics (since 1.3): one family per declared name, shared by the
+ * plugins that declare it with the same type; each series is one plugin's
+ * with one set of labels, rendered once in a canonical (sorted) order, so
+ * no two lines of /metrics name the same series.
+ */
+#define PLUGIN_METRIC_LABELS 8
+#define PLUGIN_METRIC_VALUE_MAX 256
+#define PLUGIN_METRIC_SERIES_MAX 1000
+#define PLUGIN_METRIC_HELP_MAX 1024
+
+struct plugin_series {
+	struct plugin_series *next;
+	char *plugin;
+	char *labels; /* ,key="value"... escaped and sorted; "" for none */
+	double value;
+};
+
+struct plugin_family {
+	char *name;
+	int type;
+	char *help;
+	struct plugin_series *series;
+	unsigned declarers; /* plugins that declared it */
+	struct plugin_family *next;
+};
+
+static struct plugin_family *plugin_families; /* declaration order */
+
+static struct plugin_family *
+plugin_family_find(const char *name)
+{
+	struct plugin_family *f = plugin_families;
+
+	while (f != NULL && strcmp(f->name, name) != 0)
+		f = f->next;
+	return f;
+}
+
+/* A metric or label name: [a-z_][a-z0-9_]*, 1 to 64 bytes. */
+static bool
+plugin_metric_name_ok(const char *name)
+{
+	return plugin_counter_name_ok(name) && !(name[0] >= '0' &&
+	    name[0] <= '9');
+}
+
+/* Whether p declared f: a declaration is remembered as a series-less
+ * marker, so that a plugin's removal can undo it. */
+static bool
+plugin_family_declared_by(const struct plugin_family *f, const char *plugin)
+{
+	for (const struct plugin_series *se = f->series; se != NULL;
+	    se = se->next) {
+		if (se->labels == NULL && strcmp(se->plugin, plugin) == 0)
+			return true;
+	}
+	return false;
+}
+
+static struct plugin_series *
+plugin_series_new(struct plugin_family *f, const char *plugin, char *labels)
+{
+	struct plugin_series *se = xcalloc(1, sizeof *se);
+
+	se->plugin = xstrdup(plugin);
+	se->labels = labels;
+	se->next = f->series;
+	f->series = se;
+	return se;
+}
+
+static int
+plugin_metric_declare(struct plugin *p, const char *name, int type,
+    const char *help)
+{
+	struct plugin_family *f, **tail;
+
+	if (name == NULL || !plugin_metric_name_ok(name) ||
+	    strcmp(name, "value") == 0) {
+		log_error(p->owner, "metric_declare: invalid name");
+		return -1;
+	}
+	if (type != PARLEY_METRIC_COUNTER && type != PARLEY_METRIC_GAUGE) {
+		log_error(p->owner, "metric_declare %s: invalid type %d", name,
+		    type);
+		return -1;
+	}
+	if (help != NULL && (strlen(help) > PLUGIN_METRIC_HELP_MAX ||
+	    !utf8_valid(help, strlen(help)) ||
+	    utf8_has_control(help, strlen(help)))) {
+		log_error(p->owner, "metric_declare %s: help must be one line "
+		    "of UTF-8, at most %d bytes", name, PLUGIN_METRIC_HELP_MAX);
+		return -1;
+	}
+	f = plugin_family_find(name);
+	if (f != NULL && f->type != type) {
+		log_error(p->owner, "metric_declare %s: already declared with "
+		    "another type", name);
+		return -1;
+	}
+	if (f == NULL) {
+		f = xcalloc(1, sizeof *f);
+		f->name = xstrdup(name);
+		f->type = type;
+		f->help = xstrdup(help != NULL && *help != '\0' ? help :
+		    "a metric of a plugin");
+		for (tail = &plugin_families; *tail != NULL;
+		    tail = &(*tail)->next)
+			;
+		*tail = f;
+	}
+	if (!plugin_family_declared_by(f, p->name)) {
+		plugin_series_new(f, p->name, NULL);
+		f->declarers++;
+	}
+	return 0;
+}
+
+/* Appends value to *out as a label value: backslash, quote and newline
+ * escaped. */
+static void
+plugin_label_escape(char **out, const char *key, const char *value)
+{
+	size_t n = strlen(*out), vlen = strlen(value);
+	char *o = xmalloc(n + strlen(key) + 2 * vlen + 5), *w;
+
+	memcpy(o, *out, n);
+	w = o + n;
+	w += sprintf(w, ",%s=\"", key);
+	for (const char *r = value; *r != '\0'; r++) {
+		if (*r == '\\' || *r == '"') {
+			*w++ = '\\';
+			*w++ = *r;
+		} else if (*r == '\n') {
+			*w++ = '\\';
+			*w++ = 'n';
+		} else
+			*w++ = *r;
+	}
+	*w++ = '"';
+	*w = '\0';
+	free(*out);
+	*out = o;
+}
+
+/* Renders labels (key, value, ..., NULL) in key order; NULL with a
+ * reason in *why when they are not acceptable. */
+static char *
+plugin_labels_render(const char *const *labels, const char **why)
+{
+	const char *k[PLUGIN_METRIC_LABELS], *v[PLUGIN_METRIC_LABELS];
+	size_t n = 0;
+	char *out = xstrdup("");
+
+	for (size_t i = 0; labels != NULL && labels[i] != NULL; i += 2) {
+		if (n == PLUGIN_METRIC_LABELS) {
+			*why = "more than 8 labels";
+			goto bad;
+		}
+		if (labels[i + 1] == NULL) {
+			*why = "a label without a value";
+			goto bad;
+		}
+		if (!plugin_metric_name_ok(labels[i]) ||
+		    strcmp(labels[i], "plugin") == 0 ||
+		    strncmp(labels[i], "__", 2) == 0) {
+			*why = "an invalid label name";
+			goto bad;
+		}
+		if (strlen(labels[i + 1]) > PLUGIN_METRIC_VALUE_MAX ||
+		    !utf8_valid(labels[i + 1], strlen(labels[i + 1]))) {
+			*why = "a label value that is not UTF-8 of at most "
+			    "256 bytes";
+			goto bad;
+		}
+		/* Insertion sort by key; a key given twice is refused. */
+		size_t j = n;
+		while (j > 0 && strcmp(k[j - 1], labels[i]) > 0) {
+			k[j] = k[j - 1];
+			v[j] = v[j - 1];
+			j--;
+		}
+		if (j > 0 && strcmp(k[j - 1], labels[i]) == 0) {
+			*why = "a label given twice";
+			goto bad;
+		}
+		k[j] = labels[i];
+		v[j] = labels[i + 1];
+		n++;
+	}
+	for (size_t i = 0; i < n; i++)
+		plugin_label_escape(&out, k[i], v[i]);
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+static size_t
+plugin_series_count(const char *plugin)
+{
+	size_t n = 0;
+
+	for (struct plugin_family *f = plugin_families; f != NULL; f = f->next)
+		for (struct plugin_series *se = f->series; se != NULL;
+		    se = se->next)
+			n += se->labels != NULL && strcmp(se->plugin, plugin) == 0;
+	return n;
+}
+
+static int
+plugin_metric_change(struct plugin *p, const char *name,
+    const char *const *labels, double v, bool add)
+{
+	struct plugin_family *f = name ? plugin_family_find(name) : NULL;
+	struct plugin_series *se;
+	const char *why = NULL;
+	char *text;
+
+	if (f == NULL || !plugin_family_declared_by(f, p->name)) {
+		log_error(p->owner, "metric: %s was not declared by this plugin",
+		    name ? name : "(null)");
+		return -1;
+	}
+	/* v - v is 0 for every finite v, NaN for infinities and NaN. */
+	if (!(v - v == 0)) {
+		log_error(p->owner, "metric %s: not a finite number", name);
+		return -1;
+	}
+	if ((text = plugin_labels_render(labels, &why)) == NULL) {
+		log_error(p->owner, "metric %s: %s", name, why);
+		return -1;
+	}
+	for (se = f->series; se != NULL; se = se->next) {
+		if (se->labels != NULL && strcmp(se->labels, text) == 0 &&
+		    strcmp(se->plugin, p->name) == 0)
+			break;
+	}
+	if (f->type == PARLEY_METRIC_COUNTER &&
+	    (add ? v < 0 : v < (se != NULL ? se->value : 0))) {
+		log_error(p->owner, "metric %s: a counter does not go down", name);
+		free(text);
+		return -1;
+	}
+	if (se == NULL) {
+		if (plugin_series_count(p->name) >= PLUGIN_METRIC_SERIES_MAX) {
+			log_error(p->owner, "metric %s: more than %d series",
+			    name, PLUGIN_METRIC_SERIES_MAX);
+			free(text);
+			return -1;
+		}
+		se = plugin_series_new(f, p->name, text);
+	} else
+		free(text);
+	se->value = add ? se->value + v : v;
+	return 0;
+}
+
+/* Drops p's series and declarations; a family nobody declares goes. */
+static void
+plugin_metrics_remove(struct plugin *p)
+{
+	struct plugin_family **fp = &plugin_families;
+
+	while (*fp != NULL) {
+		struct plugin_family *f = *fp;
+		struct plugin_series **sp = &f->series;
+		while (*sp != NULL) {
+			struct plugin_series *se = *sp;
+			if (strcmp(se->plugin, p->name) != 0) {
+				sp = &se->next;
+				continue;
+			}
+			if (se->labels == NULL)
+				f->declarers--;
+			*sp = se->next;
+			free(se->plugin);
+			free(se->labels);
+			free(se);
+		}
+		if (f->declarers > 0) {
+			fp = &f->next;
+			continue;
+		}
+		*fp = f->next;
+		free(f->name);
+		free(f->help);
+		free(f);
+	}
+}
+
+static void
+plugin_metrics_families(struct metrics_buf *mb)
+{
+	for (struct plugin_family *f = plugin_families; f != NULL; f = f->next) {
+		metrics_printf(mb, "# HELP parley_plugin_%s ", f->name);
+		for (const char *r = f->help; *r != '\0'; r++) {
+			if (*r == '\\')
+				metrics_printf(mb, "\\\\");
+			else
+				metrics_printf(mb, "%c", *r);
+		}
+		metrics_printf(mb, "\n# TYPE parley_plugin_%s %s\n", f->name,
+		    f->type == PARLEY_METRIC_COUNTER ? "counter" : "gauge");
+		for (struct plugin_series *se = f->series; se != NULL;
+		    se = se->next) {
+			if (se->labels != NULL)
+				metrics_printf(mb, "parley_plugin_%s{plugin=\"%s\"%s} "
+				    "%.17g\n", f->name, se->plugin, se->labels,
+				    se->value);
+		}
+	}
 }
 
 static void
 plugin_metrics(struct metrics_buf *mb)
 {
+	plugin_metrics_families(mb);
 	if (plugin_counters.count == 0)
 		return;
-	metrics_printf(mb, "# HELP parley_plugin_counter counters kept by "
-	    "plugins\n# TYPE parley_plugin_counter untyped\n");
+	/* Not "parley_plugin_counter": these have no type, and a name that
+	 * claims one fails the exposition format's lint. */
+	metrics_printf(mb, "# HELP parley_plugin_value values plugins keep "
+	    "with counter_add and counter_set\n"
+	    "# TYPE parley_plugin_value untyped\n");
 	plugin_counter_each(plugin_metrics_line, mb);
 }
 
@@ -433,6 +755,27 @@ host_counter_set(parley_ctx *ctx, const char *name, int64_t value)
 	return plugin_counter_change(plugin_of(ctx), name, value, false);
 }
 
+static int
+host_metric_declare(parley_ctx *ctx, const char *name, int type,
+    const char *help)
+{
+	return plugin_metric_declare(plugin_of(ctx), name, type, help);
+}
+
+static int
+host_metric_add(parley_ctx *ctx, const char *name,
+    const char *const *labels, double delta)
+{
+	return plugin_metric_change(plugin_of(ctx), name, labels, delta, true);
+}
+
+static int
+host_metric_set(parley_ctx *ctx, const char *name,
+    const char *const *labels, double value)
+{
+	return plugin_metric_change(plugin_of(ctx), name, labels, value, false);
+}
+
 static void
 host_health_report(parley_ctx *ctx, bool ok, const char *detail)
 {
@@ -468,6 +811,9 @@ plugin_host_build(void)
 	h->counter_add = host_counter_add;
 	h->counter_set = host_counter_set;
 	h->health_report = host_health_report;
+	h->metric_declare = host_metric_declare;
+	h->metric_add = host_metric_add;
+	h->metric_set = host_metric_set;
 	plugin_hook_host(h);
 	plugin_timer_host(h);
 	plugin_chat_host(h);

@@ -354,13 +354,13 @@ proto_rate_limited(struct client *c, const json_t *id)
 	if (cfg->flood_close_after != 0 && c->flood >= cfg->flood_close_after) {
 		log_info("core", "client %llu (%s): flooding, closing",
 		    (unsigned long long)c->id, c->addr);
-		limit_strike(c->addr);
+		limit_violation(c->addr);
 		conn_close(c, WS_CLOSE_POLICY, "flooding");
 		return;
 	}
 	metrics_add(METRIC_RATE_LIMITED, 1);
 	if (c->flood == 1)
-		limit_strike(c->addr);
+		limit_violation(c->addr);
 	proto_send_error(c, PROTO_ERR_RATE_LIMITED, id, NULL, NULL);
 }
 

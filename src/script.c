@@ -7,7 +7,10 @@
  * raising once spent until the call has unwound to C, and under a memory
  * cap the allocator enforces for the whole state. A failure is logged
  * with its script, line and traceback; the script's failure policy then
- * decides, and a script that keeps failing is disabled. A reload builds a
+ * decides. No number of failures switches a script off: a client who can
+ * make a moderation script fail must not thereby turn the moderation off.
+ * A script in shadow mode has its verdicts logged and counted, not
+ * enforced. A reload builds a
  * complete new state and swaps it in only when every script loaded. What
  * scripts may call lives in script-api.c.
  */
@@ -62,7 +65,6 @@ struct script_call {
 
 static void script_timer_fire(struct loop_timer *lt);
 static enum hook_verdict script_hook_cb(struct hook_args *a, void *arg);
-static void script_disable(struct script *s);
 
 struct script_state *
 script_state_of(lua_State *L)
@@ -222,13 +224,6 @@ script_leave(struct script_state *st)
 		st->exhausted = false;
 		lua_sethook(st->L, script_count_hook, LUA_MASKCOUNT,
 		    st->hook_every);
-	}
-	/* Scripts that failed too often inside nested calls. */
-	for (struct script *s = st->scripts; s != NULL; s = s->next) {
-		if (s->disable_pending) {
-			s->disable_pending = false;
-			script_disable(s);
-		}
 	}
 }
 
@@ -462,6 +457,23 @@ script_refusal(lua_State *L, int first, int n, const char **reason,
 }
 
 /* What a hook returned, as a verdict. */
+/* What a hook in shadow mode would have done, for the admin watching. */
+static void
+script_shadow_log(const struct script_call *call, const char *verdict,
+    const char *detail)
+{
+	const struct hook_args *a = call->args;
+	char prefix[256];
+
+	snprintf(prefix, sizeof prefix, "shadow: %s hook would %s (user "
+	    "%s%s%s): ", hook_event_name(a->event), verdict,
+	    a->client != NULL ? a->client->name : "-",
+	    a->room != NULL ? ", room " : "", a->room != NULL ? a->room->name :
+	    "");
+	script_log(LOG_LVL_INFO, call->script->owner, prefix,
+	    detail != NULL ? detail : "");
+}
+
 static void
 script_hook_results(lua_State *L, struct script_call *call, int first,
     int n)
@@ -483,26 +495,38 @@ script_hook_results(lua_State *L, struct script_call *call, int first,
 		if (lua_toboolean(L, first))
 			return;
 		script_refusal(L, first, n, &reason, &code);
-		hook_deny(a, code, reason);
 		call->verdict = HOOK_DENY;
+		if (call->script->shadow) {
+			char v[64];
+			snprintf(v, sizeof v, "deny (%s)", proto_err_code(code));
+			script_shadow_log(call, v, reason);
+		} else
+			hook_deny(a, code, reason);
 		return;
 	case LUA_TSTRING:
 		/* Replaces the text where there is text to replace; the core
 		 * checks the result as it checks what clients send. */
 		if (a->event == HOOK_USERNAME || a->event == HOOK_MESSAGE) {
 			text = lua_tolstring(L, first, &len);
-			hook_modify(a, text, len);
 			call->verdict = HOOK_MODIFY;
+			if (call->script->shadow)
+				script_shadow_log(call, "modify", text);
+			else
+				hook_modify(a, text, len);
 		}
 		return;
 	case LUA_TLIGHTUSERDATA:
 		p = lua_touserdata(L, first);
 		if (p == &script_drop_tag) {
 			call->verdict = HOOK_DROP;
+			if (call->script->shadow)
+				script_shadow_log(call, "drop", NULL);
 			return;
 		}
 		if (p == &script_stop_tag) {
 			call->verdict = HOOK_STOP;
+			if (call->script->shadow)
+				script_shadow_log(call, "stop", NULL);
 			return;
 		}
 		break;
@@ -616,13 +640,11 @@ script_describe(const struct script_call *call, char *buf, size_t size)
 	}
 }
 
-/* Logs a failure and counts it; a script that keeps failing is
- * disabled (at once, or when the outermost call returns). */
+/* Logs a failure with its traceback and counts it. */
 static void
 script_failed(struct script *s, const char *what, const char *err)
 {
 	const char *nl = strchr(err, '\n');
-	uint64_t now = loop_now(), oldest;
 	char *first, prefix[96];
 
 	script_failures_total++;
@@ -636,21 +658,6 @@ script_failed(struct script *s, const char *what, const char *err)
 		const char *tb = strchr(nl + 1, '\n');
 		if (tb != NULL)
 			script_log(LOG_LVL_ERROR, s->owner, "traceback: ", tb + 1);
-	}
-
-	s->fails_in_row++;
-	oldest = s->fail_at[s->nfails % SCRIPT_FAIL_LIMIT];
-	s->fail_at[s->nfails % SCRIPT_FAIL_LIMIT] = now;
-	s->nfails++;
-	if (s->disabled || s->disable_pending)
-		return;
-	if (s->fails_in_row >= SCRIPT_FAIL_LIMIT ||
-	    (s->nfails >= SCRIPT_FAIL_LIMIT &&
-	    now - oldest < SCRIPT_FAIL_WINDOW_MS)) {
-		if (s->state->depth > 0)
-			s->disable_pending = true;
-		else
-			script_disable(s);
 	}
 }
 
@@ -687,8 +694,7 @@ script_call(struct script_call *call)
 		free(err);
 		if (status == LUA_ERRMEM)
 			lua_gc(st->L, LUA_GCCOLLECT);
-	} else
-		s->fails_in_row = 0;
+	}
 	script_leave(st);
 	return status == LUA_OK ? 0 : -1;
 }
@@ -701,10 +707,19 @@ script_hook_cb(struct hook_args *a, void *arg)
 	struct script_call call = { .kind = SCRIPT_CALL_HOOK, .script = s,
 		.fn = h->fn, .args = a, .verdict = HOOK_PASS };
 
-	if (s->disabled)
+	if (script_call(&call) == 0) {
+		if (!s->shadow)
+			return call.verdict;
+		s->shadow_verdicts[a->event][call.verdict]++;
 		return HOOK_PASS;
-	if (script_call(&call) == 0)
-		return call.verdict;
+	}
+	s->hook_errors[a->event]++;
+	if (s->shadow) {
+		log_info(s->owner, "shadow: the %s hook failed; not enforced",
+		    hook_event_name(a->event));
+		return HOOK_PASS;
+	}
+	/* Fail closed: a rule that could not be checked is not passed. */
 	if (s->deny_on_failure && script_event_decides(a->event)) {
 		hook_deny(a, PROTO_ERR_INTERNAL,
 		    "refused because a server script failed");
@@ -721,8 +736,6 @@ script_command_cb(const struct command_ctx *ctx, void *arg)
 		.script = cmd->script, .fn = cmd->fn, .command = cmd,
 		.ctx = ctx, .result = PROTO_OK };
 
-	if (cmd->script->disabled)
-		return PROTO_ERR_UNKNOWN_COMMAND;
 	if (script_call(&call) == -1)
 		return PROTO_ERR_INTERNAL;
 	return call.result;
@@ -750,7 +763,7 @@ script_hook_attach(struct script_hook *h)
 {
 	struct script *s = h->script;
 
-	if (s->state->active && !s->disabled && h->hook == NULL)
+	if (s->state->active && h->hook == NULL)
 		h->hook = hook_add(h->event, h->priority, s->owner,
 		    script_hook_cb, h);
 }
@@ -760,7 +773,7 @@ script_command_attach(struct script_command *cmd)
 {
 	struct script *s = cmd->script;
 
-	if (s->state->active && !s->disabled) {
+	if (s->state->active) {
 		command_register(cmd->name, s->owner, cmd->usage, cmd->help,
 		    script_command_cb, cmd);
 		cmd->registered = true;
@@ -772,7 +785,7 @@ script_timer_start(struct script_timer *t)
 {
 	struct script *s = t->script;
 
-	if (s->state->active && !s->disabled && t->pending)
+	if (s->state->active && t->pending)
 		loop_timer_set(&t->lt, t->delay_ms, script_timer_fire);
 }
 
@@ -820,18 +833,6 @@ script_detach(struct script *s, bool stop_timers)
 		loop_timer_cancel(&t->lt);
 	while (stop_timers && s->timers != NULL)
 		script_timer_stop(s->state->L, s->timers);
-}
-
-static void
-script_disable(struct script *s)
-{
-	if (s->disabled)
-		return;
-	log_error(s->owner, "disabled after %u failures (%u in a row): its "
-	    "hooks, commands and timers are removed until the scripts are "
-	    "reloaded", s->nfails, s->fails_in_row);
-	script_detach(s, true);
-	s->disabled = true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1321,7 +1322,8 @@ script_state_load(const struct config *c, struct script_state **out,
 	tail = &st->scripts;
 	for (size_t i = 0; i < c->scripts.n; i++) {
 		struct script_load ld = { 0 };
-		const json_t *settings = NULL, *policy = NULL;
+		const json_t *settings = NULL, *policy = NULL, *shadow;
+		const char *policy_key;
 		struct script *s;
 		char *path, *text;
 		size_t len;
@@ -1352,13 +1354,27 @@ script_state_load(const struct config *c, struct script_state **out,
 			free(path);
 			goto fail;
 		}
-		policy = json_object_get(settings, "failure_policy");
+		/* on_error; failure_policy is its older name. */
+		policy_key = "on_error";
+		policy = json_object_get(settings, policy_key);
+		if (policy == NULL) {
+			policy_key = "failure_policy";
+			policy = json_object_get(settings, policy_key);
+		}
 		if (policy != NULL && (!json_is_string(policy) ||
 		    (strcmp(json_string_value(policy), "pass") != 0 &&
 		    strcmp(json_string_value(policy), "deny") != 0))) {
-			xasprintf(cause, "script %s: script_settings.%s."
-			    "failure_policy must be \"pass\" or \"deny\"",
-			    names[i], names[i]);
+			xasprintf(cause, "script %s: script_settings.%s.%s "
+			    "must be \"pass\" or \"deny\"", names[i], names[i],
+			    policy_key);
+			free(text);
+			free(path);
+			goto fail;
+		}
+		shadow = json_object_get(settings, "shadow");
+		if (shadow != NULL && !json_is_boolean(shadow)) {
+			xasprintf(cause, "script %s: script_settings.%s.shadow "
+			    "must be true or false", names[i], names[i]);
 			free(text);
 			free(path);
 			goto fail;
@@ -1373,6 +1389,10 @@ script_state_load(const struct config *c, struct script_state **out,
 		s->deny_on_failure = strcmp(policy != NULL ?
 		    json_string_value(policy) : c->script_failure_policy,
 		    "deny") == 0;
+		s->shadow = json_is_true(shadow);
+		if (s->shadow)
+			log_info(s->owner, "shadow mode: verdicts are logged, "
+			    "not enforced");
 		*tail = s;
 		tail = &s->next;
 
@@ -1439,7 +1459,7 @@ script_run_event(struct script_state *st, enum hook_event ev)
 	for (struct script *s = st->scripts; s != NULL; s = s->next) {
 		for (struct script_hook *h = s->hooks; h != NULL; h = h->next) {
 			size_t i;
-			if (h->event != ev || s->disabled)
+			if (h->event != ev)
 				continue;
 			v = xreallocarray(v, n + 1, sizeof *v);
 			for (i = n; i > 0 && v[i - 1]->priority < h->priority;
@@ -1457,6 +1477,17 @@ script_run_event(struct script_state *st, enum hook_event ev)
 	free(v);
 }
 
+/* The events s has hooks on, one bit each. */
+static unsigned
+script_events_hooked(const struct script *s)
+{
+	unsigned mask = 0;
+
+	for (const struct script_hook *h = s->hooks; h != NULL; h = h->next)
+		mask |= 1u << h->event;
+	return mask;
+}
+
 static void
 script_metrics(struct metrics_buf *mb)
 {
@@ -1471,11 +1502,40 @@ script_metrics(struct metrics_buf *mb)
 	metrics_printf(mb, "# HELP parley_script_memory_bytes Memory the Lua "
 	    "scripts hold.\n# TYPE parley_script_memory_bytes gauge\n"
 	    "parley_script_memory_bytes %zu\n", st->mem_used);
-	metrics_printf(mb, "# HELP parley_script_disabled Scripts disabled "
-	    "after failing too often.\n# TYPE parley_script_disabled gauge\n");
-	for (struct script *s = st->scripts; s != NULL; s = s->next)
-		metrics_printf(mb, "parley_script_disabled{script=\"%s\"} %d\n",
-		    s->name, s->disabled ? 1 : 0);
+	/* One series per script and event it hooks, however many hooks of
+	 * that event it registered. */
+	metrics_printf(mb, "# HELP parley_script_hook_errors_total Hook calls "
+	    "that failed, by script and event.\n"
+	    "# TYPE parley_script_hook_errors_total counter\n");
+	for (struct script *s = st->scripts; s != NULL; s = s->next) {
+		unsigned hooked = script_events_hooked(s);
+		for (int ev = 0; ev < HOOK_COUNT; ev++) {
+			if (hooked & 1u << ev)
+				metrics_printf(mb, "parley_script_hook_errors_total"
+				    "{script=\"%s\",event=\"%s\"} %llu\n", s->name,
+				    hook_event_name((enum hook_event)ev),
+				    (unsigned long long)s->hook_errors[ev]);
+		}
+	}
+	metrics_printf(mb, "# HELP parley_script_shadow_verdicts_total What "
+	    "the hooks of scripts in shadow mode would have decided.\n"
+	    "# TYPE parley_script_shadow_verdicts_total counter\n");
+	for (struct script *s = st->scripts; s != NULL; s = s->next) {
+		unsigned hooked = script_events_hooked(s);
+		if (!s->shadow)
+			continue;
+		for (int ev = 0; ev < HOOK_COUNT; ev++) {
+			if (!(hooked & 1u << ev))
+				continue;
+			for (int v = 0; v <= HOOK_STOP; v++)
+				metrics_printf(mb,
+				    "parley_script_shadow_verdicts_total{script="
+				    "\"%s\",event=\"%s\",verdict=\"%s\"} %llu\n",
+				    s->name, hook_event_name((enum hook_event)ev),
+				    hook_verdict_name((enum hook_verdict)v),
+				    (unsigned long long)s->shadow_verdicts[ev][v]);
+		}
+	}
 }
 
 static char *

@@ -19,8 +19,6 @@
 #define SCRIPT_MAX_COMMANDS 256  /* parley.command() calls per script */
 #define SCRIPT_MAX_TIMERS 10000  /* timers pending per script */
 #define SCRIPT_MAX_DEPTH 8       /* calls into Lua nested through C */
-#define SCRIPT_FAIL_LIMIT 10     /* failures in a row, or within... */
-#define SCRIPT_FAIL_WINDOW_MS 60000 /* ...a minute, disable a script */
 #define SCRIPT_TEXT_MAX 65536    /* a notice, reason or help text */
 
 /* Metatable names in the registry. */
@@ -76,12 +74,10 @@ struct script {
 	char *path;
 	char *owner; /* "lua:<name>", for logs and the registries */
 	int env;     /* registry reference of its _ENV */
-	bool deny_on_failure;
-	bool disabled;
-	bool disable_pending; /* failed too often inside a nested call */
-	unsigned fails_in_row;
-	unsigned nfails;
-	uint64_t fail_at[SCRIPT_FAIL_LIMIT]; /* loop_now() of recent ones */
+	bool deny_on_failure; /* on_error: a failed deciding hook refuses */
+	bool shadow;          /* verdicts logged and counted, not enforced */
+	uint64_t hook_errors[HOOK_COUNT]; /* failed hook calls, per event */
+	uint64_t shadow_verdicts[HOOK_COUNT][HOOK_STOP + 1]; /* shadow mode */
 	struct script_hook *hooks;
 	size_t nhooks;
 	struct script_command *commands;

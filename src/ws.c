@@ -75,8 +75,35 @@ ws_token_list_has(const char *list, const char *token)
 	return false;
 }
 
-/* A key must be the base64 of exactly 16 bytes. Nettle's decoder skips
- * white space, so anything outside the alphabet is refused first. */
+/* Skips the optional white space (SP, HTAB) around a header value; see
+ * parley.h. */
+const char *
+ws_header_trim(const char *value, size_t *len)
+{
+	size_t n;
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	n = strlen(value);
+	while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+		n--;
+	*len = n;
+	return value;
+}
+
+/* True when the trimmed header value is exactly word. */
+static bool
+ws_header_is(const char *value, const char *word)
+{
+	size_t n;
+	const char *v = ws_header_trim(value, &n);
+
+	return n == strlen(word) && memcmp(v, word, n) == 0;
+}
+
+/* A key must be the base64 of exactly 16 bytes (key is already trimmed
+ * and WS_KEY_LEN long). Nettle's decoder skips white space, so anything
+ * outside the alphabet is refused first. */
 static bool
 ws_key_valid(const char *key)
 {
@@ -85,8 +112,6 @@ ws_key_valid(const char *key)
 	size_t i, outlen = sizeof out;
 	char c;
 
-	if (strlen(key) != WS_KEY_LEN)
-		return false;
 	for (i = 0; i < WS_KEY_LEN; i++) {
 		c = key[i];
 		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
@@ -111,6 +136,9 @@ ws_handshake_check(const char *method, const char *upgrade,
     const char *connection, const char *key, const char *version,
     char *accept, const char **cause)
 {
+	char trimmed[WS_KEY_LEN + 1];
+	size_t keylen = 0;
+
 	if (method == NULL || strcmp(method, "GET") != 0) {
 		*cause = "method not allowed";
 		return 405;
@@ -123,15 +151,25 @@ ws_handshake_check(const char *method, const char *upgrade,
 		*cause = "Connection does not include upgrade";
 		return 400;
 	}
-	if (version == NULL || strcmp(version, "13") != 0) {
+	if (version == NULL || !ws_header_is(version, "13")) {
 		*cause = "unsupported WebSocket version";
 		return 426;
 	}
-	if (key == NULL || !ws_key_valid(key)) {
+	/* Header values are compared without their optional white space
+	 * (RFC 9110 section 5.5), whatever the HTTP layer left of it. */
+	if (key != NULL)
+		key = ws_header_trim(key, &keylen);
+	if (key == NULL || keylen != WS_KEY_LEN) {
 		*cause = "invalid Sec-WebSocket-Key";
 		return 400;
 	}
-	ws_accept_key(key, accept);
+	memcpy(trimmed, key, WS_KEY_LEN);
+	trimmed[WS_KEY_LEN] = '\0';
+	if (!ws_key_valid(trimmed)) {
+		*cause = "invalid Sec-WebSocket-Key";
+		return 400;
+	}
+	ws_accept_key(trimmed, accept);
 	*cause = NULL;
 	return 0;
 }

@@ -52,7 +52,8 @@
  * ABI 1.1 appended file-descriptor watches, remote members and posting
  * with a given seq ("since 1.1"). ABI 1.2 added the post event (and the
  * event's sender and flags, taken from its reserved fields), history
- * reads answered later, and health reports ("since 1.2").
+ * reads answered later, and health reports ("since 1.2"). ABI 1.3 added
+ * metrics with a type, help text and labels ("since 1.3").
  */
 #ifndef PARLEY_PLUGIN_H
 #define PARLEY_PLUGIN_H
@@ -352,6 +353,12 @@ struct parley_history_msg {
  * parley_host.history_defer and will call history_done. */
 #define PARLEY_HISTORY_LATER 1
 
+/* The types of a metric (parley_host.metric_declare). A counter only
+ * goes up (its name should end in _total); a gauge goes up and down.
+ * since 1.3 */
+#define PARLEY_METRIC_COUNTER 1
+#define PARLEY_METRIC_GAUGE 2
+
 /* "No upper bound" for a history read's before. since 1.0 */
 #define PARLEY_HISTORY_NO_BEFORE UINT64_MAX
 
@@ -585,9 +592,11 @@ struct parley_host {
 	int (*room_send_json)(parley_ctx *ctx, parley_room *r,
 	    const char *json, size_t len);
 
-	/* ---- Metrics: named counters, per plugin (exported by the server's
-	 * metrics as plugin NAME, counter NAME). Names are 1 to 64 bytes of
-	 * a-z, 0-9 and '_'. Return 0, -1 for an invalid name (logged). */
+	/* ---- Metrics: named values, per plugin, shown by /metrics without
+	 * a type as parley_plugin_value{plugin="PLUGIN",name="NAME"} (see
+	 * metric_declare for typed metrics with help and labels). Names are
+	 * 1 to 64 bytes of a-z, 0-9 and '_'. Return 0, -1 for an invalid name
+	 * (logged). */
 	int (*counter_add)(parley_ctx *ctx, const char *name, int64_t delta);
 	int (*counter_set)(parley_ctx *ctx, const char *name, int64_t value);
 
@@ -684,6 +693,39 @@ struct parley_host {
 	 * "plugins" and says "degraded" while a plugin is not ok; a change
 	 * is logged. since 1.2 */
 	void (*health_report)(parley_ctx *ctx, bool ok, const char *detail);
+
+	/* ---- Metrics with a type, help text and labels (since 1.3) */
+
+	/* Declares metric name of type PARLEY_METRIC_COUNTER or
+	 * PARLEY_METRIC_GAUGE, with help (one line of UTF-8; may be NULL; the
+	 * server escapes it). /metrics shows it as the family
+	 * parley_plugin_<name>, each series labelled plugin="<this plugin>"
+	 * plus the labels given when it changes. name: 1 to 64 bytes of a-z,
+	 * 0-9 and '_', not starting with a digit, not "value". Several
+	 * plugins may declare one name with the same type (the first help
+	 * text is shown). Declaring again is harmless. Returns 0, or -1
+	 * (logged) for a bad name, type or help, or a name declared with
+	 * another type. The plugin's series are removed after its fini.
+	 * since 1.3 */
+	int (*metric_declare)(parley_ctx *ctx, const char *name, int type,
+	    const char *help);
+	/* Adds delta to the series of declared metric name with labels
+	 * (created at 0 when new). labels: NULL, or key and value strings
+	 * in turn, ended by NULL: (const char *[]){ "room", "general",
+	 * NULL }. Keys: 1 to 64 bytes of a-z, 0-9 and '_', not starting with
+	 * a digit or "__", not "plugin", each once; at most 8 labels. Values:
+	 * UTF-8, at most 256 bytes (escaped by the server). The order of the
+	 * labels does not matter. A plugin may have at most 1000 series in
+	 * all. A counter's delta must not be negative. Returns 0, or -1
+	 * (logged) for an undeclared name, a bad label, a negative delta on
+	 * a counter or too many series. since 1.3 */
+	int (*metric_add)(parley_ctx *ctx, const char *name,
+	    const char *const *labels, double delta);
+	/* Sets the series of declared metric name with labels (as for
+	 * metric_add) to value; a counter must not go down. Returns as
+	 * metric_add. since 1.3 */
+	int (*metric_set)(parley_ctx *ctx, const char *name,
+	    const char *const *labels, double value);
 
 	/* ---- Rooms (since 1.3) */
 

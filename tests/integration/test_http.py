@@ -348,6 +348,35 @@ async def test_handshake_failures(t):
 
 
 @case(config=CONFIG)
+async def test_handshake_header_whitespace(t):
+	# Optional white space around a header value is not part of it (RFC
+	# 9110 section 5.5): a key, version, Upgrade, Connection or Origin
+	# with spaces or tabs around it is the same value without them, and
+	# the accept is computed from the bare key.
+	import hashlib
+	key = base64.b64encode(os.urandom(16)).decode()
+	want = base64.b64encode(hashlib.sha1((key +
+	    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+	for pad_l, pad_r in ((" ", " "), ("  ", "\t"), ("\t", ""), ("", "  ")):
+		req = upgrade_request(**{"Sec-WebSocket-Key": pad_l + key + pad_r,
+		    "Sec-WebSocket-Version": pad_l + "13" + pad_r,
+		    "Upgrade": pad_l + "websocket" + pad_r,
+		    "Connection": pad_l + "Upgrade" + pad_r,
+		    "Origin": pad_l + ORIGINS[0] + pad_r})
+		r = await handshake_status(t.server, req)
+		check_eq(r.status, 101, "key %r status" % (pad_l + key + pad_r))
+		check_eq(r.header("sec-websocket-accept"), want,
+		    "accept for a key with white space around it")
+	# the white space inside a value still counts
+	r = await handshake_status(t.server, upgrade_request(**{
+	    "Sec-WebSocket-Key": key[:10] + " " + key[10:]}))
+	check_eq(r.status, 400, "a key with a space inside")
+	r = await handshake_status(t.server, upgrade_request(
+	    Origin=" http://evil.example "))
+	check_eq(r.status, 403, "a foreign Origin with white space around")
+
+
+@case(config=CONFIG)
 async def test_origin(t):
 	for origin in ("http://evil.example", "http://good.example.evil.com",
 	    "http://good.example:80", "https://good.example", "null",

@@ -15,7 +15,9 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
+import subprocess
 import sys
 import time
 
@@ -75,6 +77,19 @@ async def try_upgrade(server, src=None, label="raw"):
 	ws.response = resp
 	ws.welcome = await ws.read_json("welcome")
 	return resp, ws
+
+
+async def upgraded(t, server, src, label, rcvbuf=None):
+	"""A RawWS from src after a 101, welcome not read (tracked for
+	cleanup), with its reader and writer."""
+	reader, writer = await open_tcp(server, src, rcvbuf)
+	ws = RawWS(reader, writer, label)
+	t.clients.append(ws)
+	key = base64.b64encode(os.urandom(16)).decode()
+	writer.write(upgrade_request(server, key))
+	check_eq((await read_http_head(reader, scaled(5))).status, 101,
+	    "%s upgrade" % label)
+	return ws, reader, writer
 
 
 async def raw_from(t, server, src, label="raw"):
@@ -223,7 +238,7 @@ async def violate(server, src):
 @case(timeout=30)
 async def test_ban_and_expiry(t):
 	s = t.start_server({"ban_after": 3, "ban_window": 30,
-	    "ban_seconds": 2})
+	    "ban_seconds": 2, "ban_on_violations": True})
 	comp = await client_from(t, s, "127.0.0.7", "companion")
 	for _ in range(2):
 		await violate(s, "127.0.0.6")
@@ -262,7 +277,7 @@ async def test_ban_counts_pipelined_violations(t):
 	# a violation in the bytes that come with the upgrade request (MHD
 	# hands them over as extra_in) counts like any other
 	s = t.start_server({"ban_after": 2, "ban_window": 30,
-	    "ban_seconds": 30})
+	    "ban_seconds": 30, "ban_on_violations": True})
 	comp = await client_from(t, s, "127.0.0.31", "companion")
 	for i in range(2):
 		reader, writer = await open_tcp(s, "127.0.0.30")
@@ -667,13 +682,8 @@ async def test_write_timeout(t):
 	await sender.create(room)
 	await obs.join(room)
 	# the stalled peer: a tiny receive buffer, and no reads after the join
-	reader, writer = await open_tcp(s, "127.0.0.20", rcvbuf=4096)
-	stalled = RawWS(reader, writer, "stalled")
-	t.clients.append(stalled)
-	key = base64.b64encode(os.urandom(16)).decode()
-	writer.write(upgrade_request(s, key))
-	check_eq((await read_http_head(reader, scaled(5))).status, 101,
-	    "stalled upgrade")
+	stalled, reader, writer = await upgraded(t, s, "127.0.0.20",
+	    "stalled", rcvbuf=4096)
 	sname = uniq("stall")
 	await stalled.send_json({"type": "join_room", "roomName": room,
 	    "username": sname, "id": 1})
@@ -717,6 +727,280 @@ async def test_write_timeout(t):
 	    "participants")
 	check_eq(p["participants"], [sender.username, obs.username],
 	    "participants")
+	await served(t, s)
+
+
+
+# ---------------------------------------------------------------------------
+# No lockout at the defaults; bounded slow consumers and HTTP requests
+
+# The built-in defaults for what the harness turns off.
+AT_DEFAULTS = {"connects_per_minute_per_ip": None, "requests_per_minute": None,
+    "messages_per_minute": None, "rooms_per_minute": None,
+    "names_per_minute": None, "flood_close_after": None, "ban_after": None}
+
+
+def xff_request(server, xff=None):
+	"""An upgrade request, with X-Forwarded-For: xff when given."""
+	req = upgrade_request(server, base64.b64encode(os.urandom(16)).decode())
+	if xff is None:
+		return req
+	return req[:-2] + b"X-Forwarded-For: " + xff.encode() + b"\r\n\r\n"
+
+
+async def violate_as(server, src, xff=None, label="violator"):
+	"""One protocol violation (an unmasked frame, close 1002) from src, or,
+	with xff, from that address as forwarded by src. Returns the upgrade
+	status; nothing is sent after a refusal."""
+	reader, writer = await open_tcp(server, src)
+	try:
+		writer.write(xff_request(server, xff))
+		resp = await read_http_head(reader, scaled(5))
+		if resp.status != 101:
+			return resp
+		ws = RawWS(reader, writer, label)
+		await ws.send_raw(make_frame(OP_TEXT, b"{}", mask=False))
+		while True:
+			f = await ws.read_frame()
+			if f.opcode == OP_CLOSE:
+				break
+		check_eq(f.close_code, 1002, "%s: close code" % label)
+		return resp
+	finally:
+		writer.close()
+
+
+@case(timeout=60)
+async def test_violations_do_not_ban_at_defaults(t):
+	# A conformance suite's run: hundreds of connections from one address,
+	# each with one protocol violation. At the defaults each is closed,
+	# none counts towards a ban, and later connections are admitted.
+	s = t.start_server(dict(AT_DEFAULTS))
+	for i in range(300):
+		resp = await violate_as(s, "127.0.0.1", label="loopback %d" % i)
+		check_eq(resp.status, 101, "violation %d from loopback" % i)
+	# the same through the trusted local proxy (the default
+	# trusted_proxies), from one forwarded public address: within the
+	# connect burst, but three times ban_after
+	for i in range(150):
+		resp = await violate_as(s, "127.0.0.1", xff="198.51.100.9",
+		    label="forwarded %d" % i)
+		check_eq(resp.status, 101, "violation %d from a forwarded "
+		    "address" % i)
+	for src, xff in (("127.0.0.1", None), ("127.0.0.1", "198.51.100.9")):
+		reader, writer = await open_tcp(s, src)
+		writer.write(xff_request(s, xff))
+		resp = await read_http_head(reader, scaled(5))
+		writer.close()
+		check_eq(resp.status, 101, "a connection after the violations "
+		    "(%s, forwarded %s)" % (src, xff))
+	c = await t.client(s, label="after")
+	await c.sync()
+	check(not re.search(r"banned", server_log(s)), "an address was banned")
+	# the admin may ask for bans on violations: the forwarded address
+	# is then banned after ban_after (50) of them, loopback never is
+	s2 = t.start_server(dict(AT_DEFAULTS, ban_on_violations=True))
+	status = None
+	for i in range(60):
+		resp = await violate_as(s2, "127.0.0.1", xff="198.51.100.10",
+		    label="banned-to-be %d" % i)
+		if resp.status != 101:
+			status = resp
+			break
+	check(status is not None, "no ban after 60 violations with "
+	    "ban_on_violations")
+	check_refusal(status, 429, "banned after violations")
+	for i in range(60):
+		resp = await violate_as(s2, "127.0.0.1", label="loopback %d" % i)
+		check_eq(resp.status, 101, "loopback violation %d with "
+		    "ban_on_violations" % i)
+
+
+@case()
+async def test_loopback_not_capped_per_address(t):
+	# the per-address cap and rate spare 127.0.0.1: a local proxy that is
+	# not (yet) trusted carries everyone's connections
+	s = t.start_server({"max_connections_per_ip": 2,
+	    "connects_per_minute_per_ip": 30, "connect_burst_per_ip": 3,
+	    "trusted_proxies": []})
+	for i in range(8):
+		await raw_from(t, s, "127.0.0.1", "local %d" % i)
+	# another loopback-network address is an address like any other
+	await raw_from(t, s, "127.0.0.2", "a1")
+	await raw_from(t, s, "127.0.0.2", "a2")
+	resp, ws = await try_upgrade(s, "127.0.0.2")
+	check(ws is None, "a third WebSocket from 127.0.0.2 was admitted")
+	check_refusal(resp, 429, "over max_connections_per_ip")
+	await served(t, s, "127.0.0.1", "local bystander")
+
+
+def rss_kib(server):
+	"""The daemon's resident set (VmRSS), in KiB."""
+	with open("/proc/%d/status" % server.proc.pid) as f:
+		for line in f:
+			if line.startswith("VmRSS:"):
+				return int(line.split()[1])
+	raise TestFailure("no VmRSS for the daemon")
+
+
+def server_log(server):
+	with open(server.stderr_path, errors="replace") as f:
+		return f.read()
+
+
+def send_queue(server_port, peer):
+	"""Bytes in the kernel's send queue of the daemon's socket to peer
+	(host, port), from /proc/net/tcp; None when there is no such socket."""
+	want_local = "0100007F:%04X" % server_port
+	h = peer[0].split(".")
+	want_rem = "%02X%02X%02X%02X:%04X" % (int(h[3]), int(h[2]), int(h[1]),
+	    int(h[0]), peer[1])
+	with open("/proc/net/tcp") as f:
+		next(f)
+		for line in f:
+			x = line.split()
+			if x[1] == want_local and x[2] == want_rem:
+				return int(x[4].split(":")[0], 16)
+	return None
+
+
+def kernel_sndbuf(server_port, peer):
+	"""The send buffer size (ss's skmem tb) of the daemon's socket to peer;
+	None when ss cannot tell."""
+	try:
+		out = subprocess.run(["ss", "-tmnH", "state", "established",
+		    "src", "127.0.0.1:%d" % server_port, "dst", "%s:%d" % peer],
+		    capture_output=True, text=True, timeout=5).stdout
+	except (OSError, subprocess.SubprocessError):
+		return None
+	m = re.search(r"\btb(\d+)", out)
+	return int(m.group(1)) if m else None
+
+
+@case(timeout=60)
+async def test_never_reading_peer_bounded(t):
+	# A peer that stops reading holds, in the kernel's send buffer and our
+	# queue together, only about max_output_bytes before it is dropped:
+	# the send buffer is capped (SO_SNDBUF) from max_output_bytes. Left to
+	# itself the kernel's buffer grows past the limit (tcp_wmem).
+	limit = 16 << 10
+	s = t.start_server({"max_output_bytes": limit, "write_timeout": 60,
+	    "ping_interval": 60, "max_message_bytes": 16000,
+	    "max_frame_bytes": 65536})
+	sender = await t.named("sender", s)
+	room = uniq("nr")
+	await sender.create(room)
+	stalled, reader, writer = await upgraded(t, s, "127.0.0.21", "stalled")
+	peer = writer.get_extra_info("sockname")
+	await stalled.read_json("welcome")
+	await stalled.send_json({"type": "join_room", "roomName": room,
+	    "id": 1})
+	await stalled.read_json("room_joined")
+	text = "n" * 4000
+	# the cap itself: half the limit (the kernel doubles what is asked,
+	# and would otherwise start at tcp_wmem's 16 KiB and grow)
+	sndbuf = kernel_sndbuf(s.port, peer)
+	print("    the daemon's send buffer for the peer: %s bytes" % sndbuf)
+	check(sndbuf is not None and sndbuf <= limit // 2, "the send buffer "
+	    "of a client socket is %r bytes, want at most half of "
+	    "max_output_bytes (%d)" % (sndbuf, limit))
+
+	async def burst(n):
+		for _ in range(n):
+			await sender.send({"type": "send_message",
+			    "roomName": room, "message": text})
+		for _ in range(n):
+			await sender.recv("new_message")
+
+	writer.transport.pause_reading()
+	rss0 = rss_kib(s)
+	rss_max = rss0
+	queued_max = 0
+	sent = 0
+	deadline = time.monotonic() + scaled(30)
+	pat = re.compile(r"close client=\d+ addr=127\.0\.0\.21 ")
+	while not pat.search(server_log(s)):
+		check(time.monotonic() < deadline, "a peer that never reads was "
+		    "not dropped after %d messages of %d bytes" % (sent,
+		    len(text)))
+		await burst(2)
+		sent += 2
+		q = send_queue(s.port, peer)
+		if q is not None:
+			queued_max = max(queued_max, q)
+		rss_max = max(rss_max, rss_kib(s))
+	check("slow consumer" in server_log(s), "the peer was not dropped as "
+	    "a slow consumer")
+	print("    a peer that stopped reading was dropped after %d more "
+	    "messages of %d bytes; the kernel held at most %d bytes for it "
+	    "(max_output_bytes %d); RSS %d -> %d KiB" % (sent, len(text),
+	    queued_max, limit, rss0, rss_max))
+	# (a loopback segment may be 64 KiB, and one may always go over)
+	check(queued_max <= limit + 65536, "the kernel held %d bytes for a "
+	    "peer that does not read, max_output_bytes %d" % (queued_max,
+	    limit))
+	check(rss_max - rss0 < 16 * 1024, "RSS grew by %d KiB" %
+	    (rss_max - rss0))
+	await sender.say(room, "still here")
+	await served(t, s)
+
+
+@case(timeout=60)
+async def test_http_request_deadline(t):
+	# A request trickled in faster than the idle timeout but never
+	# finished is closed at http_request_timeout, also on a kept-alive
+	# connection; many of them cost no memory worth speaking of.
+	s = t.start_server({"http_timeout": 3, "http_request_timeout": 2,
+	    "max_connections_per_ip": 100})
+	rss0 = rss_kib(s)
+	conns = []
+	for i in range(40):
+		r, w = await open_tcp(s, "127.0.0.%d" % (50 + i % 20))
+		w.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+		conns.append((r, w))
+	# one kept alive: a whole request answered, then a trickled one
+	r, w = await open_tcp(s, "127.0.0.49")
+	w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp = await read_http_head(r, scaled(5))
+	check_eq(resp.status, 200, "the first request of a kept-alive "
+	    "connection")
+	await r.readexactly(int(resp.header("content-length")))
+	w.write(b"GET / HTTP/1.1\r\n")
+	conns.append((r, w))
+	t0 = time.monotonic()
+	rss_max = rss0
+	open_ones = list(conns)
+	while open_ones:
+		dt = time.monotonic() - t0
+		check(dt < scaled(2) + 3, "%d trickling connections still open "
+		    "%.1fs into a 2 s request deadline" % (len(open_ones), dt))
+		for r, w in open_ones:
+			w.write(b"X")  # a byte of a header, well within http_timeout
+		rss_max = max(rss_max, rss_kib(s))
+		await asyncio.sleep(0.25)
+		still = []
+		for r, w in open_ones:
+			try:
+				data = await asyncio.wait_for(r.read(4096), 0.01)
+			except asyncio.TimeoutError:
+				still.append((r, w))
+				continue
+			except ConnectionError:
+				data = b""
+			if data:
+				still.append((r, w))
+		open_ones = [(r, w) for r, w in still if not r.at_eof()]
+	dt = time.monotonic() - t0
+	check(dt >= 1.5, "closed %.2fs in, before the 2 s deadline" % dt)
+	for r, w in conns:
+		w.close()
+	met = (await http_get(s, "/metrics")).body.decode()
+	mm = re.search(r"^parley_http_request_timeouts_total (\d+)$", met, re.M)
+	check(mm is not None and int(mm.group(1)) >= 41,
+	    "parley_http_request_timeouts_total: %r" % (mm and mm.group(0)))
+	print("    41 trickled requests closed after %.2fs; RSS %d -> %d KiB" %
+	    (dt, rss0, rss_max))
+	check(rss_max - rss0 < 8 * 1024, "RSS grew by %d KiB" % (rss_max - rss0))
 	await served(t, s)
 
 

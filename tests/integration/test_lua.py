@@ -51,7 +51,8 @@ HOOKS = {
 	"scripts": ["hooks", "card", "failing", "strict"],
 	"rooms": ["general", "locked", "cardlocked"],
 	"script_settings": {
-		"hooks": {"greeting": "hello"},
+		"hooks": {"greeting": "hello", "on_error": "pass"},
+		"failing": {"on_error": "pass"},
 		"strict": {"failure_policy": "deny"},
 	},
 }
@@ -61,6 +62,7 @@ LIMITS = {
 	"scripts": ["runaway", "greedy", "stale"],
 	"script_instruction_limit": 2000000,
 	"script_memory_limit": 16 << 20,
+	"script_failure_policy": "pass",
 }
 
 
@@ -681,7 +683,7 @@ async def test_default_oper_guessing(t):
 	await wait_log(t.server, r"lua:commands: wrong /oper password from")
 
 
-async def metric(server, name):
+async def oper_metric(server, name):
 	r = await http_get(server, "/metrics")
 	m = re.search(r"^parley_%s (\d+)$" % name, r.body.decode(), re.M)
 	check(m is not None, "no %s in /metrics" % name)
@@ -709,7 +711,7 @@ async def test_default_oper_guessing_reconnect(t):
 	"""Reconnecting between guesses starts nothing afresh: from one
 	address, three guesses are checked, then none for a minute."""
 	owner, room = await in_room(t, "gr")
-	failures0 = await metric(t.server, "oper_password_failures_total")
+	failures0 = await oper_metric(t.server, "oper_password_failures_total")
 	checked = refused = 0
 	# the back-off runs on real time: stay under its first minute
 	deadline = time.monotonic() + min(scaled(10), 50)
@@ -726,9 +728,9 @@ async def test_default_oper_guessing_reconnect(t):
 	# the right password waits too: it is not even looked at
 	check_eq(await guess(t, room, PASSWORD), "rate_limited",
 	    "the password during back-off")
-	check_eq(await metric(t.server, "oper_password_failures_total") -
+	check_eq(await oper_metric(t.server, "oper_password_failures_total") -
 	    failures0, 3, "failures counted")
-	check(await metric(t.server, "oper_password_refused_total") >= refused,
+	check(await oper_metric(t.server, "oper_password_refused_total") >= refused,
 	    "refusals counted")
 	check(log_has(t.server, r"operator password: 3 wrong from "
 	    r"127\.0\.0\.1; the next guess from there is checked in 60s",
@@ -755,7 +757,7 @@ async def test_default_oper_guessing_spread(t):
 	    "a new address after the global limit")
 	check_eq(await guess(t, room, PASSWORD, "198.51.100.8"),
 	    "rate_limited", "the password after the global limit")
-	check_eq(await metric(t.server, "oper_password_failures_total"), 8,
+	check_eq(await oper_metric(t.server, "oper_password_failures_total"), 8,
 	    "failures counted")
 	await wait_log(t.server, r"operator password: 8 wrong server-wide")
 
@@ -981,18 +983,146 @@ async def test_broken_script_refuses_start(t):
 
 
 @case()
-async def test_disabled_after_failures(t):
+async def test_never_disabled_by_failures(t):
+	# No number of failures a client can cause switches a script off: its
+	# message hook keeps refusing (fail closed) and its commands stay.
 	s = t.start_server({"script_dirs": [TEST_SCRIPTS],
 	    "scripts": ["failing"]})
 	a, room = await in_room(t, "dis", server=s)
+	b, _ = await in_room(t, "dis2", room, server=s)
 	check_eq(await notice(a, room, "/ok"), "still here", "before")
-	for _ in range(10):
+	for _ in range(30):
 		await error(a, room, "/fail", "internal")
-	await wait_log(s, r"lua:failing: disabled after 10 failures")
-	await error(a, room, "/fail", "unknown_command")
-	await error(a, room, "/ok", "unknown_command")
-	await a.say(room, "fail")  # its message hook is gone too
+		await error(a, room, "fail", "internal")
+	check(not log_has(s, r"disabled", 4000), "a script was disabled")
+	check_eq(await notice(a, room, "/ok"), "still here", "after 60 failures")
+	await error(a, room, "fail", "internal")
+	await nothing_new(b, room)
 	await still_serving(t, s)
+
+
+CLOSED = {"script_dirs": [TEST_SCRIPTS], "scripts": ["closed"]}
+
+
+async def passes_through(a, b, room, text, what):
+	"""a's text reaches b untouched."""
+	await a.send({"type": "send_message", "roomName": room,
+	    "message": text})
+	check_eq((await delivered(b, room, ""))["message"], text,
+	    "%s: %r delivered untouched" % (what, text))
+
+
+async def metrics_text(server):
+	r = await http_get(server, "/metrics")
+	check_eq(r.status, 200, "/metrics status")
+	return r.body.decode()
+
+
+def metric(text, series):
+	m = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.M)
+	return float(m.group(1)) if m else None
+
+
+@case(config=CLOSED)
+async def test_fail_closed_at_defaults(t):
+	# a hook of an event that decides and raises is a refusal with
+	# internal, logged with its traceback and counted
+	a, room = await in_room(t, "fc")
+	b, _ = await in_room(t, "fd", room)
+	await error(a, room, "boom", "internal")
+	await nothing_new(b, room)
+	await wait_log(t.server, r"lua:closed: message hook failed: "
+	    r"closed\.lua:\d+: attempt to index a nil value")
+	await wait_log(t.server, r"lua:closed: traceback:.*closed\.lua:")
+	r = await a.request({"type": "set_username", "username": "boomer"})
+	check_eq((r.get("type"), r.get("code")), ("error", "internal"),
+	    "a failing username hook: %r" % r)
+	r = await a.request({"type": "create_room", "roomName": "boomroom"})
+	check_eq((r.get("type"), r.get("code")), ("error", "internal"),
+	    "a failing create_room hook: %r" % r)
+	c = await t.named("fe")
+	await c.create("jboom")
+	d = await t.named("ff")
+	r = await d.request({"type": "join_room", "roomName": "jboom"})
+	check_eq((r.get("type"), r.get("code")), ("error", "internal"),
+	    "a failing join hook: %r" % r)
+	# (the post hooks run after the request is accepted: no id)
+	await a.send({"type": "send_message", "roomName": room,
+	    "message": "postboom"})
+	r = await a.recv("error")
+	check_eq((r.get("code"), r.get("roomName")), ("internal", room),
+	    "a failing post hook: %r" % r)
+	await nothing_new(b, room)
+	# a failing connect hook closes with 1011 (the server's fault)
+	check_eq(await notice(a, room, "/fail-next-connect"), "ok",
+	    "/fail-next-connect")
+	raw = await t.raw(welcome=False)
+	f = await raw.expect_close(1011)
+	check(b"script failed" in f.payload, "close reason: %r" % f.payload)
+	# the failures are counted per script and event
+	text = await metrics_text(t.server)
+	for ev in ("message", "username", "create_room", "join", "post",
+	    "connect"):
+		n = metric(text, 'parley_script_hook_errors_total{script="closed",'
+		    'event="%s"}' % ev)
+		check(n is not None and n >= 1, "hook errors of %s: %r" % (ev, n))
+	n = metric(text, 'parley_hook_verdicts_total{owner="lua:closed",'
+	    'event="message",verdict="deny"}')
+	check(n is not None and n >= 1, "deny verdicts of message: %r" % n)
+	# the others are served, and the script's command still works
+	check_eq(await notice(a, room, "/ok"), "still here", "command")
+	await a.say(room, "fine")
+	await delivered(b, room, "fine")
+
+
+@case(config=dict(CLOSED, script_settings={"closed": {"on_error": "pass"}}))
+async def test_on_error_pass(t):
+	a, room = await in_room(t, "op")
+	b, _ = await in_room(t, "oq", room)
+	await passes_through(a, b, room, "boom", "on_error = pass")
+	await wait_log(t.server, r"lua:closed: message hook failed")
+	r = await a.request({"type": "set_username", "username": "boomer"})
+	check_eq(r.get("type"), "username_set", "on_error = pass: %r" % r)
+
+
+SHADOW = {"script_dirs": [TEST_SCRIPTS], "scripts": ["watch"],
+    "script_settings": {"watch": {"shadow": True}}}
+
+
+@case(config=SHADOW)
+async def test_shadow_mode(t):
+	# the hooks run and their verdicts are logged and counted, but the
+	# messages go through as sent
+	a, room = await in_room(t, "sh")
+	b, _ = await in_room(t, "si", room)
+	for text in ("buy spam now", "darn it", "drop me", "oops", "hello"):
+		await passes_through(a, b, room, text, "shadow mode")
+	await wait_log(t.server, r"lua:watch: shadow: message hook would deny "
+	    r"\(rejected\) \(user [^,]+, room [^)]+\): no spam here")
+	await wait_log(t.server, r"lua:watch: shadow: message hook would "
+	    r"modify .*: d\*\*n it")
+	await wait_log(t.server, r"lua:watch: shadow: message hook would drop")
+	await wait_log(t.server, r"lua:watch: message hook failed: .*the new "
+	    r"rule has a bug")
+	await wait_log(t.server, r"lua:watch: shadow: the message hook "
+	    r"failed; not enforced")
+	r = await a.request({"type": "set_username", "username": "spammer1"})
+	check_eq(r.get("type"), "username_set", "shadow: name %r" % r)
+	text = await metrics_text(t.server)
+	want = {"deny": 1, "modify": 1, "drop": 1}
+	for v, n in want.items():
+		got = metric(text, 'parley_script_shadow_verdicts_total{script='
+		    '"watch",event="message",verdict="%s"}' % v)
+		check_eq(got, n, "shadow verdicts %s" % v)
+	check_eq(metric(text, 'parley_script_shadow_verdicts_total{script='
+	    '"watch",event="username",verdict="deny"}'), 1,
+	    "shadow username denies")
+	check_eq(metric(text, 'parley_script_hook_errors_total{script="watch",'
+	    'event="message"}'), 1, "shadow hook errors")
+	# without shadow the same script enforces
+	s2 = t.start_server(dict(SHADOW, script_settings={}))
+	c, room2 = await in_room(t, "en", server=s2)
+	await error(c, room2, "buy spam now", "rejected")
 
 
 RELOAD_V1 = """

@@ -561,11 +561,43 @@ async def test_metrics_counters(t):
 			break
 		await asyncio.sleep(0.1)
 	check_eq(r.status, 200, "/metrics status")
-	check('parley_plugin_counter{plugin="example",'
+	check('parley_plugin_value{plugin="example",'
 	    'name="messages_seen"} 2' in body, "example's counter:\n" +
 	    "\n".join(x for x in body.splitlines() if "plugin" in x))
-	check('parley_plugin_counter{plugin="verdicts",name="disconnects"} 1'
+	check('parley_plugin_value{plugin="verdicts",name="disconnects"} 1'
 	    in body, "verdicts' counter")
+
+
+@case(timeout=30)
+async def test_typed_metrics(t):
+	# ABI 1.3: a counter and a gauge with help text and labels; labels in
+	# either order are one series; values are escaped
+	s = start(t, [test_plugin("metrics"), test_plugin("verdicts")])
+	a = await t.named("typed", s)
+	await a.join("general")
+	for text in ("hello there", "hello again", "hi", "hello", "hi you"):
+		await a.say("general", text)
+	r = await http_get(s, "/metrics")
+	check_eq(r.status, 200, "/metrics status")
+	body = r.body.decode()
+	lines = [x for x in body.splitlines() if "parley_plugin_" in x]
+	shown = "\n".join(lines)
+	for want in (
+	    "# HELP parley_plugin_messages_total chat messages by first word "
+	    "\\\\ kind",
+	    "# TYPE parley_plugin_messages_total counter",
+	    'parley_plugin_messages_total{plugin="metrics",kind="chat",'
+	    'word="hello"} 3',
+	    'parley_plugin_messages_total{plugin="metrics",kind="chat",'
+	    'word="hi"} 2',
+	    'parley_plugin_messages_total{plugin="metrics",kind="odd",'
+	    'word="say \\"hi\\"\\\\\\n"} 2',
+	    "# HELP parley_plugin_last_length bytes of the last message",
+	    "# TYPE parley_plugin_last_length gauge",
+	    'parley_plugin_last_length{plugin="metrics"} 6',
+	    'parley_plugin_value{plugin="metrics",name="refusals_wrong"} 0'):
+		check(want in lines, "want %r in:\n%s" % (want, shown))
+	# (test_metrics.py runs promtool over this)
 
 
 # ---------------------------------------------------------------------------

@@ -1519,6 +1519,34 @@ test_handshake(void)
 	CHECK_INT(hs("GET", "websocket", "Upgrade", "dGhlIHNhbXBsZSBub25j====",
 	    "13"), 400);
 
+	/* Optional white space around a value is not part of it (RFC 9110
+	 * section 5.5): the accept is computed from the trimmed key. */
+	memset(accept, 0, sizeof accept);
+	CHECK_INT(ws_handshake_check("GET", "websocket", "Upgrade",
+	    "  " KEY " \t", "13", accept, &cause), 0);
+	CHECK_STR(accept, ACCEPT);
+	memset(accept, 0, sizeof accept);
+	CHECK_INT(ws_handshake_check("GET", "websocket", "Upgrade",
+	    "\t" KEY, "13", accept, &cause), 0);
+	CHECK_STR(accept, ACCEPT);
+	memset(accept, 0, sizeof accept);
+	CHECK_INT(ws_handshake_check("GET", "websocket", "Upgrade", KEY " ",
+	    "13", accept, &cause), 0);
+	CHECK_STR(accept, ACCEPT);
+	CHECK_INT(hs("GET", " websocket ", " Upgrade\t", " " KEY " ", " 13 "),
+	    0);
+	CHECK_INT(hs("GET", "websocket", "Upgrade", KEY, "\t13\t"), 0);
+	CHECK_INT(hs("GET", "websocket", "Upgrade", KEY, " 1 3 "), 426);
+	CHECK_INT(hs("GET", "websocket", "Upgrade", KEY, "   "), 426);
+	CHECK_INT(hs("GET", "websocket", "Upgrade", "   ", "13"), 400);
+	/* Only SP and HTAB are optional white space. */
+	CHECK_INT(hs("GET", "websocket", "Upgrade", "\v" KEY, "13"), 400);
+	CHECK_INT(hs("GET", "websocket", "Upgrade", KEY "\r", "13"), 400);
+	CHECK_INT(hs("GET", "websocket", "Upgrade", KEY, "13\n"), 426);
+	/* Inner white space stays significant. */
+	CHECK_INT(hs("GET", "websocket", "Upgrade",
+	    " dGhlIHNhbXBs ZSBub25jZQ== ", "13"), 400);
+
 	/* The order the checks run in. */
 	CHECK_INT(hs("POST", NULL, NULL, NULL, NULL), 405);
 	CHECK_INT(hs("GET", NULL, NULL, NULL, NULL), 400);
