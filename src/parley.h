@@ -719,6 +719,9 @@ void hook_free_all(void);
  * failing init) is logged with why, the plugins loaded before it are
  * unloaded, and -1 returns with *cause set (caller frees). */
 int plugin_load_all(char **cause);
+/* --check-config: -1 with *cause set when a plugin of cfg->plugins is
+ * not found (none is loaded). */
+int plugin_check_all(char **cause);
 /* Stops each plugin's timers, calls its fini and unloads it, in reverse
  * load order (after the clients are gone: a history store flushes). */
 void plugin_unload_all(void);
