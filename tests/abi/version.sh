@@ -21,40 +21,35 @@ fi
 abi=$major.$minor
 echo "parley/plugin.h: ABI $abi"
 
+# same WHAT VERSION: WHAT shows the header's version.
+same() {
+	echo "$1: ABI $2"
+	if [ "$2" != "$abi" ]; then
+		echo "FAIL: $1 says '$2', parley/plugin.h $abi"
+		fail=1
+	fi
+}
+
 # parley.pc, through pkg-config when there is one (it must parse it).
 if [ ! -f parley.pc ]; then
 	echo "FAIL: no parley.pc in the build tree"
-	exit 1
-fi
-if $PKG_CONFIG --version >/dev/null 2>&1; then
-	pc_major=$(PKG_CONFIG_LIBDIR=. PKG_CONFIG_PATH= $PKG_CONFIG --variable=abi_major parley)
-	pc_minor=$(PKG_CONFIG_LIBDIR=. PKG_CONFIG_PATH= $PKG_CONFIG --variable=abi_minor parley)
+	fail=1
+elif $PKG_CONFIG --version >/dev/null 2>&1; then
+	same parley.pc "$(PKG_CONFIG_LIBDIR=. PKG_CONFIG_PATH= $PKG_CONFIG --variable=abi_major parley).$(PKG_CONFIG_LIBDIR=. PKG_CONFIG_PATH= $PKG_CONFIG --variable=abi_minor parley)"
 else
-	pc_major=$(sed -n 's/^abi_major=//p' parley.pc)
-	pc_minor=$(sed -n 's/^abi_minor=//p' parley.pc)
+	same parley.pc "$(sed -n 's/^abi_major=//p' parley.pc).$(sed -n 's/^abi_minor=//p' parley.pc)"
 fi
-echo "parley.pc: ABI $pc_major.$pc_minor"
-[ "$pc_major.$pc_minor" = "$abi" ] ||
-	{ echo "FAIL: parley.pc says $pc_major.$pc_minor, plugin.h $abi"; fail=1; }
-
 if [ -x "$parleyd" ]; then
-	v=$("$parleyd" --version | sed -n 's/.*plugin ABI \([0-9][0-9.]*\).*/\1/p')
-	echo "parleyd --version: ABI $v"
-	[ "$v" = "$abi" ] ||
-		{ echo "FAIL: parleyd --version says '$v', plugin.h $abi"; fail=1; }
+	same "parleyd --version" "$("$parleyd" --version |
+	    sed -n 's/.*plugin ABI \([0-9][0-9.]*\).*/\1/p')"
 else
 	echo "FAIL: no parleyd at $parleyd"
 	fail=1
 fi
-
-man=man/parley-plugin.3
-if [ -f "$man" ]; then
-	m=$(sed -n 's/^\([0-9][0-9]*\.[0-9][0-9]*\) for this release.*/\1/p' "$man")
-	echo "parley-plugin(3): ABI $m"
-	[ "$m" = "$abi" ] ||
-		{ echo "FAIL: parley-plugin(3) says '$m', plugin.h $abi"; fail=1; }
+if [ -f man/parley-plugin.3 ]; then
+	same "parley-plugin(3)" "$(sed -n 's/^\([0-9][0-9]*\.[0-9][0-9]*\) for this release.*/\1/p' man/parley-plugin.3)"
 else
-	echo "FAIL: $man not built"
+	echo "FAIL: man/parley-plugin.3 not built"
 	fail=1
 fi
 [ $fail = 0 ] && echo "PASS: the plugin ABI is $abi everywhere"
