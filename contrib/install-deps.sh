@@ -6,7 +6,8 @@ set -eu
 
 build="build-essential autoconf automake libtool pkg-config \
 libmicrohttpd-dev libjansson-dev liblua5.4-dev nettle-dev libsqlite3-dev libhiredis-dev libicu-dev"
-test="python3 python3-websockets chromium valgrind curl clang libclang-rt-14-dev nginx-light redis-server prometheus"
+test="python3 python3-websockets chromium valgrind curl clang libclang-rt-14-dev nginx-light redis-server \
+prometheus dpkg-dev debhelper lintian"
 
 pkgs=$build
 [ "${1:-}" = "--test" ] && pkgs="$build $test"

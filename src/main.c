@@ -521,6 +521,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	/* What parleyd creates (the state directory, the history database,
+	 * the log and pid files) is not for other users to read, also when
+	 * no service manager sets a umask: the caller's umask is kept, with
+	 * at least 027 added. */
+	umask(umask(027) | 027);
+
 	main_listen_arg = listen_addr;
 	main_port_arg = port;
 	config_defaults(&main_config);
@@ -544,7 +550,8 @@ main(int argc, char **argv)
 		config_free(&main_config);
 		return rc;
 	}
-	if (check_only && script_check(&cause) == -1) {
+	if (check_only && (script_check(&cause) == -1 ||
+	    plugin_check_all(&cause) == -1)) {
 		fprintf(stderr, "parleyd: %s\n", cause);
 		free(cause);
 		config_free(&main_config);

@@ -853,6 +853,9 @@ int plugin_load_all(char **cause);
 /* After a reload: each plugin's options come from the new
  * plugin_options (the reload event tells it). */
 void plugin_reload(void);
+/* --check-config: -1 with *cause set when a plugin of cfg->plugins is
+ * not found (none is loaded). */
+int plugin_check_all(char **cause);
 /* Stops each plugin's timers, calls its fini and unloads it, in reverse
  * load order (after the clients are gone: a history store flushes). */
 void plugin_unload_all(void);

@@ -1159,6 +1159,30 @@ plugin_unload_all(void)
 	}
 }
 
+/* --check-config: every plugin named in the configuration is found,
+ * so that a configuration it passes does not stop the server at start
+ * for a missing file. Nothing is loaded (use --plugin-info for that). */
+int
+plugin_check_all(char **cause)
+{
+	for (size_t i = 0; i < cfg->plugins.n; i++) {
+		char *why = NULL, *path;
+
+		/* A path is taken as it is by plugin_resolve. */
+		if ((path = plugin_resolve(cfg->plugins.v[i], &why)) != NULL &&
+		    access(path, F_OK) == -1)
+			xasprintf(&why, "no file %s", path);
+		free(path);
+		if (why != NULL) {
+			xasprintf(cause, "plugin %s: %s", cfg->plugins.v[i],
+			    why);
+			free(why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------------
  * parleyd --plugin-info
  */

@@ -3,8 +3,9 @@
 # missing (Debian), builds, runs `make check` (unit, integration and
 # browser tests), runs it again on an AddressSanitizer + UBSan build and
 # with the daemon under valgrind, runs each fuzz target for a minute,
-# checks an installation, and runs `make distcheck`. Ends with one line
-# "N passed, N failed".
+# checks an installation, builds the release tarball as a distribution
+# does (and a .deb, checked by lintian), and runs `make distcheck`. Ends
+# with one line "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -72,8 +73,8 @@ step_result() {
 }
 
 step "integration tests with the daemon under valgrind"
-PARLEYD="$top/src/parleyd" TEST_PYTHON=/usr/bin/python3 top_srcdir="$top" \
-	sh tests/valgrind.sh
+PARLEYD="$top/src/parleyd" TEST_PYTHON=${TEST_PYTHON:-/usr/bin/python3} \
+	top_srcdir="$top" sh tests/valgrind.sh
 step_result $? "valgrind run"
 
 step "fuzzing (${FUZZ_SECONDS:-60} s per target)"
@@ -83,6 +84,10 @@ step_result $? "fuzzing"
 step "installation check"
 sh tests/install/check.sh "$top"
 step_result $? "installation check"
+
+step "packaging: the tarball as a distribution builds it"
+sh tests/packaging/run.sh "$top"
+step_result $? "packaging check"
 
 step "make distcheck"
 if make -j"$jobs" distcheck >distcheck.log 2>&1; then

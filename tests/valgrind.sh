@@ -14,7 +14,7 @@ set -u
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 python=${TEST_PYTHON:-/usr/bin/python3}
-[ -x "$python" ] || python=python3
+command -v "$python" >/dev/null 2>&1 || python=python3
 PARLEYD=${PARLEYD:-$(pwd)/src/parleyd}
 [ -x "$PARLEYD" ] || PARLEYD=$srcdir/src/parleyd
 export PARLEYD

@@ -18,6 +18,8 @@ prefix=$tmp/prefix
 fail() { echo "FAIL: $*"; exit 1; }
 
 [ -f "$builddir/Makefile" ] || { echo "SKIP: not a configured tree"; exit 77; }
+"$python" -c 'import websockets' >/dev/null 2>&1 ||
+	{ echo "SKIP: no Python with websockets (set TEST_PYTHON)"; exit 77; }
 env -u MAKEFLAGS -u MFLAGS make -C "$builddir" distdir distdir="$tmp/src" \
     >"$tmp/distdir.log" 2>&1 || fail "make distdir"
 srcdir=$tmp/src

@@ -156,6 +156,30 @@ async def test_check_config_bad(t):
 		    % p.stderr[-300:])
 
 
+
+@case()
+async def test_check_config_missing_plugin(t):
+	# --check-config and start-up agree on a plugin that is not there,
+	# by name or by path; a plugin that is there passes both.
+	with TempDir() as d:
+		for entry in ("no-such-plugin",
+		    os.path.join(d.path, "nowhere.so")):
+			conf = d.write("p.conf", "plugins = { \"%s\" }\n"
+			    "state_dir = \"%s\"\n" % (entry, d.path))
+			p = run_daemon(["--check-config", "--config", conf])
+			check_status(p, "--check-config with plugin %s" % entry,
+			    False)
+			check("no-such-plugin" in p.stderr or
+			    "nowhere.so" in p.stderr,
+			    "stderr names the plugin: %r" % p.stderr[-300:])
+			p = run_daemon(["--config", conf, "--port", "0"])
+			check_status(p, "start with plugin %s" % entry, False)
+		conf = d.write("p.conf", "plugins = { \"example\" }\n"
+		    "state_dir = \"%s\"\n" % d.path)
+		p = run_daemon(["--check-config", "--config", conf])
+		check_status(p, "--check-config with the example plugin", True)
+
+
 @case()
 async def test_port_zero(t):
 	s = Server()
