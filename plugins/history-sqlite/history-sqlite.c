@@ -531,19 +531,14 @@ hs_raise_room(struct hs_writer *w, const char *room, size_t len,
 }
 
 /*
- * Writes the reservations in w->wants and the queue q in one transaction.
- * Returns 0 when it is committed; -1 with *why set when nothing is (the
- * caller keeps q and the reservations to try again). A row the database
- * refuses as a duplicate is counted and skipped: trying it again would
- * not help.
+ * Writes the reservations in w->wants in a transaction of their own:
+ * append may be waiting for one, and should not wait for a large batch
+ * as well. Returns 0 when committed, -1 with *why set.
  */
 static int
-hs_write_batch(struct hs_writer *w, const struct hs_queue *q, char **why)
+hs_write_wants(struct hs_writer *w, char **why)
 {
-	uint64_t ok = 0, bad = 0, trimmed = 0;
-
-	w->nrooms = 0;
-	if (q->n == 0 && w->nwants == 0)
+	if (w->nwants == 0)
 		return 0;
 	if (hs_exec(hs.wdb, "BEGIN IMMEDIATE", why) == -1)
 		return -1;
@@ -554,6 +549,29 @@ hs_write_batch(struct hs_writer *w, const struct hs_queue *q, char **why)
 			goto abort;
 		}
 	}
+	if (hs_exec(hs.wdb, "COMMIT", why) == 0)
+		return 0;
+abort:
+	hs_exec(hs.wdb, "ROLLBACK", NULL);
+	return -1;
+}
+
+/*
+ * Writes the queue q in one transaction. Returns 0 when it is committed;
+ * -1 with *why set when nothing is (the caller keeps q to try again). A
+ * row the database refuses as a duplicate is counted and skipped: trying
+ * it again would not help.
+ */
+static int
+hs_write_batch(struct hs_writer *w, const struct hs_queue *q, char **why)
+{
+	uint64_t ok = 0, bad = 0, trimmed = 0;
+
+	w->nrooms = 0;
+	if (q->n == 0)
+		return 0;
+	if (hs_exec(hs.wdb, "BEGIN IMMEDIATE", why) == -1)
+		return -1;
 	for (const struct hs_entry *e = q->head; e != NULL; e = e->next) {
 		sqlite3_stmt *s = w->insert;
 		int rc;
@@ -713,8 +731,18 @@ hs_worker_main(void *arg)
 				hs_writer_close(&w);
 			opened = hs.wdb != NULL;
 		}
-		ok = hs.wdb != NULL &&
-		    hs_write_batch(&w, &hs.inflight, &why) == 0;
+		ok = hs.wdb != NULL && hs_write_wants(&w, &why) == 0;
+		pthread_mutex_lock(&hs.lock);
+		for (size_t i = 0; i < w.nwants; i++) {
+			struct hs_seq *s = w.wants[i].s;
+			if (ok && w.wants[i].seq > s->durable)
+				s->durable = w.wants[i].seq;
+			else if (!ok)
+				hs_queue_want(s);
+		}
+		pthread_cond_broadcast(&hs.reserved);
+		pthread_mutex_unlock(&hs.lock);
+		ok = ok && hs_write_batch(&w, &hs.inflight, &why) == 0;
 		if (!ok && hs.wdb != NULL)
 			hs_writer_close(&w);
 		if (ok && hs.retention_days > 0 &&
@@ -727,13 +755,6 @@ hs_worker_main(void *arg)
 		 * is freed after, without holding up an append. */
 		pthread_mutex_lock(&hs.lock);
 		memset(&done, 0, sizeof done);
-		for (size_t i = 0; i < w.nwants; i++) {
-			struct hs_seq *s = w.wants[i].s;
-			if (ok && w.wants[i].seq > s->durable)
-				s->durable = w.wants[i].seq;
-			else if (!ok)
-				hs_queue_want(s);
-		}
 		if (opened)
 			hs.ready_gen++;
 		if (ok) {
@@ -1264,15 +1285,17 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 		free(why);
 	}
 	if (failing) {
-		snprintf(detail, sizeof detail, "cannot write %s for %llu s "
-		    "(%s); %zu messages held in memory, %llu left out of "
-		    "history", hs.path, (unsigned long long)(now > since ?
+		/* No path: /healthz may be public. */
+		snprintf(detail, sizeof detail, "cannot write the history "
+		    "database for %llu s (%s); %zu messages held in memory, "
+		    "%llu left out of history", (unsigned long long)(now > since ?
 		    (now - since) / 1000 : 0), reason ? reason : "?", pending,
 		    (unsigned long long)dropped);
 		if (PARLEY_HOST_HAS(hs.host, health_report))
 			hs.host->health_report(ctx, false, detail);
 		if (!hs.fail_reported || now - hs.fail_logged_at >= HS_LOG_MS) {
-			hs.host->log_printf(ctx, PARLEY_LOG_ERROR, "%s", detail);
+			hs.host->log_printf(ctx, PARLEY_LOG_ERROR, "%s: %s",
+			    hs.path, detail);
 			hs.fail_logged_at = now;
 		}
 		hs.fail_reported = true;
