@@ -321,128 +321,11 @@ hs_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **s)
 	    NULL) == SQLITE_OK;
 }
 
-static const char hs_schema[] =
-    "CREATE TABLE IF NOT EXISTS messages ("
-    " room TEXT NOT NULL,"
-    " seq INTEGER NOT NULL,"
-    " ts INTEGER NOT NULL,"
-    " sender TEXT NOT NULL,"
-    " text TEXT NOT NULL,"
-    " action INTEGER NOT NULL DEFAULT 0,"
-    " PRIMARY KEY (room, seq));"
-    "CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);"
-    /* last_seq: no seq ever given in the room is above it (reserved
-     * ahead, so it outlives retention and crashes). */
-    "CREATE TABLE IF NOT EXISTS rooms ("
-    " room TEXT PRIMARY KEY NOT NULL,"
-    " last_seq INTEGER NOT NULL);";
-
-/* True when the directory the database goes in is missing: a mistake in
- * the configuration, not a condition of the disk. */
-static bool
-hs_dir_missing(const char *path)
-{
-	char *dir = strdup(path), *slash;
-	struct stat st;
-	bool missing;
-
-	if (dir == NULL)
-		return false;
-	if ((slash = strrchr(dir, '/')) == NULL)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		slash[1] = '\0';
-	else
-		*slash = '\0';
-	missing = stat(dir, &st) == -1 && (errno == ENOENT ||
-	    errno == ENOTDIR);
-	free(dir);
-	return missing;
-}
-
-/*
- * Opens hs.wdb for writing and brings the schema up to date, writing
- * nothing when it is already (a full disk can still be opened). Returns
- * 0; or -1 with *why set, and *fatal true when the file is one this
- * plugin must not run on (its directory missing, not a database, a newer
- * schema) rather than a disk that cannot be written now. Runs on the
- * loop thread at start, on the worker afterwards; never calls the host.
- */
-static int
-hs_open_writer(char **why, bool *fatal)
-{
-	int version = -1, rc;
-	sqlite3_stmt *s;
-
-	*fatal = false;
-	if (hs_dir_missing(hs.path)) {
-		*fatal = true;
-		free(*why);
-		*why = strdup("its directory does not exist");
-		return -1;
-	}
-	rc = sqlite3_open_v2(hs.path, &hs.wdb, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		hs_why(why, "open", hs.wdb);
-		goto fail;
-	}
-	sqlite3_busy_timeout(hs.wdb, HS_BUSY_MS);
-	/* On a read-only file system SQLite falls back to reading. */
-	if (sqlite3_db_readonly(hs.wdb, "main") == 1) {
-		free(*why);
-		*why = strdup("open: the database is read-only");
-		goto fail;
-	}
-	if ((rc = sqlite3_prepare_v2(hs.wdb, "PRAGMA user_version", -1, &s,
-	    NULL)) == SQLITE_OK) {
-		if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-			version = sqlite3_column_int(s, 0);
-			rc = SQLITE_OK;
-		}
-		sqlite3_finalize(s);
-	}
-	if (version < 0) {
-		hs_why(why, "read", hs.wdb);
-		*fatal = rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
-		goto fail;
-	}
-	if (version > HS_SCHEMA_VERSION) {
-		char buf[128];
-		snprintf(buf, sizeof buf, "schema version %d, newer than "
-		    "this plugin's %d", version, HS_SCHEMA_VERSION);
-		free(*why);
-		*why = strdup(buf);
-		*fatal = true;
-		goto fail;
-	}
-	hs.wal_missing = false;
-	if (sqlite3_prepare_v2(hs.wdb, "PRAGMA journal_mode = WAL", -1, &s,
-	    NULL) == SQLITE_OK) {
-		/* Some file systems cannot do WAL: it works, but writes
-		 * then block readers. */
-		if (sqlite3_step(s) != SQLITE_ROW || sqlite3_column_text(s, 0) ==
-		    NULL || strcmp((const char *)sqlite3_column_text(s, 0),
-		    "wal") != 0)
-			hs.wal_missing = true;
-		sqlite3_finalize(s);
-	}
-	if (hs_exec(hs.wdb, hs.sync_full ? "PRAGMA synchronous = FULL" :
-	    "PRAGMA synchronous = NORMAL", why) == -1 ||
-	    hs_exec(hs.wdb, hs_schema, why) == -1 ||
-	    (version < HS_SCHEMA_VERSION &&
-	    hs_exec(hs.wdb, "PRAGMA user_version = 1", why) == -1))
-		goto fail;
-	return 0;
-fail:
-	sqlite3_close(hs.wdb);
-	hs.wdb = NULL;
-	return -1;
-}
-
 /* ---------------------------------------------------------------------
  * The worker thread: never calls the host.
  */
+
+static int hs_open_writer(char **why, bool *fatal);
 
 struct hs_writer {
 	sqlite3_stmt *insert;
@@ -476,16 +359,22 @@ hs_writer_prepare(struct hs_writer *w, char **why)
 	return 0;
 }
 
-/* Closes the writer's connection, to open it afresh: after the disk
- * failed, a new connection is the surest way back. */
 static void
-hs_writer_close(struct hs_writer *w)
+hs_writer_finalize(struct hs_writer *w)
 {
 	sqlite3_finalize(w->insert);
 	sqlite3_finalize(w->room_seq);
 	sqlite3_finalize(w->trim);
 	sqlite3_finalize(w->expire);
 	w->insert = w->room_seq = w->trim = w->expire = NULL;
+}
+
+/* Closes the writer's connection, to open it afresh: after the disk
+ * failed, a new connection is the surest way back. */
+static void
+hs_writer_close(struct hs_writer *w)
+{
+	hs_writer_finalize(w);
 	sqlite3_close(hs.wdb);
 	hs.wdb = NULL;
 }
@@ -786,14 +675,9 @@ hs_worker_main(void *arg)
 			break;
 	}
 	pthread_mutex_unlock(&hs.lock);
-	if (hs.wdb != NULL) {
-		/* fini may still use the connection (to lower the
-		 * reservations); the statements go. */
-		sqlite3_finalize(w.insert);
-		sqlite3_finalize(w.room_seq);
-		sqlite3_finalize(w.trim);
-		sqlite3_finalize(w.expire);
-	}
+	/* fini may still use the connection (to give back the seqs
+	 * reserved); the statements go. */
+	hs_writer_finalize(&w);
 	free(w.rooms);
 	free(w.wants);
 	free(why);
@@ -1200,13 +1084,14 @@ hs_try_reader(const char *name, int flags)
 }
 
 /*
- * Opens the loop's connection. When the database cannot be written its
- * history may still be read: plainly, or, on a read-only file system
- * where WAL's shared memory cannot be made, as an immutable file.
- * Returns 0 (hs.rdb set), or -1 with hs.rdb NULL and *why set.
+ * Opens the loop's connection. When the database cannot be written
+ * (writable false) its history may still be read: plainly, or, on a
+ * read-only file system where WAL's shared memory cannot be made, as an
+ * immutable file. Returns 0 (hs.rdb set), or -1 with hs.rdb NULL and
+ * *why set.
  */
 static int
-hs_open_reader(char **why)
+hs_open_reader(bool writable, char **why)
 {
 	char *uri;
 	size_t n = 0;
@@ -1216,7 +1101,7 @@ hs_open_reader(char **why)
 		return 0;
 	hs_why(why, "read", hs.rdb);
 	hs_close_reader();
-	if (hs.wdb != NULL)
+	if (writable)
 		return -1;
 	/* file:PATH?immutable=1, PATH percent-encoded. */
 	if ((uri = malloc(strlen(hs.path) * 3 + 32)) == NULL)
@@ -1279,7 +1164,7 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 		/* The worker could open the database at last: read it
 		 * plainly again (not as an immutable file). */
 		hs.ready_seen = ready;
-		if (hs_open_reader(&why) == -1)
+		if (hs_open_reader(true, &why) == -1)
 			hs.host->log_printf(ctx, PARLEY_LOG_ERROR, "%s: %s",
 			    hs.path, why ? why : "cannot read");
 		free(why);
@@ -1331,6 +1216,125 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 /* ---------------------------------------------------------------------
  * Start and stop
  */
+
+static const char hs_schema[] =
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " room TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " ts INTEGER NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " text TEXT NOT NULL,"
+    " action INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (room, seq));"
+    "CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);"
+    /* last_seq: no seq ever given in the room is above it (reserved
+     * ahead, so it outlives retention and crashes). */
+    "CREATE TABLE IF NOT EXISTS rooms ("
+    " room TEXT PRIMARY KEY NOT NULL,"
+    " last_seq INTEGER NOT NULL);";
+
+/* True when the directory the database goes in is missing: a mistake in
+ * the configuration, not a condition of the disk. */
+static bool
+hs_dir_missing(const char *path)
+{
+	char *dir = strdup(path), *slash;
+	struct stat st;
+	bool missing;
+
+	if (dir == NULL)
+		return false;
+	if ((slash = strrchr(dir, '/')) == NULL)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	missing = stat(dir, &st) == -1 && (errno == ENOENT ||
+	    errno == ENOTDIR);
+	free(dir);
+	return missing;
+}
+
+/*
+ * Opens hs.wdb for writing and brings the schema up to date, writing
+ * nothing when it is already (a full disk can still be opened). Returns
+ * 0; or -1 with *why set, and *fatal true when the file is one this
+ * plugin must not run on (its directory missing, not a database, a newer
+ * schema) rather than a disk that cannot be written now. Runs on the
+ * loop thread at start, on the worker afterwards; never calls the host.
+ */
+static int
+hs_open_writer(char **why, bool *fatal)
+{
+	int version = -1, rc;
+	sqlite3_stmt *s;
+
+	*fatal = false;
+	if (hs_dir_missing(hs.path)) {
+		*fatal = true;
+		free(*why);
+		*why = strdup("its directory does not exist");
+		return -1;
+	}
+	rc = sqlite3_open_v2(hs.path, &hs.wdb, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		hs_why(why, "open", hs.wdb);
+		goto fail;
+	}
+	sqlite3_busy_timeout(hs.wdb, HS_BUSY_MS);
+	/* On a read-only file system SQLite falls back to reading. */
+	if (sqlite3_db_readonly(hs.wdb, "main") == 1) {
+		free(*why);
+		*why = strdup("open: the database is read-only");
+		goto fail;
+	}
+	if ((rc = sqlite3_prepare_v2(hs.wdb, "PRAGMA user_version", -1, &s,
+	    NULL)) == SQLITE_OK) {
+		if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			version = sqlite3_column_int(s, 0);
+			rc = SQLITE_OK;
+		}
+		sqlite3_finalize(s);
+	}
+	if (version < 0) {
+		hs_why(why, "read", hs.wdb);
+		*fatal = rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
+		goto fail;
+	}
+	if (version > HS_SCHEMA_VERSION) {
+		char buf[128];
+		snprintf(buf, sizeof buf, "schema version %d, newer than "
+		    "this plugin's %d", version, HS_SCHEMA_VERSION);
+		free(*why);
+		*why = strdup(buf);
+		*fatal = true;
+		goto fail;
+	}
+	hs.wal_missing = false;
+	if (sqlite3_prepare_v2(hs.wdb, "PRAGMA journal_mode = WAL", -1, &s,
+	    NULL) == SQLITE_OK) {
+		/* Some file systems cannot do WAL: it works, but writes
+		 * then block readers. */
+		if (sqlite3_step(s) != SQLITE_ROW || sqlite3_column_text(s, 0) ==
+		    NULL || strcmp((const char *)sqlite3_column_text(s, 0),
+		    "wal") != 0)
+			hs.wal_missing = true;
+		sqlite3_finalize(s);
+	}
+	if (hs_exec(hs.wdb, hs.sync_full ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", why) == -1 ||
+	    hs_exec(hs.wdb, hs_schema, why) == -1 ||
+	    (version < HS_SCHEMA_VERSION &&
+	    hs_exec(hs.wdb, "PRAGMA user_version = 1", why) == -1))
+		goto fail;
+	return 0;
+fail:
+	sqlite3_close(hs.wdb);
+	hs.wdb = NULL;
+	return -1;
+}
 
 static int
 hs_options(parley_ctx *ctx)
@@ -1396,6 +1400,7 @@ hs_open(parley_ctx *ctx)
 {
 	const struct parley_host *h = hs.host;
 	char *why = NULL, *rwhy = NULL;
+	struct stat st;
 	bool fatal;
 
 	if (sqlite3_threadsafe() == 0) {
@@ -1424,10 +1429,20 @@ hs_open(parley_ctx *ctx)
 	} else if (hs.wal_missing)
 		h->log_printf(ctx, PARLEY_LOG_WARN, "%s: WAL mode not "
 		    "available; reads may wait for writes", hs.path);
-	if (hs_open_reader(&rwhy) == -1) {
+	if (hs_open_reader(hs.wdb != NULL, &rwhy) == -1) {
 		if (hs.wdb != NULL) {
 			h->log_printf(ctx, PARLEY_LOG_ERROR, "%s: %s", hs.path,
 			    rwhy ? rwhy : "cannot read");
+			free(rwhy);
+			return -1;
+		}
+		/* Seqs would start again at 1 over a history that may
+		 * hold them: only when there is no history at all. */
+		if (stat(hs.path, &st) == 0 && st.st_size > 0) {
+			h->log_printf(ctx, PARLEY_LOG_ERROR, "%s exists but "
+			    "can be neither written nor read (%s): refusing "
+			    "to start, seqs could be given twice", hs.path,
+			    rwhy ? rwhy : "?");
 			free(rwhy);
 			return -1;
 		}

@@ -13,15 +13,14 @@ import asyncio
 import os
 import random
 import signal
-import sqlite3
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, TestFailure, check, check_eq,  # noqa: E402
     scaled)
-from test_plugins import (StateDir, history, sqlite_plugin,  # noqa: E402
-    start)
+from test_plugins import (StateDir, db_value, history,  # noqa: E402
+    sqlite_plugin, start)
 
 suite = Suite("crash")
 case = suite.case
@@ -66,14 +65,6 @@ async def burst(c, room, tag):
 			await asyncio.sleep(0.002)
 	except Exception:
 		return
-
-
-def integrity(path):
-	con = sqlite3.connect(path)
-	try:
-		return con.execute("PRAGMA integrity_check").fetchone()[0]
-	finally:
-		con.close()
 
 
 @case(timeout=240)
@@ -132,7 +123,6 @@ async def test_kill_mid_burst(t):
 			check_eq(await s.await_exit(), -signal.SIGKILL,
 			    "killed")
 			await asyncio.wait([watcher, sender], timeout=scaled(10))
-			t.clients = []
 			s.kill()  # forget it
 
 			seqs = [m["seq"] for m in seen]
@@ -149,7 +139,7 @@ async def test_kill_mid_burst(t):
 			top = max(top, seqs[-1], max(hist_seqs, default=0))
 			delivered += len(seen)
 			last_seen = seen
-			check_eq(integrity(d.db()), "ok",
+			check_eq(db_value(d.db(), "PRAGMA integrity_check"), "ok",
 			    "integrity_check after kill %d" % (run + 1))
 	print("%d kills: %d messages delivered, %d lost from history (the "
 	    "oldest %d ms before its kill; flush interval %d ms); seqs "

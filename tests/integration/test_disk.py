@@ -23,8 +23,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, Skip, check, check_eq,  # noqa: E402
     http_get, scaled)
-from test_plugins import (history, seqs, sqlite_plugin,  # noqa: E402
-    start)
+from test_plugins import (history, say_many, seqs,  # noqa: E402
+    sqlite_plugin, start)
 from test_crash import all_history  # noqa: E402
 
 suite = Suite("disk")
@@ -118,15 +118,6 @@ def rows(path):
 		con.close()
 
 
-async def send_all(c, texts):
-	for text in texts:
-		await c.send({"type": "send_message", "roomName": "general",
-		    "message": text})
-	await c.recv("new_message", timeout=20, pred=lambda m:
-	    m.get("message") == texts[-1])
-	c.take("new_message")
-
-
 @case(timeout=120)
 async def test_full_disk(t):
 	db_plugin = sqlite_plugin()
@@ -139,7 +130,7 @@ async def test_full_disk(t):
 		a = await t.named("filler", s)
 		await a.join("general")
 		sent = ["before full %d" % i for i in range(20)]
-		await send_all(a, sent)
+		await say_many(a, "general", sent)
 		await asyncio.sleep(0.5)
 		fill(os.path.join(fs.path, "filler"))
 
@@ -150,7 +141,7 @@ async def test_full_disk(t):
 		for chunk in range(12):
 			texts = ["full %d %d %s" % (chunk, i, pad)
 			    for i in range(100)]
-			await send_all(a, texts)
+			await say_many(a, "general", texts)
 			sent += texts
 			h = await until_health(s, "degraded", timeout=1.5)
 			if h["status"] == "degraded":
@@ -161,7 +152,7 @@ async def test_full_disk(t):
 		check("full" in detail and "held in memory" in detail,
 		    "the reason: %r" % detail)
 		more = ["while full %d" % i for i in range(200)]
-		await send_all(a, more)
+		await say_many(a, "general", more)
 		sent += more
 		await asyncio.sleep(2.5)  # two more retries and timer turns
 		check_eq(await counter(admin, "write_failing"), 1,
@@ -236,7 +227,7 @@ async def test_read_only_start(t):
 		a = await t.named("early", s)
 		await a.join("general")
 		old = ["old %d" % i for i in range(30)]
-		await send_all(a, old)
+		await say_many(a, "general", old)
 		await s.astop()
 
 		d.set(True)
@@ -250,7 +241,7 @@ async def test_read_only_start(t):
 		check_eq([m["message"] for m in got], old,
 		    "old history read from the read-only database")
 		new = ["new %d" % i for i in range(40)]
-		await send_all(b, new)
+		await say_many(b, "general", new)
 		got = await history(b, "general", limit=500)
 		check_eq([m["message"] for m in got], old + new,
 		    "history has the messages kept in memory")
