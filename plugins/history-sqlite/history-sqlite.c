@@ -588,9 +588,15 @@ hs_worker_main(void *arg)
 
 	(void)arg;
 	ok = hs.wdb != NULL && hs_writer_prepare(&w, &why) == 0;
-	if (!ok && hs.wdb != NULL)
-		hs_writer_close(&w);
 	pthread_mutex_lock(&hs.lock);
+	if (!ok && hs.wdb != NULL) {
+		hs_writer_close(&w);
+		hs.failing = true;
+		hs.fail_since = hs_now_ms();
+		free(hs.fail_reason);
+		hs.fail_reason = why;
+		why = NULL;
+	}
 	for (;;) {
 		struct timespec until;
 		struct hs_queue done;
@@ -644,7 +650,8 @@ hs_worker_main(void *arg)
 		 * is freed after, without holding up an append. */
 		pthread_mutex_lock(&hs.lock);
 		memset(&done, 0, sizeof done);
-		if (opened)
+		/* The loop reopens its reader when the database is back. */
+		if (opened && ok)
 			hs.ready_gen++;
 		if (ok) {
 			done = hs.inflight;
@@ -917,12 +924,14 @@ hs_scan_emit(const struct hs_entry *e, void *arg)
 	hs_emit_entry(s->ctx, s->sink, e);
 }
 
+static void hs_reader_refresh(parley_ctx *ctx);
+
 static int
 hs_read(parley_ctx *ctx, const char *room, size_t room_len, uint64_t before,
     uint32_t limit, parley_history_sink *sink, void *arg)
 {
 	struct hs_scan scan = { .ctx = ctx, .sink = sink };
-	sqlite3_stmt *s = hs.q_read;
+	sqlite3_stmt *s;
 	size_t take;
 	uint64_t bound = before;
 	int rc = 0, step;
@@ -936,6 +945,8 @@ hs_read(parley_ctx *ctx, const char *room, size_t room_len, uint64_t before,
 	 * only in the database.
 	 */
 	pthread_mutex_lock(&hs.lock);
+	hs_reader_refresh(ctx);
+	s = hs.q_read;
 	hs_queued_each(room, room_len, before, hs_scan_count, &scan);
 	take = scan.count < limit ? scan.count : limit;
 	if (scan.count > 0)
@@ -1125,6 +1136,27 @@ hs_open_reader(bool writable, char **why)
 	return -1;
 }
 
+/*
+ * Once the worker has opened the database for writing, the loop reads it
+ * plainly again (not as an immutable file, which would not see the
+ * worker's writes). Called with the lock held, before the queues are
+ * looked at: the worker bumps ready_gen in the same hold of the lock in
+ * which it lets go of the messages it wrote, so a read never misses them.
+ */
+static void
+hs_reader_refresh(parley_ctx *ctx)
+{
+	char *why = NULL;
+
+	if (hs.ready_gen == hs.ready_seen)
+		return;
+	hs.ready_seen = hs.ready_gen;
+	if (hs_open_reader(true, &why) == -1)
+		hs.host->log_printf(ctx, PARLEY_LOG_ERROR, "%s: %s", hs.path,
+		    why ? why : "cannot read");
+	free(why);
+}
+
 /* ---------------------------------------------------------------------
  * Health and counters
  */
@@ -1134,7 +1166,7 @@ static void
 hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 {
 	uint64_t written, batches, failed, dropped, deleted, errors, waits;
-	uint64_t unreserved, ready, since, now = hs_now_ms();
+	uint64_t unreserved, since, now = hs_now_ms();
 	size_t pending, bytes;
 	char *reason = NULL, detail[768];
 	bool failing;
@@ -1154,21 +1186,11 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 	bytes = hs.queued_bytes;
 	failing = hs.failing;
 	since = hs.fail_since;
-	ready = hs.ready_gen;
+	hs_reader_refresh(ctx);
 	if (failing && hs.fail_reason != NULL)
 		reason = strdup(hs.fail_reason);
 	pthread_mutex_unlock(&hs.lock);
 
-	if (ready != hs.ready_seen) {
-		char *why = NULL;
-		/* The worker could open the database at last: read it
-		 * plainly again (not as an immutable file). */
-		hs.ready_seen = ready;
-		if (hs_open_reader(true, &why) == -1)
-			hs.host->log_printf(ctx, PARLEY_LOG_ERROR, "%s: %s",
-			    hs.path, why ? why : "cannot read");
-		free(why);
-	}
 	if (failing) {
 		/* No path: /healthz may be public. */
 		snprintf(detail, sizeof detail, "cannot write the history "
