@@ -33,7 +33,9 @@
  * counts it, and logs it every HS_LOG_MS. A database that cannot be
  * opened for writing at start-up (full or read-only state directory) is
  * read as far as it can be and the server starts all the same, keeping
- * history in memory until the database can be written.
+ * history in memory until the database can be written. Seqs given past
+ * a room's reservation while nothing can be written are counted
+ * (seq_unreserved): a crash before the disk recovers may give them again.
  *
  * Options (plugin_options["history-sqlite"] in parley.conf):
  *   path               database file (default $(localstatedir)/lib/parley/
