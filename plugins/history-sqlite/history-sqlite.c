@@ -50,8 +50,8 @@
  *   seq_reserve        seqs reserved ahead per room, the largest gap a
  *                      crash leaves: 1000
  *   synchronous        "normal" (default: a power cut may lose the last
- *                      commits, a crash of parleyd loses nothing flushed)
- *                      or "full"
+ *                      commits, a crash of parleyd loses nothing flushed;
+ *                      seq reservations are synced either way) or "full"
  */
 #include "config.h"
 
@@ -179,6 +179,7 @@ static struct {
 	uint64_t deleted;
 	uint64_t write_errors;
 	uint64_t seq_waits;
+	uint64_t seq_wait_us;     /* the loop's time waiting for them */
 	uint64_t seq_unreserved;
 	/* loop thread only */
 	uint64_t dropped_logged;
@@ -424,27 +425,40 @@ hs_raise_room(struct hs_writer *w, const char *room, size_t len,
 /*
  * Writes the reservations in w->wants in a transaction of their own:
  * append may be waiting for one, and should not wait for a large batch
- * as well. Returns 0 when committed, -1 with *why set.
+ * as well. It is synced to disk whatever the synchronous option says:
+ * a power cut may cost the last messages, never a reservation (one
+ * fsync per room per half a block). Returns 0 when committed, -1 with
+ * *why set.
  */
 static int
 hs_write_wants(struct hs_writer *w, char **why)
 {
+	int rc = -1;
+
 	if (w->nwants == 0)
 		return 0;
-	if (hs_exec(hs.wdb, "BEGIN IMMEDIATE", why) == -1)
+	if (!hs.sync_full &&
+	    hs_exec(hs.wdb, "PRAGMA synchronous = FULL", why) == -1)
 		return -1;
+	if (hs_exec(hs.wdb, "BEGIN IMMEDIATE", why) == -1)
+		goto done;
 	for (size_t i = 0; i < w->nwants; i++) {
 		if (hs_raise_room(w, w->wants[i].s->name, w->wants[i].s->len,
 		    w->wants[i].seq) == -1) {
 			hs_why(why, "reserve seqs", hs.wdb);
-			goto abort;
+			hs_exec(hs.wdb, "ROLLBACK", NULL);
+			goto done;
 		}
 	}
 	if (hs_exec(hs.wdb, "COMMIT", why) == 0)
-		return 0;
-abort:
-	hs_exec(hs.wdb, "ROLLBACK", NULL);
-	return -1;
+		rc = 0;
+	else
+		hs_exec(hs.wdb, "ROLLBACK", NULL);
+done:
+	if (!hs.sync_full &&
+	    hs_exec(hs.wdb, "PRAGMA synchronous = NORMAL", why) == -1)
+		rc = -1;
+	return rc;
 }
 
 /*
@@ -786,6 +800,8 @@ hs_reserve(struct hs_seq *s, uint64_t seq)
 		pthread_cond_signal(&hs.wake);
 	}
 	if (seq > s->durable && hs.worker_started && !hs.failing) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		hs.seq_waits++;
 		hs_deadline(&until, HS_RESERVE_WAIT_MS);
 		while (seq > s->durable && !hs.failing) {
@@ -793,6 +809,9 @@ hs_reserve(struct hs_seq *s, uint64_t seq)
 			    &until) == ETIMEDOUT)
 				break;
 		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		hs.seq_wait_us += (uint64_t)((t1.tv_sec - t0.tv_sec) *
+		    1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
 	}
 	if (seq > s->durable)
 		hs.seq_unreserved++;
@@ -1168,7 +1187,7 @@ static void
 hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 {
 	uint64_t written, batches, failed, dropped, deleted, errors, waits;
-	uint64_t unreserved, since, now = hs_now_ms();
+	uint64_t unreserved, wait_us, since, now = hs_now_ms();
 	size_t pending, bytes;
 	char *reason = NULL, detail[768];
 	bool failing;
@@ -1183,6 +1202,7 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 	deleted = hs.deleted;
 	errors = hs.write_errors;
 	waits = hs.seq_waits;
+	wait_us = hs.seq_wait_us;
 	unreserved = hs.seq_unreserved;
 	pending = hs.pending.n + hs.inflight.n;
 	bytes = hs.queued_bytes;
@@ -1234,6 +1254,7 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 	hs.host->counter_set(ctx, "write_failing", failing ? 1 : 0);
 	hs.host->counter_set(ctx, "write_errors", (int64_t)errors);
 	hs.host->counter_set(ctx, "seq_waits", (int64_t)waits);
+	hs.host->counter_set(ctx, "seq_wait_us", (int64_t)wait_us);
 	hs.host->counter_set(ctx, "seq_unreserved", (int64_t)unreserved);
 }
 
