@@ -185,7 +185,8 @@ static struct {
 	uint64_t dropped_logged;
 	uint64_t ready_seen;
 	uint64_t fail_logged_at;
-	bool fail_reported;
+	bool fail_reported;       /* health says degraded */
+	bool fail_told;           /* start-up has said it loudly already */
 } hs;
 
 /* ---------------------------------------------------------------------
@@ -1222,11 +1223,21 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 		    (unsigned long long)dropped);
 		if (PARLEY_HOST_HAS(hs.host, health_report))
 			hs.host->health_report(ctx, false, detail);
-		if (!hs.fail_reported || now - hs.fail_logged_at >= HS_LOG_MS) {
+		if (!hs.fail_reported && !hs.fail_told) {
+			/* Once per failure, as loud as at start-up. */
+			hs.host->log_printf(ctx, PARLEY_LOG_ERROR, "CANNOT WRITE "
+			    "HISTORY: %s: %s. Chat is served all the same; "
+			    "history is kept in memory (up to %lld messages) "
+			    "and written once the database can be.", hs.path,
+			    detail, (long long)hs.max_pending);
+			hs.fail_logged_at = now;
+		} else if (!hs.fail_reported ||
+		    now - hs.fail_logged_at >= HS_LOG_MS) {
 			hs.host->log_printf(ctx, PARLEY_LOG_ERROR, "%s: %s",
 			    hs.path, detail);
 			hs.fail_logged_at = now;
 		}
+		hs.fail_told = false;
 		hs.fail_reported = true;
 	} else if (hs.fail_reported) {
 		hs.host->log_printf(ctx, PARLEY_LOG_WARN, "%s is written "
@@ -1463,6 +1474,7 @@ hs_open(parley_ctx *ctx)
 		hs.failing = true;
 		hs.fail_since = hs_now_ms();
 		hs.fail_reason = why != NULL ? why : strdup("cannot open");
+		hs.fail_told = true;
 		why = NULL;
 		h->log_printf(ctx, PARLEY_LOG_ERROR, "CANNOT WRITE HISTORY: "
 		    "%s: %s. Chat is served all the same; this run's "

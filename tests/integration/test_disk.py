@@ -199,6 +199,42 @@ async def test_full_disk(t):
 		await s.astop()
 
 
+@case(timeout=90)
+async def test_full_at_start(t):
+	db_plugin = sqlite_plugin()
+	with Tmpfs("2m") as fs:
+		opts = {"history-sqlite": {"flush_interval_ms": 50}}
+		extra = {"state_dir": fs.path, "admin_listen": "127.0.0.1:0"}
+		s = start(t, [db_plugin], opts, extra=extra)
+		a = await t.named("first", s)
+		await a.join("general")
+		old = ["old %d" % i for i in range(30)]
+		await say_many(a, "general", old)
+		await s.astop()
+
+		fill(os.path.join(fs.path, "filler"))
+		s = start(t, [db_plugin], opts, extra=extra)
+		b = await t.named("second", s)
+		await b.join("general")
+		new = ["new %d" % i for i in range(50)]
+		await say_many(b, "general", new)
+		h = await until_health(s, "degraded", timeout=5)
+		check_eq(h["status"], "degraded", "/healthz: %r" % h)
+		check("CANNOT WRITE HISTORY" in s.stderr(),
+		    "the log says so loudly:\n" + s.stderr())
+		got = await history(b, "general", limit=500)
+		check_eq([m["message"] for m in got], old + new,
+		    "history: the old from disk, the new from memory")
+		check_eq(seqs(got), list(range(1, 81)), "seqs go on")
+
+		os.unlink(os.path.join(fs.path, "filler"))
+		h = await until_health(s, "ok")
+		check_eq(h["status"], "ok", "/healthz once there is room: %r" % h)
+		check_eq([x[1] for x in rows(fs.db())], old + new,
+		    "the database has every message once there is room")
+		await s.astop()
+
+
 class ReadOnly:
 	"""A directory with a database in it, made read-only: a read-only
 	tmpfs as root (root ignores file modes), file modes otherwise."""
@@ -234,9 +270,10 @@ class ReadOnly:
 async def test_read_only_start(t):
 	db_plugin = sqlite_plugin()
 	with ReadOnly() as d:
-		opts = {"history-sqlite": {"path": d.db(),
-		    "flush_interval_ms": 50}}
-		s = start(t, [db_plugin], opts)
+		# The state directory itself, where the database goes by
+		# default.
+		opts = {"history-sqlite": {"flush_interval_ms": 50}}
+		s = start(t, [db_plugin], opts, extra={"state_dir": d.path})
 		a = await t.named("early", s)
 		await a.join("general")
 		old = ["old %d" % i for i in range(30)]
@@ -244,8 +281,8 @@ async def test_read_only_start(t):
 		await s.astop()
 
 		d.set(True)
-		s = start(t, [db_plugin], opts,
-		    extra={"admin_listen": "127.0.0.1:0"})
+		s = start(t, [db_plugin], opts, extra={"state_dir": d.path,
+		    "admin_listen": "127.0.0.1:0"})
 		check("CANNOT WRITE HISTORY" in s.stderr(),
 		    "the log says so loudly:\n" + s.stderr())
 		b = await t.named("late", s)
