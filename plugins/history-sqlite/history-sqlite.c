@@ -79,7 +79,7 @@
 #define HS_READ_BUSY_MS 100    /* the loop may not (WAL readers rarely wait) */
 #define HS_RETRY_MS 1000       /* a database that failed is tried this often */
 #define HS_LOG_MS 10000        /* and the failure logged this often */
-#define HS_RESERVE_WAIT_MS 2000 /* longest append waits for a reservation */
+#define HS_RESERVE_WAIT_MS 1000 /* longest append waits for a reservation */
 #define HS_DAY_MS (86400ull * 1000)
 
 /* One queued message; room, sender and text follow it, NUL-terminated. */
@@ -168,6 +168,7 @@ static struct {
 	size_t queued_bytes;      /* of pending and inflight */
 	struct hs_seq *todo;      /* reservations to write */
 	bool stopping;
+	bool stalled;             /* append gave up waiting for the worker */
 	bool failing;             /* the last write (or open) failed */
 	char *fail_reason;
 	uint64_t fail_since;      /* wall ms */
@@ -652,6 +653,7 @@ hs_worker_main(void *arg)
 			else if (!ok)
 				hs_queue_want(s);
 		}
+		hs.stalled = false;
 		pthread_cond_broadcast(&hs.reserved);
 		pthread_mutex_unlock(&hs.lock);
 		ok = ok && hs_write_batch(&w, &hs.inflight, &why) == 0;
@@ -784,9 +786,9 @@ hs_seq_get(const char *room, size_t len)
  * anyone: asks the worker for the next block when half of this one is
  * used, and waits for it only when seq is past what is committed (the
  * worker is woken at once, so that is the first message of a room, or a
- * burst faster than the disk). While the database cannot be written
- * nothing is waited for: chat goes on and the seq is counted as not
- * reserved.
+ * burst faster than the disk), and at most HS_RESERVE_WAIT_MS, once
+ * per stall of the disk. While the database cannot be written nothing
+ * is waited for: chat goes on and the seq is counted as not reserved.
  */
 static void
 hs_reserve(struct hs_seq *s, uint64_t seq)
@@ -800,15 +802,20 @@ hs_reserve(struct hs_seq *s, uint64_t seq)
 		hs_queue_want(s);
 		pthread_cond_signal(&hs.wake);
 	}
-	if (seq > s->durable && hs.worker_started && !hs.failing) {
+	if (seq > s->durable && hs.worker_started && !hs.failing &&
+	    !hs.stalled) {
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		hs.seq_waits++;
 		hs_deadline(&until, HS_RESERVE_WAIT_MS);
 		while (seq > s->durable && !hs.failing) {
+			/* A disk this slow is not waited for again until
+			 * the worker is through with it. */
 			if (pthread_cond_timedwait(&hs.reserved, &hs.lock,
-			    &until) == ETIMEDOUT)
+			    &until) == ETIMEDOUT) {
+				hs.stalled = true;
 				break;
+			}
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		hs.seq_wait_us += (uint64_t)((t1.tv_sec - t0.tv_sec) *

@@ -2,7 +2,7 @@
 #
 # test_disk.py: history-sqlite on a disk that cannot be written. On a
 # small tmpfs filled up while clients chat, and on a state directory that
-# is read-only when the server starts: chat goes on, /healthz says
+# is full or read-only when the server starts: chat goes on, /healthz says
 # degraded with the reason, /metrics counts it, the log says it once per
 # interval (not once per message), history replies still hold every
 # message, and once the disk can be written again everything reaches the
@@ -22,9 +22,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, Skip, check, check_eq,  # noqa: E402
-    http_get, scaled)
-from test_plugins import (history, say_many, seqs,  # noqa: E402
-    sqlite_plugin, start)
+    http_get, scaled, uniq)
+from test_plugins import (StateDir, history, say_many,  # noqa: E402
+    seqs, sqlite_plugin, start)
 from test_crash import all_history  # noqa: E402
 
 suite = Suite("disk")
@@ -232,6 +232,45 @@ async def test_full_at_start(t):
 		check_eq(h["status"], "ok", "/healthz once there is room: %r" % h)
 		check_eq([x[1] for x in rows(fs.db())], old + new,
 		    "the database has every message once there is room")
+		await s.astop()
+
+
+@case(timeout=90)
+async def test_stalled_database(t):
+	"""A database another process holds locked stands for a disk that
+	stalls: a room's first message waits for its seq reservation at most
+	about a second, once, and the rest of the chat does not wait."""
+	db_plugin = sqlite_plugin()
+	with StateDir() as d:
+		opts = {"history-sqlite": {"path": d.db(),
+		    "flush_interval_ms": 50}}
+		s = start(t, [db_plugin], opts)
+		a = await t.named("stall", s)
+		await a.join("general")
+		await a.say("general", "before")
+		con = sqlite3.connect(d.db(), isolation_level=None)
+		con.execute("BEGIN IMMEDIATE")
+		try:
+			room = uniq("stalled")
+			await a.create(room)
+			texts = ["stalled %d" % i for i in range(20)]
+			t0 = time.monotonic()
+			await say_many(a, room, texts)
+			took = time.monotonic() - t0
+			check(took < scaled(1.0) + 1.0, "20 messages took %.2f s "
+			    "while the database was locked" % took)
+			h = await until_health(s, "degraded", timeout=10)
+			check_eq(h["status"], "degraded", "/healthz: %r" % h)
+			got = await history(a, room)
+			check_eq([m["message"] for m in got], texts,
+			    "history while locked")
+		finally:
+			con.execute("ROLLBACK")
+			con.close()
+		h = await until_health(s, "ok")
+		check_eq(h["status"], "ok", "/healthz after: %r" % h)
+		got = await history(a, room)
+		check_eq([m["message"] for m in got], texts, "history after")
 		await s.astop()
 
 
