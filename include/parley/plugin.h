@@ -375,7 +375,9 @@ struct parley_history_store {
 	uint32_t reserved0;
 	void *arg;          /* passed back to the functions below */
 	/* Records one message (every pointer borrowed for the call).
-	 * Returns 0, or -1 after logging why. */
+	 * Returns 0, or -1 after logging why. It is called before the
+	 * message goes to anyone, so a store may make m->seq durable here
+	 * first (see last_seq). */
 	int (*append)(parley_ctx *ctx, const struct parley_history_msg *m,
 	    void *arg);
 	/* Delivers the newest limit messages of room with seq < before
@@ -385,10 +387,14 @@ struct parley_history_store {
 	int (*read)(parley_ctx *ctx, const char *room, size_t room_len,
 	    uint64_t before, uint32_t limit, parley_history_sink *sink,
 	    void *arg);
-	/* The highest seq ever given in room (0 when none), so that the
-	 * server never gives a seq twice, across restarts too. Called when
-	 * a room is created and when the store is registered. May be NULL
-	 * (then seqs restart at 1 with the server). */
+	/* At least the highest seq ever given in room (0 when none), so
+	 * that the server never gives a seq twice, across restarts and
+	 * crashes too: the room goes on from the answer + 1. A store that
+	 * writes behind may answer a reservation it keeps ahead of what it
+	 * has written (a crash then leaves a gap, which clients detect,
+	 * never a repeat). Called when a room is created and when the store
+	 * is registered. May be NULL (then seqs restart at 1 with the
+	 * server). */
 	uint64_t (*last_seq)(parley_ctx *ctx, const char *room,
 	    size_t room_len, void *arg);
 	void *reserved[4];

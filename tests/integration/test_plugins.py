@@ -181,12 +181,17 @@ async def test_history_survives_restart(t):
 		check_eq(n, 47, "rows in the database")
 
 
-def rows_on_disk(path):
+def db_value(path, sql):
+	"""The first column of the first row sql gives on the database."""
 	con = sqlite3.connect(path)
 	try:
-		return con.execute("SELECT count(*) FROM messages").fetchone()[0]
+		return con.execute(sql).fetchone()[0]
 	finally:
 		con.close()
+
+
+def rows_on_disk(path):
+	return db_value(path, "SELECT count(*) FROM messages")
 
 
 @case(timeout=60)
