@@ -191,7 +191,8 @@ history_free_all(void)
 
 /* ---- The store in service */
 
-static struct history_store history_store = history_ring;
+static struct history_store history_durable_store; /* a plugin's */
+static const struct history_store *history_store = &history_ring;
 static bool history_durable; /* a plugin's store is registered */
 
 int
@@ -199,12 +200,13 @@ history_set_store(const struct history_store *s)
 {
 	if (s == NULL) {
 		history_durable = false;
-		history_store = history_ring;
+		history_store = &history_ring;
 		return 0;
 	}
 	if (history_durable)
 		return -1;
-	history_store = *s;
+	history_durable_store = *s;
+	history_store = &history_durable_store;
 	history_durable = true;
 	return 0;
 }
@@ -219,7 +221,7 @@ void
 history_append(struct room *r, uint64_t seq, uint64_t ts, const char *sender,
     const char *text, size_t len, bool action)
 {
-	history_store.append(history_store.arg, r->name, r->name_len, seq, ts,
+	history_store->append(history_store->arg, r->name, r->name_len, seq, ts,
 	    sender, text, len, action);
 }
 
@@ -262,8 +264,8 @@ history_request(struct client *c, const json_t *id, const struct room *r,
 	w->client_id = c->id;
 	w->id = id != NULL ? json_deep_copy(id) : NULL;
 	w->room = xstrdup(r->name);
-	msgs = history_store.read(
-	    history_store.arg, r->name, r->name_len, before, limit, w, &later);
+	msgs = history_store->read(
+	    history_store->arg, r->name, r->name_len, before, limit, w, &later);
 	if (later)
 		return PROTO_OK; /* the store owns w now */
 	history_waiter_free(w);
@@ -288,7 +290,7 @@ history_answer(struct history_waiter *w, json_t *msgs)
 uint64_t
 history_last_seq(const char *room, size_t len)
 {
-	if (history_store.last_seq == NULL)
+	if (history_store->last_seq == NULL)
 		return 0;
-	return history_store.last_seq(history_store.arg, room, len);
+	return history_store->last_seq(history_store->arg, room, len);
 }
