@@ -145,7 +145,7 @@ fuzz_hook(struct hook_args *a, void *arg)
 	return HOOK_PASS;
 }
 
-/* Commands doing what scripts do through the shared actions. */
+/* Commands doing what scripts do through the chat actions (chat.c). */
 static enum proto_err
 fuzz_cmd_kick(const struct command_ctx *ctx, void *arg)
 {
@@ -155,8 +155,8 @@ fuzz_cmd_kick(const struct command_ctx *ctx, void *arg)
 	(void)arg;
 	if (t == NULL || room_membership(ctx->room, t) == NULL)
 		return PROTO_ERR_BAD_REQUEST;
-	proto_leave(t, ctx->room, "kicked", "by the fuzzer", NULL);
-	return PROTO_OK;
+	return chat_kick(CHAT_BY(CHAT_ACTOR_SCRIPT, "fuzz"), t, ctx->room,
+	    "by the fuzzer", NULL);
 }
 
 static enum proto_err
@@ -166,8 +166,8 @@ fuzz_cmd_nick(const struct command_ctx *ctx, void *arg)
 	enum proto_err e;
 
 	(void)arg;
-	e = proto_rename(ctx->client, ctx->args, strlen(ctx->args), ctx->id,
-	    true, &reason);
+	e = chat_rename(CHAT_BY_CLIENT(ctx->client), ctx->client, ctx->args,
+	    strlen(ctx->args), ctx->id, CHAT_AS_CLIENT, &reason);
 	free(reason);
 	return e;
 }
@@ -176,7 +176,7 @@ static enum proto_err
 fuzz_cmd_notice(const struct command_ctx *ctx, void *arg)
 {
 	(void)arg;
-	proto_notice(ctx->client, ctx->room, ctx->args, ctx->id);
+	chat_notice(ctx->client, ctx->room, ctx->args, ctx->id);
 	return PROTO_OK;
 }
 
@@ -184,7 +184,7 @@ static enum proto_err
 fuzz_cmd_shout(const struct command_ctx *ctx, void *arg)
 {
 	(void)arg;
-	proto_notice_room(ctx->room, ctx->args);
+	chat_notice_room(ctx->room, ctx->args);
 	return PROTO_OK;
 }
 
@@ -195,8 +195,8 @@ fuzz_cmd_mkroom(const struct command_ctx *ctx, void *arg)
 	enum proto_err e;
 
 	(void)arg;
-	e = proto_room_create(ctx->client, ctx->args, strlen(ctx->args),
-	    ctx->id, NULL, &reason);
+	e = chat_room_create(CHAT_BY_CLIENT(ctx->client), ctx->args,
+	    strlen(ctx->args), ctx->id, NULL, &reason);
 	free(reason);
 	return e;
 }
