@@ -38,7 +38,7 @@ struct jwt_key {
 	 * secret itself is not kept. */
 	struct hmac_sha256_ctx hmac;
 	gnutls_pubkey_t pub; /* RS256, ES256 */
-	size_t sig_len;      /* a signature's exact length in bytes */
+	size_t sig_len; /* a signature's exact length in bytes */
 };
 
 static const char *const jwt_alg_names[] = {
@@ -47,11 +47,9 @@ static const char *const jwt_alg_names[] = {
 	[JWT_ES256] = "ES256",
 };
 
-static const char *const jwt_status_names[] = {
-	"ok", "too_large", "malformed", "algorithm", "unsupported",
-	"signature", "claims", "expired", "not_yet_valid", "issuer",
-	"audience",
-};
+static const char *const jwt_status_names[] = { "ok", "too_large", "malformed",
+	"algorithm", "unsupported", "signature", "claims", "expired",
+	"not_yet_valid", "issuer", "audience" };
 
 /* Puts a reason in *cause when the caller wants one; returns status. */
 static int jwt_fail(char **cause, int status, const char *fmt, ...)
@@ -232,12 +230,14 @@ key_check_public(struct jwt_key *key, char **cause)
 	pk = gnutls_pubkey_get_pk_algorithm(key->pub, &bits);
 	if (key->alg == JWT_RS256) {
 		if (pk != GNUTLS_PK_RSA)
-			return jwt_fail(cause, -1, "RS256 needs an RSA key, not %s",
+			return jwt_fail(cause, -1,
+			    "RS256 needs an RSA key, not %s",
 			    gnutls_pk_get_name((gnutls_pk_algorithm_t)pk));
 		if (bits < JWT_RSA_BITS_MIN || bits > JWT_RSA_BITS_MAX)
-			return jwt_fail(cause, -1, "the RSA key has %u bits; "
-			    "RS256 needs %d to %d", bits, JWT_RSA_BITS_MIN,
-			    JWT_RSA_BITS_MAX);
+			return jwt_fail(cause, -1,
+			    "the RSA key has %u bits; "
+			    "RS256 needs %d to %d",
+			    bits, JWT_RSA_BITS_MIN, JWT_RSA_BITS_MAX);
 		key->sig_len = (bits + 7) / 8;
 		return 0;
 	}
@@ -258,19 +258,22 @@ key_check_public(struct jwt_key *key, char **cause)
 }
 
 static int
-key_load_public(struct jwt_key *key, const char *text, size_t len,
-    char **cause)
+key_load_public(struct jwt_key *key, const char *text, size_t len, char **cause)
 {
 	gnutls_datum_t pem;
 	char label[32];
 	int rv;
 
 	if (pem_label(text, len, label, sizeof label) != 0)
-		return jwt_fail(cause, -1, "%s needs a PEM public key or "
-		    "certificate", jwt_alg_name(key->alg));
+		return jwt_fail(cause, -1,
+		    "%s needs a PEM public key or "
+		    "certificate",
+		    jwt_alg_name(key->alg));
 	if (strstr(label, "PRIVATE") != NULL)
-		return jwt_fail(cause, -1, "this is a private key (%s); "
-		    "configure the public key", label);
+		return jwt_fail(cause, -1,
+		    "this is a private key (%s); "
+		    "configure the public key",
+		    label);
 	rv = gnutls_pubkey_init(&key->pub);
 	if (rv < 0)
 		return jwt_fail(cause, -1, "%s", gnutls_strerror(rv));
@@ -307,8 +310,8 @@ jwt_key_load(enum jwt_alg alg, const char *text, size_t len,
 	if (alg < JWT_HS256 || alg > JWT_ES256)
 		return jwt_fail(cause, -1, "unknown algorithm");
 	if (text == NULL || len == 0)
-		return jwt_fail(cause, -1, "the %s key is empty",
-		    jwt_alg_name(alg));
+		return jwt_fail(
+		    cause, -1, "the %s key is empty", jwt_alg_name(alg));
 	if (len > JWT_KEY_TEXT_MAX)
 		return jwt_fail(cause, -1, "the %s key is longer than %d bytes",
 		    jwt_alg_name(alg), JWT_KEY_TEXT_MAX);
@@ -327,13 +330,16 @@ jwt_key_load(enum jwt_alg alg, const char *text, size_t len,
 	 * whoever has it could sign tokens. */
 	if (memmem(text, len, "-----BEGIN", 10) != NULL) {
 		jwt_key_free(key);
-		return jwt_fail(cause, -1, "the HS256 secret is a PEM block; "
+		return jwt_fail(cause, -1,
+		    "the HS256 secret is a PEM block; "
 		    "a public key needs the algorithm RS256 or ES256");
 	}
 	if (len < JWT_HS256_SECRET_MIN) {
 		jwt_key_free(key);
-		return jwt_fail(cause, -1, "the HS256 secret has %zu bytes; it "
-		    "needs at least %d", len, JWT_HS256_SECRET_MIN);
+		return jwt_fail(cause, -1,
+		    "the HS256 secret has %zu bytes; it "
+		    "needs at least %d",
+		    len, JWT_HS256_SECRET_MIN);
 	}
 	hmac_sha256_set_key(&key->hmac, len, (const uint8_t *)text);
 	key->sig_len = SHA256_DIGEST_SIZE;
@@ -457,8 +463,11 @@ part_parse(const uint8_t *text, size_t len, const char *what, json_t **out,
 		    "the %s nests deeper than %d", what, JWT_JSON_DEPTH);
 	/* Duplicate keys are refused: two readers of the same token must not
 	 * see two different "alg" or "sub". */
-	v = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES,
-	    &error);
+	v = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &error);
+	/* jansson's message quotes the text: only its kind is told. */
+	if (v == NULL && strncmp(error.text, "duplicate object key", 20) == 0)
+		return jwt_fail(cause, JWT_ERR_MALFORMED,
+		    "the %s has a duplicate key", what);
 	if (v == NULL)
 		return jwt_fail(cause, JWT_ERR_MALFORMED,
 		    "the %s is not valid JSON (at byte %d)", what,
@@ -482,8 +491,8 @@ header_check(const struct jwt_key *key, const json_t *header, char **cause)
 
 	alg = json_string_value(json_object_get(header, "alg"));
 	if (alg == NULL)
-		return jwt_fail(cause, JWT_ERR_ALGORITHM,
-		    "the header has no alg");
+		return jwt_fail(
+		    cause, JWT_ERR_ALGORITHM, "the header has no alg");
 	if (strcmp(alg, want) != 0) {
 		/* Quote only names we know: the rest is the sender's text. */
 		if (jwt_alg_from_name(alg, &named) == 0)
@@ -526,8 +535,8 @@ signature_ok(const struct jwt_key *key, const char *data, size_t len,
 		d.size = (unsigned)len;
 		s.data = (unsigned char *)sig;
 		s.size = (unsigned)n;
-		return gnutls_pubkey_verify_data2(key->pub,
-		    GNUTLS_SIGN_RSA_SHA256, 0, &d, &s) >= 0;
+		return gnutls_pubkey_verify_data2(
+			   key->pub, GNUTLS_SIGN_RSA_SHA256, 0, &d, &s) >= 0;
 	case JWT_ES256:
 		/* JWS has r || s, 32 bytes each (RFC 7518 3.4); GnuTLS wants
 		 * the DER of X9.62. */
@@ -539,8 +548,8 @@ signature_ok(const struct jwt_key *key, const char *data, size_t len,
 			return 0;
 		d.data = (unsigned char *)data;
 		d.size = (unsigned)len;
-		rv = gnutls_pubkey_verify_data2(key->pub,
-		    GNUTLS_SIGN_ECDSA_SHA256, 0, &d, &der);
+		rv = gnutls_pubkey_verify_data2(
+		    key->pub, GNUTLS_SIGN_ECDSA_SHA256, 0, &d, &der);
 		gnutls_free(der.data);
 		return rv >= 0;
 	}
@@ -574,12 +583,12 @@ claims_check_time(const json_t *claims, const struct jwt_rules *rules,
 	has_nbf = claim_number(claims, "nbf", &nbf);
 	has_iat = claim_number(claims, "iat", &iat);
 	if (has_exp < 0 || has_nbf < 0 || has_iat < 0)
-		return jwt_fail(cause, JWT_ERR_CLAIMS,
-		    "%s is not a number", has_exp < 0 ? "exp" :
-		    has_nbf < 0 ? "nbf" : "iat");
+		return jwt_fail(cause, JWT_ERR_CLAIMS, "%s is not a number",
+		    has_exp < 0	      ? "exp"
+			: has_nbf < 0 ? "nbf"
+				      : "iat");
 	if (has_exp == 0 && !rules->exp_optional)
-		return jwt_fail(cause, JWT_ERR_CLAIMS,
-		    "the token has no exp");
+		return jwt_fail(cause, JWT_ERR_CLAIMS, "the token has no exp");
 	if (has_exp && now >= exp + leeway)
 		return jwt_fail(cause, JWT_ERR_EXPIRED,
 		    "the token expired %.0f s ago (leeway %u s)", now - exp,
@@ -596,8 +605,8 @@ claims_check_time(const json_t *claims, const struct jwt_rules *rules,
 }
 
 static int
-claims_check_names(const json_t *claims, const struct jwt_rules *rules,
-    char **cause)
+claims_check_names(
+    const json_t *claims, const struct jwt_rules *rules, char **cause)
 {
 	const json_t *aud, *v;
 	const char *iss;
@@ -607,8 +616,8 @@ claims_check_names(const json_t *claims, const struct jwt_rules *rules,
 	if (rules->issuer != NULL) {
 		iss = json_string_value(json_object_get(claims, "iss"));
 		if (iss == NULL)
-			return jwt_fail(cause, JWT_ERR_ISSUER,
-			    "the token has no iss");
+			return jwt_fail(
+			    cause, JWT_ERR_ISSUER, "the token has no iss");
 		if (strcmp(iss, rules->issuer) != 0)
 			return jwt_fail(cause, JWT_ERR_ISSUER,
 			    "the token's iss is not the configured issuer");
@@ -624,7 +633,8 @@ claims_check_names(const json_t *claims, const struct jwt_rules *rules,
 	if (json_is_string(aud))
 		found = strcmp(json_string_value(aud), rules->audience) == 0;
 	else if (json_is_array(aud)) {
-		json_array_foreach(aud, i, v) {
+		json_array_foreach(aud, i, v)
+		{
 			if (!json_is_string(v))
 				return jwt_fail(cause, JWT_ERR_AUDIENCE,
 				    "the token's aud holds a non-string");
@@ -632,7 +642,8 @@ claims_check_names(const json_t *claims, const struct jwt_rules *rules,
 				found = 1;
 		}
 	} else if (aud == NULL)
-		return jwt_fail(cause, JWT_ERR_AUDIENCE, "the token has no aud");
+		return jwt_fail(
+		    cause, JWT_ERR_AUDIENCE, "the token has no aud");
 	else
 		return jwt_fail(cause, JWT_ERR_AUDIENCE,
 		    "the token's aud is neither a string nor an array");
@@ -670,8 +681,9 @@ jwt_verify(const struct jwt_key *key, const char *token, size_t len,
 	/* header.payload.signature: exactly two dots. An empty header or
 	 * payload is not JSON; an empty signature has the wrong length. */
 	dot1 = memchr(token, '.', len);
-	dot2 = dot1 == NULL ? NULL :
-	    memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token));
+	dot2 = dot1 == NULL
+	    ? NULL
+	    : memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token));
 	if (dot2 == NULL)
 		return jwt_fail(cause, JWT_ERR_MALFORMED,
 		    "the token is not three parts separated by dots");
@@ -684,13 +696,15 @@ jwt_verify(const struct jwt_key *key, const char *token, size_t len,
 	/* Every part is decoded before anything else is looked at, so that
 	 * a token that is not base64url is malformed whatever its header. */
 	header_text = b64url_decode(token, (size_t)(dot1 - token), &header_len);
-	claims_text = b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1),
-	    &claims_len);
+	claims_text = b64url_decode(
+	    dot1 + 1, (size_t)(dot2 - dot1 - 1), &claims_len);
 	sig = b64url_decode(sig_text, sig_len, &sig_len);
 	if (header_text == NULL || claims_text == NULL || sig == NULL) {
-		rv = jwt_fail(cause, JWT_ERR_MALFORMED, "the %s is not base64url",
-		    header_text == NULL ? "header" :
-		    claims_text == NULL ? "payload" : "signature");
+		rv = jwt_fail(cause, JWT_ERR_MALFORMED,
+		    "the %s is not base64url",
+		    header_text == NULL	      ? "header"
+			: claims_text == NULL ? "claims set"
+					      : "signature");
 		goto out;
 	}
 
@@ -708,7 +722,7 @@ jwt_verify(const struct jwt_key *key, const char *token, size_t len,
 	}
 
 	/* Authentic: only now are the claims parsed. */
-	rv = part_parse(claims_text, claims_len, "claims", &claims, cause);
+	rv = part_parse(claims_text, claims_len, "claims set", &claims, cause);
 	if (rv != JWT_OK)
 		goto out;
 	rv = claims_check_time(claims, rules, now_s, cause);

@@ -53,23 +53,23 @@
 
 enum jwt_alg {
 	JWT_HS256 = 1, /* HMAC with SHA-256, a shared secret */
-	JWT_RS256,     /* RSASSA-PKCS1-v1_5 with SHA-256, an RSA public key */
-	JWT_ES256      /* ECDSA on P-256 with SHA-256, an EC public key */
+	JWT_RS256, /* RSASSA-PKCS1-v1_5 with SHA-256, an RSA public key */
+	JWT_ES256 /* ECDSA on P-256 with SHA-256, an EC public key */
 };
 
 /* What jwt_verify() says: 0, or why the token is refused. */
 enum jwt_status {
 	JWT_OK = 0,
-	JWT_ERR_TOO_LARGE = -1,     /* longer than the limit */
-	JWT_ERR_MALFORMED = -2,     /* not a JWS of two JSON objects */
-	JWT_ERR_ALGORITHM = -3,     /* "alg" missing or not the key's */
-	JWT_ERR_UNSUPPORTED = -4,   /* the header has "crit" */
-	JWT_ERR_SIGNATURE = -5,     /* not signed by the key */
-	JWT_ERR_CLAIMS = -6,        /* no "exp", or a time claim not a number */
-	JWT_ERR_EXPIRED = -7,       /* past "exp" */
+	JWT_ERR_TOO_LARGE = -1, /* longer than the limit */
+	JWT_ERR_MALFORMED = -2, /* not a JWS of two JSON objects */
+	JWT_ERR_ALGORITHM = -3, /* "alg" missing or not the key's */
+	JWT_ERR_UNSUPPORTED = -4, /* the header has "crit" */
+	JWT_ERR_SIGNATURE = -5, /* not signed by the key */
+	JWT_ERR_CLAIMS = -6, /* no "exp", or a time claim not a number */
+	JWT_ERR_EXPIRED = -7, /* past "exp" */
 	JWT_ERR_NOT_YET_VALID = -8, /* before "nbf", or "iat" in the future */
-	JWT_ERR_ISSUER = -9,        /* "iss" missing or not the issuer */
-	JWT_ERR_AUDIENCE = -10      /* "aud" missing, wrong, or unexpected */
+	JWT_ERR_ISSUER = -9, /* "iss" missing or not the issuer */
+	JWT_ERR_AUDIENCE = -10 /* "aud" missing, wrong, or unexpected */
 };
 
 /*
@@ -79,11 +79,12 @@ enum jwt_status {
  * The strings are borrowed for the call.
  */
 struct jwt_rules {
-	const char *issuer;   /* "iss" must equal it; NULL: not checked */
+	const char *issuer; /* "iss" must equal it; NULL: not checked */
 	const char *audience; /* "aud" must hold it; NULL: no "aud" allowed */
-	uint32_t leeway_s;    /* clock skew allowed on exp, nbf, iat */
-	bool exp_optional;    /* a token without "exp" never expires */
-	size_t max_len;       /* longest token in bytes; 0: JWT_TOKEN_MAX */
+	uint32_t leeway_s; /* clock skew allowed on exp, nbf, iat */
+	bool exp_optional; /* a token without "exp" never expires */
+	size_t max_len; /* longest token in bytes; 0: JWT_TOKEN_MAX (at most
+			 * 1 MiB is ever taken) */
 };
 
 /* A verification key and its algorithm; opaque, immutable once loaded. */

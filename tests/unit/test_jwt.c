@@ -83,7 +83,8 @@ unhex(char *s)
 	if (strcmp(s, "-") == 0)
 		return 0;
 	for (i = 0; i < n; i++)
-		s[i] = (char)(hex_digit(s[2 * i]) << 4 | hex_digit(s[2 * i + 1]));
+		s[i] = (char)(hex_digit(s[2 * i]) << 4 |
+		    hex_digit(s[2 * i + 1]));
 	return n;
 }
 
@@ -99,7 +100,7 @@ case_key(const char *dir, char *line)
 	int rv;
 
 	if (sscanf(line, "key %63s %15s %255s %15s", name, alg_name, file,
-	    expect) != 4)
+		expect) != 4)
 		abort();
 	CHECK_INT(jwt_alg_from_name(alg_name, &alg), 0);
 	text = read_file(dir, file, &len);
@@ -119,8 +120,8 @@ case_key(const char *dir, char *line)
 		}
 	} else {
 		CHECKF(rv == -1 && key == NULL, "key %s was accepted", name);
-		CHECKF(cause != NULL && *cause != '\0', "key %s: no cause",
-		    name);
+		CHECKF(
+		    cause != NULL && *cause != '\0', "key %s: no cause", name);
 		if (cause != NULL)
 			printf("  key %-12s refused: %s\n", name, cause);
 		/* Never the key material in the cause. */
@@ -157,8 +158,8 @@ quotes_token(const char *cause, const char *token, size_t len)
 static void
 case_token(char *line)
 {
-	char name[128], key_name[64], expect[32], iss[256], aud[256],
-	    sub[128], *hex;
+	char name[128], key_name[64], expect[32], iss[256], aud[256], sub[128],
+	    *hex;
 	unsigned long long now;
 	unsigned leeway, exp_optional;
 	struct jwt_rules rules;
@@ -168,9 +169,12 @@ case_token(char *line)
 	char *cause;
 	int rv, rv2, n = 0;
 
-	if (sscanf(line, "token %127s %63s %31s %llu %u %255s %255s %u "
-	    "%127s %n", name, key_name, expect, &now, &leeway, iss, aud,
-	    &exp_optional, sub, &n) != 9 || n == 0)
+	if (sscanf(line,
+		"token %127s %63s %31s %llu %u %255s %255s %u "
+		"%127s %n",
+		name, key_name, expect, &now, &leeway, iss, aud, &exp_optional,
+		sub, &n) != 9 ||
+	    n == 0)
 		abort();
 	hex = line + n;
 	hex[strcspn(hex, "\n")] = '\0';
@@ -196,8 +200,9 @@ case_token(char *line)
 		CHECKF(json_is_object(claims), "%s: no claims", name);
 		CHECK(cause == NULL);
 		if (strcmp(sub, "-") != 0)
-			CHECK_STR(json_string_value(json_object_get(claims,
-			    "sub")), sub);
+			CHECK_STR(
+			    json_string_value(json_object_get(claims, "sub")),
+			    sub);
 	} else {
 		CHECKF(claims == NULL, "%s: claims on failure", name);
 		CHECKF(cause != NULL && *cause != '\0', "%s: no cause", name);
@@ -207,8 +212,8 @@ case_token(char *line)
 	}
 	/* Without the out parameters: the same answer, nothing leaks. */
 	rv2 = jwt_verify(key, hex, len, &rules, now, NULL, NULL);
-	CHECKF(rv2 == rv, "%s: %d without out parameters, %d with", name,
-	    rv2, rv);
+	CHECKF(
+	    rv2 == rv, "%s: %d without out parameters, %d with", name, rv2, rv);
 	json_decref(claims);
 	free(cause);
 }
@@ -263,37 +268,45 @@ test_rfc7515_a1(void)
 	uint64_t t;
 	char *cause = NULL;
 
-	CHECK_INT(jwt_key_load(JWT_HS256, secret, sizeof secret - 1, &key,
-	    &cause), 0);
+	CHECK_INT(
+	    jwt_key_load(JWT_HS256, secret, sizeof secret - 1, &key, &cause),
+	    0);
 	if (key == NULL)
 		return;
 	CHECK_INT(jwt_verify(key, token, strlen(token), &rules, 1300819379,
-	    &claims, &cause), JWT_OK);
-	CHECK(json_is_true(json_object_get(claims,
-	    "http://example.com/is_root")));
+		      &claims, &cause),
+	    JWT_OK);
+	CHECK(json_is_true(
+	    json_object_get(claims, "http://example.com/is_root")));
 	CHECK_INT(jwt_claim_time(claims, "exp", &t), 0);
 	CHECK_INT(t, 1300819380);
 	CHECK_INT(jwt_claim_time(claims, "nbf", &t), -1);
 	json_decref(claims);
 	CHECK_INT(jwt_verify(key, token, strlen(token), &rules, 1300819380,
-	    NULL, NULL), JWT_ERR_EXPIRED);
+		      NULL, NULL),
+	    JWT_ERR_EXPIRED);
 	rules.leeway_s = 1;
 	CHECK_INT(jwt_verify(key, token, strlen(token), &rules, 1300819380,
-	    NULL, NULL), JWT_OK);
+		      NULL, NULL),
+	    JWT_OK);
 	rules.issuer = "jo";
 	CHECK_INT(jwt_verify(key, token, strlen(token), &rules, 1300819379,
-	    NULL, NULL), JWT_ERR_ISSUER);
+		      NULL, NULL),
+	    JWT_ERR_ISSUER);
 	/* NULL rules: no issuer check, no leeway. */
-	CHECK_INT(jwt_verify(key, token, strlen(token), NULL, 1300819379,
-	    NULL, NULL), JWT_OK);
+	CHECK_INT(
+	    jwt_verify(key, token, strlen(token), NULL, 1300819379, NULL, NULL),
+	    JWT_OK);
 	/* Not NUL-terminated: the length is what counts. */
 	CHECK_INT(jwt_verify(key, token, strlen(token) - 1, NULL, 1300819379,
-	    NULL, NULL), JWT_ERR_MALFORMED);
+		      NULL, NULL),
+	    JWT_ERR_MALFORMED);
 	/* A smaller limit of the rules. */
 	rules.max_len = 100;
 	rules.issuer = NULL;
 	CHECK_INT(jwt_verify(key, token, strlen(token), &rules, 1300819379,
-	    NULL, &cause), JWT_ERR_TOO_LARGE);
+		      NULL, &cause),
+	    JWT_ERR_TOO_LARGE);
 	CHECK(cause != NULL && strstr(cause, "100") != NULL);
 	free(cause);
 	jwt_key_free(key);
@@ -302,9 +315,9 @@ test_rfc7515_a1(void)
 static void
 test_small(void)
 {
-	static const char *const statuses[] = { "ok", "too_large",
-		"malformed", "algorithm", "unsupported", "signature", "claims",
-		"expired", "not_yet_valid", "issuer", "audience" };
+	static const char *const statuses[] = { "ok", "too_large", "malformed",
+		"algorithm", "unsupported", "signature", "claims", "expired",
+		"not_yet_valid", "issuer", "audience" };
 	enum jwt_alg alg;
 	struct jwt_key *key = (struct jwt_key *)(uintptr_t)1;
 	json_t *c;
@@ -365,6 +378,7 @@ main(int argc, char **argv)
 	if (argc == 2)
 		cases_run(argv[1]);
 	else
-		printf("no directory of cases given: only the built-in checks\n");
+		printf(
+		    "no directory of cases given: only the built-in checks\n");
 	return unit_done();
 }
