@@ -235,8 +235,7 @@ key_check_public(struct jwt_key *key, char **cause)
 			    gnutls_pk_get_name((gnutls_pk_algorithm_t)pk));
 		if (bits < JWT_RSA_BITS_MIN || bits > JWT_RSA_BITS_MAX)
 			return jwt_fail(cause, -1,
-			    "the RSA key has %u bits; "
-			    "RS256 needs %d to %d",
+			    "the RSA key has %u bits; RS256 needs %d to %d",
 			    bits, JWT_RSA_BITS_MIN, JWT_RSA_BITS_MAX);
 		key->sig_len = (bits + 7) / 8;
 		return 0;
@@ -266,13 +265,11 @@ key_load_public(struct jwt_key *key, const char *text, size_t len, char **cause)
 
 	if (pem_label(text, len, label, sizeof label) != 0)
 		return jwt_fail(cause, -1,
-		    "%s needs a PEM public key or "
-		    "certificate",
+		    "%s needs a PEM public key or certificate",
 		    jwt_alg_name(key->alg));
 	if (strstr(label, "PRIVATE") != NULL)
 		return jwt_fail(cause, -1,
-		    "this is a private key (%s); "
-		    "configure the public key",
+		    "this is a private key (%s); configure the public key",
 		    label);
 	rv = gnutls_pubkey_init(&key->pub);
 	if (rv < 0)
@@ -331,15 +328,13 @@ jwt_key_load(enum jwt_alg alg, const char *text, size_t len,
 	if (memmem(text, len, "-----BEGIN", 10) != NULL) {
 		jwt_key_free(key);
 		return jwt_fail(cause, -1,
-		    "the HS256 secret is a PEM block; "
-		    "a public key needs the algorithm RS256 or ES256");
+		    "the HS256 secret is a PEM block; a public key is for RS256 or ES256");
 	}
 	if (len < JWT_HS256_SECRET_MIN) {
 		jwt_key_free(key);
 		return jwt_fail(cause, -1,
-		    "the HS256 secret has %zu bytes; it "
-		    "needs at least %d",
-		    len, JWT_HS256_SECRET_MIN);
+		    "the HS256 secret has %zu bytes; it needs at least %d", len,
+		    JWT_HS256_SECRET_MIN);
 	}
 	hmac_sha256_set_key(&key->hmac, len, (const uint8_t *)text);
 	key->sig_len = SHA256_DIGEST_SIZE;
@@ -626,8 +621,7 @@ claims_check_names(
 	if (rules->audience == NULL) {
 		if (aud != NULL)
 			return jwt_fail(cause, JWT_ERR_AUDIENCE,
-			    "the token has an aud, and no audience is "
-			    "configured");
+			    "the token has an aud, and no audience is configured");
 		return JWT_OK;
 	}
 	if (json_is_string(aud))

@@ -170,10 +170,9 @@ case_token(char *line)
 	int rv, rv2, n = 0;
 
 	if (sscanf(line,
-		"token %127s %63s %31s %llu %u %255s %255s %u "
-		"%127s %n",
-		name, key_name, expect, &now, &leeway, iss, aud, &exp_optional,
-		sub, &n) != 9 ||
+		"token %127s %63s %31s %llu %u %255s %255s %u %127s %n", name,
+		key_name, expect, &now, &leeway, iss, aud, &exp_optional, sub,
+		&n) != 9 ||
 	    n == 0)
 		abort();
 	hex = line + n;
