@@ -26,6 +26,8 @@ static struct {
 } keys[MAX_KEYS];
 static size_t nkeys;
 
+/* The bytes of DIR/name, exactly: no NUL after them, so that reading
+ * past the length is caught by ASan and valgrind. */
 static char *
 read_file(const char *dir, const char *name, size_t *len)
 {
@@ -43,10 +45,9 @@ read_file(const char *dir, const char *name, size_t *len)
 	fseek(f, 0, SEEK_END);
 	n = ftell(f);
 	rewind(f);
-	buf = malloc((size_t)n + 1);
+	buf = malloc(n > 0 ? (size_t)n : 1);
 	if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
 		abort();
-	buf[n] = '\0';
 	fclose(f);
 	*len = (size_t)n;
 	return buf;
@@ -62,30 +63,6 @@ key_find(const char *name)
 			return keys[i].key;
 	}
 	return NULL;
-}
-
-static int
-hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	abort();
-}
-
-/* A hex string ("-" for the empty one) decoded in place; its length. */
-static size_t
-unhex(char *s)
-{
-	size_t i, n = strlen(s) / 2;
-
-	if (strcmp(s, "-") == 0)
-		return 0;
-	for (i = 0; i < n; i++)
-		s[i] = (char)(hex_digit(s[2 * i]) << 4 |
-		    hex_digit(s[2 * i + 1]));
-	return n;
 }
 
 /* key NAME ALG FILE ok|error */
@@ -154,12 +131,13 @@ quotes_token(const char *cause, const char *token, size_t len)
 	return 0;
 }
 
-/* token NAME KEY EXPECT NOW LEEWAY ISS AUD EXP_OPTIONAL SUB TOKEN_HEX */
+/* token NAME KEY EXPECT NOW LEEWAY ISS AUD EXP_OPTIONAL SUB; the token
+ * is in DIR/tokens/NAME. */
 static void
-case_token(char *line)
+case_token(const char *dir, char *line)
 {
 	char name[128], key_name[64], expect[32], iss[256], aud[256], sub[128],
-	    *hex;
+	    path[160], *token;
 	unsigned long long now;
 	unsigned leeway, exp_optional;
 	struct jwt_rules rules;
@@ -167,22 +145,19 @@ case_token(char *line)
 	json_t *claims;
 	size_t len;
 	char *cause;
-	int rv, rv2, n = 0;
+	int rv, rv2;
 
-	if (sscanf(line,
-		"token %127s %63s %31s %llu %u %255s %255s %u %127s %n", name,
-		key_name, expect, &now, &leeway, iss, aud, &exp_optional, sub,
-		&n) != 9 ||
-	    n == 0)
+	if (sscanf(line, "token %127s %63s %31s %llu %u %255s %255s %u %127s",
+		name, key_name, expect, &now, &leeway, iss, aud, &exp_optional,
+		sub) != 9)
 		abort();
-	hex = line + n;
-	hex[strcspn(hex, "\n")] = '\0';
-	len = unhex(hex);
 	key = key_find(key_name);
 	if (key == NULL) {
 		CHECKF(0, "%s: no key %s", name, key_name);
 		return;
 	}
+	snprintf(path, sizeof path, "tokens/%s", name);
+	token = read_file(dir, path, &len);
 	memset(&rules, 0, sizeof rules);
 	rules.issuer = strcmp(iss, "-") == 0 ? NULL : iss;
 	rules.audience = strcmp(aud, "-") == 0 ? NULL : aud;
@@ -191,7 +166,7 @@ case_token(char *line)
 
 	claims = NULL;
 	cause = NULL;
-	rv = jwt_verify(key, hex, len, &rules, now, &claims, &cause);
+	rv = jwt_verify(key, token, len, &rules, now, &claims, &cause);
 	CHECKF(strcmp(jwt_status_name(rv), expect) == 0,
 	    "%s: %s (%s), expected %s", name, jwt_status_name(rv),
 	    cause ? cause : "no cause", expect);
@@ -206,15 +181,16 @@ case_token(char *line)
 		CHECKF(claims == NULL, "%s: claims on failure", name);
 		CHECKF(cause != NULL && *cause != '\0', "%s: no cause", name);
 		if (cause != NULL)
-			CHECKF(!quotes_token(cause, hex, len),
+			CHECKF(!quotes_token(cause, token, len),
 			    "%s: the cause quotes the token: %s", name, cause);
 	}
 	/* Without the out parameters: the same answer, nothing leaks. */
-	rv2 = jwt_verify(key, hex, len, &rules, now, NULL, NULL);
+	rv2 = jwt_verify(key, token, len, &rules, now, NULL, NULL);
 	CHECKF(
 	    rv2 == rv, "%s: %d without out parameters, %d with", name, rv2, rv);
 	json_decref(claims);
 	free(cause);
+	free(token);
 }
 
 static void
@@ -234,7 +210,7 @@ cases_run(const char *dir)
 		if (strncmp(line, "key ", 4) == 0)
 			case_key(dir, line);
 		else if (strncmp(line, "token ", 6) == 0) {
-			case_token(line);
+			case_token(dir, line);
 			ntokens++;
 		}
 	}
