@@ -504,7 +504,7 @@ def main():
     build_dir = os.environ.get("PARLEY_BUILDDIR", ".")
     prog = os.path.join(build_dir, "tests", "unit", "test_jwt")
     if not os.access(prog, os.X_OK):
-        print("SKIP: %s is not built (configure found no GnuTLS)" % prog)
+        print("SKIP: %s is not built (no GnuTLS, or --without-gnutls)" % prog)
         return 77
     out = os.environ.get("PARLEY_TEST_OUTDIR")
     if out:
