@@ -5,9 +5,10 @@
 set -eu
 
 build="build-essential autoconf automake libtool pkg-config \
-libmicrohttpd-dev libjansson-dev liblua5.4-dev nettle-dev libsqlite3-dev libhiredis-dev libicu-dev"
+libmicrohttpd-dev libjansson-dev liblua5.4-dev nettle-dev libsqlite3-dev libhiredis-dev libicu-dev \
+libgnutls28-dev"
 test="python3 python3-websockets chromium valgrind curl clang libclang-rt-14-dev nginx-light redis-server \
-prometheus dpkg-dev debhelper lintian"
+prometheus dpkg-dev debhelper lintian python3-jwt python3-cryptography"
 
 pkgs=$build
 [ "${1:-}" = "--test" ] && pkgs="$build $test"

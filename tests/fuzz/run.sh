@@ -1,8 +1,11 @@
 #!/bin/sh
 # Runs every libFuzzer target of tests/fuzz (fuzz_*.c) for a bounded time
-# each: tests/fuzz/run.sh [SECONDS] (default 60). The core (every src/*.c
+# each: tests/fuzz/run.sh [SECONDS [NAME...]] (default 60 seconds; NAMEs
+# such as "jwt" run only fuzz_NAME.c). The core (every src/*.c
 # but main.c) is compiled once with clang -fsanitize=fuzzer-no-link,
-# address,undefined and linked into each target. Each target starts from
+# address,undefined and linked into each target; a target that tests code
+# outside src/ names those sources and their pkg-config modules in its
+# opening comment (fuzz-sources:, fuzz-pkgs:). Each target starts from
 # its seeds in tests/fuzz/corpus/NAME (read only) and a scratch corpus in
 # the build tree that grows from run to run, with tests/fuzz/NAME.dict
 # when there is one. A crash, leak, timeout or out-of-memory fails the
@@ -14,8 +17,10 @@ set -u
 
 seconds=${1:-60}
 case $seconds in
-''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
+''|*[!0-9]*) echo "usage: $0 [SECONDS [NAME...]]" >&2; exit 2 ;;
 esac
+[ $# -gt 0 ] && shift
+only=" $* "
 
 srcdir=$(cd "$(dirname "$0")/../.." && pwd)
 builddir=${top_builddir:-$(pwd)}
@@ -148,10 +153,32 @@ for target in "$srcdir"/tests/fuzz/fuzz_*.c; do
 	[ -f "$target" ] || continue
 	prog=$(basename "$target" .c)
 	name=${prog#fuzz_}
+	case $only in
+	"  "|*" $name "*) ;;
+	*) continue ;;
+	esac
 	bin=$out/bin/$prog
-	if ! "$cc" $cflags $cppflags $pkg_cflags $lua_cflags \
-	    -fsanitize=fuzzer,address,undefined "$target" $objs -o "$bin" \
-	    $pkg_libs $lua_libs $extra_libs; then
+	# A target may name more sources (outside src/, built with it) and
+	# pkg-config modules in its opening comment:
+	#   * fuzz-sources: plugins/x/x.c   * fuzz-pkgs: gnutls
+	# Without those modules it is skipped, and the others still run.
+	t_srcs= t_incs= t_cflags= t_libs=
+	for f in $(sed -n 's/^ \* fuzz-sources://p' "$target"); do
+		t_srcs="$t_srcs $srcdir/$f"
+		t_incs="$t_incs -I$srcdir/$(dirname "$f")"
+	done
+	t_pkgs=$(sed -n 's/^ \* fuzz-pkgs://p' "$target")
+	if [ -n "$t_pkgs" ]; then
+		if ! pkg-config --exists $t_pkgs 2>/dev/null; then
+			echo "SKIP $prog: pkg-config: no$t_pkgs"
+			continue
+		fi
+		t_cflags=$(pkg-config --cflags $t_pkgs)
+		t_libs=$(pkg-config --libs $t_pkgs)
+	fi
+	if ! "$cc" $cflags $cppflags $t_incs $pkg_cflags $t_cflags $lua_cflags \
+	    -fsanitize=fuzzer,address,undefined "$target" $t_srcs $objs \
+	    -o "$bin" $pkg_libs $t_libs $lua_libs $extra_libs; then
 		echo "FAIL $prog: does not build"
 		status=1
 		continue
