@@ -5,7 +5,7 @@
 set -eu
 
 build="build-essential autoconf automake libtool pkg-config \
-libmicrohttpd-dev libjansson-dev liblua5.4-dev nettle-dev libsqlite3-dev libhiredis-dev"
+libmicrohttpd-dev libjansson-dev liblua5.4-dev nettle-dev libsqlite3-dev libhiredis-dev libargon2-dev"
 test="python3 python3-websockets chromium valgrind curl clang libclang-rt-14-dev nginx-light redis-server"
 
 pkgs=$build

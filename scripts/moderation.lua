@@ -76,14 +76,23 @@ local function filter(text)
 	return found and out or nil
 end
 
+-- Where a user's mute is kept, as commands.lua keeps it: under the
+-- account when there is one (it outlives the connection).
+local function mute_key(user)
+	if user.account then
+		return "mute_until:account:" .. user.account
+	end
+	return "mute_until:" .. user.id
+end
+
 -- The remaining seconds of a mute, true for one without end, or nil.
 local function muted(user)
 	if not user:has_role("muted") then
 		return nil
 	end
-	local key = "mute_until:" .. user.id
+	local key = mute_key(user)
 	local till = parley.store[key]
-	if till == nil then
+	if till == nil or till == true then
 		return true
 	end
 	if parley.time() >= till then
@@ -96,7 +105,7 @@ end
 
 local function mute(user, room, seconds)
 	user:add_role("muted")
-	parley.store["mute_until:" .. user.id] = parley.time() + seconds
+	parley.store[mute_key(user)] = parley.time() + seconds
 	room:notice(string.format("%s is muted for %d seconds for flooding",
 	    user.name, seconds))
 	parley.log("info", user.name .. " muted for flooding in " .. room.name)
