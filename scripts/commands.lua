@@ -44,22 +44,16 @@ local function find_member(room, name)
 	return target
 end
 
--- Where a user's mute is kept: under the account when there is one, so
--- that it outlives the connection, else under the connection's id. A
--- mute is the role "muted" plus its end time here (for an account, true
--- for one without end). moderation.lua keeps mutes the same way.
-local function mute_key(user)
-	if user.account then
-		return "mute_until:account:" .. user.account
-	end
-	return "mute_until:" .. user.id
-end
-
+-- A mute is the role "muted" plus its end time in the store under
+-- "mute_until:" .. user.key (for an account, true for one without end).
+-- user.key names the account when there is one, so that a mute
+-- outlives the connection. moderation.lua keeps mutes the same way.
+--
 -- The remaining seconds of a mute, true for one without end, or nil;
 -- an expired one is lifted. An account's mute comes back on its next
 -- connection.
 local function muted(user)
-	local key = mute_key(user)
+	local key = "mute_until:" .. user.key
 	local till = parley.store[key]
 	if user.account and till ~= nil and not user:has_role("muted") then
 		user:add_role("muted")
@@ -264,7 +258,7 @@ parley.command("mute", {
 		return false, "minutes must be a positive number", "bad_request"
 	end
 	target:add_role("muted")
-	parley.store[mute_key(target)] = minutes and
+	parley.store["mute_until:" .. target.key] = minutes and
 	    parley.time() + minutes * 60 or (target.account ~= nil or nil)
 	target:notice(minutes and string.format("%s muted you for %g minutes",
 	    user.name, minutes) or (user.name .. " muted you"))
@@ -284,7 +278,7 @@ parley.command("unmute", {
 		return false, "usage: /unmute <user>", "bad_request"
 	end
 	target:remove_role("muted")
-	parley.store[mute_key(target)] = nil
+	parley.store["mute_until:" .. target.key] = nil
 	parley.store["mute_until:" .. target.id] = nil
 	target:notice(user.name .. " unmuted you")
 	return "unmuted " .. target.name

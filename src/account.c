@@ -42,10 +42,10 @@ static bool account_on;
 
 /* Failed logins of one name or one address. */
 struct account_fails {
-	uint64_t since;  /* loop_now() of the first failure counted */
-	uint64_t until;  /* locked out until then; 0: not locked */
-	unsigned fails;  /* failures since `since` */
-	unsigned busy;   /* attempts being checked now */
+	uint64_t since; /* loop_now() of the first failure counted */
+	uint64_t until; /* locked out until then; 0: not locked */
+	unsigned fails; /* failures since `since` */
+	unsigned busy; /* attempts being checked now */
 };
 static struct map account_fails; /* "n:" folded name or "a:" address */
 static struct loop_timer account_sweep_timer;
@@ -208,16 +208,16 @@ enum account_kind { ACCOUNT_JOB_REGISTER, ACCOUNT_JOB_LOGIN };
 struct account_job {
 	enum account_kind kind;
 	uint64_t client;
-	json_t *id;        /* the request's id (a reference), or NULL */
-	char *name;        /* as asked */
-	char *password;    /* NUL-terminated; wiped and freed once used */
-	size_t pwlen;      /* without the NUL */
-	char *name_key;    /* failure records to settle (login) */
+	json_t *id; /* the request's id (a reference), or NULL */
+	char *name; /* as asked */
+	char *password; /* NUL-terminated; wiped and freed once used */
+	size_t pwlen; /* without the NUL */
+	char *name_key; /* failure records to settle (login) */
 	char *addr_key;
 	uint32_t m_cost, t_cost, lanes;
 	/* results */
 	enum account_status status;
-	char *account;     /* the name as stored */
+	char *account; /* the name as stored */
 	struct account_job *next;
 };
 
@@ -226,13 +226,13 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool running, stop, ready;
-	char *error;       /* why the thread could not start */
+	char *error; /* why the thread could not start */
 	struct account_job *jobs, **jobs_tail;
 	unsigned njobs;
 	struct account_job *done;
 	sqlite3 *db;
 	char *path;
-	char **loaded;     /* names read at start, for the loop */
+	char **loaded; /* names read at start, for the loop */
 	size_t nloaded;
 	/* what a login for no account is checked against, so that it costs
 	 * what one for an account does */
@@ -267,12 +267,12 @@ account_job_free(struct account_job *j)
 /* An argon2id encoding of password with the job's parameters (NULL on
  * failure: out of memory in argon2, logged). */
 static char *
-account_hash(const char *password, size_t pwlen, uint32_t m, uint32_t t,
-    uint32_t p)
+account_hash(
+    const char *password, size_t pwlen, uint32_t m, uint32_t t, uint32_t p)
 {
 	uint8_t salt[ACCOUNT_SALT_LEN];
-	size_t len = argon2_encodedlen(t, m, p, ACCOUNT_SALT_LEN,
-	    ACCOUNT_HASH_LEN, Argon2_id);
+	size_t len = argon2_encodedlen(
+	    t, m, p, ACCOUNT_SALT_LEN, ACCOUNT_HASH_LEN, Argon2_id);
 	char *out = xmalloc(len);
 	int rc;
 
@@ -281,8 +281,8 @@ account_hash(const char *password, size_t pwlen, uint32_t m, uint32_t t,
 		free(out);
 		return NULL;
 	}
-	rc = argon2id_hash_encoded(t, m, p, password, pwlen, salt,
-	    sizeof salt, ACCOUNT_HASH_LEN, out, len);
+	rc = argon2id_hash_encoded(t, m, p, password, pwlen, salt, sizeof salt,
+	    ACCOUNT_HASH_LEN, out, len);
 	if (rc != ARGON2_OK) {
 		log_error("accounts", "argon2id: %s", argon2_error_message(rc));
 		free(out);
@@ -304,8 +304,8 @@ account_dummy(const struct account_job *j)
 	free(astore.dummy);
 	if (getrandom(junk, sizeof junk, 0) != (ssize_t)sizeof junk)
 		memset(junk, 0x5a, sizeof junk);
-	astore.dummy = account_hash((const char *)junk, sizeof junk, j->m_cost,
-	    j->t_cost, j->lanes);
+	astore.dummy = account_hash(
+	    (const char *)junk, sizeof junk, j->m_cost, j->t_cost, j->lanes);
 	astore.dummy_m = j->m_cost;
 	astore.dummy_t = j->t_cost;
 	astore.dummy_p = j->lanes;
@@ -322,8 +322,8 @@ static void
 account_do_register(struct account_job *j)
 {
 	sqlite3_stmt *s = NULL;
-	char *hash = account_hash(j->password, j->pwlen, j->m_cost, j->t_cost,
-	    j->lanes);
+	char *hash = account_hash(
+	    j->password, j->pwlen, j->m_cost, j->t_cost, j->lanes);
 	int rc;
 
 	j->status = ACCOUNT_FAILED;
@@ -331,7 +331,8 @@ account_do_register(struct account_job *j)
 		return;
 	if (sqlite3_prepare_v2(astore.db,
 		"INSERT INTO accounts (name, hash, created) VALUES (?1, ?2, "
-		"strftime('%s', 'now'))", -1, &s, NULL) != SQLITE_OK) {
+		"strftime('%s', 'now'))",
+		-1, &s, NULL) != SQLITE_OK) {
 		account_db_error("register");
 		free(hash);
 		return;
@@ -412,7 +413,8 @@ account_open(void)
 
 	fd = open(astore.path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1) {
-		xasprintf(&astore.error, "%s: %s", astore.path, strerror(errno));
+		xasprintf(
+		    &astore.error, "%s: %s", astore.path, strerror(errno));
 		return -1;
 	}
 	close(fd);
@@ -433,10 +435,10 @@ account_open(void)
 		NULL) != SQLITE_OK)
 		goto fail;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		astore.loaded = xreallocarray(astore.loaded, astore.nloaded + 1,
-		    sizeof *astore.loaded);
-		astore.loaded[astore.nloaded++] =
-		    xstrdup((const char *)sqlite3_column_text(s, 0));
+		astore.loaded = xreallocarray(
+		    astore.loaded, astore.nloaded + 1, sizeof *astore.loaded);
+		astore.loaded[astore.nloaded++] = xstrdup(
+		    (const char *)sqlite3_column_text(s, 0));
 	}
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE)
@@ -485,7 +487,8 @@ account_thread(void *arg)
 		astore.njobs--;
 		j->next = astore.done;
 		astore.done = j;
-		if (write(astore.efd, &one, sizeof one) == -1 && errno != EAGAIN)
+		if (write(astore.efd, &one, sizeof one) == -1 &&
+		    errno != EAGAIN)
 			log_error("accounts", "eventfd: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&astore.lock);
@@ -522,7 +525,7 @@ account_on_done(struct loop_fd *lfd, uint32_t events)
 			/* An account made by other means since the start. */
 			if (j->status == ACCOUNT_OK &&
 			    account_holder(j->account, strlen(j->account)) ==
-			    NULL)
+				NULL)
 				account_hold(j->account, strlen(j->account));
 		} else if (j->status == ACCOUNT_FAILED)
 			account_release(j->name, strlen(j->name));
@@ -592,8 +595,8 @@ account_login(struct client *c, const char *name, size_t len,
 		name = held;
 		len = strlen(held);
 	}
-	return account_submit(ACCOUNT_JOB_LOGIN, c, name, len, password, pwlen,
-	    id);
+	return account_submit(
+	    ACCOUNT_JOB_LOGIN, c, name, len, password, pwlen, id);
 }
 
 int
@@ -631,7 +634,8 @@ account_init(char **cause)
 	}
 	for (size_t i = 0; i < astore.nloaded; i++) {
 		if (!account_hold(astore.loaded[i], strlen(astore.loaded[i])))
-			log_warn("accounts", "%s: accounts %s and another "
+			log_warn("accounts",
+			    "%s: accounts %s and another "
 			    "compare equal; only one can log in",
 			    astore.path, astore.loaded[i]);
 		free(astore.loaded[i]);
@@ -639,7 +643,8 @@ account_init(char **cause)
 	log_info("accounts", "%zu accounts in %s", astore.nloaded, astore.path);
 	free(astore.loaded);
 	astore.loaded = NULL;
-	if (loop_fd_add(&astore.lfd, astore.efd, EPOLLIN, account_on_done) == -1) {
+	if (loop_fd_add(&astore.lfd, astore.efd, EPOLLIN, account_on_done) ==
+	    -1) {
 		xasprintf(cause, "accounts: cannot watch the eventfd");
 		return -1;
 	}
@@ -718,7 +723,8 @@ account_init(char **cause)
 	map_init(&account_names);
 	map_init(&account_fails);
 	if (cfg->accounts)
-		log_info("accounts", "this build has no accounts (it needs "
+		log_info("accounts",
+		    "this build has no accounts (it needs "
 		    "SQLite and libargon2)");
 	return 0;
 }

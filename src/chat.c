@@ -303,9 +303,9 @@ chat_login_as(struct client *c, const char *account, const json_t *id,
 		bool same = holder->account != NULL &&
 		    strcmp(holder->account, account) == 0;
 		chat_become_guest(holder, NULL);
-		xasprintf(&text, same ?
-		    "%s logged in on another connection; you are %s now" :
-		    "the name %s belongs to an account; you are %s now",
+		xasprintf(&text,
+		    same ? "%s logged in on another connection; you are %s now"
+			 : "the name %s belongs to an account; you are %s now",
 		    account, holder->name);
 		chat_notice(holder, NULL, text, NULL);
 		free(text);
@@ -419,8 +419,8 @@ chat_account_done(uint64_t client, const json_t *id, bool registering,
 		if (registering)
 			log_info("accounts", "client %llu (%s) registered %s",
 			    (unsigned long long)c->id, c->addr, account);
-		chat_login_as(c, account, id,
-		    registering ? "registered" : "logged_in");
+		chat_login_as(
+		    c, account, id, registering ? "registered" : "logged_in");
 		break;
 	case ACCOUNT_DENIED:
 		/* The same words whether the name or the password was

@@ -266,11 +266,12 @@ client_roles_public(const struct client *c)
 	json_t *a = json_array();
 
 	for (int i = 0; i < 32 && client_role_names[i] != NULL; i++) {
-		if (c->roles & (1u << i))
-			json_array_append_new(a,
-			    json_string(strcmp(client_role_names[i],
-				CLIENT_ROLE_OPERATOR) == 0 ? "operator" :
-				client_role_names[i]));
+		const char *name = client_role_names[i];
+		if (!(c->roles & (1u << i)))
+			continue;
+		if (strcmp(name, CLIENT_ROLE_OPERATOR) == 0)
+			name = "operator";
+		json_array_append_new(a, json_string(name));
 	}
 	return a;
 }

@@ -59,8 +59,7 @@ static const struct {
 	[PROTO_ERR_UNSUPPORTED] = { "unsupported",
 	    "this server keeps no history" },
 	[PROTO_ERR_INTERNAL] = { "internal", "internal error" },
-	[PROTO_ERR_UNAUTHORIZED] = { "unauthorized",
-	    "wrong name or password" },
+	[PROTO_ERR_UNAUTHORIZED] = { "unauthorized", "wrong name or password" },
 };
 
 const char *

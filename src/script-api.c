@@ -334,6 +334,12 @@ script_user_index(lua_State *L)
 			lua_pushnil(L);
 	} else if (strcmp(k, "authenticated") == 0)
 		lua_pushboolean(L, c->account != NULL);
+	else if (strcmp(k, "key") == 0) {
+		if (c->account != NULL)
+			lua_pushfstring(L, "account:%s", c->account);
+		else
+			lua_pushfstring(L, "%I", (lua_Integer)id);
+	}
 	else if (strcmp(k, "roles") == 0)
 		script_push_list(L, client_roles(c));
 	else if (strcmp(k, "rooms") == 0) {
