@@ -13,6 +13,7 @@
 import asyncio
 import hashlib
 import os
+import re
 import sqlite3
 import stat
 import statistics
@@ -22,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, Skip, TestFailure, check, check_eq,  # noqa
-    uniq)
+    parleyd_path, uniq)
 
 suite = Suite("accounts")
 case = suite.case
@@ -347,6 +348,60 @@ async def test_mute_survives_reconnect(t):
 	await command(op, room, "/unmute %s" % name)
 	m = await b.say(room, "free")
 	check_eq(m.get("message"), "free", "unmuted")
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
+BUILD = os.path.dirname(os.path.dirname(parleyd_path()))
+
+
+@case()
+async def test_scripts_and_plugins_see_it(t):
+	"""user.account, user.authenticated, user.key, room.owner_account and
+	room.owner_id in Lua; client_account, room_owner_account and
+	room_owner for a plugin."""
+	plugin = os.path.abspath(os.path.join(BUILD, "tests", "plugins",
+	    ".libs", "events.so"))
+	if not os.path.exists(plugin):
+		raise Skip("test plugin events not built (run make check)")
+	s = t.start_server(dict(CONFIG, plugins=[plugin],
+	    script_dirs=[os.path.join(SRC, "tests", "scripts"),
+	    os.path.join(SRC, "scripts")], scripts=["commands", "whoami"]))
+	a = await client(t, s, label="a")
+	room = uniq("mine")
+	await a.create(room)
+	r = await command(a, room, "/whoami")
+	m = re.fullmatch(r"account=nil authenticated=false key=(\d+) "
+	    r"owner_account=nil owner=(\d+)", r["message"])
+	check(m is not None, "Lua sees a guest: %r" % r["message"])
+	guest_id = m.group(2)
+	check_eq(m.group(1), guest_id, "a guest's key is its id")
+	r = await command(a, room, "/ev account")
+	check_eq(r["message"], "- -", "plugin: a guest's room")
+	name = uniq("nia")
+	await register(a, name)
+	room2 = uniq("ours")
+	await a.create(room2)
+	await a.close()
+	b = await client(t, s, label="b")
+	await login(b, name)
+	await b.join(room2)
+	r = await command(b, room2, "/whoami")
+	check(r["message"].startswith("account=%s authenticated=true "
+	    "key=account:%s owner_account=%s owner=" % (name, name, name)),
+	    "Lua sees the account: %r" % r["message"])
+	owner = r["message"].split("owner=")[-1]
+	check(owner != "0" and owner != guest_id, "owner is b: %r" % owner)
+	r = await command(b, room2, "/ev owner")
+	check_eq(r["message"], owner, "plugin room_owner is b")
+	r = await command(b, room2, "/ev account")
+	check_eq(r["message"], "%s %s" % (name, name), "plugin: the account")
+	# the guest's room stays the guest connection's
+	await b.join(room)
+	r = await command(b, room, "/ev owner")
+	check_eq(r["message"], "0", "the guest creator is gone")
+	await b.close()
+	await s.astop()
 
 
 @case()
