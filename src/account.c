@@ -661,19 +661,27 @@ account_free(void)
 	size_t pos = 0;
 
 	if (astore.running) {
+		struct account_job *waiting;
+
+		/* Clients are gone: jobs not started are dropped (nobody
+		 * waits for them), the one under way ends. */
 		pthread_mutex_lock(&astore.lock);
+		waiting = astore.jobs;
+		astore.jobs = NULL;
+		astore.jobs_tail = &astore.jobs;
 		astore.stop = true;
 		pthread_cond_signal(&astore.wake);
 		pthread_mutex_unlock(&astore.lock);
 		pthread_join(astore.thread, NULL);
 		astore.running = false;
-		/* Clients are gone: what is left only needs freeing. */
+		while (waiting != NULL) {
+			struct account_job *j = waiting;
+			waiting = j->next;
+			account_job_free(j);
+		}
 		while (astore.done != NULL) {
 			struct account_job *j = astore.done;
 			astore.done = j->next;
-			if (j->kind == ACCOUNT_JOB_REGISTER &&
-			    j->status == ACCOUNT_FAILED)
-				account_release(j->name, strlen(j->name));
 			account_job_free(j);
 		}
 	}
