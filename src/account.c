@@ -413,8 +413,9 @@ account_open(void)
 
 	fd = open(astore.path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1) {
-		xasprintf(
-		    &astore.error, "%s: %s", astore.path, strerror(errno));
+		xasprintf(&astore.error,
+		    "accounts: %s: %s (accounts = false turns them off)",
+		    astore.path, strerror(errno));
 		return -1;
 	}
 	close(fd);
@@ -445,7 +446,7 @@ account_open(void)
 		goto fail;
 	return 0;
 fail:
-	xasprintf(&astore.error, "%s: %s", astore.path,
+	xasprintf(&astore.error, "accounts: %s: %s", astore.path,
 	    err != NULL ? err : sqlite3_errmsg(astore.db));
 	sqlite3_free(err);
 	return -1;
