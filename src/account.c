@@ -48,7 +48,6 @@ struct account_fails {
 	unsigned busy; /* attempts being checked now */
 };
 static struct map account_fails; /* "n:" folded name or "a:" address */
-static struct loop_timer account_sweep_timer;
 
 bool
 account_enabled(void)
@@ -125,6 +124,8 @@ account_login_allowed(const char *name, size_t len, const char *addr)
 }
 
 #ifdef ACCOUNT_BUILT
+
+static struct loop_timer account_sweep_timer;
 
 /* Holds name for account (a copy); false when it is held already. */
 static bool
