@@ -39,6 +39,7 @@
 /* Names held by accounts: folded name -> the name as registered. */
 static struct map account_names;
 static bool account_on;
+static bool account_ro; /* the database cannot be written */
 
 /* Failed logins of one name or one address. */
 struct account_fails {
@@ -53,6 +54,12 @@ bool
 account_enabled(void)
 {
 	return account_on;
+}
+
+bool
+account_read_only(void)
+{
+	return account_ro;
 }
 
 const char *
@@ -228,6 +235,7 @@ static struct {
 	pthread_cond_t wake;
 	bool running, stop, ready;
 	char *error; /* why the thread could not start */
+	char *degraded; /* why accounts cannot be written (read only) */
 	struct account_job *jobs, **jobs_tail;
 	unsigned njobs;
 	struct account_job *done;
@@ -330,6 +338,10 @@ account_do_register(struct account_job *j)
 	j->status = ACCOUNT_FAILED;
 	if (hash == NULL)
 		return;
+	if (astore.db == NULL) {
+		free(hash);
+		return;
+	}
 	if (sqlite3_prepare_v2(astore.db,
 		"INSERT INTO accounts (name, hash, created) VALUES (?1, ?2, "
 		"strftime('%s', 'now'))",
@@ -361,14 +373,17 @@ account_do_login(struct account_job *j)
 	int rc;
 
 	j->status = ACCOUNT_FAILED;
-	if (sqlite3_prepare_v2(astore.db,
-		"SELECT name, hash FROM accounts WHERE name = ?1", -1, &s,
-		NULL) != SQLITE_OK) {
+	if (astore.db == NULL) /* no database, nor a way to make one */
+		rc = SQLITE_DONE;
+	else if (sqlite3_prepare_v2(astore.db,
+		     "SELECT name, hash FROM accounts WHERE name = ?1", -1, &s,
+		     NULL) != SQLITE_OK) {
 		account_db_error("login");
 		return;
+	} else {
+		sqlite3_bind_text(s, 1, j->name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
 	}
-	sqlite3_bind_text(s, 1, j->name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		name = xstrdup((const char *)sqlite3_column_text(s, 0));
 		stored = xstrdup((const char *)sqlite3_column_text(s, 1));
@@ -404,19 +419,49 @@ account_do_login(struct account_job *j)
 	free(stored);
 }
 
-/* Opens (creating, mode 0600) the database and reads the names. */
+/* Reads every account's name into astore.loaded; -1 on a failure. */
 static int
-account_open(void)
+account_load_names(void)
 {
 	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(astore.db, "SELECT name FROM accounts", -1, &s,
+		NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		astore.loaded = xreallocarray(
+		    astore.loaded, astore.nloaded + 1, sizeof *astore.loaded);
+		astore.loaded[astore.nloaded++] = xstrdup(
+		    (const char *)sqlite3_column_text(s, 0));
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void
+account_close_db(void)
+{
+	sqlite3_close(astore.db);
+	astore.db = NULL;
+	for (size_t i = 0; i < astore.nloaded; i++)
+		free(astore.loaded[i]);
+	free(astore.loaded);
+	astore.loaded = NULL;
+	astore.nloaded = 0;
+}
+
+/* Opens the database for writing (created with mode 0600), in WAL mode,
+ * and reads the names; -1 with *why (allocated) otherwise. */
+static int
+account_open_writer(char **why)
+{
 	char *err = NULL;
-	int fd, rc;
+	int fd;
 
 	fd = open(astore.path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1) {
-		xasprintf(&astore.error,
-		    "accounts: %s: %s (accounts = false turns them off)",
-		    astore.path, strerror(errno));
+		xasprintf(why, "%s", strerror(errno));
 		return -1;
 	}
 	close(fd);
@@ -431,25 +476,78 @@ account_open(void)
 		" name TEXT PRIMARY KEY NOT NULL,"
 		" hash TEXT NOT NULL,"
 		" created INTEGER NOT NULL)",
-		NULL, NULL, &err) != SQLITE_OK)
-		goto fail;
-	if (sqlite3_prepare_v2(astore.db, "SELECT name FROM accounts", -1, &s,
-		NULL) != SQLITE_OK)
-		goto fail;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		astore.loaded = xreallocarray(
-		    astore.loaded, astore.nloaded + 1, sizeof *astore.loaded);
-		astore.loaded[astore.nloaded++] = xstrdup(
-		    (const char *)sqlite3_column_text(s, 0));
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
+		NULL, NULL, &err) != SQLITE_OK ||
+	    account_load_names() == -1)
 		goto fail;
 	return 0;
 fail:
-	xasprintf(&astore.error, "accounts: %s: %s", astore.path,
-	    err != NULL ? err : sqlite3_errmsg(astore.db));
+	xasprintf(why, "%s", err != NULL ? err : sqlite3_errmsg(astore.db));
 	sqlite3_free(err);
+	account_close_db();
+	return -1;
+}
+
+/* Opens the database for reading only: plainly, or as an immutable file
+ * (a read-only file system where WAL's shared memory cannot be made). */
+static int
+account_open_reader(void)
+{
+	char *uri;
+	size_t n;
+
+	if (sqlite3_open_v2(astore.path, &astore.db,
+		SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
+	    account_load_names() == 0)
+		return 0;
+	account_close_db();
+	uri = xmalloc(strlen(astore.path) * 3 + 32);
+	n = (size_t)sprintf(uri, "file:");
+	for (const char *p = astore.path; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("/._-", c) != NULL)
+			uri[n++] = (char)c;
+		else
+			n += (size_t)sprintf(uri + n, "%%%02X", c);
+	}
+	strcpy(uri + n, "?immutable=1");
+	if (sqlite3_open_v2(uri, &astore.db,
+		SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+		NULL) == SQLITE_OK &&
+	    account_load_names() == 0) {
+		free(uri);
+		return 0;
+	}
+	free(uri);
+	account_close_db();
+	return -1;
+}
+
+/*
+ * Opens the database and reads the names. A state directory that cannot
+ * be written (full, read-only) does not stop the server, as it does not
+ * stop history: the accounts are read (names stay reserved, logins
+ * work) and registering fails until the server restarts on a writable
+ * one. Only a database that exists and cannot even be read stops it:
+ * the names it holds could not be kept for their accounts.
+ */
+static int
+account_open(void)
+{
+	char *why = NULL;
+
+	if (account_open_writer(&why) == 0)
+		return 0;
+	if (account_open_reader() == 0 ||
+	    (access(astore.path, F_OK) == -1 && errno == ENOENT)) {
+		xasprintf(&astore.degraded, "%s: %s", astore.path, why);
+		free(why);
+		return 0;
+	}
+	xasprintf(&astore.error,
+	    "accounts: %s: %s (accounts = false turns them off)", astore.path,
+	    why);
+	free(why);
 	return -1;
 }
 
@@ -643,6 +741,15 @@ account_init(char **cause)
 		free(astore.loaded[i]);
 	}
 	log_info("accounts", "%zu accounts in %s", astore.nloaded, astore.path);
+	if (astore.degraded != NULL) {
+		/* Loud, as history's is: people cannot register meanwhile. */
+		log_error("accounts", "CANNOT WRITE ACCOUNTS: %s; logins work, "
+		    "registering fails until the server restarts with a "
+		    "state_dir it can write", astore.degraded);
+		free(astore.degraded);
+		astore.degraded = NULL;
+		account_ro = true;
+	}
 	free(astore.loaded);
 	astore.loaded = NULL;
 	if (loop_fd_add(&astore.lfd, astore.efd, EPOLLIN, account_on_done) ==
@@ -698,6 +805,7 @@ account_free(void)
 	astore.db = NULL;
 	free(astore.dummy);
 	astore.dummy = NULL;
+	account_ro = false;
 	free(astore.path);
 	astore.path = NULL;
 	loop_timer_cancel(&account_sweep_timer);

@@ -371,6 +371,11 @@ chat_register(const struct chat_actor *by, struct client *c, const char *name,
 		chat_set_reason(reason, "guest names cannot be registered");
 		return PROTO_ERR_INVALID_NAME;
 	}
+	if (account_read_only()) {
+		chat_set_reason(reason,
+		    "the server cannot store new accounts now; try later");
+		return PROTO_ERR_INTERNAL;
+	}
 	if (account_register(c, name, len, password, pwlen, id) == -1) {
 		chat_set_reason(reason, "the server is busy; try again");
 		return PROTO_ERR_RATE_LIMITED;

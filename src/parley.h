@@ -798,6 +798,9 @@ int account_init(char **cause);
 /* Waits for the work in hand, stops the thread, closes the database. */
 void account_free(void);
 bool account_enabled(void);
+/* True when the database could only be opened for reading (a full or
+ * read-only state directory at start): logins work, registering not. */
+bool account_read_only(void);
 /* The account holding name (compared as usernames are), or NULL. */
 const char *account_holder(const char *name, size_t len);
 /* False while logins as name or from addr are locked out. */

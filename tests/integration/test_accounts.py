@@ -16,7 +16,9 @@ import os
 import re
 import sqlite3
 import stat
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -265,6 +267,72 @@ async def test_restart_keeps_accounts(t):
 	await b.close()
 	await s.astop()
 	check(PASSWORD not in s.stderr(400), "a password in the log")
+
+
+class ReadOnlyDir:
+	"""A state directory that can be made read-only: a tmpfs remounted
+	read-only as root (root ignores file modes), file modes otherwise."""
+
+	def __enter__(self):
+		self.path = tempfile.mkdtemp(prefix="parley-accounts-ro-")
+		self.mounted = False
+		if os.geteuid() == 0:
+			r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+			    "size=4m,mode=0755", "tmpfs", self.path],
+			    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+			if r.returncode != 0:
+				os.rmdir(self.path)
+				raise Skip("root cannot mount a tmpfs here")
+			self.mounted = True
+		return self
+
+	def set(self, ro):
+		if self.mounted:
+			subprocess.run(["mount", "-o", "remount," +
+			    ("ro" if ro else "rw"), self.path], check=True)
+			return
+		os.chmod(self.path, 0o555 if ro else 0o755)
+
+	def __exit__(self, *exc):
+		if self.mounted:
+			subprocess.run(["umount", self.path])
+		else:
+			self.set(False)
+		shutil.rmtree(self.path, ignore_errors=True)
+
+
+@case(timeout=60)
+async def test_read_only_state(t):
+	"""A state directory that cannot be written at start: the server
+	starts and says so loudly; registered names stay reserved and logins
+	work; registering fails with a reason."""
+	with ReadOnlyDir() as d:
+		cfg = dict(CONFIG, state_dir=d.path)
+		s = t.start_server(cfg)
+		await register(await client(t, s), "rita")
+		await s.astop()
+		d.set(True)
+		s = t.start_server(cfg)
+		check("CANNOT WRITE ACCOUNTS" in s.stderr(400),
+		    "the log says so:\n" + s.stderr())
+		b = await client(t, s)
+		await b.expect_error({"type": "set_username", "username": "Rita"},
+		    "name_taken")
+		await fail_login(b, "rita", "wrong password")
+		await login(b, "rita")
+		r = await b.expect_error({"type": "register",
+		    "username": uniq("new"), "password": PASSWORD}, "internal")
+		check("cannot store" in r["message"], "says why: %r" % r)
+		await b.close()
+		await s.astop()
+	# nothing to read and nowhere to write: the server starts all the same
+	with ReadOnlyDir() as d:
+		d.set(True)
+		s = t.start_server(dict(CONFIG, state_dir=d.path))
+		c = await client(t, s)
+		await fail_login(c, "rita", PASSWORD)
+		await c.close()
+		await s.astop()
 
 
 @case(config=CONFIG)
