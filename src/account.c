@@ -495,8 +495,10 @@ account_open_reader(void)
 	char *uri;
 	size_t n;
 
-	if (sqlite3_open_v2(astore.path, &astore.db,
-		SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK &&
+	int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+
+	if (sqlite3_open_v2(astore.path, &astore.db, flags, NULL) ==
+		SQLITE_OK &&
 	    account_load_names() == 0)
 		return 0;
 	account_close_db();
@@ -511,9 +513,8 @@ account_open_reader(void)
 			n += (size_t)sprintf(uri + n, "%%%02X", c);
 	}
 	strcpy(uri + n, "?immutable=1");
-	if (sqlite3_open_v2(uri, &astore.db,
-		SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
-		NULL) == SQLITE_OK &&
+	if (sqlite3_open_v2(uri, &astore.db, flags | SQLITE_OPEN_URI, NULL) ==
+		SQLITE_OK &&
 	    account_load_names() == 0) {
 		free(uri);
 		return 0;
