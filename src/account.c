@@ -492,10 +492,9 @@ fail:
 static int
 account_open_reader(void)
 {
+	int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
 	char *uri;
 	size_t n;
-
-	int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
 
 	if (sqlite3_open_v2(astore.path, &astore.db, flags, NULL) ==
 		SQLITE_OK &&
