@@ -12,7 +12,8 @@
 --   /nick <name>          as set_username, with every username rule
 --   /who                  who is in the room
 --   /oper <password>      become a server operator (oper_password)
---   /kick <user> [reason] operators and the room's owner (its creator)
+--   /kick <user> [reason] operators and the room's owner (its creator;
+--                         for a room an account made, that account)
 --   /topic [text]         show or (owner, operators) set the topic
 --   /mute <user> [min]    operators: refuse the user's messages
 --   /unmute <user>        operators
@@ -43,15 +44,24 @@ local function find_member(room, name)
 	return target
 end
 
+-- A mute is the role "muted" plus its end time in the store under
+-- "mute_until:" .. user.key (for an account, true for one without end).
+-- user.key names the account when there is one, so that a mute
+-- outlives the connection. moderation.lua keeps mutes the same way.
+--
 -- The remaining seconds of a mute, true for one without end, or nil;
--- an expired one is lifted. moderation.lua keeps mutes the same way.
+-- an expired one is lifted. An account's mute comes back on its next
+-- connection.
 local function muted(user)
+	local key = "mute_until:" .. user.key
+	local till = parley.store[key]
+	if user.account and till ~= nil and not user:has_role("muted") then
+		user:add_role("muted")
+	end
 	if not user:has_role("muted") then
 		return nil
 	end
-	local key = "mute_until:" .. user.id
-	local till = parley.store[key]
-	if till == nil then
+	if till == nil or till == true then
 		return true
 	end
 	if parley.time() >= till then
@@ -241,8 +251,8 @@ parley.command("mute", {
 		return false, "minutes must be a positive number", "bad_request"
 	end
 	target:add_role("muted")
-	parley.store["mute_until:" .. target.id] =
-	    minutes and parley.time() + minutes * 60 or nil
+	parley.store["mute_until:" .. target.key] = minutes and
+	    parley.time() + minutes * 60 or (target.account ~= nil or nil)
 	target:notice(minutes and string.format("%s muted you for %g minutes",
 	    user.name, minutes) or (user.name .. " muted you"))
 	return "muted " .. target.name
@@ -261,6 +271,7 @@ parley.command("unmute", {
 		return false, "usage: /unmute <user>", "bad_request"
 	end
 	target:remove_role("muted")
+	parley.store["mute_until:" .. target.key] = nil
 	parley.store["mute_until:" .. target.id] = nil
 	target:notice(user.name .. " unmuted you")
 	return "unmuted " .. target.name

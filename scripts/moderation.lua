@@ -17,8 +17,9 @@
 --     repeat_seconds) is refused.
 --
 -- Operators (role "oper") are exempt. A mute is the role "muted" plus
--- its end time in the store, so it outlives a reload, and commands.lua's
--- /mute and /unmute use the same two.
+-- its end time in the store, under user.key (the account when there is
+-- one), so it outlives a reload and, for an account, a reconnect; and
+-- commands.lua's /mute and /unmute use the same two.
 --
 -- Settings (parley.conf), all optional:
 --
@@ -81,9 +82,9 @@ local function muted(user)
 	if not user:has_role("muted") then
 		return nil
 	end
-	local key = "mute_until:" .. user.id
+	local key = "mute_until:" .. user.key
 	local till = parley.store[key]
-	if till == nil then
+	if till == nil or till == true then
 		return true
 	end
 	if parley.time() >= till then
@@ -96,7 +97,7 @@ end
 
 local function mute(user, room, seconds)
 	user:add_role("muted")
-	parley.store["mute_until:" .. user.id] = parley.time() + seconds
+	parley.store["mute_until:" .. user.key] = parley.time() + seconds
 	room:notice(string.format("%s is muted for %d seconds for flooding",
 	    user.name, seconds))
 	parley.log("info", user.name .. " muted for flooding in " .. room.name)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "parley.h"
 
@@ -166,11 +167,17 @@ enum proto_err
 chat_username_check(const struct client *c, const char *name, size_t len)
 {
 	struct client *other;
+	const char *held;
 
 	if (!proto_name_valid(name, len, PROTO_USERNAME_MAX))
 		return PROTO_ERR_INVALID_NAME;
 	other = client_find_by_name(name, len);
 	if (other != NULL && other != c)
+		return PROTO_ERR_NAME_TAKEN;
+	/* A registered name is its account's alone. */
+	held = account_holder(name, len);
+	if (held != NULL &&
+	    (c->account == NULL || strcmp(c->account, held) != 0))
 		return PROTO_ERR_NAME_TAKEN;
 	return PROTO_OK;
 }
@@ -202,18 +209,20 @@ chat_decide_username(struct client *c, const char *name, size_t len,
 	return PROTO_OK;
 }
 
+/* Renames c and tells its rooms; c gets username_set when reply. */
 static void
-chat_apply_rename(
-    struct client *c, const char *name, size_t len, const json_t *id)
+chat_apply_rename(struct client *c, const char *name, size_t len,
+    const json_t *id, bool reply)
 {
 	char *old = xstrdup(c->name);
 	bool same = strlen(old) == len && memcmp(old, name, len) == 0;
 
 	if (!same)
 		PARLEY_ASSERT(client_set_name(c, name, len) == 0);
-	proto_reply_new(c, id,
-	    json_pack(
-		"{s:s, s:s}", "type", "username_set", "username", c->name));
+	if (reply)
+		proto_reply_new(c, id,
+		    json_pack("{s:s, s:s}", "type", "username_set", "username",
+			c->name));
 	for (size_t i = 0; !same && i < c->nrooms; i++) {
 		struct room *r = c->rooms[i]->room;
 		room_broadcast_new(r,
@@ -242,9 +251,207 @@ chat_rename(const struct chat_actor *by, struct client *c, const char *name,
 	e = chat_decide_username(c, name, len, &a, flags, reason);
 	if (e == PROTO_OK)
 		chat_apply_rename(c, a.new_text ? a.text : name,
-		    a.new_text ? a.text_len : len, id);
+		    a.new_text ? a.text_len : len, id, true);
 	hook_args_free(&a);
 	return e;
+}
+
+/* ---- Accounts */
+
+/* The server roles an account has from the configuration. */
+static const char *const *
+chat_account_roles(const char *account)
+{
+	static const char *const oper[] = { CLIENT_ROLE_OPERATOR, NULL };
+	char *want = client_key(account, strlen(account));
+	bool found = false;
+
+	for (size_t i = 0; !found && i < cfg->operators.n; i++) {
+		char *f = client_key(
+		    cfg->operators.v[i], strlen(cfg->operators.v[i]));
+		found = strcmp(f, want) == 0;
+		free(f);
+	}
+	free(want);
+	return found ? oper : NULL;
+}
+
+/* c is a guest again, under a fresh guest name (username_set, with id
+ * when c asked). */
+static void
+chat_become_guest(struct client *c, const json_t *id)
+{
+	char *guest = client_guest_name(c);
+
+	client_set_identity(c, NULL, NULL);
+	chat_apply_rename(c, guest, strlen(guest), id, true);
+	free(guest);
+}
+
+void
+chat_login_as(struct client *c, const char *account, const json_t *id,
+    const char *reply_type)
+{
+	size_t len = strlen(account);
+	struct client *holder = client_find_by_name(account, len);
+
+	/* The name is the account's: whoever holds it gives it up (a
+	 * guest who had it before the account was made, or the account's
+	 * own older connection). */
+	if (holder != NULL && holder != c) {
+		char *text;
+		bool same = holder->account != NULL &&
+		    strcmp(holder->account, account) == 0;
+		chat_become_guest(holder, NULL);
+		xasprintf(&text,
+		    same ? "%s logged in on another connection; you are %s now"
+			 : "the name %s belongs to an account; you are %s now",
+		    account, holder->name);
+		chat_notice(holder, NULL, text, NULL);
+		free(text);
+	}
+	client_set_identity(c, account, chat_account_roles(account));
+	chat_apply_rename(c, account, len, NULL, false);
+	log_info("accounts", "client %llu (%s) is logged in as %s",
+	    (unsigned long long)c->id, c->addr, account);
+	if (reply_type != NULL)
+		proto_reply_new(c, id,
+		    json_pack("{s:s, s:s, s:o}", "type", reply_type, "username",
+			c->name, "roles", client_roles_public(c)));
+}
+
+/* A password within the protocol's bounds. */
+static enum proto_err
+chat_password_check(size_t pwlen, char **reason)
+{
+	if (pwlen < ACCOUNT_PASSWORD_MIN || pwlen > ACCOUNT_PASSWORD_MAX) {
+		chat_set_reason(reason, "a password is 8 to 1024 bytes");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	return PROTO_OK;
+}
+
+/* What register and login first ask of a client. */
+static enum proto_err
+chat_account_ready(struct client *c, char **reason)
+{
+	if (!account_enabled()) {
+		chat_set_reason(reason, "this server keeps no accounts");
+		return PROTO_ERR_UNSUPPORTED;
+	}
+	/* One at a time: each costs a slow hash. */
+	if (c->account_busy) {
+		chat_set_reason(reason,
+		    "wait for the answer to your last register or login");
+		return PROTO_ERR_RATE_LIMITED;
+	}
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_register(const struct chat_actor *by, struct client *c, const char *name,
+    size_t len, const char *password, size_t pwlen, const json_t *id,
+    char **reason)
+{
+	struct hook_args a = { 0 };
+	enum proto_err e;
+
+	(void)by;
+	if ((e = chat_account_ready(c, reason)) != PROTO_OK ||
+	    (e = chat_password_check(pwlen, reason)) != PROTO_OK)
+		return e;
+	/* The name rules, the names held, the rate of name changes and the
+	 * scripts' and plugins' say, as for a rename; the name is taken as
+	 * asked (an account is not renamed by a hook). */
+	e = chat_decide_username(c, name, len, &a, CHAT_AS_CLIENT, reason);
+	hook_args_free(&a);
+	if (e != PROTO_OK)
+		return e;
+	if (len >= 6 && strncasecmp(name, "guest-", 6) == 0) {
+		chat_set_reason(reason, "guest names cannot be registered");
+		return PROTO_ERR_INVALID_NAME;
+	}
+	if (account_read_only()) {
+		chat_set_reason(reason,
+		    "the server cannot store new accounts now; try later");
+		return PROTO_ERR_INTERNAL;
+	}
+	if (account_register(c, name, len, password, pwlen, id) == -1) {
+		chat_set_reason(reason, "the server is busy; try again");
+		return PROTO_ERR_RATE_LIMITED;
+	}
+	c->account_busy = true;
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_login(const struct chat_actor *by, struct client *c, const char *name,
+    size_t len, const char *password, size_t pwlen, const json_t *id,
+    char **reason)
+{
+	enum proto_err e;
+
+	(void)by;
+	if ((e = chat_account_ready(c, reason)) != PROTO_OK ||
+	    (e = chat_password_check(pwlen, reason)) != PROTO_OK)
+		return e;
+	if (!proto_name_valid(name, len, PROTO_USERNAME_MAX))
+		return PROTO_ERR_INVALID_NAME;
+	if (!account_login_allowed(name, len, c->addr)) {
+		chat_set_reason(reason,
+		    "too many failed logins; try again in a few minutes");
+		return PROTO_ERR_RATE_LIMITED;
+	}
+	if (account_login(c, name, len, password, pwlen, id) == -1) {
+		chat_set_reason(reason, "the server is busy; try again");
+		return PROTO_ERR_RATE_LIMITED;
+	}
+	c->account_busy = true;
+	return PROTO_OK;
+}
+
+void
+chat_account_done(uint64_t client, const json_t *id, bool registering,
+    enum account_status st, const char *account)
+{
+	struct client *c = client_find_by_id(client);
+
+	if (c == NULL || c->dead || c->closing)
+		return;
+	c->account_busy = false;
+	switch (st) {
+	case ACCOUNT_OK:
+		if (registering)
+			log_info("accounts", "client %llu (%s) registered %s",
+			    (unsigned long long)c->id, c->addr, account);
+		chat_login_as(
+		    c, account, id, registering ? "registered" : "logged_in");
+		break;
+	case ACCOUNT_DENIED:
+		/* The same words whether the name or the password was
+		 * wrong. */
+		log_info("accounts", "client %llu (%s): failed login",
+		    (unsigned long long)c->id, c->addr);
+		proto_send_error(c, PROTO_ERR_UNAUTHORIZED, id, NULL, NULL);
+		break;
+	case ACCOUNT_EXISTS:
+		proto_send_error(c, PROTO_ERR_NAME_TAKEN, id, NULL, NULL);
+		break;
+	default:
+		proto_send_error(c, PROTO_ERR_INTERNAL, id, NULL, NULL);
+		break;
+	}
+}
+
+enum proto_err
+chat_logout(const struct chat_actor *by, struct client *c, const json_t *id)
+{
+	(void)by;
+	if (c->account != NULL)
+		log_info("accounts", "client %llu (%s) logged out of %s",
+		    (unsigned long long)c->id, c->addr, c->account);
+	chat_become_guest(c, id);
+	return PROTO_OK;
 }
 
 /* ---- Rooms */
@@ -292,6 +499,9 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 			return PROTO_OK;
 	}
 	r = room_create(name, len, c ? c->id : 0);
+	/* An account's room stays its own across connections. */
+	if (c != NULL && c->account != NULL)
+		r->owner_account = xstrdup(c->account);
 	/* A durable store remembers the room's messages: go on from there
 	 * so a seq is never reused. */
 	r->seq = history_last_seq(name, len);
@@ -372,7 +582,7 @@ chat_join(const struct chat_actor *by, struct client *c, struct room *r,
 		goto out;
 	if (username != NULL)
 		chat_apply_rename(c, ua.new_text ? ua.text : username,
-		    ua.new_text ? ua.text_len : ulen, id);
+		    ua.new_text ? ua.text_len : ulen, id, true);
 	if (!member)
 		room_join(r, c);
 	if (!c->remote)

@@ -24,7 +24,7 @@ static struct client *client_dead; /* dead, waiting for the reap */
 
 /* The key a name is held by (name.c); a name ICU cannot read (never
  * one that passed the name rules) is held by its bytes. */
-static char *
+char *
 client_key(const char *name, size_t len)
 {
 	char *k;
@@ -83,11 +83,34 @@ client_set_name(struct client *c, const char *name, size_t len)
 	return 0;
 }
 
+char *
+client_guest_name(const struct client *c)
+{
+	char name[32];
+
+	/* Guest names look like people's numbers, not like a counter. */
+	for (int tries = 0;; tries++) {
+		unsigned digits = tries < 8 ? 4 : 6;
+		unsigned r = (unsigned)random() % (digits == 4 ? 9000 : 900000);
+		int len;
+
+		if (tries >= 16)
+			len = snprintf(name, sizeof name, "guest-%llu-%u",
+			    (unsigned long long)c->id, r);
+		else
+			len = snprintf(name, sizeof name, "guest-%u",
+			    r + (digits == 4 ? 1000 : 100000));
+		if (client_find_by_name(name, (size_t)len) == NULL &&
+		    account_holder(name, (size_t)len) == NULL)
+			return xstrndup(name, (size_t)len);
+	}
+}
+
 struct client *
 client_create(const char *addr)
 {
 	struct client *c = xcalloc(1, sizeof *c);
-	char key[24], name[32];
+	char key[24], *name;
 	size_t n;
 
 	c->id = client_next_id++;
@@ -101,22 +124,9 @@ client_create(const char *addr)
 	n = client_id_key(c->id, key, sizeof key);
 	map_add(&client_by_id, key, n, c);
 	handle_add(c, HANDLE_CLIENT);
-
-	/* Guest names look like people's numbers, not like a counter. */
-	for (int tries = 0;; tries++) {
-		unsigned digits = tries < 8 ? 4 : 6;
-		unsigned r = (unsigned)random() % (digits == 4 ? 9000 : 900000);
-		int len;
-
-		if (tries >= 16)
-			len = snprintf(name, sizeof name, "guest-%llu",
-			    (unsigned long long)c->id);
-		else
-			len = snprintf(name, sizeof name, "guest-%u",
-			    r + (digits == 4 ? 1000 : 100000));
-		if (client_set_name(c, name, (size_t)len) == 0)
-			break;
-	}
+	name = client_guest_name(c);
+	PARLEY_ASSERT(client_set_name(c, name, strlen(name)) == 0);
+	free(name);
 
 	c->next = clients;
 	if (clients != NULL)
@@ -133,6 +143,7 @@ client_free(struct client *c)
 	free(c->rooms);
 	free(c->name);
 	free(c->name_key);
+	free(c->account);
 	free(c);
 }
 
@@ -192,6 +203,9 @@ static char *client_role_names[32];
 static int
 client_role_bit(const char *role, bool add)
 {
+	/* One role under both names: see CLIENT_ROLE_OPERATOR. */
+	if (strcmp(role, "operator") == 0)
+		role = CLIENT_ROLE_OPERATOR;
 	for (int i = 0; i < 32; i++) {
 		if (client_role_names[i] == NULL) {
 			if (!add)
@@ -243,6 +257,41 @@ client_roles(const struct client *c)
 			    json_string(client_role_names[i]));
 	}
 	return a;
+}
+
+json_t *
+client_roles_public(const struct client *c)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < 32 && client_role_names[i] != NULL; i++) {
+		const char *name = client_role_names[i];
+		if (!(c->roles & (1u << i)))
+			continue;
+		if (strcmp(name, CLIENT_ROLE_OPERATOR) == 0)
+			name = "operator";
+		json_array_append_new(a, json_string(name));
+	}
+	return a;
+}
+
+void
+client_set_identity(
+    struct client *c, const char *account, const char *const *roles)
+{
+	/* The roles of the identity that goes go with it; those a script
+	 * or /oper gave the connection stay. */
+	c->roles &= ~c->identity_roles;
+	c->identity_roles = 0;
+	for (size_t i = 0; roles != NULL && roles[i] != NULL; i++) {
+		int bit = client_role_bit(roles[i], true);
+		if (bit != -1 && !(c->roles & (1u << bit))) {
+			c->roles |= 1u << bit;
+			c->identity_roles |= 1u << bit;
+		}
+	}
+	free(c->account);
+	c->account = account != NULL ? xstrdup(account) : NULL;
 }
 
 void

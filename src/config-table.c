@@ -143,6 +143,14 @@ config_check_password_hash(const char *s, size_t len)
 	return NULL;
 }
 
+/* An account name follows the username rules. */
+static const char *
+config_check_account(const char *s, size_t len)
+{
+	return proto_name_valid(s, len, PROTO_USERNAME_MAX) ? NULL :
+	    "is not a valid account name (the username rules)";
+}
+
 #ifndef PARLEY_SYSCONFDIR
 #define PARLEY_SYSCONFDIR "/usr/local/etc/parley"
 #endif
@@ -270,6 +278,16 @@ const struct config_option config_options[] = {
 	    "per-script settings: { name = { key = value, ... } }"),
 	STR(oper_password, 1, 255, NULL, config_check_password_hash,
 	    "/oper password as \"sha256:<hex>\"; unset: no operators"),
+	NUM(accounts, CONFIG_BOOL, 0, 1, 1,
+	    "keep accounts (register, login) in state_dir/accounts.db"),
+	LIST(operators, 1, 32, NULL, config_check_account, true,
+	    "accounts that are server operators when logged in"),
+	NUM(password_memory_kib, CONFIG_UINT, 1024, 4194304, 19456,
+	    "argon2id memory per password hash, in KiB"),
+	NUM(password_iterations, CONFIG_UINT, 1, 64, 2,
+	    "argon2id passes over that memory"),
+	NUM(password_parallelism, CONFIG_UINT, 1, 16, 1,
+	    "argon2id lanes (threads) per hash"),
 };
 
 const size_t config_noptions =

@@ -171,6 +171,7 @@ main_keep_running(struct config *next, struct config *running)
 	MAIN_SWAP(next->plugins, running->plugins);
 	MAIN_SWAP(next->plugin_dir, running->plugin_dir);
 	MAIN_SWAP(next->state_dir, running->state_dir);
+	MAIN_SWAP(next->accounts, running->accounts);
 	/* libmicrohttpd's socket cap was fixed at start. */
 	if (next->max_connections > main_start_max_connections) {
 		log_warn("core", "reload: max_connections can rise above %u "
@@ -615,7 +616,8 @@ main(int argc, char **argv)
 		xasprintf(&cfg->state_dir, "%s/state", path_build_tree());
 	else if (cfg->state_dir == NULL)
 		cfg->state_dir = xstrdup(PARLEY_STATEDIR);
-	if (cfg->plugins.n > 0 && main_state_dir(run_user, &cause) == -1)
+	if ((cfg->plugins.n > 0 || cfg->accounts) &&
+	    main_state_dir(run_user, &cause) == -1)
 		fatal("%s", cause);
 	/* Sockets are bound: give up root before any script or plugin
 	 * runs. */
@@ -629,6 +631,9 @@ main(int argc, char **argv)
 	metrics_init();
 	for (size_t i = 0; i < cfg->rooms.n; i++)
 		room_create(cfg->rooms.v[i], strlen(cfg->rooms.v[i]), 0);
+	/* Account names are known before anyone can take a name. */
+	if (account_init(&cause) == -1)
+		fatal("%s", cause);
 	/* Plugins see the configured rooms; a refused one stops us here. */
 	if (plugin_load_all(&cause) == -1)
 		fatal("%s", cause);
@@ -656,6 +661,7 @@ main(int argc, char **argv)
 	log_info("core", "stopped");
 	http_stop();
 	client_reap();
+	account_free();
 	/* Clients are gone: a history store flushes what it holds. */
 	plugin_unload_all();
 	script_free();

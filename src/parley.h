@@ -419,6 +419,12 @@ struct config {
 	char *script_failure_policy; /* "pass" or "deny" */
 	json_t *script_settings;  /* object: script -> settings; NULL: none */
 	char *oper_password;      /* "sha256:<hex>"; NULL: no /oper */
+	/* accounts kept by the server (account.c) */
+	bool accounts;            /* true: on when built with SQLite */
+	struct strlist operators; /* accounts given the operator role */
+	unsigned password_memory_kib;  /* argon2id memory: 19456 */
+	unsigned password_iterations;  /* argon2id passes: 2 */
+	unsigned password_parallelism; /* argon2id lanes: 1 */
 };
 /* Fills c with the built-in defaults. */
 void config_defaults(struct config *c);
@@ -485,6 +491,9 @@ struct client {
 	uint64_t id;
 	uint32_t refs;
 	uint32_t roles; /* bit i: role_names[i] (client_role_*) */
+	uint32_t identity_roles; /* those of roles that came with account */
+	char *account;  /* the account logged in, NULL for a guest */
+	bool account_busy; /* a register or login is being worked on */
 	bool closing; /* no more input is handled */
 	bool dead;    /* released; freed before sleep */
 	bool pending; /* on the pending-write list */
@@ -533,6 +542,20 @@ int client_set_name(struct client *c, const char *name, size_t len);
 void client_broadcast_all(struct buf *b);
 extern struct client *clients; /* list head */
 extern unsigned client_count;
+/* Usernames as they are compared: the key of the name map (allocated;
+ * its length is strlen's). Account names compare the same way. */
+char *client_key(const char *name, size_t len);
+/* A free guest name for c (allocated): "guest-4711". */
+char *client_guest_name(const struct client *c);
+/* Sets who c is: account (NULL: a guest) and the server roles that come
+ * with it (NULL-terminated, may be NULL), in place of the previous
+ * identity's roles. Changes no name and tells nobody: chat_login_as does
+ * that. */
+void client_set_identity(struct client *c, const char *account,
+    const char *const *roles);
+/* The server's operator role, as scripts know it; the protocol calls it
+ * "operator", and either name may be given to the role functions. */
+#define CLIENT_ROLE_OPERATOR "oper"
 /* Roles are small names ("oper", ...) kept as bits; up to 32 names. */
 bool client_has_role(const struct client *c, const char *role);
 /* Returns -1 when the server already knows 32 role names. */
@@ -540,6 +563,8 @@ int client_add_role(struct client *c, const char *role);
 void client_remove_role(struct client *c, const char *role);
 /* Returns a new JSON array of c's role names. */
 json_t *client_roles(const struct client *c);
+/* The same as the protocol shows them ("operator" for "oper"). */
+json_t *client_roles_public(const struct client *c);
 /* Frees dead clients (before-sleep step). */
 void client_reap(void);
 
@@ -548,6 +573,7 @@ struct room {
 	char *name;
 	size_t name_len;
 	uint64_t owner; /* id of the creating client, 0 for configured */
+	char *owner_account; /* the creator's account, NULL for a guest's */
 	uint64_t seq;   /* last seq given */
 	struct membership *head, *tail; /* members in join order */
 	size_t count;
@@ -559,6 +585,9 @@ struct membership {
 	struct membership *prev, *next;
 	size_t index; /* position in client->rooms */
 };
+/* The id of the client owning r now: the one logged in as its owner
+ * account (0 while none is), else its creator's. */
+uint64_t room_owner_id(const struct room *r);
 /* Creates a room (seq 0); NULL when the name is taken. */
 struct room *room_create(const char *name, size_t len, uint64_t owner);
 struct room *room_find(const char *name, size_t len);
@@ -663,6 +692,7 @@ enum proto_err {
 	PROTO_ERR_REJECTED,
 	PROTO_ERR_UNSUPPORTED,
 	PROTO_ERR_INTERNAL,
+	PROTO_ERR_UNAUTHORIZED,
 	PROTO_ERR_COUNT
 };
 const char *proto_err_code(enum proto_err e);
@@ -766,9 +796,70 @@ void chat_notice(struct client *c, const struct room *r, const char *text,
     const json_t *id);
 /* Sends a notice to every member of r. */
 void chat_notice_room(struct room *r, const char *text);
-/* Core checks of a username for c: the name rules and uniqueness. */
+/* Core checks of a username for c: the name rules, uniqueness and the
+ * names accounts hold. */
 enum proto_err chat_username_check(const struct client *c, const char *name,
     size_t len);
+/* Accounts (protocol 1.1, "Who a client is"). register and login answer
+ * later, when the password is hashed or checked off the loop: they return
+ * PROTO_OK once the work is under way. */
+enum proto_err chat_register(const struct chat_actor *by, struct client *c,
+    const char *name, size_t len, const char *password, size_t pwlen,
+    const json_t *id, char **reason);
+enum proto_err chat_login(const struct chat_actor *by, struct client *c,
+    const char *name, size_t len, const char *password, size_t pwlen,
+    const json_t *id, char **reason);
+/* c becomes a guest under a new guest name (username_set, with id). */
+enum proto_err chat_logout(
+    const struct chat_actor *by, struct client *c, const json_t *id);
+/* Makes c the account's (proven by whoever calls): its roles from the
+ * configuration, its name (a client holding it becomes a guest, told by
+ * a notice), the rooms told of the rename; replies reply_type {username,
+ * roles} with id when reply_type is not NULL. */
+void chat_login_as(struct client *c, const char *account,
+    const json_t *id, const char *reply_type);
+
+/* account.c: accounts kept by the server: a SQLite database in the
+ * state directory and argon2id hashes, both worked on by a thread of
+ * their own whose results come back to the loop; the account names, kept
+ * in memory, so that a name is known to be held without asking it; and
+ * the count of failed logins by name and by address */
+#define ACCOUNT_PASSWORD_MIN 8
+#define ACCOUNT_PASSWORD_MAX 1024
+#define ACCOUNT_FAILURES_MAX 10        /* failed logins within ... */
+#define ACCOUNT_FAILURES_WINDOW 60     /* ... these seconds lock for ... */
+#define ACCOUNT_LOCK_SECONDS 300       /* ... these seconds */
+enum account_status {
+	ACCOUNT_OK,
+	ACCOUNT_DENIED, /* no such account, or the wrong password */
+	ACCOUNT_EXISTS, /* register: the name is taken */
+	ACCOUNT_FAILED, /* the store failed (logged) */
+};
+/* Opens the database and loads the names when cfg->accounts (and the
+ * server is built with them); -1 with *cause (caller frees). */
+int account_init(char **cause);
+/* Waits for the work in hand, stops the thread, closes the database. */
+void account_free(void);
+bool account_enabled(void);
+/* True when the database could only be opened for reading (a full or
+ * read-only state directory at start): logins work, registering not. */
+bool account_read_only(void);
+/* The account holding name (compared as usernames are), or NULL. */
+const char *account_holder(const char *name, size_t len);
+/* False while logins as name or from addr are locked out. */
+bool account_login_allowed(const char *name, size_t len, const char *addr);
+/* Starts hashing and storing a new account for c, or checking a
+ * password; the result goes to chat_account_done. -1 when too much work
+ * is waiting already. register holds the name from now on (given
+ * back if the store fails). */
+int account_register(struct client *c, const char *name, size_t len,
+    const char *password, size_t pwlen, const json_t *id);
+int account_login(struct client *c, const char *name, size_t len,
+    const char *password, size_t pwlen, const json_t *id);
+/* chat.c: a register or login of client (an id: it may have gone)
+ * ended; id is the request's; account its name as stored. */
+void chat_account_done(uint64_t client, const json_t *id, bool registering,
+    enum account_status st, const char *account);
 
 /* hook.c: one priority-ordered chain per event, shared by scripts and
  * plugins */

@@ -370,11 +370,28 @@ host_room_owner(parley_ctx *ctx, parley_room *pr)
 {
 	struct room *r = plugin_room(plugin_of(ctx), pr, "room_owner");
 	struct client *c;
+	uint64_t id;
 
-	if (r == NULL || r->owner == 0)
+	if (r == NULL || (id = room_owner_id(r)) == 0)
 		return 0;
-	c = client_find_by_id(r->owner);
-	return c != NULL && !c->dead ? r->owner : 0;
+	c = client_find_by_id(id);
+	return c != NULL && !c->dead ? id : 0;
+}
+
+static const char *
+host_room_owner_account(parley_ctx *ctx, parley_room *pr)
+{
+	struct room *r = plugin_room(plugin_of(ctx), pr, "room_owner_account");
+
+	return r != NULL ? r->owner_account : NULL;
+}
+
+static const char *
+host_client_account(parley_ctx *ctx, parley_client *pc)
+{
+	struct client *c = plugin_client(plugin_of(ctx), pc, "client_account");
+
+	return c != NULL ? c->account : NULL;
 }
 
 static int
@@ -547,4 +564,6 @@ plugin_chat_host(struct parley_host *h)
 	h->room_post_seq = host_room_post_seq;
 	h->room_owner = host_room_owner;
 	h->room_remove = host_room_remove;
+	h->client_account = host_client_account;
+	h->room_owner_account = host_room_owner_account;
 }

@@ -59,6 +59,7 @@ static const struct {
 	[PROTO_ERR_UNSUPPORTED] = { "unsupported",
 	    "this server keeps no history" },
 	[PROTO_ERR_INTERNAL] = { "internal", "internal error" },
+	[PROTO_ERR_UNAUTHORIZED] = { "unauthorized", "wrong name or password" },
 };
 
 const char *
@@ -160,6 +161,48 @@ proto_set_username(struct proto_req *req)
 		return PROTO_ERR_BAD_REQUEST;
 	return chat_rename(CHAT_BY_CLIENT(req->client), req->client, name, len,
 	    req->id, CHAT_AS_CLIENT, &req->err_owned);
+}
+
+/* register and login: a name and a password. The password's bytes in
+ * the parsed message are wiped once the chat action has its copy. */
+static enum proto_err
+proto_credentials(struct proto_req *req,
+    enum proto_err (*action)(const struct chat_actor *, struct client *,
+	const char *, size_t, const char *, size_t, const json_t *, char **))
+{
+	const char *name, *pw;
+	size_t len, pwlen;
+	enum proto_err e;
+
+	if (proto_string(req->msg, "username", &name, &len, false) == -1 ||
+	    proto_string(req->msg, "password", &pw, &pwlen, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	e = action(CHAT_BY_CLIENT(req->client), req->client, name, len, pw,
+	    pwlen, req->id, &req->err_owned);
+	explicit_bzero((char *)pw, pwlen);
+	return e;
+}
+
+static enum proto_err
+proto_register(struct proto_req *req)
+{
+	return proto_credentials(req, chat_register);
+}
+
+static enum proto_err
+proto_login(struct proto_req *req)
+{
+	return proto_credentials(req, chat_login);
+}
+
+static enum proto_err
+proto_logout(struct proto_req *req)
+{
+	if (!account_enabled() && req->client->account == NULL) {
+		req->err_text = "this server keeps no accounts";
+		return PROTO_ERR_UNSUPPORTED;
+	}
+	return chat_logout(CHAT_BY_CLIENT(req->client), req->client, req->id);
 }
 
 static enum proto_err
@@ -322,7 +365,10 @@ static const struct {
 	{ "join_room", proto_join_room },
 	{ "leave_room", proto_leave_room },
 	{ "list_rooms", proto_list_rooms },
+	{ "login", proto_login },
+	{ "logout", proto_logout },
 	{ "ping", proto_ping },
+	{ "register", proto_register },
 	{ "send_message", proto_send_message },
 	{ "set_username", proto_set_username },
 };
@@ -450,9 +496,13 @@ proto_welcome(struct client *c)
 	if (history_enabled())
 		json_array_append_new(features, json_string("history"));
 	json_array_append_new(features, json_string("presence_delta"));
-	conn_send_new(c, json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o}",
-	    "type", "welcome", "server", cfg->server_name, "version",
-	    PACKAGE_VERSION, "protocol", PARLEY_PROTOCOL_VERSION, "minor",
-	    PARLEY_PROTOCOL_MINOR, "features", features, "username", c->name,
-	    "rooms", room_names()));
+	if (account_enabled())
+		json_array_append_new(features, json_string("accounts"));
+	conn_send_new(c, json_pack(
+	    "{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o, s:o, s:o}", "type",
+	    "welcome", "server", cfg->server_name, "version", PACKAGE_VERSION,
+	    "protocol", PARLEY_PROTOCOL_VERSION, "minor", PARLEY_PROTOCOL_MINOR,
+	    "features", features, "username", c->name, "rooms", room_names(),
+	    "account", c->account ? json_string(c->account) : json_null(),
+	    "roles", client_roles_public(c)));
 }

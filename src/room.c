@@ -47,6 +47,21 @@ room_create(const char *name, size_t len, uint64_t owner)
 	return r;
 }
 
+uint64_t
+room_owner_id(const struct room *r)
+{
+	if (r->owner_account == NULL)
+		return r->owner;
+	/* Owner checks are rare (a /kick, a /topic): a walk will do. The
+	 * newest connection of the account first. */
+	for (struct client *c = clients; c != NULL; c = c->next) {
+		if (c->account != NULL && !c->dead &&
+		    strcmp(c->account, r->owner_account) == 0)
+			return c->id;
+	}
+	return 0;
+}
+
 struct membership *
 room_membership(const struct room *r, const struct client *c)
 {
@@ -150,6 +165,7 @@ room_free(struct room *r)
 		room_leave(r, r->head->client);
 	handle_remove(r);
 	free(r->name);
+	free(r->owner_account);
 	free(r);
 }
 

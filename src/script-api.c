@@ -327,6 +327,19 @@ script_user_index(lua_State *L)
 		lua_pushstring(L, c->name);
 	else if (strcmp(k, "address") == 0)
 		lua_pushstring(L, c->addr);
+	else if (strcmp(k, "account") == 0) {
+		if (c->account != NULL)
+			lua_pushstring(L, c->account);
+		else
+			lua_pushnil(L);
+	} else if (strcmp(k, "authenticated") == 0)
+		lua_pushboolean(L, c->account != NULL);
+	else if (strcmp(k, "key") == 0) {
+		if (c->account != NULL)
+			lua_pushfstring(L, "account:%s", c->account);
+		else
+			lua_pushfstring(L, "%I", (lua_Integer)id);
+	}
 	else if (strcmp(k, "roles") == 0)
 		script_push_list(L, client_roles(c));
 	else if (strcmp(k, "rooms") == 0) {
@@ -488,9 +501,15 @@ script_room_index(lua_State *L)
 	if (strcmp(k, "count") == 0)
 		lua_pushinteger(L, (lua_Integer)r->count);
 	else if (strcmp(k, "owner_id") == 0)
-		lua_pushinteger(L, (lua_Integer)r->owner);
-	else if (strcmp(k, "owner") == 0) {
-		owner = r->owner ? client_find_by_id(r->owner) : NULL;
+		lua_pushinteger(L, (lua_Integer)room_owner_id(r));
+	else if (strcmp(k, "owner_account") == 0) {
+		if (r->owner_account != NULL)
+			lua_pushstring(L, r->owner_account);
+		else
+			lua_pushnil(L);
+	} else if (strcmp(k, "owner") == 0) {
+		uint64_t oid = room_owner_id(r);
+		owner = oid ? client_find_by_id(oid) : NULL;
 		if (owner != NULL && !owner->dead)
 			script_push_user(L, owner);
 		else

@@ -735,9 +735,10 @@ struct parley_host {
 
 	/* ---- Rooms (since 1.3) */
 
-	/* The id of the client that owns room r (its creator), or 0 when
-	 * the server owns it (configured rooms, rooms scripts and plugins
-	 * create) or its owner is no longer connected. since 1.3 */
+	/* The id of the client that owns room r (its creator, or for a
+	 * room an account created, a client logged in as that account), or
+	 * 0 when the server owns it (configured rooms, rooms scripts and
+	 * plugins create) or its owner is not connected. since 1.3 */
 	uint64_t (*room_owner)(parley_ctx *ctx, parley_room *r);
 	/* Removes room r: every member gets kicked with reason (may be
 	 * NULL: "room deleted"), every client room_deleted, the
@@ -747,6 +748,21 @@ struct parley_host {
 	 * since 1.3 */
 	int (*room_remove)(parley_ctx *ctx, parley_room *r,
 	    const char *reason);
+
+	/* ---- Identity (since 1.3) */
+
+	/* The account client c is logged in as (accounts the server keeps,
+	 * or an identity given when it connected), or NULL for a guest or
+	 * a handle that is not a client. The string is the host's: valid
+	 * until the client logs in or out, or goes; copy it to keep it.
+	 * since 1.3 */
+	const char *(*client_account)(parley_ctx *ctx, parley_client *c);
+	/* The account that owns room r (created by a client logged in as
+	 * it), or NULL when a guest's connection, the server or nobody owns
+	 * it. Valid while the room exists. An account's room is owned by
+	 * whichever connection is logged in as it: room_owner gives that
+	 * client's id. since 1.3 */
+	const char *(*room_owner_account)(parley_ctx *ctx, parley_room *r);
 };
 
 /* True when the host table has function fn (it may be older than this

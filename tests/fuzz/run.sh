@@ -70,6 +70,10 @@ extra_libs="-ldl -lm -lpthread"
 if grep -l 'sqlite3\.h' "$srcdir"/src/*.c >/dev/null 2>&1; then
 	extra_libs="$extra_libs -lsqlite3"
 fi
+if grep -l 'argon2\.h' "$srcdir"/src/*.c >/dev/null 2>&1 &&
+    grep -q '^#define HAVE_ARGON2' "$builddir/config.h" 2>/dev/null; then
+	extra_libs="$extra_libs -largon2"
+fi
 if grep -l 'hiredis' "$srcdir"/src/*.c >/dev/null 2>&1; then
 	extra_libs="$extra_libs -lhiredis"
 fi

@@ -1141,7 +1141,9 @@ async def test_user(t):
 		# a web root the user can read
 		os.chmod(d.path, 0o755)
 		www = make_web_root(d.join("www"))
-		s = t.start_server(web_root=www, args=["--user", "nobody"])
+		# a state directory (accounts) it can be given
+		s = t.start_server({"state_dir": d.join("state")}, web_root=www,
+		    args=["--user", "nobody"])
 		ids = proc_ids(s.proc.pid)
 		check_eq(ids.get("Uid"), [pw.pw_uid] * 4, "Uid (real, effective, "
 		    "saved, fs) after --user nobody")

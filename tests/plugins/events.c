@@ -3,6 +3,8 @@
  * the events of ABI 1.3 and answers what it saw through /ev:
  *   /ev last       the last event recorded, as "type detail"
  *   /ev owner      room_owner of the room the command is typed in
+ *   /ev account    client_account of the caller and room_owner_account
+ *                  of the room ("-" for none)
  *   /ev option     the option "greeting" as read now
  *   /ev remove R   removes room R (room_remove)
  * Events recorded: renamed (old and new name), room_created (room and
@@ -74,7 +76,12 @@ ev_command(parley_ctx *ctx, const struct parley_command *cmd, void *arg)
 	else if (strcmp(cmd->args, "owner") == 0)
 		snprintf(out, sizeof out, "%" PRIu64,
 		    host->room_owner(ctx, cmd->room));
-	else if (strcmp(cmd->args, "option") == 0)
+	else if (strcmp(cmd->args, "account") == 0 &&
+	    PARLEY_HOST_HAS(host, room_owner_account)) {
+		const char *a = host->client_account(ctx, cmd->client);
+		const char *o = host->room_owner_account(ctx, cmd->room);
+		snprintf(out, sizeof out, "%s %s", a ? a : "-", o ? o : "-");
+	} else if (strcmp(cmd->args, "option") == 0)
 		snprintf(out, sizeof out, "%s", greeting);
 	else if (strncmp(cmd->args, "remove ", 7) == 0) {
 		parley_room *r = host->room_find(ctx, cmd->args + 7,
@@ -104,7 +111,7 @@ events_init(parley_ctx *ctx, const struct parley_host *h)
 			return -1;
 	}
 	read_greeting(ctx);
-	return h->command_register(ctx, "ev", "/ev last|owner|option|remove R",
+	return h->command_register(ctx, "ev", "/ev last|owner|account|option|remove R",
 	    "ABI 1.3 events", ev_command, NULL);
 }
 
