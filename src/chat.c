@@ -97,11 +97,24 @@ chat_presence(json_t *ev, const struct room *r)
 /* ---- Connections */
 
 enum proto_err
-chat_connect(struct client *c, char **reason)
+chat_connect(struct client *c, const struct chat_request *req, char **reason)
 {
-	struct hook_args a = { .event = HOOK_CONNECT, .client = c };
-	enum proto_err e = chat_run_hooks(&a, NULL, reason);
+	struct hook_args a = { .event = HOOK_CONNECT, .client = c,
+		.request = req };
+	enum proto_err e;
 
+	if (req != NULL)
+		handle_add(req, HANDLE_REQUEST);
+	e = chat_run_hooks(&a, NULL, reason);
+	if (req != NULL)
+		handle_remove(req);
+
+	if (e == PROTO_OK && a.admit_account != NULL) {
+		log_info("core", "client %llu (%s) admitted as %s",
+		    (unsigned long long)c->id, c->addr, a.admit_account);
+		chat_admit_as(c, a.admit_account, a.admit_name,
+		    (const char *const *)a.admit_roles);
+	}
 	hook_args_free(&a);
 	return e;
 }
@@ -143,6 +156,8 @@ chat_disconnect(struct client *c, const char *reason)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->expires_s != 0)
+		chat_expires(c, 0);
 	/* Leave from the last joined so each removal is O(1) in c->rooms. */
 	while (c->nrooms > 0)
 		chat_member_remove(
@@ -318,6 +333,143 @@ chat_login_as(struct client *c, const char *account, const json_t *id,
 		proto_reply_new(c, id,
 		    json_pack("{s:s, s:s, s:o}", "type", reply_type, "username",
 			c->name, "roles", client_roles_public(c)));
+}
+
+void
+chat_admit_as(struct client *c, const char *account, const char *name,
+    const char *const *roles)
+{
+	const char *const *config = chat_account_roles(account);
+	const char *all[CHAT_IDENTITY_ROLES_MAX + 2];
+	size_t n = 0;
+
+	chat_login_as(c, account, NULL, NULL);
+	for (size_t i = 0; config != NULL && config[i] != NULL; i++)
+		all[n++] = config[i];
+	for (size_t i = 0; roles != NULL && roles[i] != NULL &&
+	    n < CHAT_IDENTITY_ROLES_MAX + 1; i++)
+		all[n++] = roles[i];
+	all[n] = NULL;
+	client_set_identity(c, account, all);
+	/* The name to show, when it is free and fit; else the account's. */
+	if (name != NULL && strcmp(name, c->name) != 0 &&
+	    chat_username_check(c, name, strlen(name)) == PROTO_OK)
+		chat_apply_rename(c, name, strlen(name), NULL, false);
+}
+
+/* ---- Identities that expire (a signed token's exp) */
+
+#define CHAT_EXPIRY_NOTICE_S 60 /* how long before, the notice */
+
+/* One client's expiry: a notice a little before, then the close. */
+struct chat_expiry {
+	struct loop_timer t; /* first: the loop hands this back */
+	uint64_t client_id;
+	uint64_t expires_s;
+	bool warned;
+};
+
+static struct map chat_expiries; /* decimal client id -> chat_expiry */
+
+static size_t
+chat_expiry_key(uint64_t id, char *out, size_t size)
+{
+	return (size_t)snprintf(out, size, "%llu", (unsigned long long)id);
+}
+
+static void chat_expiry_arm(struct chat_expiry *x);
+
+static void
+chat_expiry_fire(struct loop_timer *t)
+{
+	struct chat_expiry *x = (struct chat_expiry *)t;
+	struct client *c = client_find_by_id(x->client_id);
+	char key[24];
+
+	if (c == NULL || c->dead)
+		return;
+	if (!x->warned && loop_wall_ms() / 1000 < x->expires_s) {
+		x->warned = true;
+		chat_notice(c, NULL, "your session expires soon: present a "
+		    "fresh token (refresh_token) to stay connected", NULL);
+		chat_expiry_arm(x);
+		return;
+	}
+	log_info("core", "client %llu (%s): its token expired, closing",
+	    (unsigned long long)c->id, c->name);
+	map_remove(&chat_expiries, key, chat_expiry_key(c->id, key,
+	    sizeof key));
+	free(x);
+	conn_close(c, CHAT_CLOSE_TOKEN_EXPIRED, "token expired");
+}
+
+static void
+chat_expiry_arm(struct chat_expiry *x)
+{
+	uint64_t now = loop_wall_ms(), at = x->expires_s * 1000;
+
+	if (!x->warned && at > now + CHAT_EXPIRY_NOTICE_S * 1000)
+		at -= CHAT_EXPIRY_NOTICE_S * 1000;
+	else
+		x->warned = true;
+	loop_timer_set(&x->t, at > now ? at - now : 0, chat_expiry_fire);
+}
+
+void
+chat_expires(struct client *c, uint64_t expires_s)
+{
+	char key[24];
+	size_t n = chat_expiry_key(c->id, key, sizeof key);
+	struct chat_expiry *x = map_find(&chat_expiries, key, n);
+
+	if (expires_s == 0) {
+		if (x != NULL) {
+			loop_timer_cancel(&x->t);
+			map_remove(&chat_expiries, key, n);
+			free(x);
+		}
+		c->expires_s = 0;
+		return;
+	}
+	if (x == NULL) {
+		x = xcalloc(1, sizeof *x);
+		x->client_id = c->id;
+		map_add(&chat_expiries, key, n, x);
+	}
+	x->expires_s = expires_s;
+	x->warned = false;
+	c->expires_s = expires_s;
+	chat_expiry_arm(x);
+}
+
+enum proto_err
+chat_refresh_token(struct client *c, const char *token, size_t len,
+    const json_t *id, char **reason)
+{
+	struct hook_args a = { .event = HOOK_TOKEN, .client = c,
+		.text = token, .text_len = len };
+	uint64_t before = c->expires_s;
+	enum hook_verdict v;
+
+	if (!hook_any(HOOK_TOKEN))
+		return PROTO_ERR_UNSUPPORTED;
+	c->expires_s = 0;
+	v = hook_run(&a);
+	if (v == HOOK_DENY || c->expires_s == 0) {
+		if (v == HOOK_DENY && reason != NULL && a.deny_reason != NULL) {
+			free(*reason);
+			*reason = a.deny_reason;
+			a.deny_reason = NULL;
+		}
+		c->expires_s = before;
+		hook_args_free(&a);
+		return v == HOOK_DENY && a.deny_code != PROTO_ERR_REJECTED ?
+		    a.deny_code : PROTO_ERR_UNAUTHORIZED;
+	}
+	hook_args_free(&a);
+	proto_reply_new(c, id, json_pack("{s:s, s:I}", "type",
+	    "token_refreshed", "expires", (json_int_t)c->expires_s));
+	return PROTO_OK;
 }
 
 /* A password within the protocol's bounds. */

@@ -553,7 +553,7 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	    (unsigned long long)c->id, addr, c->name);
 	loop_timer_set(&c->timer, (uint64_t)cfg->ping_interval * 1000,
 	    conn_on_timer);
-	if ((e = chat_connect(c, &why)) != PROTO_OK) {
+	if ((e = chat_connect(c, NULL, &why)) != PROTO_OK) {
 		log_info("ws", "client %llu (%s) refused: %s",
 		    (unsigned long long)c->id, addr, why ? why : "by a hook");
 		/* A failed hook is the server's fault (1011), not the

@@ -51,6 +51,7 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_ROOM_CREATED] = "room_created",
 	[HOOK_ROOM_REMOVED] = "room_removed",
 	[HOOK_RELOAD] = "reload",
+	[HOOK_TOKEN] = "token",
 };
 
 static const char *const hook_verdict_names[HOOK_STOP + 1] = {
@@ -164,6 +165,36 @@ hook_deny(struct hook_args *a, enum proto_err code, const char *reason)
 	a->deny_reason = reason ? xstrdup(reason) : NULL;
 }
 
+static void
+hook_admit_clear(struct hook_args *a)
+{
+	for (size_t i = 0; a->admit_roles != NULL && a->admit_roles[i]; i++)
+		free(a->admit_roles[i]);
+	free(a->admit_roles);
+	free(a->admit_account);
+	free(a->admit_name);
+	a->admit_roles = NULL;
+	a->admit_account = a->admit_name = NULL;
+}
+
+void
+hook_admit(struct hook_args *a, const char *account, const char *name,
+    const char *const *roles)
+{
+	size_t n = 0;
+
+	hook_admit_clear(a);
+	a->admit_account = xstrdup(account);
+	a->admit_name = name != NULL ? xstrdup(name) : NULL;
+	while (roles != NULL && roles[n] != NULL)
+		n++;
+	if (n > 0) {
+		a->admit_roles = xcalloc(n + 1, sizeof *a->admit_roles);
+		for (size_t i = 0; i < n; i++)
+			a->admit_roles[i] = xstrdup(roles[i]);
+	}
+}
+
 void
 hook_modify(struct hook_args *a, const char *text, size_t len)
 {
@@ -232,6 +263,7 @@ hook_args_free(struct hook_args *a)
 	free(a->new_text);
 	free(a->deny_reason);
 	a->new_text = a->deny_reason = NULL;
+	hook_admit_clear(a);
 }
 
 void

@@ -498,6 +498,7 @@ struct client {
 	bool dead;    /* released; freed before sleep */
 	bool pending; /* on the pending-write list */
 	bool remote;  /* another server's client (a plugin's), no socket */
+	uint64_t expires_s; /* its identity's expiry (Unix s), 0: none */
 	char *name;
 	char *name_key; /* name_key(name): what the name is held by */
 	char addr[46]; /* INET6_ADDRSTRLEN */
@@ -667,6 +668,8 @@ enum handle_kind {
 	HANDLE_ROOM,
 	HANDLE_HISTORY_SINK,
 	HANDLE_COMMAND,
+	HANDLE_EVENT,   /* a hook's event while the hook runs */
+	HANDLE_REQUEST, /* an HTTP request during its connect hooks */
 };
 void handle_add(const void *p, enum handle_kind kind);
 void handle_remove(const void *p);
@@ -740,8 +743,42 @@ extern const struct chat_actor chat_by_server;
 #define CHAT_LIMITS 0x2u   /* apply the client's quotas and rate limits */
 #define CHAT_COMMANDS 0x4u /* a text starting with '/' is a command */
 #define CHAT_AS_CLIENT (CHAT_HOOKS | CHAT_LIMITS)
-/* A new connection: the connect hooks may refuse it. */
-enum proto_err chat_connect(struct client *c, char **reason);
+/* The HTTP request of a connection not yet upgraded, as the connect
+ * hooks see it; valid during chat_connect only. */
+struct chat_request {
+	const char *path;  /* "/ws" */
+	const char *query; /* the query string, without '?'; "" when none */
+	/* A header (by name, any case), a cookie or a query parameter of
+	 * the request; NULL when absent. */
+	const char *(*header)(const struct chat_request *r, const char *name);
+	const char *(*cookie)(const struct chat_request *r, const char *name);
+	const char *(*param)(const struct chat_request *r, const char *name);
+	/* Calls fn for each header, cookie (kind 'c') or parameter ('p'),
+	 * headers being kind 'h'. */
+	void (*each)(const struct chat_request *r, char kind,
+	    void (*fn)(const char *name, const char *value, void *arg),
+	    void *arg);
+	void *arg; /* the HTTP layer's own */
+};
+/* A connection asks to be admitted, before the upgrade: the connect
+ * hooks may refuse it (unauthorized is HTTP 401, internal 500, any other
+ * code 403) or give it an identity. */
+enum proto_err chat_connect(struct client *c, const struct chat_request *req,
+    char **reason);
+#define CHAT_IDENTITY_ROLES_MAX 8
+#define CHAT_CLOSE_TOKEN_EXPIRED 4003
+/* c's identity ends at expires_s (Unix seconds; 0: never): a notice a
+ * minute before, then its connection is closed with 4003. */
+void chat_expires(struct client *c, uint64_t expires_s);
+/* c presents a fresh token (refresh_token): the token hooks decide; one
+ * that accepts it calls chat_expires. Replies token_refreshed. */
+enum proto_err chat_refresh_token(struct client *c, const char *token,
+    size_t len, const json_t *id, char **reason);
+/* c is proven to be account (by a connect hook: a signed token, a
+ * site's session), with name to show (NULL: the account's) and roles
+ * (NULL-terminated, may be NULL) besides the configured ones. */
+void chat_admit_as(struct client *c, const char *account, const char *name,
+    const char *const *roles);
 /* c is gone (reason for user_left): leaves every room, runs the
  * disconnect hooks and removes c. */
 void chat_disconnect(struct client *c, const char *reason);
@@ -880,6 +917,7 @@ enum hook_event {
 	HOOK_ROOM_CREATED, /* room; client = its creator or NULL */
 	HOOK_ROOM_REMOVED, /* room: about to go (members already out) */
 	HOOK_RELOAD,      /* no client: the configuration was reloaded */
+	HOOK_TOKEN,       /* client, text = a fresh token: stop accepts it */
 	HOOK_COUNT
 };
 enum hook_verdict {
@@ -896,10 +934,14 @@ struct hook_args {
 	const char *text;      /* name or message, as modified so far */
 	size_t text_len;
 	const char *reason;    /* leave and disconnect */
+	const struct chat_request *request; /* connect: the HTTP request */
 	const char *sender;    /* post */
 	bool action;           /* post: a /me action */
 	const json_t *id;      /* message: the request's id, or NULL */
 	/* Results, filled by the chain. */
+	char *admit_account;   /* connect: the identity to admit with */
+	char *admit_name;      /* its name to show, or NULL */
+	char **admit_roles;    /* NULL-terminated, or NULL */
 	char *new_text;        /* owned by args; hook_args_free frees it */
 	enum proto_err deny_code;
 	char *deny_reason;     /* owned by args; may be NULL */
@@ -920,6 +962,9 @@ void hook_remove_owner(const char *owner);
 enum hook_verdict hook_run(struct hook_args *a);
 /* Sets the deny result (code and a copy of reason) on a. */
 void hook_deny(struct hook_args *a, enum proto_err code, const char *reason);
+/* Sets the identity (copied) a connect hook admits with. */
+void hook_admit(struct hook_args *a, const char *account, const char *name,
+    const char *const *roles);
 /* Sets the modified text (copied) on a. */
 void hook_modify(struct hook_args *a, const char *text, size_t len);
 void hook_args_free(struct hook_args *a);

@@ -31,6 +31,7 @@ static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
 	[PARLEY_EV_ROOM_CREATED] = HOOK_ROOM_CREATED,
 	[PARLEY_EV_ROOM_REMOVED] = HOOK_ROOM_REMOVED,
 	[PARLEY_EV_RELOAD] = HOOK_RELOAD,
+	[PARLEY_EV_TOKEN] = HOOK_TOKEN,
 };
 
 const char *
@@ -41,53 +42,64 @@ plugin_event_name(int event)
 	return hook_event_name(plugin_events[event]);
 }
 
+/* One running hook: ev is what the plugin sees; client_admit finds the
+ * chain's arguments from it. */
+struct plugin_event_call {
+	struct parley_event ev;
+	struct hook_args *a;
+};
+
 static enum hook_verdict
 plugin_hook_call(struct hook_args *a, void *arg)
 {
 	struct plugin_hook *ph = arg;
 	struct plugin *p = ph->p;
-	struct parley_event ev;
+	struct plugin_event_call call;
 	char *id_text = NULL;
 	int v;
 
-	memset(&ev, 0, sizeof ev);
-	ev.size = sizeof ev;
-	ev.type = (uint32_t)ph->event;
-	ev.client = (parley_client *)a->client;
-	ev.room = (parley_room *)a->room;
-	ev.text = a->text;
-	ev.text_len = a->text ? a->text_len : 0;
-	ev.reason = a->reason;
-	ev.client_id = a->client ? a->client->id : 0;
-	ev.wall_ms = loop_wall_ms();
+	memset(&call, 0, sizeof call);
+	call.a = a;
+	call.ev.size = sizeof call.ev;
+	call.ev.type = (uint32_t)ph->event;
+	call.ev.client = (parley_client *)a->client;
+	call.ev.room = (parley_room *)a->room;
+	call.ev.text = a->text;
+	call.ev.text_len = a->text ? a->text_len : 0;
+	call.ev.reason = a->reason;
+	call.ev.client_id = a->client ? a->client->id : 0;
+	call.ev.wall_ms = loop_wall_ms();
 	if (a->event == HOOK_POST) {
-		ev.sender = a->sender;
-		ev.sender_len = strlen(a->sender);
-		ev.flags = a->action ? PARLEY_MSG_ACTION : 0;
+		call.ev.sender = a->sender;
+		call.ev.sender_len = strlen(a->sender);
+		call.ev.flags = a->action ? PARLEY_MSG_ACTION : 0;
 	}
 	if (a->id != NULL &&
 	    (id_text = json_dumps(a->id, JSON_ENCODE_ANY)) != NULL) {
-		ev.request_id = id_text;
-		ev.request_id_len = strlen(id_text);
+		call.ev.request_id = id_text;
+		call.ev.request_id_len = strlen(id_text);
 	}
-	v = ph->fn(plugin_ctx(p), &ev, ph->arg);
+	call.ev.request = (const parley_request *)a->request;
+	handle_add(&call.ev, HANDLE_EVENT);
+	v = ph->fn(plugin_ctx(p), &call.ev, ph->arg);
+	handle_remove(&call.ev);
 	free(id_text);
 	switch (v) {
 	case PARLEY_PASS:
 		return HOOK_PASS;
 	case PARLEY_DENY: {
 		char *reason = NULL;
-		if (ev.deny_reason != NULL &&
-		    plugin_text_ok(p, "deny reason", ev.deny_reason))
+		if (call.ev.deny_reason != NULL &&
+		    plugin_text_ok(p, "deny reason", call.ev.deny_reason))
 			/* A refused connection's reason goes in a close
 			 * frame. */
-			reason = plugin_cut(ev.deny_reason,
+			reason = plugin_cut(call.ev.deny_reason,
 			    a->event == HOOK_CONNECT ? PLUGIN_CLOSE_REASON_MAX
 						     : PLUGIN_REASON_MAX);
 		hook_deny(a,
-		    ev.deny_code == PARLEY_OK
+		    call.ev.deny_code == PARLEY_OK
 			? PROTO_ERR_REJECTED
-			: plugin_error_to_proto(ev.deny_code),
+			: plugin_error_to_proto(call.ev.deny_code),
 		    reason);
 		free(reason);
 		return HOOK_DENY;
@@ -95,7 +107,7 @@ plugin_hook_call(struct hook_args *a, void *arg)
 	case PARLEY_MODIFY:
 		if (a->event != HOOK_USERNAME && a->event != HOOK_MESSAGE)
 			return HOOK_PASS;
-		if (ev.new_text == NULL) {
+		if (call.ev.new_text == NULL) {
 			log_warn(p->owner,
 			    "%s hook returned MODIFY without "
 			    "new_text",
@@ -103,7 +115,7 @@ plugin_hook_call(struct hook_args *a, void *arg)
 			return HOOK_PASS;
 		}
 		/* The core checks the new text as it checks a client's. */
-		hook_modify(a, ev.new_text, ev.new_text_len);
+		hook_modify(a, call.ev.new_text, call.ev.new_text_len);
 		return HOOK_MODIFY;
 	case PARLEY_DROP:
 		return HOOK_DROP;
@@ -294,9 +306,95 @@ host_command_reply(
 	plugin_command_reply(plugin_of(ctx), cmd, text);
 }
 
+static const struct chat_request *
+host_request(struct plugin *p, const parley_request *req, const char *what)
+{
+	if (handle_valid(req, HANDLE_REQUEST))
+		return (const struct chat_request *)req;
+	log_warn(p->owner, "%s: not the request of a running connect hook",
+	    what);
+	return NULL;
+}
+
+static const char *
+host_request_header(parley_ctx *ctx, const parley_request *pr,
+    const char *name)
+{
+	const struct chat_request *r = host_request(plugin_of(ctx), pr,
+	    "request_header");
+
+	return r != NULL && name != NULL ? r->header(r, name) : NULL;
+}
+
+static const char *
+host_request_cookie(parley_ctx *ctx, const parley_request *pr,
+    const char *name)
+{
+	const struct chat_request *r = host_request(plugin_of(ctx), pr,
+	    "request_cookie");
+
+	return r != NULL && name != NULL ? r->cookie(r, name) : NULL;
+}
+
+static const char *
+host_request_param(parley_ctx *ctx, const parley_request *pr,
+    const char *name)
+{
+	const struct chat_request *r = host_request(plugin_of(ctx), pr,
+	    "request_param");
+
+	return r != NULL && name != NULL ? r->param(r, name) : NULL;
+}
+
+static int
+host_client_admit(parley_ctx *ctx, struct parley_event *ev,
+    const char *account, const char *name, const char *const *roles)
+{
+	struct plugin *p = plugin_of(ctx);
+	struct plugin_event_call *call;
+	size_t n = 0;
+
+	if (!handle_valid(ev, HANDLE_EVENT) ||
+	    (call = (struct plugin_event_call *)ev)->a->event !=
+	    HOOK_CONNECT) {
+		log_warn(p->owner, "client_admit outside a connect hook");
+		return PARLEY_ERR_BAD_REQUEST;
+	}
+	if (account == NULL || !proto_name_valid(account, strlen(account),
+	    PROTO_USERNAME_MAX) || (name != NULL && !proto_name_valid(name,
+	    strlen(name), PROTO_USERNAME_MAX))) {
+		log_warn(p->owner, "client_admit: the account and name must "
+		    "be valid usernames");
+		return PARLEY_ERR_BAD_REQUEST;
+	}
+	for (; roles != NULL && roles[n] != NULL; n++) {
+		if (n >= CHAT_IDENTITY_ROLES_MAX || *roles[n] == '\0' ||
+		    strlen(roles[n]) > 32 ||
+		    !plugin_text_ok(p, "client_admit role", roles[n]))
+			return PARLEY_ERR_BAD_REQUEST;
+	}
+	hook_admit(call->a, account, name, roles);
+	return PARLEY_OK;
+}
+
+static void
+host_client_expires(parley_ctx *ctx, parley_client *pc, uint64_t expires_s)
+{
+	struct client *c = plugin_client(plugin_of(ctx), pc,
+	    "client_expires");
+
+	if (c != NULL && !c->remote)
+		chat_expires(c, expires_s);
+}
+
 void
 plugin_hook_host(struct parley_host *h)
 {
+	h->request_header = host_request_header;
+	h->request_cookie = host_request_cookie;
+	h->request_param = host_request_param;
+	h->client_admit = host_client_admit;
+	h->client_expires = host_client_expires;
 	h->hook_add = host_hook_add;
 	h->hook_remove = host_hook_remove;
 	h->command_register = host_command_register;

@@ -60,6 +60,7 @@ static const enum proto_err plugin_errors[] = {
 	[PARLEY_ERR_UNKNOWN_COMMAND] = PROTO_ERR_UNKNOWN_COMMAND,
 	[PARLEY_ERR_UNSUPPORTED] = PROTO_ERR_UNSUPPORTED,
 	[PARLEY_ERR_INTERNAL] = PROTO_ERR_INTERNAL,
+	[PARLEY_ERR_UNAUTHORIZED] = PROTO_ERR_UNAUTHORIZED,
 };
 #define PLUGIN_NERRORS (sizeof plugin_errors / sizeof plugin_errors[0])
 

@@ -16,6 +16,7 @@
 #define PROTO_HISTORY_DEFAULT 50
 #define PROTO_HISTORY_MAX 500
 #define PROTO_PARTICIPANTS_MAX 1000 /* one page of get_participants */
+#define PROTO_TOKEN_MAX 8192        /* a signed token, as auth-jwt takes */
 
 /* One request being handled; handlers may say more about an error. */
 struct proto_req {
@@ -196,6 +197,19 @@ proto_login(struct proto_req *req)
 }
 
 static enum proto_err
+proto_refresh_token(struct proto_req *req)
+{
+	const char *token;
+	size_t len;
+
+	if (proto_string(req->msg, "token", &token, &len, false) == -1 ||
+	    len == 0 || len > PROTO_TOKEN_MAX)
+		return PROTO_ERR_BAD_REQUEST;
+	return chat_refresh_token(req->client, token, len, req->id,
+	    &req->err_owned);
+}
+
+static enum proto_err
 proto_logout(struct proto_req *req)
 {
 	if (!account_enabled() && req->client->account == NULL) {
@@ -368,6 +382,7 @@ static const struct {
 	{ "login", proto_login },
 	{ "logout", proto_logout },
 	{ "ping", proto_ping },
+	{ "refresh_token", proto_refresh_token },
 	{ "register", proto_register },
 	{ "send_message", proto_send_message },
 	{ "set_username", proto_set_username },

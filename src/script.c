@@ -372,10 +372,63 @@ script_event_decides(enum hook_event ev)
 {
 	return ev == HOOK_CONNECT || ev == HOOK_USERNAME ||
 	    ev == HOOK_CREATE_ROOM || ev == HOOK_JOIN || ev == HOOK_MESSAGE ||
-	    ev == HOOK_POST;
+	    ev == HOOK_POST || ev == HOOK_TOKEN;
 }
 
 static void script_push_id(lua_State *L, const json_t *id);
+static void script_admit(lua_State *L, struct script_call *call, int idx);
+static void script_shadow_log(const struct script_call *call,
+    const char *verdict, const char *detail);
+
+/* Adds name = value to the table on top (names lower-cased for
+ * headers, which compare without case). May raise: called where a raise
+ * leaks nothing. */
+struct script_pairs {
+	lua_State *L;
+	bool lower;
+};
+
+static void
+script_pair(const char *name, const char *value, void *arg)
+{
+	struct script_pairs *p = arg;
+	char low[128];
+	size_t i;
+
+	if (p->lower) {
+		for (i = 0; name[i] != '\0' && i < sizeof low - 1; i++)
+			low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ?
+			    name[i] - 'A' + 'a' : name[i]);
+		low[i] = '\0';
+		name = low;
+	}
+	lua_pushstring(p->L, value);
+	lua_setfield(p->L, -2, name);
+}
+
+/* The connect hook's request table: path, query, headers, cookies,
+ * params. */
+static void
+script_push_request(lua_State *L, const struct chat_request *r)
+{
+	static const struct {
+		char kind;
+		const char *field;
+	} parts[] = { { 'h', "headers" }, { 'c', "cookies" },
+		{ 'p', "params" } };
+
+	lua_createtable(L, 0, 5);
+	lua_pushstring(L, r->path);
+	lua_setfield(L, -2, "path");
+	lua_pushstring(L, r->query);
+	lua_setfield(L, -2, "query");
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+		struct script_pairs p = { L, parts[i].kind == 'h' };
+		lua_newtable(L);
+		r->each(r, parts[i].kind, script_pair, &p);
+		lua_setfield(L, -2, parts[i].field);
+	}
+}
 
 static int
 script_push_hook_args(lua_State *L, const struct hook_args *a)
@@ -383,7 +436,10 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 	switch (a->event) {
 	case HOOK_CONNECT:
 		script_push_user(L, a->client);
-		return 1;
+		if (a->request == NULL)
+			return 1;
+		script_push_request(L, a->request);
+		return 2;
 	case HOOK_USERNAME:
 	case HOOK_CREATE_ROOM:
 		script_push_user(L, a->client);
@@ -432,9 +488,59 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 	case HOOK_ROOM_REMOVED:
 		script_push_room(L, a->room);
 		return 1;
+	case HOOK_TOKEN:
+		script_push_user(L, a->client);
+		lua_pushlstring(L, a->text, a->text_len);
+		return 2;
 	default:
 		return 0;
 	}
+}
+
+/* A connect hook's {account = ..., name = ..., roles = {...}}: admit
+ * with that identity. Raises when it is malformed. */
+static void
+script_admit(lua_State *L, struct script_call *call, int idx)
+{
+	const char *account, *name = NULL, *roles[CHAT_IDENTITY_ROLES_MAX + 1];
+	size_t len, n = 0;
+
+	lua_getfield(L, idx, "account");
+	account = lua_tolstring(L, -1, &len);
+	if (account == NULL || !proto_name_valid(account, len,
+	    PROTO_USERNAME_MAX))
+		luaL_error(L, "a connect hook's identity needs an account "
+		    "that is a valid username");
+	lua_getfield(L, idx, "name");
+	if (!lua_isnil(L, -1)) {
+		name = lua_tolstring(L, -1, &len);
+		if (name == NULL || !proto_name_valid(name, len,
+		    PROTO_USERNAME_MAX))
+			luaL_error(L, "the identity's name must be a valid "
+			    "username");
+	}
+	lua_getfield(L, idx, "roles");
+	if (lua_istable(L, -1)) {
+		for (lua_Integer i = 1; n < CHAT_IDENTITY_ROLES_MAX; i++) {
+			const char *role;
+			if (lua_rawgeti(L, -1, i) == LUA_TNIL) {
+				lua_pop(L, 1);
+				break;
+			}
+			role = lua_tolstring(L, -1, &len);
+			if (role == NULL || len == 0 || len > 32)
+				luaL_error(L, "a role is 1 to 32 bytes");
+			roles[n++] = role; /* anchored in the roles table */
+			lua_pop(L, 1);
+		}
+	} else if (!lua_isnil(L, -1))
+		luaL_error(L, "the identity's roles must be a list");
+	roles[n] = NULL;
+	if (call->script->shadow)
+		script_shadow_log(call, "admit", account);
+	else
+		hook_admit(call->args, account, name, roles);
+	lua_pop(L, 3);
 }
 
 /* Reads `false [, reason [, code]]` at first; raises when malformed. */
@@ -515,6 +621,12 @@ script_hook_results(lua_State *L, struct script_call *call, int first,
 				hook_modify(a, text, len);
 		}
 		return;
+	case LUA_TTABLE:
+		if (a->event == HOOK_CONNECT) {
+			script_admit(L, call, first);
+			return;
+		}
+		break;
 	case LUA_TLIGHTUSERDATA:
 		p = lua_touserdata(L, first);
 		if (p == &script_drop_tag) {

@@ -107,6 +107,12 @@ typedef struct parley_client parley_client;
  * it again later. since 1.0 */
 typedef struct parley_room parley_room;
 
+/* The HTTP request of a connection asking to be admitted, given to
+ * PARLEY_EV_CONNECT hooks (event field request); valid until the hook
+ * returns. Read it with request_header, request_cookie and
+ * request_param. since 1.3 */
+typedef struct parley_request parley_request;
+
 /* Where a history store's read function delivers messages (see
  * parley_host.history_emit). Valid during that read call only. since 1.0 */
 typedef struct parley_history_sink parley_history_sink;
@@ -133,7 +139,10 @@ enum parley_error {
 	PARLEY_ERR_NOT_IN_ROOM = 10,
 	PARLEY_ERR_UNKNOWN_COMMAND = 11,
 	PARLEY_ERR_UNSUPPORTED = 12,
-	PARLEY_ERR_INTERNAL = 13
+	PARLEY_ERR_INTERNAL = 13,
+	/* since 1.3: a connect hook refusing a request without a valid
+	 * identity (HTTP 401) */
+	PARLEY_ERR_UNAUTHORIZED = 14
 };
 
 /* What an event callback decides. Values are fixed. since 1.0 */
@@ -227,13 +236,19 @@ enum parley_event_type {
 	 * option_* functions and options_json now answer from the new
 	 * plugin_options; re-read them. No client. The verdict is
 	 * ignored. */
-	PARLEY_EV_RELOAD = 15
+	PARLEY_EV_RELOAD = 15,
+	/* A client presents a fresh token (refresh_token, since 1.3):
+	 * client set, text = the token. A hook that accepts it calls
+	 * client_expires with the token's expiry and returns PARLEY_STOP;
+	 * one that refuses returns PARLEY_DENY (deny_code
+	 * PARLEY_ERR_UNAUTHORIZED). Nobody accepting it is a refusal. */
+	PARLEY_EV_TOKEN = 16
 };
 /* One more than the highest event id of this header. A plugin built
  * against a newer header checks the host's abi_minor before adding a
  * hook of a newer event (hook_add refuses an event the host does not
  * know). since 1.0 */
-#define PARLEY_EV_LIMIT 16
+#define PARLEY_EV_LIMIT 17
 
 /*
  * One event, given to a hook. The host fills a fresh one for each hook it
@@ -267,7 +282,8 @@ struct parley_event {
 	const char *request_id; /* message: the request's id as JSON text
 				   (42 or "abc"), or NULL without one */
 	size_t request_id_len;
-	void *reserved[3];
+	const parley_request *request; /* connect: the HTTP request */
+	void *reserved[2];
 };
 
 /*
@@ -763,6 +779,35 @@ struct parley_host {
 	 * whichever connection is logged in as it: room_owner gives that
 	 * client's id. since 1.3 */
 	const char *(*room_owner_account)(parley_ctx *ctx, parley_room *r);
+
+	/* ---- Admission before the upgrade (since 1.3) */
+
+	/* A header (by name, in any case), a cookie or a query parameter
+	 * (percent-decoded) of the request a PARLEY_EV_CONNECT hook is
+	 * given, or NULL when it has none. Valid until the hook returns.
+	 * since 1.3 */
+	const char *(*request_header)(parley_ctx *ctx,
+	    const parley_request *req, const char *name);
+	const char *(*request_cookie)(parley_ctx *ctx,
+	    const parley_request *req, const char *name);
+	const char *(*request_param)(parley_ctx *ctx,
+	    const parley_request *req, const char *name);
+	/* From a PARLEY_EV_CONNECT hook (ev is its event): admits the
+	 * connection as account (a valid username), shown as name (NULL:
+	 * the account's; it falls back to the account's when taken), with
+	 * roles (NULL-terminated, at most 8, may be NULL) besides those the
+	 * configuration gives the account. The hook then returns
+	 * PARLEY_PASS (later hooks may still refuse) or PARLEY_STOP.
+	 * Returns PARLEY_OK, or PARLEY_ERR_BAD_REQUEST (logged) outside a
+	 * connect hook or for a bad name or role. since 1.3 */
+	int (*client_admit)(parley_ctx *ctx, struct parley_event *ev,
+	    const char *account, const char *name, const char *const *roles);
+	/* The connection of client c is closed with code 4003 at
+	 * expires_s (seconds since the Unix epoch), after a notice shortly
+	 * before, unless a fresh token moves it (0: never). For a
+	 * connection admitted with a token that expires. since 1.3 */
+	void (*client_expires)(parley_ctx *ctx, parley_client *c,
+	    uint64_t expires_s);
 };
 
 /* True when the host table has function fn (it may be older than this
