@@ -97,14 +97,41 @@ for _, name in ipairs(reserved_names) do
 end
 
 -- skeleton -> id of the user who had a name with it, checked again on
--- use (the user may have left or taken another name since).
+-- use (the user may have left or taken another name since). Guests are
+-- not in it: there may be many thousands of them, most never pick a
+-- name, and their names ("guest-" and digits, given by the server, which
+-- pass no username hook) can be found from a skeleton instead.
 local holders = {}
 
 local function remember(user, name)
-	holders[skeleton(name)] = user.id
+	if not name:match("^guest%-%d+$") then
+		holders[skeleton(name)] = user.id
+	end
+end
+
+-- Digits as skeleton() folds them, back to the digits.
+local unfold = {
+	o = "0", l = "1", e = "3", a = "4", s = "5", t = "7", b = "8",
+}
+
+-- The connected guest whose name has the skeleton skel, if any.
+local function guest_holder(skel)
+	local digits = skel:match("^guest%-([%dolestab]+)$")
+	if digits == nil then
+		return nil
+	end
+	local user = parley.user("guest-" .. digits:gsub("[olestab]", unfold))
+	if user ~= nil and skeleton(user.name) == skel then
+		return user
+	end
+	return nil
 end
 
 local function holder(skel, me)
+	local guest = guest_holder(skel)
+	if guest ~= nil and guest.id ~= me.id then
+		return guest
+	end
 	local id = holders[skel]
 	if id == nil or id == me.id then
 		return nil
@@ -121,11 +148,6 @@ end
 for _, user in ipairs(parley.users()) do
 	remember(user, user.name)
 end
-
--- Guests get names from the server, which pass no username hook.
-parley.on("connect", function(user)
-	remember(user, user.name)
-end)
 
 parley.on("disconnect", function(user)
 	local skel = skeleton(user.name)

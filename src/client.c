@@ -1,6 +1,6 @@
 /*
  * client.c: client objects: id, name, rooms joined, and lifetime. Names
- * are unique server-wide with ASCII letters folded, found through a map;
+ * are unique server-wide with ASCII letters folded, found through a set;
  * ids never repeat, so scripts and plugins can hold an id instead of a
  * pointer. A removed client is only marked dead and freed in the loop's
  * before-sleep step, never in the middle of a broadcast walk.
@@ -17,67 +17,101 @@ struct client *clients;
 unsigned client_count;
 
 static uint64_t client_next_id = 1;
-static struct map client_by_name; /* folded name -> client */
-static struct map client_by_id;   /* decimal id -> client */
 static struct client *client_dead; /* dead, waiting for the reap */
 
-static char *
-client_fold(const char *name, size_t len)
+/* ASCII letters folded: the byte names are compared on. */
+static char
+client_fold(char ch)
 {
-	char *f = xmalloc(len + 1);
-
-	for (size_t i = 0; i < len; i++) {
-		char ch = name[i];
-		f[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-	}
-	f[len] = '\0';
-	return f;
+	return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
 }
 
-static size_t
-client_id_key(uint64_t id, char *out, size_t size)
+/* FNV-1a of the folded name. */
+static uint64_t
+client_fold_hash(const char *name, size_t len)
 {
-	return (size_t)snprintf(out, size, "%llu", (unsigned long long)id);
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (uint8_t)client_fold(name[i]);
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t
+client_name_hash(const void *v)
+{
+	const struct client *c = v;
+
+	return client_fold_hash(c->name, strlen(c->name));
+}
+
+static uint64_t
+client_id_hash(const void *v)
+{
+	return set_hash_u64(((const struct client *)v)->id);
+}
+
+/* Clients by folded name and by id: the sets read the keys from the
+ * clients themselves (no copies, 8 bytes a slot). */
+static struct set client_by_name = { .hash = client_name_hash };
+static struct set client_by_id = { .hash = client_id_hash };
+
+struct client_name_key {
+	const char *name;
+	size_t len;
+};
+
+static bool
+client_name_match(const void *v, const void *k)
+{
+	const struct client *c = v;
+	const struct client_name_key *key = k;
+
+	for (size_t i = 0; i < key->len; i++) {
+		if (c->name[i] == '\0' ||
+		    client_fold(c->name[i]) != client_fold(key->name[i]))
+			return false;
+	}
+	return c->name[key->len] == '\0';
+}
+
+static bool
+client_id_match(const void *v, const void *k)
+{
+	return ((const struct client *)v)->id == *(const uint64_t *)k;
 }
 
 struct client *
 client_find_by_name(const char *name, size_t len)
 {
-	char *f = client_fold(name, len);
-	struct client *c = map_find(&client_by_name, f, len);
+	struct client_name_key key = { name, len };
 
-	free(f);
-	return c;
+	return set_find(&client_by_name, client_fold_hash(name, len),
+	    client_name_match, &key);
 }
 
 struct client *
 client_find_by_id(uint64_t id)
 {
-	char key[24];
-	size_t n = client_id_key(id, key, sizeof key);
-
-	return map_find(&client_by_id, key, n);
+	return set_find(&client_by_id, set_hash_u64(id), client_id_match,
+	    &id);
 }
 
 int
 client_set_name(struct client *c, const char *name, size_t len)
 {
-	char *f = client_fold(name, len);
-	struct client *other = map_find(&client_by_name, f, len);
+	struct client *other = client_find_by_name(name, len);
 
-	if (other != NULL && other != c) {
-		free(f);
+	if (other != NULL && other != c)
 		return -1;
-	}
 	if (c->name != NULL) {
-		char *old = client_fold(c->name, strlen(c->name));
-		map_remove(&client_by_name, old, strlen(c->name));
-		free(old);
+		set_remove(&client_by_name, c);
 		free(c->name);
 	}
-	map_add(&client_by_name, f, len, c);
-	free(f);
 	c->name = xstrndup(name, len);
+	set_add(&client_by_name, c);
 	return 0;
 }
 
@@ -85,19 +119,17 @@ struct client *
 client_create(const char *addr)
 {
 	struct client *c = xcalloc(1, sizeof *c);
-	char key[24], name[32];
-	size_t n;
+	char name[32];
 
 	c->id = client_next_id++;
 	c->refs = 1;
 	c->lfd.fd = -1;
-	snprintf(c->addr, sizeof c->addr, "%s", addr);
+	c->addr = limit_addr_ref(addr);
 	bucket_init(&c->rl_requests, cfg->request_burst);
 	bucket_init(&c->rl_messages, cfg->message_burst);
 	bucket_init(&c->rl_rooms, cfg->room_burst);
 	bucket_init(&c->rl_names, cfg->name_burst);
-	n = client_id_key(c->id, key, sizeof key);
-	map_add(&client_by_id, key, n, c);
+	set_add(&client_by_id, c);
 
 	/* Guest names look like people's numbers, not like a counter. */
 	for (int tries = 0;; tries++) {
@@ -127,6 +159,7 @@ static void
 client_free(struct client *c)
 {
 	conn_forget(c);
+	limit_addr_unref(c->addr);
 	free(c->rooms);
 	free(c->name);
 	free(c);
@@ -143,9 +176,6 @@ client_unref(struct client *c)
 void
 client_remove(struct client *c, const char *reason)
 {
-	char key[24];
-	size_t n;
-
 	if (c->dead)
 		return;
 	c->dead = true;
@@ -160,15 +190,9 @@ client_remove(struct client *c, const char *reason)
 		hook_args_free(&a);
 	}
 
-	n = client_id_key(c->id, key, sizeof key);
-	map_remove(&client_by_id, key, n);
-	if (c->name != NULL) {
-		size_t len = strlen(c->name);
-		char *f = client_fold(c->name, len);
-		if (map_find(&client_by_name, f, len) == c)
-			map_remove(&client_by_name, f, len);
-		free(f);
-	}
+	set_remove(&client_by_id, c);
+	if (c->name != NULL)
+		set_remove(&client_by_name, c);
 
 	if (c->prev != NULL)
 		c->prev->next = c->next;

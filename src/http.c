@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
@@ -345,15 +346,36 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 	}
 }
 
+/*
+ * The upgraded socket becomes parley's here, and libmicrohttpd lets go of
+ * the connection at once. MHD keeps its connection, its memory pool
+ * (max_header_bytes, fully touched) and the upgrade handle until
+ * MHD_UPGRADE_ACTION_CLOSE, about 9 KB per connection for as long as the
+ * WebSocket lives. So the socket is duplicated, the bytes MHD already
+ * read past the request (extra_in, which lives in that pool) go to the
+ * codec first, and the upgrade is released before returning: MHD frees
+ * everything and closes its own descriptor on its next run (http_kick).
+ * It does not shut a non-TLS socket down, so the duplicate stays a live
+ * connection. This relies on libmicrohttpd's behaviour (0.9.75 to
+ * 1.0.x), not on its documentation; tests/integration/test_release.py
+ * guards it.
+ */
 static void
 http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
     const char *extra_in, size_t extra_in_size, MHD_socket sock,
     struct MHD_UpgradeResponseHandle *urh)
 {
 	char addr[INET6_ADDRSTRLEN + 8];
+	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
 
 	http_client_address(conn, addr, sizeof addr);
-	conn_accept(sock, urh, extra_in, extra_in_size, addr);
+	if (fd == -1)
+		log_warn("http", "cannot take over the socket of %s: %s", addr,
+		    strerror(errno));
+	else
+		conn_accept(fd, extra_in, extra_in_size, addr);
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+	http_kick();
 }
 
 static bool

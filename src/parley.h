@@ -120,6 +120,27 @@ bool map_next(const struct map *m, size_t *pos, const char **key,
     void **value);
 uint64_t map_hash(const char *key, size_t len);
 
+/* set.c: hash set of pointers to objects that hold their own key */
+struct set {
+	void **slots;
+	size_t cap; /* power of two, or 0 */
+	size_t count;
+	size_t used; /* live plus tombstones */
+	/* The hash of a member's key; it must not change while the member
+	 * is in the set. */
+	uint64_t (*hash)(const void *value);
+};
+/* Adds value (not already a member). */
+void set_add(struct set *s, void *value);
+/* The member whose key matches key (match(member, key)), found from the
+ * key's hash; NULL if none. */
+void *set_find(const struct set *s, uint64_t hash,
+    bool (*match)(const void *value, const void *key), const void *key);
+/* Removes value itself; false if it was not a member. */
+bool set_remove(struct set *s, const void *value);
+void set_free(struct set *s);
+uint64_t set_hash_u64(uint64_t x);
+
 /* ws.c: RFC 6455 codec on buffers: no I/O, no JSON */
 #define WS_OP_CONT 0x0
 #define WS_OP_TEXT 0x1
@@ -159,31 +180,42 @@ void ws_accept_key(const char *key, char *accept);
 typedef int (*ws_message_cb)(void *arg, int opcode, const uint8_t *data,
     size_t len, int code);
 
-struct ws_parser {
-	size_t max_message; /* inclusive limit for a whole message */
+/* What a parser holds only while a frame or a fragmented message is in
+ * flight; an idle connection has none of it. */
+struct ws_frame {
+	uint64_t frame_len;  /* payload length of the current frame */
+	uint64_t frame_done; /* payload bytes of it already consumed */
+	uint8_t *msg;        /* message buffer, NULL while none pending */
+	size_t msg_len;
+	size_t msg_cap;
+	uint32_t utf8;       /* validator state across fragments */
 	uint8_t hdr[14];
 	uint8_t hdr_len;
-	uint8_t state;
 	uint8_t opcode;     /* opcode of the frame being read */
 	uint8_t msg_opcode; /* opcode of the fragmented message, or 0 */
 	bool fin;
 	uint8_t mask[4];
 	uint8_t mask_pos;
-	uint64_t frame_len;  /* payload length of the current frame */
-	uint64_t frame_done; /* payload bytes of it already consumed */
-	uint32_t utf8;       /* validator state across fragments */
-	uint8_t *msg;        /* message buffer, NULL while none pending */
-	size_t msg_len;
-	size_t msg_cap;
-	uint8_t ctl[125]; /* control frame payload */
 	uint8_t ctl_len;
+	uint8_t ctl[125]; /* control frame payload */
 };
+struct ws_parser {
+	struct ws_frame *f;   /* NULL while idle */
+	uint32_t max_message; /* inclusive limit for a whole message */
+	uint8_t state;
+};
+/* max_message is at most UINT32_MAX. */
 void ws_parser_init(struct ws_parser *p, size_t max_message);
+/* Frees what the parser holds and stops it; safe to call twice, and from
+ * the message callback. */
 void ws_parser_free(struct ws_parser *p);
 /* Feeds received bytes, calling cb for each complete message. Returns 0
  * when all bytes were consumed, -1 when cb asked to stop, or a close code
  * (1002, 1003, 1007, 1009) on a violation; the parser is then dead.
- * No allocation happens before the frame header's length is checked. */
+ * The message buffer is allocated only once a frame header's length has
+ * been checked; the in-flight state (struct ws_frame) only while bytes of
+ * an unfinished frame or message are held, so an idle parser holds no
+ * memory. */
 int ws_parser_feed(struct ws_parser *p, const uint8_t *data, size_t len,
     ws_message_cb cb, void *arg);
 /* True while a fragmented or partly received message is pending. */
@@ -271,6 +303,10 @@ void limit_init(void);
 void limit_free(void);
 /* Decides whether addr may open another WebSocket now. */
 enum limit_admit limit_admit(const char *addr, unsigned *retry_after);
+/* The text of addr, shared by every client of that address and kept
+ * while one holds it; addr_unref takes the text ref returned. */
+const char *limit_addr_ref(const char *addr);
+void limit_addr_unref(const char *text);
 void limit_conn_open(const char *addr);
 void limit_conn_close(const char *addr);
 /* Counts a violation by addr; returns true when that earned a ban. */
@@ -339,7 +375,7 @@ struct config {
 	unsigned http_timeout;    /* seconds: 10 */
 	unsigned history_size;    /* per room: 100; 0 = none */
 	/* limits and rate limits (limit.c); per_minute 0 = no limit */
-	size_t max_header_bytes;  /* HTTP request memory: 8 KiB */
+	size_t max_header_bytes;  /* HTTP request memory: 64 KiB */
 	unsigned max_rooms;       /* rooms on the server: 10000 */
 	unsigned max_rooms_per_client; /* rooms one client is in: 100 */
 	unsigned max_members_per_room; /* 100000 */
@@ -417,10 +453,19 @@ void http_kick(void);
 
 /* conn.c: upgraded sockets: read, codec, output queue, ping, close */
 struct client;
-struct MHD_UpgradeResponseHandle;
-/* Takes over an upgraded socket; extra_in is fed to the codec first. */
-void conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
-    const char *extra_in, size_t extra_len, const char *addr);
+/* A client's output waiting for its socket: a ring of shared frames,
+ * allocated when the first frame waits and freed once all are written. */
+struct conn_queue {
+	uint64_t stalled; /* loop_now() since output has waited */
+	size_t bytes;     /* bytes queued, for the cap */
+	uint32_t head, len, cap;
+	uint32_t off;     /* bytes of ring[head] already written */
+	struct buf *ring[];
+};
+/* Takes over an upgraded socket (fd is conn.c's from now on, closed when
+ * the client goes); extra_in is fed to the codec first. */
+void conn_accept(int fd, const char *extra_in, size_t extra_len,
+    const char *addr);
 /* Queues a frame for c (takes a new reference); a queue over its cap
  * closes the client as a slow consumer. */
 void conn_send(struct client *c, struct buf *b);
@@ -442,36 +487,33 @@ struct client {
 	uint64_t id;
 	uint32_t refs;
 	uint32_t roles; /* bit i: role_names[i] (client_role_*) */
+	char *name;
+	const char *addr; /* the address as text, shared (limit_addr_ref) */
+	struct membership **rooms; /* rooms joined, in join order */
+	uint32_t nrooms;
+	uint16_t flood; /* rate-limited requests in a row */
 	bool closing; /* no more input is handled */
 	bool dead;    /* released; freed before sleep */
 	bool pending; /* on the pending-write list */
 	bool remote;  /* another server's client (a plugin's), no socket */
-	char *name;
-	char addr[46]; /* INET6_ADDRSTRLEN */
-	struct membership **rooms; /* rooms joined, in join order */
-	size_t nrooms;
-	/* connection state, owned by conn.c */
-	struct loop_fd lfd;
-	struct loop_timer timer;
-	struct MHD_UpgradeResponseHandle *urh;
-	struct ws_parser parser;
-	struct buf **outq; /* ring of frames waiting to be written */
-	uint32_t outq_head, outq_len, outq_cap;
-	uint32_t out_off; /* bytes of outq[head] already written */
-	size_t out_bytes; /* bytes queued, for the cap */
-	uint64_t last_rx; /* loop_now() of the last received frame */
-	uint64_t ping_sent; /* 0 while no ping is outstanding */
-	struct client *next_pending;
-	struct client *prev, *next; /* all clients */
+	/* connection state, owned by conn.c: what only a busy connection
+	 * needs (output waiting, a message half received) is allocated
+	 * while it is needed, so an idle one costs little */
 	uint8_t close_state;
 	uint16_t close_code;
+	struct loop_fd lfd;
+	struct loop_timer timer;
+	struct ws_parser parser;
+	struct conn_queue *out; /* output waiting; NULL when there is none */
+	struct client *next_pending;
+	struct client *prev, *next; /* all clients */
 	uint64_t opened;
-	uint64_t bytes_in, bytes_out;
+	uint64_t last_rx; /* loop_now() of the last received frame */
+	uint64_t ping_sent; /* 0 while no ping is outstanding */
 	uint64_t msg_started; /* loop_now() when a partial message began */
-	uint64_t out_stalled; /* loop_now() since output has waited */
+	uint64_t bytes_in, bytes_out;
 	/* rate limits (limit.c) */
 	struct bucket rl_requests, rl_messages, rl_rooms, rl_names;
-	uint16_t flood; /* rate-limited requests in a row */
 };
 /* Creates a client with a fresh guest name; refs = 1. */
 struct client *client_create(const char *addr);
