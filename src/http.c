@@ -3,6 +3,9 @@
  * its own epoll set, whose fd sits in ours; MHD_run is called when it is
  * readable and when MHD's next timeout comes. Routes requests to /ws (the
  * WebSocket upgrade, handed to conn.c), /healthz and the static files.
+ * MHD never accepts: listen.c does, within the open-file budget, and
+ * hands each socket over (http_add); http.c keeps the HTTP-phase
+ * connections in idle order so that one can be closed to make room.
  */
 #include "config.h"
 
@@ -21,10 +24,26 @@
 
 #include "parley.h"
 
-/* HTTP connections beyond max_connections, so that the refusals can
- * still be answered with a status. */
-#define HTTP_SPARE_CONNECTIONS 64
+/* HTTP connections from one address beyond max_connections_per_ip, so
+ * that the refusals can still be answered with a status. */
 #define HTTP_SPARE_PER_IP 8
+/* An HTTP connection idle this long may be closed to make room for a
+ * new one when descriptors run short (MHD's timeouts are in seconds). */
+#define HTTP_EVICT_IDLE_MS 1000
+
+/* An HTTP-phase connection (MHD's socket context): accepted, between
+ * requests, or being answered. Idle ones are listed oldest first. */
+struct http_conn {
+	struct MHD_Connection *mhd;
+	struct http_conn *prev, *next; /* on http_idle while idle */
+	uint64_t idle_since;
+	bool idle;
+	bool upgraded; /* handed to conn.c: MHD is letting go of it */
+};
+static struct {
+	struct http_conn *head, *tail;
+} http_idle;
+static unsigned http_open; /* HTTP-phase connections, both daemons */
 
 /* The main listener, and the optional admin listener for /metrics. */
 struct http_daemon {
@@ -47,6 +66,103 @@ struct http_cidr {
 };
 static struct http_cidr *http_proxies;
 static size_t http_nproxies;
+
+static void
+http_idle_remove(struct http_conn *hc)
+{
+	if (!hc->idle)
+		return;
+	if (hc->prev != NULL)
+		hc->prev->next = hc->next;
+	else
+		http_idle.head = hc->next;
+	if (hc->next != NULL)
+		hc->next->prev = hc->prev;
+	else
+		http_idle.tail = hc->prev;
+	hc->prev = hc->next = NULL;
+	hc->idle = false;
+}
+
+static void
+http_idle_append(struct http_conn *hc)
+{
+	http_idle_remove(hc);
+	hc->idle = true;
+	hc->idle_since = loop_now();
+	hc->prev = http_idle.tail;
+	if (http_idle.tail != NULL)
+		http_idle.tail->next = hc;
+	else
+		http_idle.head = hc;
+	http_idle.tail = hc;
+}
+
+static struct http_conn *
+http_conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info != NULL ? info->socket_context : NULL;
+}
+
+/* MHD's word that a socket was taken on or is gone. */
+static void
+http_on_connection(void *cls, struct MHD_Connection *conn,
+    void **socket_context, enum MHD_ConnectionNotificationCode code)
+{
+	struct http_conn *hc = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		hc = xcalloc(1, sizeof *hc);
+		hc->mhd = conn;
+		*socket_context = hc;
+		http_open++;
+		http_idle_append(hc);
+	} else if (hc != NULL) {
+		http_idle_remove(hc);
+		free(hc);
+		*socket_context = NULL;
+		http_open--;
+	}
+}
+
+/* A request is over: the connection waits for the next one (keep-alive). */
+static void
+http_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct http_conn *hc = http_conn_of(conn);
+
+	if (hc != NULL && !hc->upgraded &&
+	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		http_idle_append(hc);
+}
+
+unsigned
+http_count(void)
+{
+	return http_open;
+}
+
+/* Closes the HTTP connection idle the longest, if it has been idle long
+ * enough: it goes on MHD's next run. Returns false when there is none. */
+bool
+http_evict_idle(void)
+{
+	struct http_conn *hc = http_idle.head;
+
+	if (hc == NULL || loop_now() - hc->idle_since < HTTP_EVICT_IDLE_MS)
+		return false;
+	http_idle_remove(hc);
+	/* Public API for "close once idle for 1 s": it has been. */
+	MHD_set_connection_option(hc->mhd, MHD_CONNECTION_OPTION_TIMEOUT,
+	    (unsigned int)1);
+	metrics_add(METRIC_HTTP_EVICTED, 1);
+	http_kick();
+	return true;
+}
 
 static void
 http_run(struct http_daemon *d)
@@ -85,8 +201,9 @@ http_before_sleep(void)
 		struct http_daemon *d = &http_daemons[i];
 		if (d->mhd == NULL)
 			continue;
-		/* MHD cleans up sockets given back to it only in MHD_run. */
-		if (kicked && !d->admin)
+		/* MHD cleans up sockets given back to it, and reads new
+		 * ones, only in MHD_run. */
+		if (kicked)
 			http_run(d);
 		if (MHD_get_timeout(d->mhd, &ms) == MHD_YES)
 			loop_timer_set(&d->timer, ms, http_on_timer);
@@ -366,8 +483,13 @@ http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
     struct MHD_UpgradeResponseHandle *urh)
 {
 	char addr[INET6_ADDRSTRLEN + 8];
+	struct http_conn *hc = http_conn_of(conn);
 	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
 
+	if (hc != NULL) {
+		http_idle_remove(hc);
+		hc->upgraded = true;
+	}
 	http_client_address(conn, addr, sizeof addr);
 	if (fd == -1)
 		log_warn("http", "cannot take over the socket of %s: %s", addr,
@@ -520,6 +642,9 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	/* MHD 0.9.75 closes the connection after a response queued on the
 	 * first call: answer on the second so keep-alive works. */
 	if (*req_cls == NULL) {
+		struct http_conn *hc = http_conn_of(conn);
+		if (hc != NULL)
+			http_idle_remove(hc); /* busy: not to be evicted */
 		*req_cls = &seen;
 		return MHD_YES;
 	}
@@ -606,19 +731,21 @@ static int
 http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 {
 	const union MHD_DaemonInfo *info;
-	unsigned limit = d->admin ? 64 :
-	    cfg->max_connections + HTTP_SPARE_CONNECTIONS;
 
-	d->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0, NULL,
+	/* No listening socket for MHD: listen.c accepts (see there). */
+	d->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
+	    MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET, 0, NULL,
 	    NULL, http_on_request, d,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
 	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, NULL,
+	    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, NULL,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout,
-	    /* Our own limits answer 503/429 at the upgrade; MHD's hard
-	     * cap only keeps sockets within the open-file limit. */
-	    MHD_OPTION_CONNECTION_LIMIT, limit,
+	    /* After the upgrade MHD keeps nothing of a WebSocket, so its
+	     * limit covers the HTTP phase only; the open-file budget
+	     * (listen.c) caps sockets, and our own limits answer 503/429
+	     * at the upgrade. This is only a backstop. */
+	    MHD_OPTION_CONNECTION_LIMIT, listen_capacity(),
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
 	    /* One address must not hold every HTTP slot (slowloris). Above
 	     * max_connections_per_ip, so our 429 still answers first; off
@@ -639,7 +766,24 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 		d->mhd = NULL;
 		return -1;
 	}
-	return 0;
+	return listen_start(listen_fd, d->admin, cause);
+}
+
+/* Hands an accepted socket to MHD; on failure MHD closed it. */
+void
+http_add(bool admin, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct http_daemon *d = &http_daemons[admin ? 1 : 0];
+
+	if (d->mhd == NULL || MHD_add_connection(d->mhd, fd, sa, len) !=
+	    MHD_YES) {
+		if (d->mhd == NULL)
+			close(fd);
+		log_debug("http", "connection not taken: %s", strerror(errno));
+		return;
+	}
+	/* MHD reads what already arrived on its next run. */
+	http_kick();
 }
 
 int
@@ -660,14 +804,7 @@ http_start(int listen_fd, int admin_fd, char **cause)
 void
 http_quiesce(void)
 {
-	for (size_t i = 0; i < 2; i++) {
-		MHD_socket fd;
-		if (http_daemons[i].mhd == NULL)
-			continue;
-		fd = MHD_quiesce_daemon(http_daemons[i].mhd);
-		if (fd != MHD_INVALID_SOCKET)
-			close(fd);
-	}
+	listen_stop();
 }
 
 void
@@ -682,6 +819,7 @@ http_stop(void)
 		MHD_stop_daemon(d->mhd);
 		d->mhd = NULL;
 	}
+	listen_stop();
 	free(http_proxies);
 	http_proxies = NULL;
 	http_nproxies = 0;

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -254,6 +255,9 @@ enum metric {
 	METRIC_RATE_LIMITED,
 	METRIC_SLOW_CONSUMERS,
 	METRIC_HTTP_REFUSED,       /* upgrades refused by admission */
+	METRIC_ACCEPT_REFUSED,     /* 503 at accept: near the fd limit */
+	METRIC_ACCEPT_PAUSED,      /* accepting paused: at the fd limit */
+	METRIC_HTTP_EVICTED,       /* idle HTTP connections closed for room */
 	METRIC_ROOM_MEMBERS,       /* gauge: memberships in all rooms */
 	METRIC_COUNT
 };
@@ -450,6 +454,23 @@ void http_stop(void);
 void http_quiesce(void);
 /* Asks for an MHD_run before the next sleep (after an upgrade close). */
 void http_kick(void);
+/* Hands a socket just accepted to the main or the admin daemon (which
+ * owns it from then on, even when it refuses it). */
+void http_add(bool admin, int fd, const struct sockaddr *sa, socklen_t len);
+/* HTTP-phase connections open (both daemons). */
+unsigned http_count(void);
+/* Closes the HTTP connection idle the longest (at least a second) to
+ * make room; false when there is none. */
+bool http_evict_idle(void);
+
+/* listen.c: accepting connections within the open-file budget */
+/* Watches a listening socket (non-blocking) for the main or the admin
+ * daemon. */
+int listen_start(int fd, bool admin, char **cause);
+/* Stops accepting and closes the listening sockets. */
+void listen_stop(void);
+/* Connections (WebSockets and HTTP) the open-file budget has room for. */
+unsigned listen_capacity(void);
 
 /* conn.c: upgraded sockets: read, codec, output queue, ping, close */
 struct client;
