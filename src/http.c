@@ -210,6 +210,11 @@ http_before_sleep(void)
 		else
 			loop_timer_cancel(&d->timer);
 	}
+	/* A run here may have upgraded a connection, whose welcome (and
+	 * answers to bytes sent with the request) must leave before the
+	 * loop sleeps: the flushing step ran before this one. */
+	if (kicked)
+		conn_flush_pending();
 }
 
 static int

@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -35,15 +36,14 @@
 #define LISTEN_RESERVE_MIN 32
 #define LISTEN_RESERVE_SHARE 64 /* and 1/64 of the limit */
 
+/* The main listener and the admin one (/metrics). */
 struct listener {
 	struct loop_fd lfd;
-	struct loop_timer resume;
-	bool admin;
+	struct loop_timer resume; /* the end of a pause */
+	bool open;
 };
-static struct listener listeners[2] = {
-	{ .lfd = { .fd = -1 } },
-	{ .lfd = { .fd = -1 }, .admin = true },
-};
+static struct listener listeners[2];
+#define LISTEN_ADMIN (&listeners[1])
 static unsigned listen_limit; /* descriptors the process may open */
 static unsigned listen_base;  /* open when serving began */
 static unsigned listen_reserve;
@@ -72,7 +72,7 @@ listen_count_open(void)
 	if (d == NULL) {
 		/* No /proc: probe the low descriptors. */
 		for (int fd = 0; fd < 1024; fd++)
-			n += write(fd, "", 0) != -1 || errno != EBADF;
+			n += fcntl(fd, F_GETFD) != -1;
 		return n;
 	}
 	while ((e = readdir(d)) != NULL) {
@@ -142,7 +142,8 @@ listen_refuse(int fd)
 {
 	char scratch[2048];
 
-	while (recv(fd, scratch, sizeof scratch, MSG_DONTWAIT) > 0)
+	for (int i = 0; i < 4 && recv(fd, scratch, sizeof scratch,
+	    MSG_DONTWAIT) > 0; i++)
 		;
 	(void)send(fd, listen_busy_response, sizeof listen_busy_response - 1,
 	    MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -156,7 +157,7 @@ listen_on_resume(struct loop_timer *t)
 {
 	struct listener *l = container_of(t, struct listener, resume);
 
-	if (l->lfd.fd != -1)
+	if (l->open)
 		loop_fd_mod(&l->lfd, EPOLLIN);
 }
 
@@ -221,22 +222,22 @@ listen_on_event(struct loop_fd *lfd, uint32_t events)
 			listen_refuse(fd);
 			continue;
 		}
-		http_add(l->admin, fd, (struct sockaddr *)&ss, len);
+		http_add(l == LISTEN_ADMIN, fd, (struct sockaddr *)&ss, len);
 	}
 }
 
 int
 listen_start(int fd, bool admin, char **cause)
 {
-	struct listener *l = &listeners[admin ? 1 : 0];
+	struct listener *l = admin ? LISTEN_ADMIN : &listeners[0];
 
 	listen_measure();
 	if (loop_fd_add(&l->lfd, fd, EPOLLIN, listen_on_event) == -1) {
 		xasprintf(cause, "cannot watch the listening socket: %s",
 		    strerror(errno));
-		l->lfd.fd = -1;
 		return -1;
 	}
+	l->open = true;
 	return 0;
 }
 
@@ -246,8 +247,9 @@ listen_stop(void)
 	for (size_t i = 0; i < 2; i++) {
 		struct listener *l = &listeners[i];
 		int fd = l->lfd.fd;
-		if (fd == -1)
+		if (!l->open)
 			continue;
+		l->open = false;
 		loop_timer_cancel(&l->resume);
 		loop_fd_remove(&l->lfd);
 		close(fd);
