@@ -2,7 +2,7 @@
  * client.c: client objects: id, name, rooms joined, and lifetime. Names
  * are unique server-wide by their key (name.c: case and look-alikes
  * folded, so "Alice", "ALICE" and "аlice" are one name), found through a
- * map; ids never repeat, so scripts and plugins can hold an id instead of a
+ * set that reads the key from the client; ids never repeat, so scripts and plugins can hold an id instead of a
  * pointer. A removed client is only marked dead and freed in the loop's
  * before-sleep step, never in the middle of a broadcast walk.
  */
@@ -18,8 +18,6 @@ struct client *clients;
 unsigned client_count;
 
 static uint64_t client_next_id = 1;
-static struct map client_by_name; /* name key -> client */
-static struct map client_by_id;   /* decimal id -> client */
 static struct client *client_dead; /* dead, waiting for the reap */
 
 /* The key a name is held by (name.c); a name ICU cannot read (never
@@ -34,10 +32,54 @@ client_key(const char *name, size_t len)
 	return k;
 }
 
-static size_t
-client_id_key(uint64_t id, char *out, size_t size)
+/* FNV-1a of a name's key. */
+static uint64_t
+client_key_hash(const char *key)
 {
-	return (size_t)snprintf(out, size, "%llu", (unsigned long long)id);
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *key != '\0'; key++) {
+		h ^= (uint8_t)*key;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t
+client_name_hash(const void *v)
+{
+	return client_key_hash(((const struct client *)v)->name_key);
+}
+
+static uint64_t
+client_id_hash(const void *v)
+{
+	return set_hash_u64(((const struct client *)v)->id);
+}
+
+/* Clients by name key and by id: the sets read the keys from the
+ * clients themselves (no copies, 8 bytes a slot). */
+static struct set client_by_name = { .hash = client_name_hash };
+static struct set client_by_id = { .hash = client_id_hash };
+
+static bool
+client_name_match(const void *v, const void *k)
+{
+	return strcmp(((const struct client *)v)->name_key, k) == 0;
+}
+
+static bool
+client_id_match(const void *v, const void *k)
+{
+	return ((const struct client *)v)->id == *(const uint64_t *)k;
+}
+
+/* The client holding key (a name's key), or NULL. */
+static struct client *
+client_find_by_key(const char *key)
+{
+	return set_find(&client_by_name, client_key_hash(key),
+	    client_name_match, key);
 }
 
 struct client *
@@ -48,7 +90,7 @@ client_find_by_name(const char *name, size_t len)
 
 	if (name_key(name, len, &k, NULL) == -1)
 		return NULL;
-	c = map_find(&client_by_name, k, strlen(k));
+	c = client_find_by_key(k);
 	free(k);
 	return c;
 }
@@ -56,30 +98,28 @@ client_find_by_name(const char *name, size_t len)
 struct client *
 client_find_by_id(uint64_t id)
 {
-	char key[24];
-	size_t n = client_id_key(id, key, sizeof key);
-
-	return map_find(&client_by_id, key, n);
+	return set_find(&client_by_id, set_hash_u64(id), client_id_match,
+	    &id);
 }
 
 int
 client_set_name(struct client *c, const char *name, size_t len)
 {
 	char *k = client_key(name, len);
-	struct client *other = map_find(&client_by_name, k, strlen(k));
+	struct client *other = client_find_by_key(k);
 
 	if (other != NULL && other != c) {
 		free(k);
 		return -1;
 	}
 	if (c->name_key != NULL) {
-		map_remove(&client_by_name, c->name_key, strlen(c->name_key));
+		set_remove(&client_by_name, c);
 		free(c->name_key);
 		free(c->name);
 	}
-	map_add(&client_by_name, k, strlen(k), c);
 	c->name_key = k;
 	c->name = xstrndup(name, len);
+	set_add(&client_by_name, c);
 	return 0;
 }
 
@@ -110,19 +150,17 @@ struct client *
 client_create(const char *addr)
 {
 	struct client *c = xcalloc(1, sizeof *c);
-	char key[24], *name;
-	size_t n;
+	char *name;
 
 	c->id = client_next_id++;
 	c->refs = 1;
 	c->lfd.fd = -1;
-	snprintf(c->addr, sizeof c->addr, "%s", addr);
+	c->addr = limit_addr_ref(addr);
 	bucket_init(&c->rl_requests, cfg->request_burst);
 	bucket_init(&c->rl_messages, cfg->message_burst);
 	bucket_init(&c->rl_rooms, cfg->room_burst);
 	bucket_init(&c->rl_names, cfg->name_burst);
-	n = client_id_key(c->id, key, sizeof key);
-	map_add(&client_by_id, key, n, c);
+	set_add(&client_by_id, c);
 	handle_add(c, HANDLE_CLIENT);
 	name = client_guest_name(c);
 	PARLEY_ASSERT(client_set_name(c, name, strlen(name)) == 0);
@@ -140,6 +178,7 @@ static void
 client_free(struct client *c)
 {
 	conn_forget(c);
+	limit_addr_unref(c->addr);
 	free(c->rooms);
 	free(c->name);
 	free(c->name_key);
@@ -164,17 +203,12 @@ client_remove(struct client *c, const char *reason)
 void
 client_unlink(struct client *c)
 {
-	char key[24];
-	size_t n;
-
 	PARLEY_ASSERT(c->nrooms == 0);
 	c->dead = true;
 	handle_remove(c);
-	n = client_id_key(c->id, key, sizeof key);
-	map_remove(&client_by_id, key, n);
-	if (c->name_key != NULL &&
-	    map_find(&client_by_name, c->name_key, strlen(c->name_key)) == c)
-		map_remove(&client_by_name, c->name_key, strlen(c->name_key));
+	set_remove(&client_by_id, c);
+	if (c->name_key != NULL)
+		set_remove(&client_by_name, c);
 
 	if (c->prev != NULL)
 		c->prev->next = c->next;

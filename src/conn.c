@@ -2,8 +2,8 @@
  * conn.c: upgraded WebSocket sockets on the event loop: reading into the
  * codec, the bounded output queue of shared frames flushed with writev
  * once per loop iteration, pings to idle peers, and the close handshake.
- * A socket is given back to libmicrohttpd with MHD_UPGRADE_ACTION_CLOSE,
- * never closed here.
+ * The socket is conn.c's own from the upgrade on (http.c duplicates it
+ * and releases libmicrohttpd's connection at once), and closed here.
  */
 #include "config.h"
 
@@ -18,8 +18,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#include <microhttpd.h>
 
 #include "parley.h"
 
@@ -64,42 +62,54 @@ conn_mark_pending(struct client *c)
 	conn_pending = c;
 }
 
-static void
-conn_queue_push(struct client *c, struct buf *b)
+/* Bytes waiting in c's queue. */
+static size_t
+conn_queued(const struct client *c)
 {
-	if (c->outq_len == c->outq_cap) {
-		uint32_t cap = c->outq_cap ? c->outq_cap * 2 : 8;
-		struct buf **q = xreallocarray(NULL, cap, sizeof *q);
-		for (uint32_t i = 0; i < c->outq_len; i++)
-			q[i] = c->outq[(c->outq_head + i) % c->outq_cap];
-		free(c->outq);
-		c->outq = q;
-		c->outq_cap = cap;
-		c->outq_head = 0;
-	}
-	c->outq[(c->outq_head + c->outq_len) % c->outq_cap] = b;
-	if (c->outq_len++ == 0) {
-		c->out_stalled = loop_now();
-		if (c->lfd.fd != -1)
-			conn_deadline(c, c->out_stalled +
-			    (uint64_t)cfg->write_timeout * 1000);
-	}
-	c->out_bytes += b->len;
+	return c->out != NULL ? c->out->bytes : 0;
 }
 
 static void
+conn_queue_push(struct client *c, struct buf *b)
+{
+	struct conn_queue *q = c->out;
+
+	if (q == NULL || q->len == q->cap) {
+		uint32_t cap = q != NULL ? q->cap * 2 : 4;
+		struct conn_queue *n = xmalloc(sizeof *n + cap * sizeof *n->ring);
+		if (q != NULL) {
+			*n = *q;
+			for (uint32_t i = 0; i < q->len; i++)
+				n->ring[i] = q->ring[(q->head + i) % q->cap];
+			free(q);
+		} else {
+			memset(n, 0, sizeof *n);
+			n->stalled = loop_now();
+			if (c->lfd.fd != -1)
+				conn_deadline(c, n->stalled +
+				    (uint64_t)cfg->write_timeout * 1000);
+		}
+		n->head = 0;
+		n->cap = cap;
+		c->out = q = n;
+	}
+	q->ring[(q->head + q->len) % q->cap] = b;
+	q->len++;
+	q->bytes += b->len;
+}
+
+/* Drops everything queued; the queue's memory goes too. */
+static void
 conn_queue_clear(struct client *c)
 {
-	while (c->outq_len > 0) {
-		buf_unref(c->outq[c->outq_head]);
-		c->outq_head = (c->outq_head + 1) % c->outq_cap;
-		c->outq_len--;
-	}
-	free(c->outq);
-	c->outq = NULL;
-	c->outq_cap = c->outq_head = 0;
-	c->out_bytes = 0;
-	c->out_off = 0;
+	struct conn_queue *q = c->out;
+
+	if (q == NULL)
+		return;
+	for (uint32_t i = 0; i < q->len; i++)
+		buf_unref(q->ring[(q->head + i) % q->cap]);
+	free(q);
+	c->out = NULL;
 }
 
 void
@@ -115,7 +125,7 @@ conn_forget(struct client *c)
 static void
 conn_write_some(struct client *c)
 {
-	while (c->outq_len > 0) {
+	while (c->out != NULL) {
 		struct iovec iov[CONN_IOV_MAX];
 		ssize_t n = conn_writev(c, iov);
 		if (n == -1 && errno == EINTR)
@@ -140,10 +150,10 @@ conn_send_raw(struct client *c, struct buf *b)
 		return;
 	/* Before calling it slow, see whether the socket takes the queue
 	 * now: a burst in one loop turn is not a slow consumer. */
-	if (c->out_bytes + b->len > cfg->max_output_bytes &&
+	if (conn_queued(c) + b->len > cfg->max_output_bytes &&
 	    c->close_state == CONN_OPEN && c->lfd.fd != -1)
 		conn_write_some(c);
-	if (c->out_bytes + b->len > cfg->max_output_bytes) {
+	if (conn_queued(c) + b->len > cfg->max_output_bytes) {
 		/* A slow consumer: dropped, but not here, since the caller
 		 * may be walking a room's member list. */
 		if (!c->closing) {
@@ -311,11 +321,12 @@ conn_read(struct client *c)
 static ssize_t
 conn_writev(struct client *c, struct iovec *iov)
 {
+	const struct conn_queue *q = c->out;
 	int niov = 0;
 
-	for (uint32_t i = 0; i < c->outq_len && niov < CONN_IOV_MAX; i++) {
-		struct buf *b = c->outq[(c->outq_head + i) % c->outq_cap];
-		size_t off = i == 0 ? c->out_off : 0;
+	for (uint32_t i = 0; i < q->len && niov < CONN_IOV_MAX; i++) {
+		struct buf *b = q->ring[(q->head + i) % q->cap];
+		size_t off = i == 0 ? q->off : 0;
 		iov[niov].iov_base = b->data + off;
 		iov[niov].iov_len = b->len - off;
 		niov++;
@@ -323,33 +334,40 @@ conn_writev(struct client *c, struct iovec *iov)
 	return writev(c->lfd.fd, iov, niov);
 }
 
-/* Drops n written bytes from the head of the queue. */
+/* Drops n written bytes from the head of the queue; a drained queue is
+ * freed, so an idle connection keeps no queue memory. */
 static void
 conn_advance(struct client *c, size_t n)
 {
+	struct conn_queue *q = c->out;
+
 	c->bytes_out += n;
 	metrics_add(METRIC_BYTES_OUT, n);
-	c->out_stalled = loop_now();
+	q->stalled = loop_now();
 	while (n > 0) {
-		struct buf *b = c->outq[c->outq_head];
-		size_t rest = b->len - c->out_off;
+		struct buf *b = q->ring[q->head];
+		size_t rest = b->len - q->off;
 		if (n < rest) {
-			c->out_off += (uint32_t)n;
+			q->off += (uint32_t)n;
 			break;
 		}
 		n -= rest;
-		c->out_off = 0;
-		c->out_bytes -= b->len;
+		q->off = 0;
+		q->bytes -= b->len;
 		buf_unref(b);
-		c->outq_head = (c->outq_head + 1) % c->outq_cap;
-		c->outq_len--;
+		q->head = (q->head + 1) % q->cap;
+		q->len--;
+	}
+	if (q->len == 0) {
+		free(q);
+		c->out = NULL;
 	}
 }
 
 static void
 conn_write(struct client *c)
 {
-	while (c->outq_len > 0) {
+	while (c->out != NULL) {
 		struct iovec iov[CONN_IOV_MAX];
 		ssize_t n = conn_writev(c, iov);
 
@@ -365,10 +383,6 @@ conn_write(struct client *c)
 		}
 		conn_advance(c, (size_t)n);
 	}
-	/* Drained: idle connections keep no queue memory. */
-	free(c->outq);
-	c->outq = NULL;
-	c->outq_cap = c->outq_head = 0;
 	loop_fd_mod(&c->lfd, EPOLLIN);
 	if (c->close_state == CONN_CLOSE_DONE)
 		conn_release(c, "disconnected");
@@ -425,7 +439,7 @@ conn_on_timer(struct loop_timer *t)
 		conn_release(c, "disconnected");
 		return;
 	}
-	if (c->outq_len > 0 && now - c->out_stalled >= write_ms) {
+	if (c->out != NULL && now - c->out->stalled >= write_ms) {
 		log_info("ws", "client %llu (%s): no write progress for %us, "
 		    "dropping", (unsigned long long)c->id, c->addr,
 		    cfg->write_timeout);
@@ -464,8 +478,8 @@ conn_on_timer(struct loop_timer *t)
 	next = c->ping_sent != 0 ?
 	    c->ping_sent + (uint64_t)cfg->ping_timeout * 1000 :
 	    c->last_rx + interval;
-	if (c->outq_len > 0 && c->out_stalled + write_ms < next)
-		next = c->out_stalled + write_ms;
+	if (c->out != NULL && c->out->stalled + write_ms < next)
+		next = c->out->stalled + write_ms;
 	if (c->msg_started != 0 && c->msg_started + msg_ms < next)
 		next = c->msg_started + msg_ms;
 	loop_timer_set(t, next > now ? next - now : 0, conn_on_timer);
@@ -474,6 +488,8 @@ conn_on_timer(struct loop_timer *t)
 static void
 conn_release(struct client *c, const char *reason)
 {
+	int fd;
+
 	if (c->dead)
 		return;
 	log_info("ws", "close client=%llu addr=%s name=%s code=%u "
@@ -484,14 +500,12 @@ conn_release(struct client *c, const char *reason)
 	    (unsigned long long)c->bytes_in,
 	    (unsigned long long)c->bytes_out, reason);
 	loop_timer_cancel(&c->timer);
+	fd = c->lfd.fd;
 	loop_fd_remove(&c->lfd);
+	if (fd != -1)
+		close(fd);
 	conn_queue_clear(c);
 	ws_parser_free(&c->parser);
-	if (c->urh != NULL) {
-		MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
-		c->urh = NULL;
-		http_kick();
-	}
 	conn_open--;
 	metrics_close(c->close_code ? c->close_code : 1006);
 	limit_conn_close(c->addr);
@@ -523,8 +537,7 @@ conn_cap_sndbuf(int fd)
 }
 
 void
-conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
-    const char *extra_in, size_t extra_len, const char *addr)
+conn_accept(int fd, const char *extra_in, size_t extra_len, const char *addr)
 {
 	struct client *c = client_create(addr);
 	int flags = fcntl(fd, F_GETFL), one = 1;
@@ -537,7 +550,6 @@ conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
 	 * small and must leave at once (writes are already batched). */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	conn_cap_sndbuf(fd);
-	c->urh = urh;
 	c->opened = loop_now();
 	c->last_rx = c->opened;
 	ws_parser_init(&c->parser, cfg->max_frame_bytes);

@@ -3,10 +3,14 @@
  * its own epoll set, whose fd sits in ours; MHD_run is called when it is
  * readable and when MHD's next timeout comes. Routes requests to /ws (the
  * WebSocket upgrade, handed to conn.c), /healthz and the static files.
+ * MHD never accepts: listen.c does, within the open-file budget, and
+ * hands each socket over (http_add); http.c keeps the HTTP-phase
+ * connections in idle order so that one can be closed to make room.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdlib.h>
@@ -20,10 +24,30 @@
 
 #include "parley.h"
 
-/* HTTP connections beyond max_connections, so that the refusals can
- * still be answered with a status. */
-#define HTTP_SPARE_CONNECTIONS 64
+/* HTTP connections from one address beyond max_connections_per_ip, so
+ * that the refusals can still be answered with a status. */
 #define HTTP_SPARE_PER_IP 8
+/* An HTTP connection idle this long may be closed to make room for a
+ * new one when descriptors run short (MHD's timeouts are in seconds). */
+#define HTTP_EVICT_IDLE_MS 1000
+
+/* An HTTP-phase connection (MHD's socket context): accepted, between
+ * requests, or being answered. Idle ones are listed oldest first. */
+struct http_conn {
+	struct MHD_Connection *mhd;
+	struct http_conn *prev, *next; /* on http_idle while idle */
+	uint64_t idle_since;
+	struct loop_timer deadline; /* of the request being sent */
+	MHD_socket fd;
+	bool idle;
+	bool upgraded; /* handed to conn.c: MHD is letting go of it */
+	bool counted;  /* in http_peer_counts */
+	char addr[INET6_ADDRSTRLEN + 8]; /* the peer, for its HTTP slots */
+};
+static struct {
+	struct http_conn *head, *tail;
+} http_idle;
+static unsigned http_open; /* HTTP-phase connections, both daemons */
 
 /* The main listener, and the optional admin listener for /metrics. */
 struct http_daemon {
@@ -49,20 +73,72 @@ struct http_cidr {
 static struct http_cidr *http_proxies;
 static size_t http_nproxies;
 
-/*
- * One HTTP connection, from MHD's notice of it to its close: its peer
- * address, whether it counts against that address's share of HTTP slots,
- * and the deadline of the request it is sending (http_request_timeout).
- */
-struct http_peer {
-	struct loop_timer deadline;
-	MHD_socket fd;
-	bool counted;  /* in http_peer_counts */
-	bool upgraded; /* the socket belongs to conn.c now */
-	char addr[INET6_ADDRSTRLEN + 8];
-};
 /* Open HTTP connections per peer address (only the limited ones). */
 static struct map http_peer_counts;
+
+static void
+http_idle_remove(struct http_conn *hc)
+{
+	if (!hc->idle)
+		return;
+	if (hc->prev != NULL)
+		hc->prev->next = hc->next;
+	else
+		http_idle.head = hc->next;
+	if (hc->next != NULL)
+		hc->next->prev = hc->prev;
+	else
+		http_idle.tail = hc->prev;
+	hc->prev = hc->next = NULL;
+	hc->idle = false;
+}
+
+static void
+http_idle_append(struct http_conn *hc)
+{
+	http_idle_remove(hc);
+	hc->idle = true;
+	hc->idle_since = loop_now();
+	hc->prev = http_idle.tail;
+	if (http_idle.tail != NULL)
+		http_idle.tail->next = hc;
+	else
+		http_idle.head = hc;
+	http_idle.tail = hc;
+}
+
+static struct http_conn *
+http_conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info != NULL ? info->socket_context : NULL;
+}
+
+unsigned
+http_count(void)
+{
+	return http_open;
+}
+
+/* Closes the HTTP connection idle the longest, if it has been idle long
+ * enough: it goes on MHD's next run. Returns false when there is none. */
+bool
+http_evict_idle(void)
+{
+	struct http_conn *hc = http_idle.head;
+
+	if (hc == NULL || loop_now() - hc->idle_since < HTTP_EVICT_IDLE_MS)
+		return false;
+	http_idle_remove(hc);
+	/* Public API for "close once idle for 1 s": it has been. */
+	MHD_set_connection_option(hc->mhd, MHD_CONNECTION_OPTION_TIMEOUT,
+	    (unsigned int)1);
+	metrics_add(METRIC_HTTP_EVICTED, 1);
+	http_kick();
+	return true;
+}
 
 static void
 http_run(struct http_daemon *d)
@@ -101,14 +177,20 @@ http_before_sleep(void)
 		struct http_daemon *d = &http_daemons[i];
 		if (d->mhd == NULL)
 			continue;
-		/* MHD cleans up sockets given back to it only in MHD_run. */
-		if (kicked && !d->admin)
+		/* MHD cleans up sockets given back to it, and reads new
+		 * ones, only in MHD_run. */
+		if (kicked)
 			http_run(d);
 		if (MHD_get_timeout(d->mhd, &ms) == MHD_YES)
 			loop_timer_set(&d->timer, ms, http_on_timer);
 		else
 			loop_timer_cancel(&d->timer);
 	}
+	/* A run here may have upgraded a connection, whose welcome (and
+	 * answers to bytes sent with the request) must leave before the
+	 * loop sleeps: the flushing step ran before this one. */
+	if (kicked)
+		conn_flush_pending();
 }
 
 static int
@@ -379,23 +461,44 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 	}
 }
 
+/*
+ * The upgraded socket becomes parley's here, and libmicrohttpd lets go of
+ * the connection at once. MHD keeps its connection, its memory pool
+ * (max_header_bytes, fully touched) and the upgrade handle until
+ * MHD_UPGRADE_ACTION_CLOSE, about 9 KB per connection for as long as the
+ * WebSocket lives. So the socket is duplicated, the bytes MHD already
+ * read past the request (extra_in, which lives in that pool) go to the
+ * codec first, and the upgrade is released before returning: MHD frees
+ * everything and closes its own descriptor on its next run (http_kick).
+ * It does not shut a non-TLS socket down, so the duplicate stays a live
+ * connection. This relies on libmicrohttpd's behaviour (0.9.75 to
+ * 1.0.x), not on its documentation; tests/integration/test_release.py
+ * guards it.
+ */
 static void
 http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
     const char *extra_in, size_t extra_in_size, MHD_socket sock,
     struct MHD_UpgradeResponseHandle *urh)
 {
 	char addr[INET6_ADDRSTRLEN + 8];
-	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
-	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	struct http_peer *p = info != NULL ? info->socket_context : NULL;
+	struct http_conn *hc = http_conn_of(conn);
+	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
 
-	/* The HTTP phase is over: no request deadline for conn.c's socket. */
-	if (p != NULL) {
-		p->upgraded = true;
-		loop_timer_cancel(&p->deadline);
+	if (hc != NULL) {
+		http_idle_remove(hc);
+		hc->upgraded = true;
+		/* The HTTP phase is over: no request deadline for conn.c's
+		 * socket. */
+		loop_timer_cancel(&hc->deadline);
 	}
 	http_client_address(conn, addr, sizeof addr);
-	conn_accept(sock, urh, extra_in, extra_in_size, addr);
+	if (fd == -1)
+		log_warn("http", "cannot take over the socket of %s: %s", addr,
+		    strerror(errno));
+	else
+		conn_accept(fd, extra_in, extra_in_size, addr);
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+	http_kick();
 }
 
 static bool
@@ -544,6 +647,9 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	/* MHD 0.9.75 closes the connection after a response queued on the
 	 * first call: answer on the second so keep-alive works. */
 	if (*req_cls == NULL) {
+		struct http_conn *hc = http_conn_of(conn);
+		if (hc != NULL)
+			http_idle_remove(hc); /* busy: not to be evicted */
 		*req_cls = &seen;
 		return MHD_YES;
 	}
@@ -632,7 +738,7 @@ http_log(void *cls, const char *fmt, va_list ap)
 static void
 http_on_deadline(struct loop_timer *t)
 {
-	struct http_peer *p = container_of(t, struct http_peer, deadline);
+	struct http_conn *p = container_of(t, struct http_conn, deadline);
 
 	log_info("http", "%s: request not received within %us, closing",
 	    p->addr, cfg->http_request_timeout);
@@ -641,7 +747,7 @@ http_on_deadline(struct loop_timer *t)
 }
 
 static void
-http_deadline_start(struct http_peer *p)
+http_deadline_start(struct http_conn *p)
 {
 	if (!p->upgraded)
 		loop_timer_set(&p->deadline,
@@ -658,21 +764,24 @@ http_request_received(struct MHD_Connection *conn)
 	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
 	if (info != NULL && info->socket_context != NULL)
-		loop_timer_cancel(&((struct http_peer *)
+		loop_timer_cancel(&((struct http_conn *)
 		    info->socket_context)->deadline);
 }
 
-/* The answer is out: a kept-alive connection has http_request_timeout
- * again for its next request. */
+/* The answer is out: a kept-alive connection waits for its next request
+ * (idle, so it may make room when descriptors run short) and has
+ * http_request_timeout again to send it. */
 static void
 http_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     enum MHD_RequestTerminationCode toe)
 {
-	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
-	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct http_conn *hc = http_conn_of(conn);
 
-	if (info != NULL && info->socket_context != NULL)
-		http_deadline_start(info->socket_context);
+	if (hc == NULL || hc->upgraded)
+		return;
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		http_idle_append(hc);
+	http_deadline_start(hc);
 }
 
 static size_t
@@ -708,80 +817,86 @@ http_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out,
  * upgrade; exempt addresses (loopback, trusted proxies) carry many
  * people's connections and are not capped. MHD's own per-IP limit could
  * not spare them. */
-static enum MHD_Result
-http_on_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+static bool
+http_peer_admitted(const struct sockaddr *sa, socklen_t len)
 {
 	char addr[INET6_ADDRSTRLEN + 8];
 
 	http_sockaddr_text(sa, len, addr, sizeof addr);
 	if (http_address_exempt(addr) || http_peer_count(addr) <
 	    (size_t)cfg->max_connections_per_ip + HTTP_SPARE_PER_IP)
-		return MHD_YES;
+		return true;
 	log_debug("http", "refused %s: every HTTP slot of the address is "
 	    "taken", addr);
-	return MHD_NO;
+	return false;
 }
 
+/* MHD's word that a socket was taken on or is gone. */
 static void
 http_on_connection(void *cls, struct MHD_Connection *conn,
     void **socket_context, enum MHD_ConnectionNotificationCode toe)
 {
-	struct http_peer *p = *socket_context;
+	struct http_conn *hc = *socket_context;
 	const union MHD_ConnectionInfo *info;
 
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		p = xcalloc(1, sizeof *p);
+		hc = xcalloc(1, sizeof *hc);
+		hc->mhd = conn;
 		info = MHD_get_connection_info(conn,
 		    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		http_sockaddr_text(info ? info->client_addr : NULL,
 		    info && info->client_addr &&
 		    info->client_addr->sa_family == AF_INET6 ?
 		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
-		    p->addr, sizeof p->addr);
+		    hc->addr, sizeof hc->addr);
 		info = MHD_get_connection_info(conn,
 		    MHD_CONNECTION_INFO_CONNECTION_FD);
-		p->fd = info != NULL ? info->connect_fd : MHD_INVALID_SOCKET;
-		if (!http_address_exempt(p->addr)) {
-			p->counted = true;
-			http_peer_count_set(p->addr,
-			    http_peer_count(p->addr) + 1);
+		hc->fd = info != NULL ? info->connect_fd : MHD_INVALID_SOCKET;
+		if (!http_address_exempt(hc->addr)) {
+			hc->counted = true;
+			http_peer_count_set(hc->addr,
+			    http_peer_count(hc->addr) + 1);
 		}
-		if (p->fd != MHD_INVALID_SOCKET)
-			http_deadline_start(p);
-		*socket_context = p;
+		if (hc->fd != MHD_INVALID_SOCKET)
+			http_deadline_start(hc);
+		*socket_context = hc;
+		http_open++;
+		http_idle_append(hc);
 		return;
 	}
-	if (p == NULL)
+	if (hc == NULL)
 		return;
-	loop_timer_cancel(&p->deadline);
-	if (p->counted) {
-		size_t n = http_peer_count(p->addr);
-		http_peer_count_set(p->addr, n > 0 ? n - 1 : 0);
+	http_idle_remove(hc);
+	loop_timer_cancel(&hc->deadline);
+	if (hc->counted) {
+		size_t n = http_peer_count(hc->addr);
+		http_peer_count_set(hc->addr, n > 0 ? n - 1 : 0);
 	}
-	free(p);
+	free(hc);
 	*socket_context = NULL;
+	http_open--;
 }
 
 static int
 http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 {
 	const union MHD_DaemonInfo *info;
-	unsigned limit = d->admin ? 64 :
-	    cfg->max_connections + HTTP_SPARE_CONNECTIONS;
 
-	d->mhd = MHD_start_daemon(
-	    MHD_USE_EPOLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0,
-	    http_on_accept, NULL, http_on_request, d,
+	/* No listening socket for MHD: listen.c accepts (see there). */
+	d->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
+	    MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET, 0, NULL,
+	    NULL, http_on_request, d,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
 	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout,
-	    /* Our own limits answer 503/429 at the upgrade; MHD's hard
-	     * cap only keeps sockets within the open-file limit. */
-	    MHD_OPTION_CONNECTION_LIMIT, limit,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
 	    MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, NULL,
 	    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, NULL,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout,
+	    /* After the upgrade MHD keeps nothing of a WebSocket, so its
+	     * limit covers the HTTP phase only; the open-file budget
+	     * (listen.c) caps sockets, and our own limits answer 503/429
+	     * at the upgrade. This is only a backstop. */
+	    MHD_OPTION_CONNECTION_LIMIT, listen_capacity(),
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
 	    MHD_OPTION_END);
 	if (d->mhd == NULL) {
 		xasprintf(cause, "cannot start the HTTP daemon");
@@ -795,7 +910,28 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 		d->mhd = NULL;
 		return -1;
 	}
-	return 0;
+	return listen_start(listen_fd, d->admin, cause);
+}
+
+/* Hands an accepted socket to MHD; on failure MHD closed it. */
+void
+http_add(bool admin, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct http_daemon *d = &http_daemons[admin ? 1 : 0];
+
+	if (!http_peer_admitted(sa, len)) {
+		close(fd);
+		return;
+	}
+	if (d->mhd == NULL || MHD_add_connection(d->mhd, fd, sa, len) !=
+	    MHD_YES) {
+		if (d->mhd == NULL)
+			close(fd);
+		log_debug("http", "connection not taken: %s", strerror(errno));
+		return;
+	}
+	/* MHD reads what already arrived on its next run. */
+	http_kick();
 }
 
 int
@@ -817,14 +953,7 @@ http_start(int listen_fd, int admin_fd, char **cause)
 void
 http_quiesce(void)
 {
-	for (size_t i = 0; i < 2; i++) {
-		MHD_socket fd;
-		if (http_daemons[i].mhd == NULL)
-			continue;
-		fd = MHD_quiesce_daemon(http_daemons[i].mhd);
-		if (fd != MHD_INVALID_SOCKET)
-			close(fd);
-	}
+	listen_stop();
 }
 
 void
@@ -839,6 +968,7 @@ http_stop(void)
 		MHD_stop_daemon(d->mhd);
 		d->mhd = NULL;
 	}
+	listen_stop();
 	free(http_proxies);
 	http_proxies = NULL;
 	http_nproxies = 0;

@@ -20,11 +20,13 @@
 
 struct limit_addr {
 	unsigned conns;           /* open WebSocket clients */
+	unsigned refs;            /* clients holding text */
 	struct bucket connects;   /* new upgrades */
 	unsigned strikes;         /* violations in the current window */
 	uint64_t strike_start;    /* loop_now() when the window began */
 	uint64_t banned_until;    /* loop_now() ms; 0 when not banned */
 	struct limit_backoff oper; /* wrong operator passwords */
+	char text[];              /* the address */
 };
 
 static struct map limit_addrs;
@@ -71,7 +73,9 @@ limit_addr_get(const char *addr, bool create)
 	struct limit_addr *a = map_find(&limit_addrs, addr, strlen(addr));
 
 	if (a == NULL && create) {
-		a = xcalloc(1, sizeof *a);
+		size_t len = strlen(addr);
+		a = xcalloc(1, sizeof *a + len + 1);
+		memcpy(a->text, addr, len);
 		bucket_init(&a->connects, cfg->connect_burst_per_ip);
 		map_add(&limit_addrs, addr, strlen(addr), a);
 	}
@@ -105,6 +109,26 @@ limit_admit(const char *addr, unsigned *retry_after)
 		return LIMIT_RATE;
 	}
 	return LIMIT_OK;
+}
+
+/* Clients keep their address as a pointer to the one copy here: an
+ * address already has its record while any of its clients is open. */
+const char *
+limit_addr_ref(const char *addr)
+{
+	struct limit_addr *a = limit_addr_get(addr, true);
+
+	a->refs++;
+	return a->text;
+}
+
+void
+limit_addr_unref(const char *text)
+{
+	struct limit_addr *a = limit_addr_get(text, false);
+
+	if (a != NULL && a->refs > 0)
+		a->refs--;
 }
 
 void
@@ -293,7 +317,7 @@ limit_sweep(void)
 		a = v;
 		bucket_refill(&a->connects, cfg->connects_per_minute_per_ip,
 		    cfg->connect_burst_per_ip);
-		if (a->conns == 0 && a->banned_until <= now &&
+		if (a->conns == 0 && a->refs == 0 && a->banned_until <= now &&
 		    now - a->strike_start > (uint64_t)cfg->ban_window * 1000 &&
 		    a->connects.tokens >= (float)cfg->connect_burst_per_ip &&
 		    limit_backoff_idle(&a->oper, now)) {

@@ -215,6 +215,8 @@ metrics_render(size_t *len)
 	mb.p[0] = '\0';
 	metrics_counter(&mb, "connections", "WebSocket clients connected now",
 	    "gauge", conn_count());
+	metrics_counter(&mb, "http_connections", "HTTP connections open "
+	    "(a WebSocket leaves them at its upgrade)", "gauge", http_count());
 	metrics_counter(&mb, "connections_total",
 	    "WebSocket clients accepted since start", "counter",
 	    metrics[METRIC_CONNECTIONS_TOTAL]);
@@ -261,6 +263,16 @@ metrics_render(size_t *len)
 	metrics_counter(&mb, "http_request_timeouts_total",
 	    "HTTP connections closed for a request not received within "
 	    "http_request_timeout", "counter", metrics[METRIC_HTTP_TIMEOUTS]);
+	metrics_counter(&mb, "accept_refused_total",
+	    "connections answered 503 at once: near the open-file limit",
+	    "counter", metrics[METRIC_ACCEPT_REFUSED]);
+	metrics_counter(&mb, "accept_paused_total",
+	    "times accepting paused: at the open-file limit, or accept "
+	    "failed for want of descriptors or memory", "counter",
+	    metrics[METRIC_ACCEPT_PAUSED]);
+	metrics_counter(&mb, "http_evicted_total",
+	    "idle HTTP connections closed to make room for new ones",
+	    "counter", metrics[METRIC_HTTP_EVICTED]);
 	metrics_printf(&mb, "# HELP parley_errors_total error frames sent, by "
 	    "code\n# TYPE parley_errors_total counter\n");
 	for (int e = 1; e < PROTO_ERR_COUNT; e++)

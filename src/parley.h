@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -133,6 +134,27 @@ bool map_next(const struct map *m, size_t *pos, const char **key,
     void **value);
 uint64_t map_hash(const char *key, size_t len);
 
+/* set.c: hash set of pointers to objects that hold their own key */
+struct set {
+	void **slots;
+	size_t cap; /* power of two, or 0 */
+	size_t count;
+	size_t used; /* live plus tombstones */
+	/* The hash of a member's key; it must not change while the member
+	 * is in the set. */
+	uint64_t (*hash)(const void *value);
+};
+/* Adds value (not already a member). */
+void set_add(struct set *s, void *value);
+/* The member whose key matches key (match(member, key)), found from the
+ * key's hash; NULL if none. */
+void *set_find(const struct set *s, uint64_t hash,
+    bool (*match)(const void *value, const void *key), const void *key);
+/* Removes value itself; false if it was not a member. */
+bool set_remove(struct set *s, const void *value);
+void set_free(struct set *s);
+uint64_t set_hash_u64(uint64_t x);
+
 /* ws.c: RFC 6455 codec on buffers: no I/O, no JSON */
 #define WS_OP_CONT 0x0
 #define WS_OP_TEXT 0x1
@@ -175,31 +197,42 @@ void ws_accept_key(const char *key, char *accept);
 typedef int (*ws_message_cb)(void *arg, int opcode, const uint8_t *data,
     size_t len, int code);
 
-struct ws_parser {
-	size_t max_message; /* inclusive limit for a whole message */
+/* What a parser holds only while a frame or a fragmented message is in
+ * flight; an idle connection has none of it. */
+struct ws_frame {
+	uint64_t frame_len;  /* payload length of the current frame */
+	uint64_t frame_done; /* payload bytes of it already consumed */
+	uint8_t *msg;        /* message buffer, NULL while none pending */
+	size_t msg_len;
+	size_t msg_cap;
+	uint32_t utf8;       /* validator state across fragments */
 	uint8_t hdr[14];
 	uint8_t hdr_len;
-	uint8_t state;
 	uint8_t opcode;     /* opcode of the frame being read */
 	uint8_t msg_opcode; /* opcode of the fragmented message, or 0 */
 	bool fin;
 	uint8_t mask[4];
 	uint8_t mask_pos;
-	uint64_t frame_len;  /* payload length of the current frame */
-	uint64_t frame_done; /* payload bytes of it already consumed */
-	uint32_t utf8;       /* validator state across fragments */
-	uint8_t *msg;        /* message buffer, NULL while none pending */
-	size_t msg_len;
-	size_t msg_cap;
-	uint8_t ctl[125]; /* control frame payload */
 	uint8_t ctl_len;
+	uint8_t ctl[125]; /* control frame payload */
 };
+struct ws_parser {
+	struct ws_frame *f;   /* NULL while idle */
+	uint32_t max_message; /* inclusive limit for a whole message */
+	uint8_t state;
+};
+/* max_message is at most UINT32_MAX. */
 void ws_parser_init(struct ws_parser *p, size_t max_message);
+/* Frees what the parser holds and stops it; safe to call twice, and from
+ * the message callback. */
 void ws_parser_free(struct ws_parser *p);
 /* Feeds received bytes, calling cb for each complete message. Returns 0
  * when all bytes were consumed, -1 when cb asked to stop, or a close code
  * (1002, 1003, 1007, 1009) on a violation; the parser is then dead.
- * No allocation happens before the frame header's length is checked. */
+ * The message buffer is allocated only once a frame header's length has
+ * been checked; the in-flight state (struct ws_frame) only while bytes of
+ * an unfinished frame or message are held, so an idle parser holds no
+ * memory. */
 int ws_parser_feed(struct ws_parser *p, const uint8_t *data, size_t len,
     ws_message_cb cb, void *arg);
 /* True while a fragmented or partly received message is pending. */
@@ -239,6 +272,9 @@ enum metric {
 	METRIC_SLOW_CONSUMERS,
 	METRIC_HTTP_REFUSED,       /* upgrades refused by admission */
 	METRIC_HTTP_TIMEOUTS,      /* requests over http_request_timeout */
+	METRIC_ACCEPT_REFUSED,     /* 503 at accept: near the fd limit */
+	METRIC_ACCEPT_PAUSED,      /* accepting paused: at the fd limit */
+	METRIC_HTTP_EVICTED,       /* idle HTTP connections closed for room */
 	METRIC_ROOM_MEMBERS,       /* gauge: memberships in all rooms */
 	METRIC_OPER_FAILURES,      /* wrong operator passwords */
 	METRIC_OPER_REFUSED,       /* guesses refused unchecked (back-off) */
@@ -296,6 +332,10 @@ void limit_init(void);
 void limit_free(void);
 /* Decides whether addr may open another WebSocket now. */
 enum limit_admit limit_admit(const char *addr, unsigned *retry_after);
+/* The text of addr, shared by every client of that address and kept
+ * while one holds it; addr_unref takes the text ref returned. */
+const char *limit_addr_ref(const char *addr);
+void limit_addr_unref(const char *text);
 void limit_conn_open(const char *addr);
 void limit_conn_close(const char *addr);
 /* Counts abuse of admission (connecting too fast, over the per-address
@@ -375,7 +415,7 @@ struct config {
 	unsigned http_request_timeout; /* seconds to send a request: 30 */
 	unsigned history_size;    /* per room: 100; 0 = none */
 	/* limits and rate limits (limit.c); per_minute 0 = no limit */
-	size_t max_header_bytes;  /* HTTP request memory: 8 KiB */
+	size_t max_header_bytes;  /* HTTP request memory: 64 KiB */
 	unsigned max_rooms;       /* rooms on the server: 10000 */
 	unsigned max_rooms_per_client; /* rooms one client is in: 100 */
 	unsigned max_members_per_room; /* 100000 */
@@ -463,13 +503,39 @@ void http_stop(void);
 void http_quiesce(void);
 /* Asks for an MHD_run before the next sleep (after an upgrade close). */
 void http_kick(void);
+/* Hands a socket just accepted to the main or the admin daemon (which
+ * owns it from then on, even when it refuses it). */
+void http_add(bool admin, int fd, const struct sockaddr *sa, socklen_t len);
+/* HTTP-phase connections open (both daemons). */
+unsigned http_count(void);
+/* Closes the HTTP connection idle the longest (at least a second) to
+ * make room; false when there is none. */
+bool http_evict_idle(void);
+
+/* listen.c: accepting connections within the open-file budget */
+/* Watches a listening socket (non-blocking) for the main or the admin
+ * daemon. */
+int listen_start(int fd, bool admin, char **cause);
+/* Stops accepting and closes the listening sockets. */
+void listen_stop(void);
+/* Connections (WebSockets and HTTP) the open-file budget has room for. */
+unsigned listen_capacity(void);
 
 /* conn.c: upgraded sockets: read, codec, output queue, ping, close */
 struct client;
-struct MHD_UpgradeResponseHandle;
-/* Takes over an upgraded socket; extra_in is fed to the codec first. */
-void conn_accept(int fd, struct MHD_UpgradeResponseHandle *urh,
-    const char *extra_in, size_t extra_len, const char *addr);
+/* A client's output waiting for its socket: a ring of shared frames,
+ * allocated when the first frame waits and freed once all are written. */
+struct conn_queue {
+	uint64_t stalled; /* loop_now() since output has waited */
+	size_t bytes;     /* bytes queued, for the cap */
+	uint32_t head, len, cap;
+	uint32_t off;     /* bytes of ring[head] already written */
+	struct buf *ring[];
+};
+/* Takes over an upgraded socket (fd is conn.c's from now on, closed when
+ * the client goes); extra_in is fed to the codec first. */
+void conn_accept(int fd, const char *extra_in, size_t extra_len,
+    const char *addr);
 /* Queues a frame for c (takes a new reference); a queue over its cap
  * closes the client as a slow consumer. */
 void conn_send(struct client *c, struct buf *b);
@@ -492,40 +558,37 @@ struct client {
 	uint32_t refs;
 	uint32_t roles; /* bit i: role_names[i] (client_role_*) */
 	uint32_t identity_roles; /* those of roles that came with account */
+	uint32_t nrooms;
+	char *name;
+	char *name_key; /* name_key(name): what the name is held by */
 	char *account;  /* the account logged in, NULL for a guest */
-	bool account_busy; /* a register or login is being worked on */
+	const char *addr; /* the address as text, shared (limit_addr_ref) */
+	struct membership **rooms; /* rooms joined, in join order */
+	uint64_t expires_s; /* its identity's expiry (Unix s), 0: none */
+	uint16_t flood; /* rate-limited requests in a row */
 	bool closing; /* no more input is handled */
 	bool dead;    /* released; freed before sleep */
 	bool pending; /* on the pending-write list */
 	bool remote;  /* another server's client (a plugin's), no socket */
-	uint64_t expires_s; /* its identity's expiry (Unix s), 0: none */
-	char *name;
-	char *name_key; /* name_key(name): what the name is held by */
-	char addr[46]; /* INET6_ADDRSTRLEN */
-	struct membership **rooms; /* rooms joined, in join order */
-	size_t nrooms;
-	/* connection state, owned by conn.c */
-	struct loop_fd lfd;
-	struct loop_timer timer;
-	struct MHD_UpgradeResponseHandle *urh;
-	struct ws_parser parser;
-	struct buf **outq; /* ring of frames waiting to be written */
-	uint32_t outq_head, outq_len, outq_cap;
-	uint32_t out_off; /* bytes of outq[head] already written */
-	size_t out_bytes; /* bytes queued, for the cap */
-	uint64_t last_rx; /* loop_now() of the last received frame */
-	uint64_t ping_sent; /* 0 while no ping is outstanding */
-	struct client *next_pending;
-	struct client *prev, *next; /* all clients */
+	bool account_busy; /* a register or login is being worked on */
+	/* connection state, owned by conn.c: what only a busy connection
+	 * needs (output waiting, a message half received) is allocated
+	 * while it is needed, so an idle one costs little */
 	uint8_t close_state;
 	uint16_t close_code;
+	struct loop_fd lfd;
+	struct loop_timer timer;
+	struct ws_parser parser;
+	struct conn_queue *out; /* output waiting; NULL when there is none */
+	struct client *next_pending;
+	struct client *prev, *next; /* all clients */
 	uint64_t opened;
-	uint64_t bytes_in, bytes_out;
+	uint64_t last_rx; /* loop_now() of the last received frame */
+	uint64_t ping_sent; /* 0 while no ping is outstanding */
 	uint64_t msg_started; /* loop_now() when a partial message began */
-	uint64_t out_stalled; /* loop_now() since output has waited */
+	uint64_t bytes_in, bytes_out;
 	/* rate limits (limit.c) */
 	struct bucket rl_requests, rl_messages, rl_rooms, rl_names;
-	uint16_t flood; /* rate-limited requests in a row */
 };
 /* Creates a client with a fresh guest name; refs = 1. */
 struct client *client_create(const char *addr);

@@ -1245,7 +1245,14 @@ script_api_init(lua_State *L, struct script_state *st)
 	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 
+	/* User handles are cached so that a script sees one object per
+	 * user, but weakly: a handle no script holds any more is collected
+	 * (and made again on use), so idle users cost the state nothing. */
 	lua_newtable(L);
+	lua_createtable(L, 0, 1);
+	lua_pushliteral(L, "v");
+	lua_setfield(L, -2, "__mode");
+	lua_setmetatable(L, -2);
 	st->users = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_newtable(L);
 	st->rooms = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -232,31 +232,60 @@ void
 ws_parser_init(struct ws_parser *p, size_t max_message)
 {
 	memset(p, 0, sizeof *p);
-	p->max_message = max_message;
+	PARLEY_ASSERT(max_message <= UINT32_MAX);
+	p->max_message = (uint32_t)max_message;
 	p->state = WS_STATE_HEADER;
-	p->utf8 = UTF8_ACCEPT;
+}
+
+/* The in-flight state, allocated when a frame begins: an idle parser
+ * holds none (most connections are idle most of the time). */
+static struct ws_frame *
+ws_frame_begin(struct ws_parser *p)
+{
+	struct ws_frame *f = xmalloc(sizeof *f);
+
+	f->msg = NULL;
+	f->msg_len = f->msg_cap = 0;
+	f->utf8 = UTF8_ACCEPT;
+	f->hdr_len = 0;
+	f->msg_opcode = 0;
+	p->f = f;
+	return f;
 }
 
 static void
 ws_parser_drop_message(struct ws_parser *p)
 {
-	free(p->msg);
-	p->msg = NULL;
-	p->msg_len = 0;
-	p->msg_cap = 0;
+	if (p->f == NULL)
+		return;
+	free(p->f->msg);
+	p->f->msg = NULL;
+	p->f->msg_len = 0;
+	p->f->msg_cap = 0;
 }
 
-/* Releases the message buffer; the parser may be initialised again. */
-void
-ws_parser_free(struct ws_parser *p)
+static void
+ws_frame_end(struct ws_parser *p)
 {
 	ws_parser_drop_message(p);
+	free(p->f);
+	p->f = NULL;
 }
 
 static bool
 ws_parser_dead(const struct ws_parser *p)
 {
 	return p->state >= WS_STATE_STOPPED;
+}
+
+/* Releases what the parser holds and stops it (safe from inside a
+ * callback: the feed then stops); it may be initialised again. */
+void
+ws_parser_free(struct ws_parser *p)
+{
+	ws_frame_end(p);
+	if (!ws_parser_dead(p))
+		p->state = WS_STATE_STOPPED;
 }
 
 /* The value every feed of a dead parser returns. */
@@ -282,7 +311,7 @@ ws_parser_dead_code(const struct ws_parser *p)
 static int
 ws_parser_die(struct ws_parser *p, int code)
 {
-	ws_parser_drop_message(p);
+	ws_frame_end(p);
 	switch (code) {
 	case WS_CLOSE_PROTOCOL:
 		p->state = WS_STATE_DEAD_PROTOCOL;
@@ -307,10 +336,12 @@ ws_parser_die(struct ws_parser *p, int code)
 bool
 ws_parser_busy(const struct ws_parser *p)
 {
-	if (ws_parser_dead(p))
+	const struct ws_frame *f = p->f;
+
+	if (ws_parser_dead(p) || f == NULL)
 		return false;
-	return p->hdr_len != 0 || p->state == WS_STATE_PAYLOAD ||
-	    p->msg_opcode != 0;
+	return f->hdr_len != 0 || p->state == WS_STATE_PAYLOAD ||
+	    f->msg_opcode != 0;
 }
 
 /* Bytes of extended payload length announced by the second header
@@ -331,9 +362,9 @@ ws_ext_len(uint8_t b1)
 /* Checks the first two header bytes: everything but the length. Returns
  * 0 or a close code. */
 static int
-ws_check_start(struct ws_parser *p)
+ws_check_start(struct ws_frame *f)
 {
-	uint8_t b0 = p->hdr[0], b1 = p->hdr[1];
+	uint8_t b0 = f->hdr[0], b1 = f->hdr[1];
 	uint8_t op = b0 & 0x0f, len7 = b1 & 0x7f;
 
 	if (b0 & 0x70)
@@ -358,58 +389,58 @@ ws_check_start(struct ws_parser *p)
 		if (op == WS_OP_CLOSE && len7 == 1)
 			return WS_CLOSE_PROTOCOL; /* half a close code */
 	} else if (op == WS_OP_CONT) {
-		if (p->msg_opcode == 0)
+		if (f->msg_opcode == 0)
 			return WS_CLOSE_PROTOCOL;
-	} else if (p->msg_opcode != 0)
+	} else if (f->msg_opcode != 0)
 		return WS_CLOSE_PROTOCOL;
-	p->opcode = op;
-	p->fin = (b0 & 0x80) != 0;
+	f->opcode = op;
+	f->fin = (b0 & 0x80) != 0;
 	return 0;
 }
 
 /* Checks the payload length once all its bytes are in, then the message
  * type: framing errors win over 1009, and 1009 over 1003. */
 static int
-ws_check_length(struct ws_parser *p)
+ws_check_length(const struct ws_parser *p, struct ws_frame *f)
 {
-	size_t ext = ws_ext_len(p->hdr[1]), i;
+	size_t ext = ws_ext_len(f->hdr[1]), i;
 	uint64_t len;
 
 	if (ext == 0)
-		len = p->hdr[1] & 0x7f;
+		len = f->hdr[1] & 0x7f;
 	else {
 		len = 0;
 		for (i = 0; i < ext; i++)
-			len = len << 8 | p->hdr[2 + i];
+			len = len << 8 | f->hdr[2 + i];
 		if (len >> 63)
 			return WS_CLOSE_PROTOCOL;
 	}
-	p->frame_len = len;
-	if (p->opcode & 0x8)
+	f->frame_len = len;
+	if (f->opcode & 0x8)
 		return 0;
 	/* msg_len never exceeds max_message, so this cannot wrap. */
-	if (len > p->max_message - p->msg_len)
+	if (len > p->max_message - f->msg_len)
 		return WS_CLOSE_TOO_BIG;
-	if (p->opcode == WS_OP_BINARY)
+	if (f->opcode == WS_OP_BINARY)
 		return WS_CLOSE_UNSUPPORTED;
 	return 0;
 }
 
 /* The header is complete: takes the mask and sets up for the payload. */
 static void
-ws_begin_payload(struct ws_parser *p, size_t hdr_size)
+ws_begin_payload(struct ws_parser *p, struct ws_frame *f, size_t hdr_size)
 {
-	memcpy(p->mask, p->hdr + hdr_size - 4, 4);
-	p->mask_pos = 0;
-	p->frame_done = 0;
-	p->hdr_len = 0;
+	memcpy(f->mask, f->hdr + hdr_size - 4, 4);
+	f->mask_pos = 0;
+	f->frame_done = 0;
+	f->hdr_len = 0;
 	p->state = WS_STATE_PAYLOAD;
-	if (p->opcode & 0x8)
-		p->ctl_len = 0;
-	else if (p->opcode != WS_OP_CONT) {
-		p->msg_opcode = p->opcode;
-		p->msg_len = 0;
-		p->utf8 = UTF8_ACCEPT;
+	if (f->opcode & 0x8)
+		f->ctl_len = 0;
+	else if (f->opcode != WS_OP_CONT) {
+		f->msg_opcode = f->opcode;
+		f->msg_len = 0;
+		f->utf8 = UTF8_ACCEPT;
 	}
 }
 
@@ -419,23 +450,23 @@ ws_begin_payload(struct ws_parser *p, size_t hdr_size)
  * slowly costs little; it never passes max_message, nor the message's
  * size when the final frame tells it. */
 static void
-ws_reserve(struct ws_parser *p, size_t n)
+ws_reserve(const struct ws_parser *p, struct ws_frame *f, size_t n)
 {
-	size_t need = p->msg_len + n, cap, limit;
+	size_t need = f->msg_len + n, cap, limit;
 
-	if (need <= p->msg_cap)
+	if (need <= f->msg_cap)
 		return;
 	limit = p->max_message;
-	if (p->fin)
-		limit = p->msg_len + (size_t)(p->frame_len - p->frame_done);
-	cap = p->msg_cap > WS_MSG_MIN_ALLOC / 2 ? p->msg_cap * 2 :
+	if (f->fin)
+		limit = f->msg_len + (size_t)(f->frame_len - f->frame_done);
+	cap = f->msg_cap > WS_MSG_MIN_ALLOC / 2 ? f->msg_cap * 2 :
 						 WS_MSG_MIN_ALLOC;
 	if (cap > limit)
 		cap = limit;
 	if (cap < need)
 		cap = need;
-	p->msg = xrealloc(p->msg, cap);
-	p->msg_cap = cap;
+	f->msg = xrealloc(f->msg, cap);
+	f->msg_cap = cap;
 }
 
 /* Copies n payload bytes to dst, unmasking them eight bytes at a time
@@ -476,129 +507,137 @@ ws_unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t *mask,
 
 /* A complete control frame: checks a close frame and hands it on. */
 static int
-ws_end_control(struct ws_parser *p, ws_message_cb cb, void *arg)
+ws_end_control(struct ws_parser *p, struct ws_frame *f, ws_message_cb cb,
+    void *arg)
 {
 	int code;
 
 	p->state = WS_STATE_HEADER;
-	if (p->opcode != WS_OP_CLOSE)
-		return cb(arg, p->opcode, p->ctl, p->ctl_len, 0) ? -1 : 0;
-	if (p->ctl_len == 0)
-		return cb(arg, WS_OP_CLOSE, p->ctl, 0, WS_CLOSE_NO_STATUS) ? -1 :
+	if (f->opcode != WS_OP_CLOSE)
+		return cb(arg, f->opcode, f->ctl, f->ctl_len, 0) ? -1 : 0;
+	if (f->ctl_len == 0)
+		return cb(arg, WS_OP_CLOSE, f->ctl, 0, WS_CLOSE_NO_STATUS) ? -1 :
 									      0;
-	code = p->ctl[0] << 8 | p->ctl[1];
+	code = f->ctl[0] << 8 | f->ctl[1];
 	if (!ws_close_code_valid(code))
 		return WS_CLOSE_PROTOCOL;
-	if (!utf8_valid((const char *)p->ctl + 2, p->ctl_len - 2))
+	if (!utf8_valid((const char *)f->ctl + 2, f->ctl_len - 2))
 		return WS_CLOSE_INVALID_DATA;
-	return cb(arg, WS_OP_CLOSE, p->ctl + 2, p->ctl_len - 2, code) ? -1 : 0;
+	return cb(arg, WS_OP_CLOSE, f->ctl + 2, f->ctl_len - 2, code) ? -1 :
+									   0;
 }
 
 /* A complete data frame: delivers the message after its final frame and
- * frees the buffer, so an idle connection holds none. */
+ * frees the buffer, so an idle connection holds none. The callback may
+ * free the parser (p->f is then NULL). */
 static int
-ws_end_data(struct ws_parser *p, ws_message_cb cb, void *arg)
+ws_end_data(struct ws_parser *p, struct ws_frame *f, ws_message_cb cb,
+    void *arg)
 {
 	static const uint8_t empty[1];
 	const uint8_t *data;
-	int op = p->msg_opcode, r;
+	int op = f->msg_opcode, r;
 
 	p->state = WS_STATE_HEADER;
-	if (!p->fin)
+	if (!f->fin)
 		return 0;
-	if (op == WS_OP_TEXT && p->utf8 != UTF8_ACCEPT)
+	if (op == WS_OP_TEXT && f->utf8 != UTF8_ACCEPT)
 		return WS_CLOSE_INVALID_DATA; /* truncated last character */
-	data = p->msg != NULL ? p->msg : empty;
-	r = cb(arg, op, data, p->msg_len, 0);
-	ws_parser_drop_message(p);
-	p->msg_opcode = 0;
-	p->utf8 = UTF8_ACCEPT;
+	data = f->msg != NULL ? f->msg : empty;
+	r = cb(arg, op, data, f->msg_len, 0);
+	if (p->f != NULL) {
+		ws_parser_drop_message(p);
+		f->msg_opcode = 0;
+		f->utf8 = UTF8_ACCEPT;
+	}
 	return r ? -1 : 0;
 }
 
 static int
-ws_end_frame(struct ws_parser *p, ws_message_cb cb, void *arg)
+ws_end_frame(struct ws_parser *p, struct ws_frame *f, ws_message_cb cb,
+    void *arg)
 {
-	if (p->opcode & 0x8)
-		return ws_end_control(p, cb, arg);
-	return ws_end_data(p, cb, arg);
+	if (f->opcode & 0x8)
+		return ws_end_control(p, f, cb, arg);
+	return ws_end_data(p, f, cb, arg);
 }
 
 /* Takes header bytes up to the next point where something can be
  * checked; returns the bytes used, and a close code, -1 or 0 in *r. */
 static size_t
-ws_feed_header(struct ws_parser *p, const uint8_t *data, size_t len,
-    ws_message_cb cb, void *arg, int *r)
+ws_feed_header(struct ws_parser *p, struct ws_frame *f, const uint8_t *data,
+    size_t len, ws_message_cb cb, void *arg, int *r)
 {
 	size_t ext = 0, target, n;
 
-	if (p->hdr_len < 2)
+	if (f->hdr_len < 2)
 		target = 2;
 	else {
-		ext = ws_ext_len(p->hdr[1]);
-		target = p->hdr_len < 2 + ext ? 2 + ext : 6 + ext;
+		ext = ws_ext_len(f->hdr[1]);
+		target = f->hdr_len < 2 + ext ? 2 + ext : 6 + ext;
 	}
-	n = target - p->hdr_len;
+	n = target - f->hdr_len;
 	if (n > len)
 		n = len;
-	memcpy(p->hdr + p->hdr_len, data, n);
-	p->hdr_len += n;
+	memcpy(f->hdr + f->hdr_len, data, n);
+	f->hdr_len += n;
 	*r = 0;
-	if (p->hdr_len != target)
+	if (f->hdr_len != target)
 		return n;
 
 	if (target == 2) {
-		if ((*r = ws_check_start(p)) != 0)
+		if ((*r = ws_check_start(f)) != 0)
 			return n;
-		if (ws_ext_len(p->hdr[1]) == 0)
-			*r = ws_check_length(p);
+		if (ws_ext_len(f->hdr[1]) == 0)
+			*r = ws_check_length(p, f);
 	} else if (target == 2 + ext)
-		*r = ws_check_length(p);
+		*r = ws_check_length(p, f);
 	else {
-		ws_begin_payload(p, target);
-		if (p->frame_len == 0)
-			*r = ws_end_frame(p, cb, arg);
+		ws_begin_payload(p, f, target);
+		if (f->frame_len == 0)
+			*r = ws_end_frame(p, f, cb, arg);
 	}
 	return n;
 }
 
 /* Takes payload bytes of the current frame. */
 static size_t
-ws_feed_payload(struct ws_parser *p, const uint8_t *data, size_t len,
-    ws_message_cb cb, void *arg, int *r)
+ws_feed_payload(struct ws_parser *p, struct ws_frame *f, const uint8_t *data,
+    size_t len, ws_message_cb cb, void *arg, int *r)
 {
-	uint64_t left = p->frame_len - p->frame_done;
+	uint64_t left = f->frame_len - f->frame_done;
 	size_t n = len;
 	uint8_t *dst;
 
 	if (n > left)
 		n = left;
 	*r = 0;
-	if (p->opcode & 0x8) {
-		dst = p->ctl + p->ctl_len;
-		p->ctl_len += n;
+	if (f->opcode & 0x8) {
+		dst = f->ctl + f->ctl_len;
+		f->ctl_len += n;
 	} else {
-		ws_reserve(p, n);
-		dst = p->msg + p->msg_len;
-		p->msg_len += n;
+		ws_reserve(p, f, n);
+		dst = f->msg + f->msg_len;
+		f->msg_len += n;
 	}
-	ws_unmask(dst, data, n, p->mask, p->mask_pos);
-	p->mask_pos = (p->mask_pos + n) & 3;
-	p->frame_done += n;
-	if (!(p->opcode & 0x8) && p->msg_opcode == WS_OP_TEXT) {
+	ws_unmask(dst, data, n, f->mask, f->mask_pos);
+	f->mask_pos = (f->mask_pos + n) & 3;
+	f->frame_done += n;
+	if (!(f->opcode & 0x8) && f->msg_opcode == WS_OP_TEXT) {
 		/* Fail fast, without waiting for the end of the message. */
-		p->utf8 = utf8_feed(p->utf8, dst, n);
-		if (p->utf8 == UTF8_REJECT) {
+		f->utf8 = utf8_feed(f->utf8, dst, n);
+		if (f->utf8 == UTF8_REJECT) {
 			*r = WS_CLOSE_INVALID_DATA;
 			return n;
 		}
 	}
-	if (p->frame_done == p->frame_len)
-		*r = ws_end_frame(p, cb, arg);
+	if (f->frame_done == f->frame_len)
+		*r = ws_end_frame(p, f, cb, arg);
 	return n;
 }
 
-/* Feeds received bytes; see parley.h. */
+/* Feeds received bytes; see parley.h. The in-flight state is taken when
+ * bytes arrive and given back when they leave the parser idle. */
 int
 ws_parser_feed(struct ws_parser *p, const uint8_t *data, size_t len,
     ws_message_cb cb, void *arg)
@@ -609,14 +648,19 @@ ws_parser_feed(struct ws_parser *p, const uint8_t *data, size_t len,
 	if (ws_parser_dead(p))
 		return ws_parser_dead_code(p);
 	while (len > 0) {
+		struct ws_frame *f = p->f ? p->f : ws_frame_begin(p);
 		if (p->state == WS_STATE_HEADER)
-			n = ws_feed_header(p, data, len, cb, arg, &r);
+			n = ws_feed_header(p, f, data, len, cb, arg, &r);
 		else
-			n = ws_feed_payload(p, data, len, cb, arg, &r);
+			n = ws_feed_payload(p, f, data, len, cb, arg, &r);
 		if (r != 0)
 			return ws_parser_die(p, r);
+		if (ws_parser_dead(p))
+			return ws_parser_dead_code(p); /* freed by cb */
 		data += n;
 		len -= n;
 	}
+	if (p->f != NULL && !ws_parser_busy(p))
+		ws_frame_end(p);
 	return 0;
 }

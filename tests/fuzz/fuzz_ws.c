@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "parley.h"
+#include "../unit/ws_held.h"
 
 #define FUZZ_MAX_MESSAGE 300 /* small, so the size limit is reached */
 
@@ -79,13 +80,13 @@ fuzz_cb(void *arg, int op, const uint8_t *d, size_t n, int code)
 static void
 fuzz_check(const struct ws_parser *p, int rv)
 {
-	if (p->msg_cap > p->max_message || p->msg_len > p->msg_cap)
+	if (held_cap(p) > p->max_message || held_len(p) > held_cap(p))
 		abort();
-	if ((p->msg == NULL) != (p->msg_cap == 0))
+	if ((held_msg(p) == NULL) != (held_cap(p) == 0))
 		abort();
-	if (rv != 0 && (p->msg != NULL || ws_parser_busy(p)))
+	if (rv != 0 && (held_msg(p) != NULL || ws_parser_busy(p)))
 		abort();
-	if (!ws_parser_busy(p) && p->msg != NULL)
+	if (!ws_parser_busy(p) && p->f != NULL)
 		abort();
 	if (rv != 0 && rv != -1 && rv != WS_CLOSE_PROTOCOL &&
 	    rv != WS_CLOSE_UNSUPPORTED && rv != WS_CLOSE_INVALID_DATA &&
@@ -125,7 +126,7 @@ fuzz_run(const uint8_t *data, size_t size, size_t cut, struct outcome *o)
 		fuzz_feed(&p, data + cut, size - cut, o);
 	}
 	ws_parser_free(&p);
-	if (p.msg != NULL)
+	if (held_msg(&p) != NULL)
 		abort();
 }
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -208,7 +209,9 @@ class Server:
 	}
 
 	def __init__(self, config=None, web_root=None, args=(),
-	    raw_config=None):
+	    raw_config=None, nofile=None):
+		"""nofile: the daemon's open-file limit (soft and hard)."""
+		self.nofile = nofile
 		self.config = dict(self.DEFAULTS)
 		self.config.update(config or {})
 		self.raw_config = raw_config
@@ -248,7 +251,7 @@ class Server:
 				self.proc = subprocess.Popen(
 				    daemon_command(argv),
 				    stdin=subprocess.DEVNULL, stdout=out,
-				    stderr=err)
+				    stderr=err, preexec_fn=self._limits)
 		except OSError as e:
 			shutil.rmtree(self.dir, ignore_errors=True)
 			raise TestFailure("cannot run parleyd: %s" % e)
@@ -276,6 +279,23 @@ class Server:
 			time.sleep(0.01)
 		check(self.port > 0, "port 0 in the listening line")
 		return self
+
+	def _limits(self):
+		"""Runs in the child before exec (a shell's ulimit -n)."""
+		if self.nofile is not None:
+			resource.setrlimit(resource.RLIMIT_NOFILE,
+			    (self.nofile, self.nofile))
+
+	def open_fds(self):
+		"""How many descriptors the daemon has open now."""
+		return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+	def cpu_seconds(self):
+		"""The daemon's user + system CPU time so far."""
+		with open("/proc/%d/stat" % self.proc.pid) as f:
+			fields = f.read().rsplit(")", 1)[1].split()
+		return (int(fields[11]) + int(fields[12])) / \
+		    os.sysconf("SC_CLK_TCK")
 
 	@property
 	def url(self):

@@ -18,16 +18,20 @@ static struct config test_config;
 static json_t *
 take(struct client *c)
 {
+	struct conn_queue *q = c->out;
 	struct buf *b;
 	size_t hlen = 2, len;
 	json_t *j;
 
-	if (c->outq_len == 0)
+	if (q == NULL)
 		return NULL;
-	b = c->outq[c->outq_head];
-	c->outq_head = (c->outq_head + 1) % c->outq_cap;
-	c->outq_len--;
-	c->out_bytes -= b->len;
+	b = q->ring[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->bytes -= b->len;
+	if (--q->len == 0) {
+		free(q); /* as conn.c does once a queue is drained */
+		c->out = NULL;
+	}
 	CHECK_INT(b->data[0], 0x81); /* FIN + text */
 	len = b->data[1] & 0x7f;
 	if (len == 126) {

@@ -14,6 +14,7 @@
 
 #include "parley.h"
 #include "unit.h"
+#include "ws_held.h"
 
 #define FIN 0x80
 #define RSV1 0x40
@@ -258,21 +259,21 @@ check_invariants(const struct ws_parser *p, int rv)
 {
 	bool ok = true;
 
-	if (p->msg_cap > p->max_message || p->msg_len > p->msg_cap)
+	if (held_cap(p) > p->max_message || held_len(p) > held_cap(p))
 		ok = false;
-	if ((p->msg == NULL) != (p->msg_cap == 0))
+	if ((held_msg(p) == NULL) != (held_cap(p) == 0))
 		ok = false;
-	if (rv != 0 && p->msg != NULL)
+	if (rv != 0 && held_msg(p) != NULL)
 		ok = false; /* a dead parser holds nothing */
-	if (!ws_parser_busy(p) && p->msg != NULL)
+	if (!ws_parser_busy(p) && p->f != NULL)
 		ok = false; /* nor does an idle one */
 	if (!ok) {
 		unit_checks++;
 		unit_failures++;
 		fprintf(stderr, "%s:%d: invariant broken: rv %d msg %p "
 		    "len %zu cap %zu max %zu busy %d\n", __FILE__, __LINE__,
-		    rv, (void *)p->msg, p->msg_len, p->msg_cap,
-		    p->max_message, ws_parser_busy(p));
+		    rv, (void *)held_msg(p), held_len(p), held_cap(p),
+		    (size_t)p->max_message, ws_parser_busy(p));
 	}
 }
 
@@ -319,7 +320,7 @@ run_cuts(const uint8_t *in, size_t max, const size_t *cuts,
 		}
 	}
 	ws_parser_free(&p);
-	CHECK(p.msg == NULL);
+	CHECK(p.f == NULL);
 	return result;
 }
 
@@ -794,10 +795,10 @@ test_huge_lengths(void)
 	ws_parser_init(&p, DEFAULT_MAX);
 	CHECK_INT(ws_parser_feed(&p, (const uint8_t *)"\x81\xff\x80\0\0\0\0\0"
 	    "\0", 9, rec_cb, NULL), 0);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	CHECK_INT(ws_parser_feed(&p, (const uint8_t *)"\0", 1, rec_cb, NULL),
 	    WS_CLOSE_PROTOCOL);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	ws_parser_free(&p);
 }
 
@@ -887,10 +888,10 @@ test_limits(void)
 	ws_parser_init(&p, 100);
 	put_header(&in, FIN | WS_OP_TEXT, true, 0, 101, key);
 	CHECK_INT(ws_parser_feed(&p, in.p, 1, rec_cb, NULL), 0);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	CHECK_INT(ws_parser_feed(&p, in.p + 1, 1, rec_cb, NULL),
 	    WS_CLOSE_TOO_BIG);
-	CHECK(p.msg == NULL && p.msg_cap == 0);
+	CHECK(held_msg(&p) == NULL && held_cap(&p) == 0);
 	ws_parser_free(&p);
 	b_reset(&in);
 
@@ -898,7 +899,7 @@ test_limits(void)
 	put_header(&in, FIN | WS_OP_TEXT, true, 64, 1ULL << 40, key);
 	CHECK_INT(ws_parser_feed(&p, in.p, 10, rec_cb, NULL),
 	    WS_CLOSE_TOO_BIG);
-	CHECK(p.msg == NULL && p.msg_cap == 0);
+	CHECK(held_msg(&p) == NULL && held_cap(&p) == 0);
 	ws_parser_free(&p);
 	b_reset(&in);
 
@@ -907,10 +908,10 @@ test_limits(void)
 	put_frame(&in, WS_OP_TEXT, s, 60);
 	put_header(&in, FIN | WS_OP_CONT, true, 0, 41, key);
 	CHECK_INT(ws_parser_feed(&p, in.p, 66, rec_cb, NULL), 0);
-	CHECK(p.msg != NULL && p.msg_len == 60 && p.msg_cap <= 100);
+	CHECK(held_msg(&p) != NULL && held_len(&p) == 60 && held_cap(&p) <= 100);
 	CHECK_INT(ws_parser_feed(&p, in.p + 66, 2, rec_cb, NULL),
 	    WS_CLOSE_TOO_BIG);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	ws_parser_free(&p);
 	b_reset(&in);
 }
@@ -933,14 +934,14 @@ test_buffer(void)
 	ws_parser_init(&p, DEFAULT_MAX);
 	put_header(&in, FIN | WS_OP_TEXT, true, 0, 60000, key);
 	CHECK_INT(ws_parser_feed(&p, in.p, in.n, rec_cb, &r), 0);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	CHECK(ws_parser_busy(&p));
 	CHECK_INT(ws_parser_feed(&p, s, 10, rec_cb, &r), 0);
-	CHECK(p.msg != NULL && p.msg_cap < 1000);
+	CHECK(held_msg(&p) != NULL && held_cap(&p) < 1000);
 	for (i = 10; i < 60000; i += 1000)
 		CHECK_INT(ws_parser_feed(&p, s, i + 1000 <= 60000 ? 1000 :
 		    60000 - i, rec_cb, &r), 0);
-	CHECK(p.msg == NULL && p.msg_cap == 0 && p.msg_len == 0);
+	CHECK(held_msg(&p) == NULL && held_cap(&p) == 0 && held_len(&p) == 0);
 	CHECK(!ws_parser_busy(&p));
 	CHECK_INT(r.events, 1);
 	b_reset(&in);
@@ -950,15 +951,15 @@ test_buffer(void)
 	put_header(&in, FIN | WS_OP_TEXT, true, 0, 3000, key);
 	CHECK_INT(ws_parser_feed(&p, in.p, in.n, rec_cb, &r), 0);
 	CHECK_INT(ws_parser_feed(&p, s, 1, rec_cb, &r), 0);
-	CHECK(p.msg_cap <= 3000);
+	CHECK(held_cap(&p) <= 3000);
 	for (i = 1; i < 2999; i++) {
 		ws_parser_feed(&p, s, 1, rec_cb, &r);
-		if (p.msg_cap > 3000 || p.msg_cap < p.msg_len)
+		if (held_cap(&p) > 3000 || held_cap(&p) < held_len(&p))
 			break;
 	}
-	CHECK(p.msg_cap <= 3000 && p.msg_len == 2999);
+	CHECK(held_cap(&p) <= 3000 && held_len(&p) == 2999);
 	CHECK_INT(ws_parser_feed(&p, s, 1, rec_cb, &r), 0);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	CHECK_INT(r.events, 2);
 	b_reset(&in);
 	b_reset(&r.log);
@@ -967,10 +968,10 @@ test_buffer(void)
 	 * ws_parser_free releases it (a leak checker sees the rest). */
 	put_frame(&in, WS_OP_TEXT, s, 500);
 	CHECK_INT(ws_parser_feed(&p, in.p, in.n, rec_cb, &r), 0);
-	CHECK(p.msg != NULL && ws_parser_busy(&p));
-	CHECK(p.msg_cap >= 500 && p.msg_cap <= DEFAULT_MAX);
+	CHECK(held_msg(&p) != NULL && ws_parser_busy(&p));
+	CHECK(held_cap(&p) >= 500 && held_cap(&p) <= DEFAULT_MAX);
 	ws_parser_free(&p);
-	CHECK(p.msg == NULL && p.msg_cap == 0 && p.msg_len == 0);
+	CHECK(held_msg(&p) == NULL && held_cap(&p) == 0 && held_len(&p) == 0);
 	b_reset(&in);
 
 	/* A limit that is not a power of two is never passed either. */
@@ -980,11 +981,11 @@ test_buffer(void)
 	put_frame(&in, FIN | WS_OP_CONT, s, 1);
 	for (i = 0; i < in.n; i++) {
 		CHECK_INT(ws_parser_feed(&p, in.p + i, 1, rec_cb, &r), 0);
-		if (p.msg_cap > 1000)
+		if (held_cap(&p) > 1000)
 			break;
 	}
-	CHECK(p.msg_cap <= 1000);
-	CHECK(p.msg == NULL);
+	CHECK(held_cap(&p) <= 1000);
+	CHECK(held_msg(&p) == NULL);
 	CHECK_INT(r.events, 3);
 	ws_parser_free(&p);
 	b_reset(&in);
@@ -1041,7 +1042,7 @@ test_binary(void)
 	CHECK_INT(ws_parser_feed(&p, in.p, 2, rec_cb, NULL), 0);
 	CHECK_INT(ws_parser_feed(&p, in.p + 2, 2, rec_cb, NULL),
 	    WS_CLOSE_UNSUPPORTED);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	ws_parser_free(&p);
 	b_reset(&in);
 
@@ -1049,7 +1050,7 @@ test_binary(void)
 	put_header(&in, FIN | WS_OP_BINARY, true, 0, 5, key);
 	CHECK_INT(ws_parser_feed(&p, in.p, 2, rec_cb, NULL),
 	    WS_CLOSE_UNSUPPORTED);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	ws_parser_free(&p);
 	b_reset(&in);
 }
@@ -1132,7 +1133,7 @@ test_text_utf8(void)
 	CHECK_INT(ws_parser_feed(&p, in.p, in.n - 1, rec_cb, NULL), 0);
 	CHECK_INT(ws_parser_feed(&p, in.p + in.n - 1, 1, rec_cb, NULL),
 	    WS_CLOSE_INVALID_DATA);
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	ws_parser_free(&p);
 	b_reset(&in);
 
@@ -1301,17 +1302,17 @@ test_busy(void)
 		CHECK_INT(ws_parser_feed(&p, in.p + i, 1, rec_cb, &r), 0);
 		CHECKF(ws_parser_busy(&p) == (i + 1 < in.n), "byte %zu", i);
 		if (i + 1 == n1)
-			CHECK(p.msg != NULL);
+			CHECK(held_msg(&p) != NULL);
 		b_reset(&r.log);
 	}
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	b_reset(&in);
 
 	/* A partial ping alone is busy too. */
 	put_str(&in, FIN | WS_OP_PING, "x");
 	CHECK_INT(ws_parser_feed(&p, in.p, 1, rec_cb, NULL), 0);
 	CHECK(ws_parser_busy(&p));
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	ws_parser_free(&p);
 	b_reset(&in);
 
@@ -1322,7 +1323,7 @@ test_busy(void)
 	CHECK_INT(ws_parser_feed(&p, in.p, in.n, rec_cb, NULL),
 	    WS_CLOSE_PROTOCOL);
 	CHECK(!ws_parser_busy(&p));
-	CHECK(p.msg == NULL);
+	CHECK(held_msg(&p) == NULL);
 	CHECK_INT(ws_parser_feed(&p, NULL, 0, rec_cb, NULL),
 	    WS_CLOSE_PROTOCOL);
 	ws_parser_free(&p);
