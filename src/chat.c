@@ -360,6 +360,7 @@ chat_admit_as(struct client *c, const char *account, const char *name,
 /* ---- Identities that expire (a signed token's exp) */
 
 #define CHAT_EXPIRY_NOTICE_S 60 /* how long before, the notice */
+#define CHAT_EXPIRY_RETRY_MS 100 /* waiting for the upgrade to tell it */
 
 /* One client's expiry: a notice a little before, then the close. */
 struct chat_expiry {
@@ -389,6 +390,13 @@ chat_expiry_fire(struct loop_timer *t)
 	if (c == NULL || c->dead)
 		return;
 	if (!x->warned && loop_wall_ms() / 1000 < x->expires_s) {
+		if (c->closing && c->lfd.fd == -1) {
+			/* Admitted, not upgraded yet: tell it once it can be
+			 * told. */
+			loop_timer_set(&x->t, CHAT_EXPIRY_RETRY_MS,
+			    chat_expiry_fire);
+			return;
+		}
 		x->warned = true;
 		chat_notice(c, NULL, "your session expires soon: present a "
 		    "fresh token (refresh_token) to stay connected", NULL);
@@ -400,18 +408,20 @@ chat_expiry_fire(struct loop_timer *t)
 	map_remove(&chat_expiries, key, chat_expiry_key(c->id, key,
 	    sizeof key));
 	free(x);
+	c->expires_s = 0;
 	conn_close(c, CHAT_CLOSE_TOKEN_EXPIRED, "token expired");
 }
 
+/* The next step: the notice a minute before (at once when less is
+ * left), then the close. */
 static void
 chat_expiry_arm(struct chat_expiry *x)
 {
 	uint64_t now = loop_wall_ms(), at = x->expires_s * 1000;
 
-	if (!x->warned && at > now + CHAT_EXPIRY_NOTICE_S * 1000)
-		at -= CHAT_EXPIRY_NOTICE_S * 1000;
-	else
-		x->warned = true;
+	if (!x->warned)
+		at = at > now + CHAT_EXPIRY_NOTICE_S * 1000 ?
+		    at - CHAT_EXPIRY_NOTICE_S * 1000 : now;
 	loop_timer_set(&x->t, at > now ? at - now : 0, chat_expiry_fire);
 }
 

@@ -537,12 +537,10 @@ conn_cap_sndbuf(int fd)
 }
 
 void
-conn_accept(int fd, const char *extra_in, size_t extra_len, const char *addr)
+conn_accept(struct client *c, int fd, const char *extra_in, size_t extra_len)
 {
-	struct client *c = client_create(addr);
+	const char *addr = c->addr;
 	int flags = fcntl(fd, F_GETFL), one = 1;
-	char *why = NULL;
-	enum proto_err e;
 
 	if (flags != -1 && !(flags & O_NONBLOCK))
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -550,6 +548,7 @@ conn_accept(int fd, const char *extra_in, size_t extra_len, const char *addr)
 	 * small and must leave at once (writes are already batched). */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	conn_cap_sndbuf(fd);
+	c->closing = false; /* admitted before the upgrade (http.c) */
 	c->opened = loop_now();
 	c->last_rx = c->opened;
 	ws_parser_init(&c->parser, cfg->max_frame_bytes);
@@ -565,16 +564,6 @@ conn_accept(int fd, const char *extra_in, size_t extra_len, const char *addr)
 	    (unsigned long long)c->id, addr, c->name);
 	loop_timer_set(&c->timer, (uint64_t)cfg->ping_interval * 1000,
 	    conn_on_timer);
-	if ((e = chat_connect(c, NULL, &why)) != PROTO_OK) {
-		log_info("ws", "client %llu (%s) refused: %s",
-		    (unsigned long long)c->id, addr, why ? why : "by a hook");
-		/* A failed hook is the server's fault (1011), not the
-		 * client's. */
-		conn_close(c, e == PROTO_ERR_INTERNAL ? WS_CLOSE_INTERNAL :
-		    WS_CLOSE_POLICY, why ? why : "refused");
-		free(why);
-		return;
-	}
 	proto_welcome(c);
 	if (extra_len > 0) {
 		int rc;

@@ -42,6 +42,7 @@ struct http_conn {
 	bool idle;
 	bool upgraded; /* handed to conn.c: MHD is letting go of it */
 	bool counted;  /* in http_peer_counts */
+	uint64_t client; /* admitted, waiting for its 101; 0: none */
 	char addr[INET6_ADDRSTRLEN + 8]; /* the peer, for its HTTP slots */
 };
 static struct {
@@ -480,25 +481,169 @@ http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
     const char *extra_in, size_t extra_in_size, MHD_socket sock,
     struct MHD_UpgradeResponseHandle *urh)
 {
-	char addr[INET6_ADDRSTRLEN + 8];
 	struct http_conn *hc = http_conn_of(conn);
+	struct client *c = client_find_by_id((uint64_t)(uintptr_t)cls);
 	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
 
 	if (hc != NULL) {
 		http_idle_remove(hc);
 		hc->upgraded = true;
+		hc->client = 0;
 		/* The HTTP phase is over: no request deadline for conn.c's
 		 * socket. */
 		loop_timer_cancel(&hc->deadline);
 	}
-	http_client_address(conn, addr, sizeof addr);
-	if (fd == -1)
-		log_warn("http", "cannot take over the socket of %s: %s", addr,
-		    strerror(errno));
-	else
-		conn_accept(fd, extra_in, extra_in_size, addr);
+	if (c == NULL || c->dead) {
+		if (fd != -1)
+			close(fd);
+	} else if (fd == -1) {
+		log_warn("http", "cannot take over the socket of %s: %s",
+		    c->addr, strerror(errno));
+		client_unlink(c);
+	} else
+		conn_accept(c, fd, extra_in, extra_in_size);
 	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 	http_kick();
+}
+
+/* ---- The request as the connect hooks see it (struct chat_request) */
+
+static const char *
+http_req_value(const struct chat_request *r, enum MHD_ValueKind kind,
+    const char *name)
+{
+	return MHD_lookup_connection_value(r->arg, kind, name);
+}
+
+static const char *
+http_req_header(const struct chat_request *r, const char *name)
+{
+	return http_req_value(r, MHD_HEADER_KIND, name);
+}
+
+static const char *
+http_req_cookie(const struct chat_request *r, const char *name)
+{
+	return http_req_value(r, MHD_COOKIE_KIND, name);
+}
+
+static const char *
+http_req_param(const struct chat_request *r, const char *name)
+{
+	return http_req_value(r, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct http_req_each {
+	void (*fn)(const char *name, const char *value, void *arg);
+	void *arg;
+};
+
+static enum MHD_Result
+http_req_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct http_req_each *e = cls;
+
+	if (key != NULL && value != NULL)
+		e->fn(key, value, e->arg);
+	return MHD_YES;
+}
+
+static void
+http_req_each(const struct chat_request *r, char kind,
+    void (*fn)(const char *name, const char *value, void *arg), void *arg)
+{
+	struct http_req_each e = { fn, arg };
+
+	MHD_get_connection_values(r->arg, kind == 'c' ? MHD_COOKIE_KIND :
+	    kind == 'p' ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND,
+	    http_req_each_one, &e);
+}
+
+/* MHD parses the query string into arguments and keeps no raw copy: the
+ * hooks get them joined again, decoded, "k=v&k2=v2" (params has them one
+ * by one). */
+static void
+http_req_query_add(const char *name, const char *value, void *arg)
+{
+	char **q = arg, *n;
+
+	xasprintf(&n, "%s%s%s=%s", *q, **q ? "&" : "", name, value);
+	free(*q);
+	*q = n;
+}
+
+/* A refusal before the upgrade: status and {"error", "message"}. */
+static enum MHD_Result
+http_refuse_json(struct MHD_Connection *conn, unsigned status,
+    enum proto_err e, const char *message)
+{
+	json_t *o = json_pack("{s:s, s:s}", "error", proto_err_code(e),
+	    "message", message);
+	char *text = json_dumps(o, JSON_COMPACT);
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	json_decref(o);
+	if (text == NULL)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(text), text,
+	    MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+	    "no-store");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, "WWW-Authenticate",
+		    "Bearer realm=\"parley\"");
+	/* The connection asked to be upgraded; it is not: done with it. */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	static_add_security_headers(resp, false);
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* The connect hooks decide, while the request is still open, whether it
+ * becomes a WebSocket, and as whom. A refused one costs nothing more. */
+static struct client *
+http_admit(struct MHD_Connection *conn, const char *addr,
+    enum MHD_Result *ret)
+{
+	struct chat_request req = { .path = "/ws", .header = http_req_header,
+		.cookie = http_req_cookie, .param = http_req_param,
+		.each = http_req_each, .arg = conn };
+	struct client *c;
+	struct http_conn *hc = http_conn_of(conn);
+	char *why = NULL, *query = xstrdup("");
+	enum proto_err e;
+	unsigned status;
+
+	http_req_each(&req, 'p', http_req_query_add, &query);
+	req.query = query;
+	c = client_create(addr);
+	/* Nothing is sent before the welcome: the socket is not ours yet. */
+	c->closing = true;
+	e = chat_connect(c, &req, &why);
+	free(query);
+	if (e == PROTO_OK) {
+		free(why);
+		if (hc != NULL)
+			hc->client = c->id;
+		return c;
+	}
+	status = e == PROTO_ERR_UNAUTHORIZED ? MHD_HTTP_UNAUTHORIZED :
+	    e == PROTO_ERR_INTERNAL ? MHD_HTTP_INTERNAL_SERVER_ERROR :
+	    MHD_HTTP_FORBIDDEN;
+	log_info("http", "refused %s: %s (%u)", addr, why ? why :
+	    proto_err_code(e), status);
+	*ret = http_refuse_json(conn, status, e, why ? why :
+	    e == PROTO_ERR_UNAUTHORIZED ? "who are you? the server does not "
+	    "know" : e == PROTO_ERR_INTERNAL ? "the server could not decide" :
+	    "refused by the server");
+	free(why);
+	client_unlink(c);
+	return NULL;
 }
 
 static bool
@@ -529,6 +674,7 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	    MHD_HEADER_KIND, "Origin");
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
+	struct client *c;
 	int status;
 
 	status = ws_handshake_check(method,
@@ -574,7 +720,10 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 		return http_refuse(conn, MHD_HTTP_TOO_MANY_REQUESTS, retry,
 		    "too many violations; try again later\n");
 	}
-	resp = MHD_create_response_for_upgrade(http_on_upgrade, NULL);
+	if ((c = http_admit(conn, addr, &ret)) == NULL)
+		return ret;
+	resp = MHD_create_response_for_upgrade(http_on_upgrade,
+	    (void *)(uintptr_t)c->id);
 	if (resp == NULL)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
@@ -866,6 +1015,12 @@ http_on_connection(void *cls, struct MHD_Connection *conn,
 	}
 	if (hc == NULL)
 		return;
+	if (hc->client != 0) {
+		/* Admitted, but gone before its upgrade. */
+		struct client *c = client_find_by_id(hc->client);
+		if (c != NULL && !c->dead)
+			client_unlink(c);
+	}
 	http_idle_remove(hc);
 	loop_timer_cancel(&hc->deadline);
 	if (hc->counted) {

@@ -532,10 +532,10 @@ struct conn_queue {
 	uint32_t off;     /* bytes of ring[head] already written */
 	struct buf *ring[];
 };
-/* Takes over an upgraded socket (fd is conn.c's from now on, closed when
+/* Takes over the upgraded socket of c, admitted by http.c (fd is conn.c's from now on, closed when
  * the client goes); extra_in is fed to the codec first. */
-void conn_accept(int fd, const char *extra_in, size_t extra_len,
-    const char *addr);
+void conn_accept(struct client *c, int fd, const char *extra_in,
+    size_t extra_len);
 /* Queues a frame for c (takes a new reference); a queue over its cap
  * closes the client as a slow consumer. */
 void conn_send(struct client *c, struct buf *b);

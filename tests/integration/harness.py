@@ -131,9 +131,16 @@ def lua_value(v):
 	if isinstance(v, (list, tuple)):
 		return "{ " + ", ".join(lua_value(x) for x in v) + " }"
 	if isinstance(v, dict):
-		return "{ " + ", ".join("%s = %s" % (k, lua_value(x))
+		return "{ " + ", ".join("%s = %s" % (lua_key(k), lua_value(x))
 		    for k, x in v.items()) + " }"
 	raise TypeError("no Lua form for %r" % (v,))
+
+
+def lua_key(k):
+	"""A table key: bare when it is a name, else ["..."] ("auth-jwt")."""
+	if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+		return k
+	return "[%s]" % lua_string(k)
 
 
 def lua_config(options):

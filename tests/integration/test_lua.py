@@ -12,6 +12,7 @@
 import asyncio
 import atexit
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -120,6 +121,13 @@ async def nothing_new(c, room):
 	c.assert_none("new_message", pred=lambda m: m.get("roomName") == room)
 
 
+async def ws_request(server):
+	"""An upgrade request by hand, for a refusal's status and body."""
+	return await http_get(server, "/ws", headers={"Upgrade": "websocket",
+	    "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+	    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+
+
 def log_has(server, pattern, tail=400):
 	return re.search(pattern, server.stderr(tail)) is not None
 
@@ -140,10 +148,12 @@ async def wait_log(server, pattern, timeout=5):
 async def test_connect_refused(t):
 	a, room = await in_room(t, "con")
 	check_eq(await notice(a, room, "/refuse-next"), "ok", "/refuse-next")
-	raw = await t.raw(welcome=False)
-	f = await raw.expect_close(1008)
-	check(b"closed for testing" in f.payload, "close reason: %r" %
-	    f.payload)
+	# refused before the upgrade (protocol 1.1): 403 and the reason
+	r = await ws_request(t.server)
+	check_eq(r.status, 403, "a refused connection never upgrades")
+	refusal = json.loads(r.body.decode())
+	check_eq((refusal["error"], refusal["message"]), ("rejected",
+	    "closed for testing"), "the JSON body")
 	# the next one is welcome again
 	c = await t.client()
 	check(c.welcome is not None, "welcome after the refusal")
@@ -1053,12 +1063,15 @@ async def test_fail_closed_at_defaults(t):
 	check_eq((r.get("code"), r.get("roomName")), ("internal", room),
 	    "a failing post hook: %r" % r)
 	await nothing_new(b, room)
-	# a failing connect hook closes with 1011 (the server's fault)
+	# a failing connect hook refuses before the upgrade: 500, internal
+	# (the server's fault, not the client's)
 	check_eq(await notice(a, room, "/fail-next-connect"), "ok",
 	    "/fail-next-connect")
-	raw = await t.raw(welcome=False)
-	f = await raw.expect_close(1011)
-	check(b"script failed" in f.payload, "close reason: %r" % f.payload)
+	r = await ws_request(t.server)
+	check_eq(r.status, 500, "a failing connect hook refuses")
+	refusal = json.loads(r.body.decode())
+	check_eq(refusal["error"], "internal", "the JSON body")
+	check("script failed" in refusal["message"], "says why: %r" % refusal)
 	# the failures are counted per script and event
 	text = await metrics_text(t.server)
 	for ev in ("message", "username", "create_room", "join", "post",
