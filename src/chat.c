@@ -156,8 +156,7 @@ chat_disconnect(struct client *c, const char *reason)
 	if (c->dead)
 		return;
 	c->dead = true;
-	if (c->expires_s != 0)
-		chat_expires(c, 0);
+	chat_expires(c, 0);
 	/* Leave from the last joined so each removal is O(1) in c->rooms. */
 	while (c->nrooms > 0)
 		chat_member_remove(
@@ -408,7 +407,6 @@ chat_expiry_fire(struct loop_timer *t)
 	map_remove(&chat_expiries, key, chat_expiry_key(c->id, key,
 	    sizeof key));
 	free(x);
-	c->expires_s = 0;
 	conn_close(c, CHAT_CLOSE_TOKEN_EXPIRED, "token expired");
 }
 
@@ -425,20 +423,30 @@ chat_expiry_arm(struct chat_expiry *x)
 	loop_timer_set(&x->t, at > now ? at - now : 0, chat_expiry_fire);
 }
 
+/* The client whose refresh_token is being decided, and whether a token
+ * hook accepted it (by giving an expiry). */
+static uint64_t chat_refreshing;
+static bool chat_refreshed;
+
 void
 chat_expires(struct client *c, uint64_t expires_s)
 {
 	char key[24];
-	size_t n = chat_expiry_key(c->id, key, sizeof key);
-	struct chat_expiry *x = map_find(&chat_expiries, key, n);
+	size_t n;
+	struct chat_expiry *x;
 
+	if (c->id == chat_refreshing)
+		chat_refreshed = true;
+	if (chat_expiries.count == 0 && expires_s == 0)
+		return;
+	n = chat_expiry_key(c->id, key, sizeof key);
+	x = map_find(&chat_expiries, key, n);
 	if (expires_s == 0) {
 		if (x != NULL) {
 			loop_timer_cancel(&x->t);
 			map_remove(&chat_expiries, key, n);
 			free(x);
 		}
-		c->expires_s = 0;
 		return;
 	}
 	if (x == NULL) {
@@ -448,7 +456,6 @@ chat_expires(struct client *c, uint64_t expires_s)
 	}
 	x->expires_s = expires_s;
 	x->warned = false;
-	c->expires_s = expires_s;
 	chat_expiry_arm(x);
 }
 
@@ -458,27 +465,31 @@ chat_refresh_token(struct client *c, const char *token, size_t len,
 {
 	struct hook_args a = { .event = HOOK_TOKEN, .client = c,
 		.text = token, .text_len = len };
-	uint64_t before = c->expires_s;
 	enum hook_verdict v;
+	char key[24];
+	struct chat_expiry *x;
 
 	if (!hook_any(HOOK_TOKEN))
 		return PROTO_ERR_UNSUPPORTED;
-	c->expires_s = 0;
+	chat_refreshing = c->id;
+	chat_refreshed = false;
 	v = hook_run(&a);
-	if (v == HOOK_DENY || c->expires_s == 0) {
+	chat_refreshing = 0;
+	if (v == HOOK_DENY || !chat_refreshed) {
 		if (v == HOOK_DENY && reason != NULL && a.deny_reason != NULL) {
 			free(*reason);
 			*reason = a.deny_reason;
 			a.deny_reason = NULL;
 		}
-		c->expires_s = before;
 		hook_args_free(&a);
 		return v == HOOK_DENY && a.deny_code != PROTO_ERR_REJECTED ?
 		    a.deny_code : PROTO_ERR_UNAUTHORIZED;
 	}
 	hook_args_free(&a);
+	x = map_find(&chat_expiries, key, chat_expiry_key(c->id, key,
+	    sizeof key));
 	proto_reply_new(c, id, json_pack("{s:s, s:I}", "type",
-	    "token_refreshed", "expires", (json_int_t)c->expires_s));
+	    "token_refreshed", "expires", (json_int_t)(x ? x->expires_s : 0)));
 	return PROTO_OK;
 }
 

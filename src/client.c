@@ -48,7 +48,7 @@ client_key_hash(const char *key)
 static uint64_t
 client_name_hash(const void *v)
 {
-	return client_key_hash(((const struct client *)v)->name_key);
+	return ((const struct client *)v)->name_hash;
 }
 
 static uint64_t
@@ -58,14 +58,21 @@ client_id_hash(const void *v)
 }
 
 /* Clients by name key and by id: the sets read the keys from the
- * clients themselves (no copies, 8 bytes a slot). */
+ * clients themselves (no copies, 8 bytes a slot). A client keeps only
+ * its key's hash: an idle connection should cost little, and the key is
+ * made again (name.c) on the rare probe whose hash matches. */
 static struct set client_by_name = { .hash = client_name_hash };
 static struct set client_by_id = { .hash = client_id_hash };
 
 static bool
 client_name_match(const void *v, const void *k)
 {
-	return strcmp(((const struct client *)v)->name_key, k) == 0;
+	const struct client *c = v;
+	char *mine = client_key(c->name, strlen(c->name));
+	bool same = strcmp(mine, k) == 0;
+
+	free(mine);
+	return same;
 }
 
 static bool
@@ -112,12 +119,12 @@ client_set_name(struct client *c, const char *name, size_t len)
 		free(k);
 		return -1;
 	}
-	if (c->name_key != NULL) {
+	if (c->name != NULL) {
 		set_remove(&client_by_name, c);
-		free(c->name_key);
 		free(c->name);
 	}
-	c->name_key = k;
+	c->name_hash = client_key_hash(k);
+	free(k);
 	c->name = xstrndup(name, len);
 	set_add(&client_by_name, c);
 	return 0;
@@ -181,7 +188,6 @@ client_free(struct client *c)
 	limit_addr_unref(c->addr);
 	free(c->rooms);
 	free(c->name);
-	free(c->name_key);
 	free(c->account);
 	free(c);
 }
@@ -207,7 +213,7 @@ client_unlink(struct client *c)
 	c->dead = true;
 	handle_remove(c);
 	set_remove(&client_by_id, c);
-	if (c->name_key != NULL)
+	if (c->name != NULL)
 		set_remove(&client_by_name, c);
 
 	if (c->prev != NULL)

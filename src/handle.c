@@ -14,14 +14,14 @@
 
 #include "parley.h"
 
-struct handle_slot {
-	uintptr_t p; /* 0: empty; HANDLE_TOMB: removed */
-	enum handle_kind kind;
-};
+/* A slot holds the address with the kind in its low bits: every object
+ * registered is aligned to 8 bytes, and a live connection should cost a
+ * few bytes here, not sixteen. */
+#define HANDLE_KIND_BITS 3u
+#define HANDLE_KIND_MASK ((uintptr_t)((1u << HANDLE_KIND_BITS) - 1))
+#define HANDLE_TOMB ((uintptr_t)1) /* removed (no address is 1) */
 
-#define HANDLE_TOMB ((uintptr_t)1)
-
-static struct handle_slot *handle_slots;
+static uintptr_t *handle_slots; /* 0: empty; HANDLE_TOMB: removed */
 static size_t handle_cap; /* power of two, or 0 */
 static size_t handle_used; /* live plus tombstones */
 static size_t handle_live;
@@ -40,7 +40,8 @@ handle_hash(uintptr_t p)
 	return (size_t)x;
 }
 
-static struct handle_slot *
+/* The slot holding p (any kind), or NULL. */
+static uintptr_t *
 handle_slot(uintptr_t p)
 {
 	size_t mask = handle_cap - 1, i;
@@ -48,44 +49,44 @@ handle_slot(uintptr_t p)
 	if (handle_cap == 0)
 		return NULL;
 	for (i = handle_hash(p) & mask;; i = (i + 1) & mask) {
-		if (handle_slots[i].p == p)
+		if (handle_slots[i] > HANDLE_TOMB &&
+		    (handle_slots[i] & ~HANDLE_KIND_MASK) == p)
 			return &handle_slots[i];
-		if (handle_slots[i].p == 0)
+		if (handle_slots[i] == 0)
 			return NULL;
 	}
 }
 
 static void
-handle_insert(uintptr_t p, enum handle_kind kind)
+handle_insert(uintptr_t entry)
 {
 	size_t mask = handle_cap - 1, i;
 
-	for (i = handle_hash(p) & mask; handle_slots[i].p > HANDLE_TOMB;
-	     i = (i + 1) & mask)
+	for (i = handle_hash(entry & ~HANDLE_KIND_MASK) & mask;
+	     handle_slots[i] > HANDLE_TOMB; i = (i + 1) & mask)
 		;
-	if (handle_slots[i].p == 0)
+	if (handle_slots[i] == 0)
 		handle_used++;
-	handle_slots[i].p = p;
-	handle_slots[i].kind = kind;
+	handle_slots[i] = entry;
 	handle_live++;
 }
 
+/* Rehashes into a table at most three quarters full after the next add,
+ * and at least a third full (or 64 slots). */
 static void
-handle_grow(void)
+handle_resize(void)
 {
-	struct handle_slot *old = handle_slots;
+	uintptr_t *old = handle_slots;
 	size_t old_cap = handle_cap;
 
-	/* Double when live entries fill half; else only rehash away the
-	 * tombstones. */
-	handle_cap = handle_cap ? handle_cap : 64;
-	if (handle_live * 2 >= handle_cap)
+	handle_cap = 64;
+	while ((handle_live + 1) * 4 > handle_cap * 3 / 2)
 		handle_cap *= 2;
 	handle_slots = xcalloc(handle_cap, sizeof *handle_slots);
 	handle_used = handle_live = 0;
 	for (size_t i = 0; i < old_cap; i++) {
-		if (old[i].p > HANDLE_TOMB)
-			handle_insert(old[i].p, old[i].kind);
+		if (old[i] > HANDLE_TOMB)
+			handle_insert(old[i]);
 	}
 	free(old);
 }
@@ -95,19 +96,20 @@ handle_add(const void *p, enum handle_kind kind)
 {
 	uintptr_t key = (uintptr_t)p;
 
-	PARLEY_ASSERT(key > HANDLE_TOMB && handle_slot(key) == NULL);
+	PARLEY_ASSERT(key != 0 && (key & HANDLE_KIND_MASK) == 0 &&
+	    (unsigned)kind <= HANDLE_KIND_MASK && handle_slot(key) == NULL);
 	if ((handle_used + 1) * 4 > handle_cap * 3)
-		handle_grow();
-	handle_insert(key, kind);
+		handle_resize();
+	handle_insert(key | (uintptr_t)kind);
 }
 
 void
 handle_remove(const void *p)
 {
-	struct handle_slot *s = handle_slot((uintptr_t)p);
+	uintptr_t *s = handle_slot((uintptr_t)p);
 
 	if (s != NULL) {
-		s->p = HANDLE_TOMB;
+		*s = HANDLE_TOMB;
 		handle_live--;
 	}
 }
@@ -115,12 +117,12 @@ handle_remove(const void *p)
 bool
 handle_valid(const void *p, enum handle_kind kind)
 {
-	const struct handle_slot *s;
+	const uintptr_t *s;
 
-	if ((uintptr_t)p <= HANDLE_TOMB)
+	if (p == NULL || ((uintptr_t)p & HANDLE_KIND_MASK) != 0)
 		return false;
 	s = handle_slot((uintptr_t)p);
-	return s != NULL && s->kind == kind;
+	return s != NULL && (*s & HANDLE_KIND_MASK) == (uintptr_t)kind;
 }
 
 void

@@ -560,11 +560,10 @@ struct client {
 	uint32_t identity_roles; /* those of roles that came with account */
 	uint32_t nrooms;
 	char *name;
-	char *name_key; /* name_key(name): what the name is held by */
+	uint64_t name_hash; /* of name_key(name), what the name is held by */
 	char *account;  /* the account logged in, NULL for a guest */
 	const char *addr; /* the address as text, shared (limit_addr_ref) */
 	struct membership **rooms; /* rooms joined, in join order */
-	uint64_t expires_s; /* its identity's expiry (Unix s), 0: none */
 	uint16_t flood; /* rate-limited requests in a row */
 	bool closing; /* no more input is handled */
 	bool dead;    /* released; freed before sleep */

@@ -277,5 +277,49 @@ async def test_jwt_expiry_and_refresh(t):
 	check_eq(code, 4003, "closed when the token expired")
 
 
+@case(timeout=30)
+async def test_jwt_key_reloaded_on_sighup(t):
+	import signal
+	import tempfile
+	d = tempfile.mkdtemp(prefix="parley-auth-")
+	path = os.path.join(d, "secret")
+	new = "the site rotated its secret: 32 bytes or more!!"
+	with open(path, "w") as f:
+		f.write(SECRET)
+	cfg = jwt_config()
+	del cfg["plugin_options"]["auth-jwt"]["key"]
+	cfg["plugin_options"]["auth-jwt"]["key_file"] = path
+	s = t.start_server(cfg)
+	c = await Client.connect(s.url + "?token=" + token(), label="old")
+	t.clients.append(c)
+	check_eq(c.welcome["account"], "alice", "the first key admits")
+
+	async def reload(pattern):
+		deadline = time.monotonic() + scaled(5)
+		s.send_signal(signal.SIGHUP)
+		while pattern not in s.stderr(200):
+			check(time.monotonic() < deadline, "no %r after SIGHUP" %
+			    pattern)
+			await asyncio.sleep(0.05)
+
+	with open(path, "w") as f:
+		f.write(new)
+	await reload("key and options reloaded")
+	r = await upgrade(s, path="/ws?token=" + token())
+	check_eq(r.status, 401, "the old key no longer admits")
+	c = await Client.connect(s.url + "?token=" + token(key=new),
+	    label="new")
+	t.clients.append(c)
+	check_eq(c.welcome["account"], "alice", "the new key admits")
+	# a key that does not load keeps the one in force
+	with open(path, "w") as f:
+		f.write("short")
+	await reload("keeping the key and options in force")
+	c = await Client.connect(s.url + "?token=" + token(key=new),
+	    label="kept")
+	t.clients.append(c)
+	check_eq(c.welcome["account"], "alice", "the working key was kept")
+
+
 if __name__ == "__main__":
 	suite.main()
