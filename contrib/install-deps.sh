@@ -8,7 +8,7 @@ build="build-essential autoconf automake libtool pkg-config \
 libmicrohttpd-dev libjansson-dev liblua5.4-dev nettle-dev libsqlite3-dev libhiredis-dev libicu-dev \
 libgnutls28-dev libargon2-dev"
 test="python3 python3-websockets chromium valgrind curl clang libclang-rt-14-dev nginx-light redis-server \
-prometheus dpkg-dev debhelper lintian python3-jwt python3-cryptography"
+prometheus dpkg-dev debhelper lintian python3-jwt python3-cryptography clang-format"
 
 pkgs=$build
 [ "${1:-}" = "--test" ] && pkgs="$build $test"

@@ -743,9 +743,11 @@ account_init(char **cause)
 	log_info("accounts", "%zu accounts in %s", astore.nloaded, astore.path);
 	if (astore.degraded != NULL) {
 		/* Loud, as history's is: people cannot register meanwhile. */
-		log_error("accounts", "CANNOT WRITE ACCOUNTS: %s; logins work, "
+		log_error("accounts",
+		    "CANNOT WRITE ACCOUNTS: %s; logins work, "
 		    "registering fails until the server restarts with a "
-		    "state_dir it can write", astore.degraded);
+		    "state_dir it can write",
+		    astore.degraded);
 		free(astore.degraded);
 		astore.degraded = NULL;
 		account_ro = true;

@@ -89,8 +89,8 @@ chat_presence(json_t *ev, const struct room *r)
 {
 	json_object_set_new(ev, "count", json_integer((json_int_t)r->count));
 	if (r->count <= cfg->presence_limit)
-		json_object_set_new(ev, "participants",
-		    room_participants(r, 0, r->count));
+		json_object_set_new(
+		    ev, "participants", room_participants(r, 0, r->count));
 	return ev;
 }
 
@@ -99,8 +99,9 @@ chat_presence(json_t *ev, const struct room *r)
 enum proto_err
 chat_connect(struct client *c, const struct chat_request *req, char **reason)
 {
-	struct hook_args a = { .event = HOOK_CONNECT, .client = c,
-		.request = req };
+	struct hook_args a = {
+		.event = HOOK_CONNECT, .client = c, .request = req
+	};
 	enum proto_err e;
 
 	if (req != NULL)
@@ -140,9 +141,11 @@ chat_member_remove(struct client *c, struct room *r, const char *reason,
 			r->name, r->name_len));
 	if (r->count > 0)
 		room_broadcast_new(r,
-		    chat_presence(json_pack("{s:s, s:s%, s:s, s:s}", "type",
-			"user_left", "roomName", r->name, r->name_len,
-			"username", c->name, "reason", reason), r));
+		    chat_presence(
+			json_pack("{s:s, s:s%, s:s, s:s}", "type", "user_left",
+			    "roomName", r->name, r->name_len, "username",
+			    c->name, "reason", reason),
+			r));
 	chat_tell_hooks(&a);
 }
 
@@ -240,9 +243,11 @@ chat_apply_rename(struct client *c, const char *name, size_t len,
 	for (size_t i = 0; !same && i < c->nrooms; i++) {
 		struct room *r = c->rooms[i]->room;
 		room_broadcast_new(r,
-		    chat_presence(json_pack("{s:s, s:s%, s:s, s:s}", "type",
-			"user_renamed", "roomName", r->name, r->name_len,
-			"oldUsername", old, "username", c->name), r));
+		    chat_presence(
+			json_pack("{s:s, s:s%, s:s, s:s}", "type",
+			    "user_renamed", "roomName", r->name, r->name_len,
+			    "oldUsername", old, "username", c->name),
+			r));
 	}
 	if (!same) {
 		struct hook_args a = { .event = HOOK_RENAMED,
@@ -346,7 +351,8 @@ chat_admit_as(struct client *c, const char *account, const char *name,
 	for (size_t i = 0; config != NULL && config[i] != NULL; i++)
 		all[n++] = config[i];
 	for (size_t i = 0; roles != NULL && roles[i] != NULL &&
-	    n < CHAT_IDENTITY_ROLES_MAX + 1; i++)
+	     n < CHAT_IDENTITY_ROLES_MAX + 1;
+	     i++)
 		all[n++] = roles[i];
 	all[n] = NULL;
 	client_set_identity(c, account, all);
@@ -392,20 +398,22 @@ chat_expiry_fire(struct loop_timer *t)
 		if (c->closing && c->lfd.fd == -1) {
 			/* Admitted, not upgraded yet: tell it once it can be
 			 * told. */
-			loop_timer_set(&x->t, CHAT_EXPIRY_RETRY_MS,
-			    chat_expiry_fire);
+			loop_timer_set(
+			    &x->t, CHAT_EXPIRY_RETRY_MS, chat_expiry_fire);
 			return;
 		}
 		x->warned = true;
-		chat_notice(c, NULL, "your session expires soon: present a "
-		    "fresh token (refresh_token) to stay connected", NULL);
+		chat_notice(c, NULL,
+		    "your session expires soon: present a "
+		    "fresh token (refresh_token) to stay connected",
+		    NULL);
 		chat_expiry_arm(x);
 		return;
 	}
 	log_info("core", "client %llu (%s): its token expired, closing",
 	    (unsigned long long)c->id, c->name);
-	map_remove(&chat_expiries, key, chat_expiry_key(c->id, key,
-	    sizeof key));
+	map_remove(
+	    &chat_expiries, key, chat_expiry_key(c->id, key, sizeof key));
 	free(x);
 	conn_close(c, CHAT_CLOSE_TOKEN_EXPIRED, "token expired");
 }
@@ -418,8 +426,9 @@ chat_expiry_arm(struct chat_expiry *x)
 	uint64_t now = loop_wall_ms(), at = x->expires_s * 1000;
 
 	if (!x->warned)
-		at = at > now + CHAT_EXPIRY_NOTICE_S * 1000 ?
-		    at - CHAT_EXPIRY_NOTICE_S * 1000 : now;
+		at = at > now + CHAT_EXPIRY_NOTICE_S * 1000
+		    ? at - CHAT_EXPIRY_NOTICE_S * 1000
+		    : now;
 	loop_timer_set(&x->t, at > now ? at - now : 0, chat_expiry_fire);
 }
 
@@ -463,8 +472,9 @@ enum proto_err
 chat_refresh_token(struct client *c, const char *token, size_t len,
     const json_t *id, char **reason)
 {
-	struct hook_args a = { .event = HOOK_TOKEN, .client = c,
-		.text = token, .text_len = len };
+	struct hook_args a = {
+		.event = HOOK_TOKEN, .client = c, .text = token, .text_len = len
+	};
 	enum hook_verdict v;
 	char key[24];
 	struct chat_expiry *x;
@@ -482,14 +492,16 @@ chat_refresh_token(struct client *c, const char *token, size_t len,
 			a.deny_reason = NULL;
 		}
 		hook_args_free(&a);
-		return v == HOOK_DENY && a.deny_code != PROTO_ERR_REJECTED ?
-		    a.deny_code : PROTO_ERR_UNAUTHORIZED;
+		return v == HOOK_DENY && a.deny_code != PROTO_ERR_REJECTED
+		    ? a.deny_code
+		    : PROTO_ERR_UNAUTHORIZED;
 	}
 	hook_args_free(&a);
-	x = map_find(&chat_expiries, key, chat_expiry_key(c->id, key,
-	    sizeof key));
-	proto_reply_new(c, id, json_pack("{s:s, s:I}", "type",
-	    "token_refreshed", "expires", (json_int_t)(x ? x->expires_s : 0)));
+	x = map_find(
+	    &chat_expiries, key, chat_expiry_key(c->id, key, sizeof key));
+	proto_reply_new(c, id,
+	    json_pack("{s:s, s:I}", "type", "token_refreshed", "expires",
+		(json_int_t)(x ? x->expires_s : 0)));
 	return PROTO_OK;
 }
 
@@ -681,8 +693,10 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	if (c != NULL) {
 		room_join(r, c);
 		proto_reply_new(c, id,
-		    chat_presence(json_pack("{s:s, s:s%}", "type",
-			"created_room", "roomName", r->name, r->name_len), r));
+		    chat_presence(
+			json_pack("{s:s, s:s%}", "type", "created_room",
+			    "roomName", r->name, r->name_len),
+			r));
 	}
 	ev = json_pack("{s:s, s:s%}", "type", "room_created", "roomName",
 	    r->name, r->name_len);
@@ -690,8 +704,9 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	json_decref(ev);
 	client_broadcast_all(b);
 	buf_unref(b);
-	a = (struct hook_args){ .event = HOOK_ROOM_CREATED, .client = c,
-		.room = r };
+	a = (struct hook_args){
+		.event = HOOK_ROOM_CREATED, .client = c, .room = r
+	};
 	chat_tell_hooks(&a);
 	if (out != NULL)
 		*out = r;
@@ -708,8 +723,8 @@ chat_room_remove(const struct chat_actor *by, struct room *r, const char *why)
 
 	if (r->removed)
 		return PROTO_ERR_ROOM_NOT_FOUND;
-	log_info(chat_actor_name(by, buf, sizeof buf), "removes room %s",
-	    r->name);
+	log_info(
+	    chat_actor_name(by, buf, sizeof buf), "removes room %s", r->name);
 	while (r->head != NULL)
 		chat_member_remove(r->head->client, r, "kicked", why, NULL);
 	ev = json_pack("{s:s, s:s%}", "type", "room_deleted", "roomName",
@@ -761,13 +776,15 @@ chat_join(const struct chat_actor *by, struct client *c, struct room *r,
 	if (!c->remote)
 		proto_reply_new(c, id,
 		    chat_presence(json_pack("{s:s, s:s%, s:s}", "type",
-			"room_joined", "roomName", r->name, r->name_len,
-			"username", c->name), r));
+				      "room_joined", "roomName", r->name,
+				      r->name_len, "username", c->name),
+			r));
 	if (!member)
 		room_broadcast_new(r,
 		    chat_presence(json_pack("{s:s, s:s%, s:s}", "type",
-			"joined_room", "roomName", r->name, r->name_len,
-			"username", c->name), r));
+				      "joined_room", "roomName", r->name,
+				      r->name_len, "username", c->name),
+			r));
 out:
 	hook_args_free(&ua);
 	hook_args_free(&ja);

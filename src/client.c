@@ -2,9 +2,10 @@
  * client.c: client objects: id, name, rooms joined, and lifetime. Names
  * are unique server-wide by their key (name.c: case and look-alikes
  * folded, so "Alice", "ALICE" and "аlice" are one name), found through a
- * set that reads the key from the client; ids never repeat, so scripts and plugins can hold an id instead of a
- * pointer. A removed client is only marked dead and freed in the loop's
- * before-sleep step, never in the middle of a broadcast walk.
+ * set that reads the key from the client; ids never repeat, so scripts and
+ * plugins can hold an id instead of a pointer. A removed client is only marked
+ * dead and freed in the loop's before-sleep step, never in the middle of a
+ * broadcast walk.
  */
 #include "config.h"
 
@@ -85,8 +86,8 @@ client_id_match(const void *v, const void *k)
 static struct client *
 client_find_by_key(const char *key)
 {
-	return set_find(&client_by_name, client_key_hash(key),
-	    client_name_match, key);
+	return set_find(
+	    &client_by_name, client_key_hash(key), client_name_match, key);
 }
 
 struct client *
@@ -105,8 +106,7 @@ client_find_by_name(const char *name, size_t len)
 struct client *
 client_find_by_id(uint64_t id)
 {
-	return set_find(&client_by_id, set_hash_u64(id), client_id_match,
-	    &id);
+	return set_find(&client_by_id, set_hash_u64(id), client_id_match, &id);
 }
 
 int
@@ -293,8 +293,8 @@ client_roles(const struct client *c)
 
 	for (int i = 0; i < 32 && client_role_names[i] != NULL; i++) {
 		if (c->roles & (1u << i))
-			json_array_append_new(a,
-			    json_string(client_role_names[i]));
+			json_array_append_new(
+			    a, json_string(client_role_names[i]));
 	}
 	return a;
 }

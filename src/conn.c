@@ -76,7 +76,8 @@ conn_queue_push(struct client *c, struct buf *b)
 
 	if (q == NULL || q->len == q->cap) {
 		uint32_t cap = q != NULL ? q->cap * 2 : 4;
-		struct conn_queue *n = xmalloc(sizeof *n + cap * sizeof *n->ring);
+		struct conn_queue *n = xmalloc(
+		    sizeof *n + cap * sizeof *n->ring);
 		if (q != NULL) {
 			*n = *q;
 			for (uint32_t i = 0; i < q->len; i++)
@@ -86,8 +87,9 @@ conn_queue_push(struct client *c, struct buf *b)
 			memset(n, 0, sizeof *n);
 			n->stalled = loop_now();
 			if (c->lfd.fd != -1)
-				conn_deadline(c, n->stalled +
-				    (uint64_t)cfg->write_timeout * 1000);
+				conn_deadline(c,
+				    n->stalled +
+					(uint64_t)cfg->write_timeout * 1000);
 		}
 		n->head = 0;
 		n->cap = cap;
@@ -163,7 +165,8 @@ conn_send_raw(struct client *c, struct buf *b)
 			metrics_add(METRIC_SLOW_CONSUMERS, 1);
 			/* The timer runs after this turn's events. */
 			loop_timer_set(&c->timer, 0, conn_on_timer);
-			log_info("ws", "client %llu (%s): output queue over %zu "
+			log_info("ws",
+			    "client %llu (%s): output queue over %zu "
 			    "bytes, dropping slow consumer",
 			    (unsigned long long)c->id, c->addr,
 			    cfg->max_output_bytes);
@@ -230,8 +233,8 @@ conn_close(struct client *c, int code, const char *reason)
 }
 
 static int
-conn_on_message(void *arg, int opcode, const uint8_t *data, size_t len,
-    int code)
+conn_on_message(
+    void *arg, int opcode, const uint8_t *data, size_t len, int code)
 {
 	struct client *c = arg;
 	struct buf *b;
@@ -285,15 +288,16 @@ conn_read(struct client *c)
 		c->last_rx = loop_now();
 		if (c->close_state == CONN_CLOSE_DONE)
 			continue; /* discard anything after their close */
-		rc = ws_parser_feed(&c->parser, rbuf, (size_t)n,
-		    conn_on_message, c);
+		rc = ws_parser_feed(
+		    &c->parser, rbuf, (size_t)n, conn_on_message, c);
 		if (c->dead)
 			return;
 		if (rc > 0) {
 			/* Once per connection: after the first violation the
 			 * parser is dead and keeps saying so. */
 			if (c->close_state == CONN_OPEN) {
-				log_info("ws", "client %llu (%s): protocol "
+				log_info("ws",
+				    "client %llu (%s): protocol "
 				    "violation, close %d",
 				    (unsigned long long)c->id, c->addr, rc);
 				limit_violation(c->addr);
@@ -309,8 +313,9 @@ conn_read(struct client *c)
 			c->msg_started = 0;
 		else if (c->msg_started == 0) {
 			c->msg_started = c->last_rx;
-			conn_deadline(c, c->msg_started +
-			    (uint64_t)cfg->message_timeout * 1000);
+			conn_deadline(c,
+			    c->msg_started +
+				(uint64_t)cfg->message_timeout * 1000);
 		}
 		if ((size_t)n < sizeof rbuf)
 			return;
@@ -419,8 +424,8 @@ static void
 conn_deadline(struct client *c, uint64_t when)
 {
 	if (!loop_timer_pending(&c->timer) || c->timer.when > when)
-		loop_timer_set(&c->timer, when > loop_now() ? when - loop_now() :
-		    0, conn_on_timer);
+		loop_timer_set(&c->timer,
+		    when > loop_now() ? when - loop_now() : 0, conn_on_timer);
 }
 
 static void
@@ -440,22 +445,24 @@ conn_on_timer(struct loop_timer *t)
 		return;
 	}
 	if (c->out != NULL && now - c->out->stalled >= write_ms) {
-		log_info("ws", "client %llu (%s): no write progress for %us, "
-		    "dropping", (unsigned long long)c->id, c->addr,
-		    cfg->write_timeout);
+		log_info("ws",
+		    "client %llu (%s): no write progress for %us, "
+		    "dropping",
+		    (unsigned long long)c->id, c->addr, cfg->write_timeout);
 		conn_release(c, "timeout");
 		return;
 	}
 	if (c->msg_started != 0 && now - c->msg_started >= msg_ms) {
-		log_info("ws", "client %llu (%s): message not completed in "
-		    "%us", (unsigned long long)c->id, c->addr,
-		    cfg->message_timeout);
+		log_info("ws",
+		    "client %llu (%s): message not completed in "
+		    "%us",
+		    (unsigned long long)c->id, c->addr, cfg->message_timeout);
 		limit_violation(c->addr);
 		conn_close(c, WS_CLOSE_POLICY, "message timeout");
 		return;
 	}
-	if (c->ping_sent != 0 && now - c->ping_sent >=
-	    (uint64_t)cfg->ping_timeout * 1000) {
+	if (c->ping_sent != 0 &&
+	    now - c->ping_sent >= (uint64_t)cfg->ping_timeout * 1000) {
 		log_info("ws", "client %llu (%s): no pong within %us, dropping",
 		    (unsigned long long)c->id, c->addr, cfg->ping_timeout);
 		c->closing = true;
@@ -475,9 +482,9 @@ conn_on_timer(struct loop_timer *t)
 			return;
 		c->ping_sent = now;
 	}
-	next = c->ping_sent != 0 ?
-	    c->ping_sent + (uint64_t)cfg->ping_timeout * 1000 :
-	    c->last_rx + interval;
+	next = c->ping_sent != 0
+	    ? c->ping_sent + (uint64_t)cfg->ping_timeout * 1000
+	    : c->last_rx + interval;
 	if (c->out != NULL && c->out->stalled + write_ms < next)
 		next = c->out->stalled + write_ms;
 	if (c->msg_started != 0 && c->msg_started + msg_ms < next)
@@ -492,13 +499,14 @@ conn_release(struct client *c, const char *reason)
 
 	if (c->dead)
 		return;
-	log_info("ws", "close client=%llu addr=%s name=%s code=%u "
+	log_info("ws",
+	    "close client=%llu addr=%s name=%s code=%u "
 	    "duration_ms=%llu bytes_in=%llu bytes_out=%llu reason=%s",
 	    (unsigned long long)c->id, c->addr, c->name,
 	    c->close_code ? c->close_code : 1006,
 	    (unsigned long long)(loop_now() - c->opened),
-	    (unsigned long long)c->bytes_in,
-	    (unsigned long long)c->bytes_out, reason);
+	    (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+	    reason);
 	loop_timer_cancel(&c->timer);
 	fd = c->lfd.fd;
 	loop_fd_remove(&c->lfd);
@@ -562,8 +570,8 @@ conn_accept(struct client *c, int fd, const char *extra_in, size_t extra_len)
 	}
 	log_info("ws", "open client=%llu addr=%s name=%s",
 	    (unsigned long long)c->id, addr, c->name);
-	loop_timer_set(&c->timer, (uint64_t)cfg->ping_interval * 1000,
-	    conn_on_timer);
+	loop_timer_set(
+	    &c->timer, (uint64_t)cfg->ping_interval * 1000, conn_on_timer);
 	proto_welcome(c);
 	if (extra_len > 0) {
 		int rc;
@@ -582,7 +590,8 @@ conn_accept(struct client *c, int fd, const char *extra_in, size_t extra_len)
 static void
 conn_on_shutdown_timer(struct loop_timer *t)
 {
-	log_warn("core", "%u clients did not finish closing in time", conn_open);
+	log_warn(
+	    "core", "%u clients did not finish closing in time", conn_open);
 	loop_stop();
 }
 

@@ -41,7 +41,7 @@ struct http_conn {
 	MHD_socket fd;
 	bool idle;
 	bool upgraded; /* handed to conn.c: MHD is letting go of it */
-	bool counted;  /* in http_peer_counts */
+	bool counted; /* in http_peer_counts */
 	uint64_t client; /* admitted, waiting for its 101; 0: none */
 	char addr[INET6_ADDRSTRLEN + 8]; /* the peer, for its HTTP slots */
 };
@@ -111,8 +111,8 @@ http_idle_append(struct http_conn *hc)
 static struct http_conn *
 http_conn_of(struct MHD_Connection *conn)
 {
-	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
-	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+	    conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
 	return info != NULL ? info->socket_context : NULL;
 }
@@ -134,8 +134,8 @@ http_evict_idle(void)
 		return false;
 	http_idle_remove(hc);
 	/* Public API for "close once idle for 1 s": it has been. */
-	MHD_set_connection_option(hc->mhd, MHD_CONNECTION_OPTION_TIMEOUT,
-	    (unsigned int)1);
+	MHD_set_connection_option(
+	    hc->mhd, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)1);
 	metrics_add(METRIC_HTTP_EVICTED, 1);
 	http_kick();
 	return true;
@@ -240,8 +240,10 @@ http_set_proxies(const struct strlist *list, char **cause)
 
 	for (size_t i = 0; i < list->n; i++) {
 		if (http_cidr_parse(list->v[i], &v[i]) == -1) {
-			xasprintf(cause, "trusted_proxies: not an address or "
-			    "CIDR block: %s", list->v[i]);
+			xasprintf(cause,
+			    "trusted_proxies: not an address or "
+			    "CIDR block: %s",
+			    list->v[i]);
 			free(v);
 			return -1;
 		}
@@ -304,15 +306,15 @@ http_loopback(const char *text)
 }
 
 static enum MHD_Result
-http_respond_text(struct MHD_Connection *conn, unsigned status,
-    const char *text)
+http_respond_text(
+    struct MHD_Connection *conn, unsigned status, const char *text)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
 	    strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result ret;
 
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	    "text/plain; charset=utf-8");
+	MHD_add_response_header(
+	    resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
 	static_add_security_headers(resp, false);
 	if (status == MHD_HTTP_UPGRADE_REQUIRED)
 		MHD_add_response_header(resp, "Sec-WebSocket-Version", "13");
@@ -330,8 +332,8 @@ http_refuse(struct MHD_Connection *conn, unsigned status, unsigned retry,
 	char value[16];
 	enum MHD_Result ret;
 
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	    "text/plain; charset=utf-8");
+	MHD_add_response_header(
+	    resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
 	snprintf(value, sizeof value, "%u", retry ? retry : 1);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, value);
 	static_add_security_headers(resp, false);
@@ -343,16 +345,16 @@ http_refuse(struct MHD_Connection *conn, unsigned status, unsigned retry,
 static void
 http_peer_address(struct MHD_Connection *conn, char *out, size_t size)
 {
-	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
-	    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+	    conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *sa = info ? info->client_addr : NULL;
 	socklen_t len;
 
 	snprintf(out, size, "unknown");
 	if (sa == NULL)
 		return;
-	len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
-	    sizeof(struct sockaddr_in);
+	len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					: sizeof(struct sockaddr_in);
 	getnameinfo(sa, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST);
 }
 
@@ -363,8 +365,8 @@ struct http_joined {
 };
 
 static enum MHD_Result
-http_join_xff(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
+http_join_xff(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	struct http_joined *j = cls;
 	size_t n;
@@ -404,7 +406,8 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 		return;
 	/* Repeated header lines form one list (RFC 9110 5.3): a proxy may
 	 * add its own line after the client's. */
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, http_join_xff, &joined);
+	MHD_get_connection_values(
+	    conn, MHD_HEADER_KIND, http_join_xff, &joined);
 	xff = joined.len > 0 ? joined.text : NULL;
 	if (xff != NULL) {
 		/* Walk from the right: each trusted hop vouches for the one
@@ -418,8 +421,8 @@ http_client_address(struct MHD_Connection *conn, char *out, size_t size)
 			while (start < end && (*start == ' ' || *start == '\t'))
 				start++;
 			n = (size_t)(end - start);
-			while (n > 0 && (start[n - 1] == ' ' ||
-			    start[n - 1] == '\t'))
+			while (n > 0 &&
+			    (start[n - 1] == ' ' || start[n - 1] == '\t'))
 				n--;
 			if (n == 0 || n >= sizeof hop) {
 				/* Malformed: the client is unknown, and must
@@ -509,8 +512,8 @@ http_on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
 /* ---- The request as the connect hooks see it (struct chat_request) */
 
 static const char *
-http_req_value(const struct chat_request *r, enum MHD_ValueKind kind,
-    const char *name)
+http_req_value(
+    const struct chat_request *r, enum MHD_ValueKind kind, const char *name)
 {
 	return MHD_lookup_connection_value(r->arg, kind, name);
 }
@@ -539,8 +542,8 @@ struct http_req_each {
 };
 
 static enum MHD_Result
-http_req_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
+http_req_each_one(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	struct http_req_each *e = cls;
 
@@ -555,8 +558,10 @@ http_req_each(const struct chat_request *r, char kind,
 {
 	struct http_req_each e = { fn, arg };
 
-	MHD_get_connection_values(r->arg, kind == 'c' ? MHD_COOKIE_KIND :
-	    kind == 'p' ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND,
+	MHD_get_connection_values(r->arg,
+	    kind == 'c'	      ? MHD_COOKIE_KIND
+		: kind == 'p' ? MHD_GET_ARGUMENT_KIND
+			      : MHD_HEADER_KIND,
 	    http_req_each_one, &e);
 }
 
@@ -575,11 +580,11 @@ http_req_query_add(const char *name, const char *value, void *arg)
 
 /* A refusal before the upgrade: status and {"error", "message"}. */
 static enum MHD_Result
-http_refuse_json(struct MHD_Connection *conn, unsigned status,
-    enum proto_err e, const char *message)
+http_refuse_json(struct MHD_Connection *conn, unsigned status, enum proto_err e,
+    const char *message)
 {
-	json_t *o = json_pack("{s:s, s:s}", "error", proto_err_code(e),
-	    "message", message);
+	json_t *o = json_pack(
+	    "{s:s, s:s}", "error", proto_err_code(e), "message", message);
 	char *text = json_dumps(o, JSON_COMPACT);
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -587,15 +592,15 @@ http_refuse_json(struct MHD_Connection *conn, unsigned status,
 	json_decref(o);
 	if (text == NULL)
 		return MHD_NO;
-	resp = MHD_create_response_from_buffer(strlen(text), text,
-	    MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	    "application/json");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
-	    "no-store");
+	resp = MHD_create_response_from_buffer(
+	    strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(
+	    resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(
+	    resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (status == MHD_HTTP_UNAUTHORIZED)
-		MHD_add_response_header(resp, "WWW-Authenticate",
-		    "Bearer realm=\"parley\"");
+		MHD_add_response_header(
+		    resp, "WWW-Authenticate", "Bearer realm=\"parley\"");
 	/* The connection asked to be upgraded; it is not: done with it. */
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	static_add_security_headers(resp, false);
@@ -607,12 +612,14 @@ http_refuse_json(struct MHD_Connection *conn, unsigned status,
 /* The connect hooks decide, while the request is still open, whether it
  * becomes a WebSocket, and as whom. A refused one costs nothing more. */
 static struct client *
-http_admit(struct MHD_Connection *conn, const char *addr,
-    enum MHD_Result *ret)
+http_admit(struct MHD_Connection *conn, const char *addr, enum MHD_Result *ret)
 {
-	struct chat_request req = { .path = "/ws", .header = http_req_header,
-		.cookie = http_req_cookie, .param = http_req_param,
-		.each = http_req_each, .arg = conn };
+	struct chat_request req = { .path = "/ws",
+		.header = http_req_header,
+		.cookie = http_req_cookie,
+		.param = http_req_param,
+		.each = http_req_each,
+		.arg = conn };
 	struct client *c;
 	struct http_conn *hc = http_conn_of(conn);
 	char *why = NULL, *query = xstrdup("");
@@ -632,15 +639,18 @@ http_admit(struct MHD_Connection *conn, const char *addr,
 			hc->client = c->id;
 		return c;
 	}
-	status = e == PROTO_ERR_UNAUTHORIZED ? MHD_HTTP_UNAUTHORIZED :
-	    e == PROTO_ERR_INTERNAL ? MHD_HTTP_INTERNAL_SERVER_ERROR :
-	    MHD_HTTP_FORBIDDEN;
-	log_info("http", "refused %s: %s (%u)", addr, why ? why :
-	    proto_err_code(e), status);
-	*ret = http_refuse_json(conn, status, e, why ? why :
-	    e == PROTO_ERR_UNAUTHORIZED ? "who are you? the server does not "
-	    "know" : e == PROTO_ERR_INTERNAL ? "the server could not decide" :
-	    "refused by the server");
+	status = e == PROTO_ERR_UNAUTHORIZED ? MHD_HTTP_UNAUTHORIZED
+	    : e == PROTO_ERR_INTERNAL	     ? MHD_HTTP_INTERNAL_SERVER_ERROR
+					     : MHD_HTTP_FORBIDDEN;
+	log_info("http", "refused %s: %s (%u)", addr,
+	    why ? why : proto_err_code(e), status);
+	*ret = http_refuse_json(conn, status, e,
+	    why ? why
+		: e == PROTO_ERR_UNAUTHORIZED
+		? "who are you? the server does not "
+		  "know"
+		: e == PROTO_ERR_INTERNAL ? "the server could not decide"
+					  : "refused by the server");
 	free(why);
 	client_unlink(c);
 	return NULL;
@@ -670,8 +680,8 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	unsigned retry;
 	enum limit_admit admit;
 	const char *cause = NULL;
-	const char *origin = MHD_lookup_connection_value(conn,
-	    MHD_HEADER_KIND, "Origin");
+	const char *origin = MHD_lookup_connection_value(
+	    conn, MHD_HEADER_KIND, "Origin");
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	struct client *c;
@@ -680,10 +690,10 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	status = ws_handshake_check(method,
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade"),
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection"),
-	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-		"Sec-WebSocket-Key"),
-	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-		"Sec-WebSocket-Version"),
+	    MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"),
+	    MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, "Sec-WebSocket-Version"),
 	    accept, &cause);
 	if (status != 0) {
 		log_debug("http", "refused upgrade: %s", cause);
@@ -691,8 +701,8 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	}
 	if (!http_origin_allowed(origin)) {
 		log_info("http", "refused upgrade from origin %s", origin);
-		return http_respond_text(conn, MHD_HTTP_FORBIDDEN,
-		    "origin not allowed\n");
+		return http_respond_text(
+		    conn, MHD_HTTP_FORBIDDEN, "origin not allowed\n");
 	}
 	http_client_address(conn, addr, sizeof addr);
 	admit = limit_admit(addr, &retry);
@@ -722,8 +732,8 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 	}
 	if ((c = http_admit(conn, addr, &ret)) == NULL)
 		return ret;
-	resp = MHD_create_response_for_upgrade(http_on_upgrade,
-	    (void *)(uintptr_t)c->id);
+	resp = MHD_create_response_for_upgrade(
+	    http_on_upgrade, (void *)(uintptr_t)c->id);
 	if (resp == NULL)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
@@ -736,16 +746,16 @@ http_upgrade(struct MHD_Connection *conn, const char *method)
 
 /* A generated body (taken), never cached. */
 static enum MHD_Result
-http_respond_generated(struct MHD_Connection *conn, char *text, size_t len,
-    const char *type)
+http_respond_generated(
+    struct MHD_Connection *conn, char *text, size_t len, const char *type)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, text,
-	    MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	    len, text, MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result ret;
 
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
-	    "no-store");
+	MHD_add_response_header(
+	    resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	static_add_security_headers(resp, false);
 	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
@@ -770,8 +780,8 @@ http_healthz(struct MHD_Connection *conn)
 	json_decref(plugins);
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
-	return http_respond_generated(conn, text, strlen(text),
-	    "application/json");
+	return http_respond_generated(
+	    conn, text, strlen(text), "application/json");
 }
 
 static enum MHD_Result
@@ -780,8 +790,8 @@ http_metrics(struct MHD_Connection *conn)
 	size_t len;
 	char *text = metrics_render(&len);
 
-	return http_respond_generated(conn, text, len,
-	    "text/plain; version=0.0.4; charset=utf-8");
+	return http_respond_generated(
+	    conn, text, len, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static enum MHD_Result
@@ -815,15 +825,15 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		/* Without an admin listener, only this machine may look
 		 * (through a trusted proxy: the client behind it). */
 		http_client_address(conn, peer, sizeof peer);
-		if (d->admin || (cfg->admin_listen == NULL &&
-		    http_loopback(peer)))
+		if (d->admin ||
+		    (cfg->admin_listen == NULL && http_loopback(peer)))
 			return http_metrics(conn);
 		return http_respond_text(conn, MHD_HTTP_FORBIDDEN,
 		    "metrics are served to loopback or the admin listener\n");
 	}
 	if (d->admin)
-		return http_respond_text(conn, MHD_HTTP_NOT_FOUND,
-		    "not found\n");
+		return http_respond_text(
+		    conn, MHD_HTTP_NOT_FOUND, "not found\n");
 	if (strcmp(url, "/ws") == 0) {
 		/* RFC 6455 needs HTTP/1.1; MHD would just drop the socket. */
 		if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
@@ -909,12 +919,12 @@ http_deadline_start(struct http_conn *p)
 static void
 http_request_received(struct MHD_Connection *conn)
 {
-	const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn,
-	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+	    conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
 	if (info != NULL && info->socket_context != NULL)
-		loop_timer_cancel(&((struct http_conn *)
-		    info->socket_context)->deadline);
+		loop_timer_cancel(
+		    &((struct http_conn *)info->socket_context)->deadline);
 }
 
 /* The answer is out: a kept-alive connection waits for its next request
@@ -936,8 +946,8 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 static size_t
 http_peer_count(const char *addr)
 {
-	return (size_t)(uintptr_t)map_find(&http_peer_counts, addr,
-	    strlen(addr));
+	return (size_t)(uintptr_t)map_find(
+	    &http_peer_counts, addr, strlen(addr));
 }
 
 static void
@@ -952,13 +962,13 @@ http_peer_count_set(const char *addr, size_t n)
 
 /* A peer address as text; "unknown" when there is none. */
 static void
-http_sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out,
-    size_t size)
+http_sockaddr_text(
+    const struct sockaddr *sa, socklen_t len, char *out, size_t size)
 {
 	snprintf(out, size, "unknown");
 	if (sa != NULL)
-		getnameinfo(sa, len, out, (socklen_t)size, NULL, 0,
-		    NI_NUMERICHOST);
+		getnameinfo(
+		    sa, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST);
 }
 
 /* One address must not hold every HTTP slot (slowloris). The cap is above
@@ -972,11 +982,14 @@ http_peer_admitted(const struct sockaddr *sa, socklen_t len)
 	char addr[INET6_ADDRSTRLEN + 8];
 
 	http_sockaddr_text(sa, len, addr, sizeof addr);
-	if (http_address_exempt(addr) || http_peer_count(addr) <
-	    (size_t)cfg->max_connections_per_ip + HTTP_SPARE_PER_IP)
+	if (http_address_exempt(addr) ||
+	    http_peer_count(addr) <
+		(size_t)cfg->max_connections_per_ip + HTTP_SPARE_PER_IP)
 		return true;
-	log_debug("http", "refused %s: every HTTP slot of the address is "
-	    "taken", addr);
+	log_debug("http",
+	    "refused %s: every HTTP slot of the address is "
+	    "taken",
+	    addr);
 	return false;
 }
 
@@ -991,20 +1004,21 @@ http_on_connection(void *cls, struct MHD_Connection *conn,
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		hc = xcalloc(1, sizeof *hc);
 		hc->mhd = conn;
-		info = MHD_get_connection_info(conn,
-		    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		info = MHD_get_connection_info(
+		    conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		http_sockaddr_text(info ? info->client_addr : NULL,
 		    info && info->client_addr &&
-		    info->client_addr->sa_family == AF_INET6 ?
-		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+			    info->client_addr->sa_family == AF_INET6
+			? sizeof(struct sockaddr_in6)
+			: sizeof(struct sockaddr_in),
 		    hc->addr, sizeof hc->addr);
-		info = MHD_get_connection_info(conn,
-		    MHD_CONNECTION_INFO_CONNECTION_FD);
+		info = MHD_get_connection_info(
+		    conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		hc->fd = info != NULL ? info->connect_fd : MHD_INVALID_SOCKET;
 		if (!http_address_exempt(hc->addr)) {
 			hc->counted = true;
-			http_peer_count_set(hc->addr,
-			    http_peer_count(hc->addr) + 1);
+			http_peer_count_set(
+			    hc->addr, http_peer_count(hc->addr) + 1);
 		}
 		if (hc->fd != MHD_INVALID_SOCKET)
 			http_deadline_start(hc);
@@ -1039,10 +1053,9 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 
 	/* No listening socket for MHD: listen.c accepts (see there). */
 	d->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
-	    MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET, 0, NULL,
-	    NULL, http_on_request, d,
-	    MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
-	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
+		MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET,
+	    0, NULL, NULL, http_on_request, d, MHD_OPTION_EXTERNAL_LOGGER,
+	    http_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
 	    MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, NULL,
 	    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, NULL,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout,
@@ -1058,8 +1071,9 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 		return -1;
 	}
 	info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	if (info == NULL || loop_fd_add(&d->lfd, info->epoll_fd, EPOLLIN,
-	    http_on_event) == -1) {
+	if (info == NULL ||
+	    loop_fd_add(&d->lfd, info->epoll_fd, EPOLLIN, http_on_event) ==
+		-1) {
 		xasprintf(cause, "cannot watch the HTTP daemon's epoll fd");
 		MHD_stop_daemon(d->mhd);
 		d->mhd = NULL;
@@ -1078,8 +1092,8 @@ http_add(bool admin, int fd, const struct sockaddr *sa, socklen_t len)
 		close(fd);
 		return;
 	}
-	if (d->mhd == NULL || MHD_add_connection(d->mhd, fd, sa, len) !=
-	    MHD_YES) {
+	if (d->mhd == NULL ||
+	    MHD_add_connection(d->mhd, fd, sa, len) != MHD_YES) {
 		if (d->mhd == NULL)
 			close(fd);
 		log_debug("http", "connection not taken: %s", strerror(errno));

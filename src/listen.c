@@ -45,7 +45,7 @@ struct listener {
 static struct listener listeners[2];
 #define LISTEN_ADMIN (&listeners[1])
 static unsigned listen_limit; /* descriptors the process may open */
-static unsigned listen_base;  /* open when serving began */
+static unsigned listen_base; /* open when serving began */
 static unsigned listen_reserve;
 static uint64_t listen_logged; /* loop_now() of the last refusal logged */
 static unsigned listen_unlogged; /* refusals since */
@@ -90,13 +90,13 @@ listen_measure(void)
 
 	if (listen_limit != 0)
 		return;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < UINT32_MAX)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < UINT32_MAX)
 		listen_limit = (unsigned)rl.rlim_cur;
 	else
 		listen_limit = UINT32_MAX / 2;
-	listen_reserve = LISTEN_RESERVE_MIN + listen_limit /
-	    LISTEN_RESERVE_SHARE;
+	listen_reserve = LISTEN_RESERVE_MIN +
+	    listen_limit / LISTEN_RESERVE_SHARE;
 	listen_base = listen_count_open();
 }
 
@@ -127,10 +127,11 @@ listen_note(enum metric m, const char *why)
 	if (listen_logged != 0 &&
 	    loop_now() - listen_logged < LISTEN_LOG_INTERVAL_MS)
 		return;
-	log_warn("http", "new connections refused or held back: %s "
+	log_warn("http",
+	    "new connections refused or held back: %s "
 	    "(%u times since the last report; %u connections open, room "
-	    "for %u)", why, listen_unlogged, listen_used(),
-	    listen_capacity());
+	    "for %u)",
+	    why, listen_unlogged, listen_used(), listen_capacity());
 	listen_logged = loop_now();
 	listen_unlogged = 0;
 }
@@ -142,8 +143,8 @@ listen_refuse(int fd)
 {
 	char scratch[2048];
 
-	for (int i = 0; i < 4 && recv(fd, scratch, sizeof scratch,
-	    MSG_DONTWAIT) > 0; i++)
+	for (int i = 0;
+	     i < 4 && recv(fd, scratch, sizeof scratch, MSG_DONTWAIT) > 0; i++)
 		;
 	(void)send(fd, listen_busy_response, sizeof listen_busy_response - 1,
 	    MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -182,8 +183,8 @@ listen_on_event(struct loop_fd *lfd, uint32_t events)
 
 		/* Half the reserve is for refusing with a status. */
 		if (listen_used() >= capacity + listen_reserve / 2) {
-			listen_note(METRIC_ACCEPT_PAUSED,
-			    "at the open-file limit");
+			listen_note(
+			    METRIC_ACCEPT_PAUSED, "at the open-file limit");
 			listen_pause(l);
 			return;
 		}
@@ -203,22 +204,23 @@ listen_on_event(struct loop_fd *lfd, uint32_t events)
 			case ENFILE:
 			case ENOBUFS:
 			case ENOMEM:
-				listen_note(METRIC_ACCEPT_PAUSED,
-				    strerror(errno));
+				listen_note(
+				    METRIC_ACCEPT_PAUSED, strerror(errno));
 				listen_pause(l);
 				return;
 			default:
 				/* EPROTO, EPERM (a firewall) and the like
 				 * concern one connection; whatever it is, a
 				 * pause keeps a lasting one from spinning. */
-				log_debug("http", "accept: %s", strerror(errno));
+				log_debug(
+				    "http", "accept: %s", strerror(errno));
 				listen_pause(l);
 				return;
 			}
 		}
 		if (listen_used() >= capacity && !http_evict_idle()) {
-			listen_note(METRIC_ACCEPT_REFUSED,
-			    "near the open-file limit");
+			listen_note(
+			    METRIC_ACCEPT_REFUSED, "near the open-file limit");
 			listen_refuse(fd);
 			continue;
 		}

@@ -114,8 +114,8 @@ name_check(const char *s, size_t len, char **cause)
 	 * one letter, which draws the same as a single one. */
 	if (why == NULL && name_open(cause) == -1)
 		return -1;
-	if (why == NULL && (uspoof_checkUTF8(name_spoof, s, n, NULL, &e) &
-	    USPOOF_INVISIBLE))
+	if (why == NULL &&
+	    (uspoof_checkUTF8(name_spoof, s, n, NULL, &e) & USPOOF_INVISIBLE))
 		why = "names may not repeat a combining mark";
 	if (why == NULL && U_FAILURE(e))
 		why = "name not understood";
@@ -148,10 +148,10 @@ name_op_run(enum name_op op, const struct name_buf *in, struct name_buf *out,
     UErrorCode *e)
 {
 	if (op == NAME_FOLD)
-		return unorm2_normalize(name_nfkc_cf, in->p, in->len, out->p,
-		    out->cap, e);
-	return uspoof_getSkeleton(name_spoof, 0, in->p, in->len, out->p,
-	    out->cap, e);
+		return unorm2_normalize(
+		    name_nfkc_cf, in->p, in->len, out->p, out->cap, e);
+	return uspoof_getSkeleton(
+	    name_spoof, 0, in->p, in->len, out->p, out->cap, e);
 }
 
 /* Writes NFKC_Casefold or the UTS #39 skeleton of in to out, growing out
@@ -190,8 +190,8 @@ name_small_capital(UChar32 c)
 		return c;
 	n = u_charName(c, U_UNICODE_CHAR_NAME, nm, sizeof nm, &e);
 	if (U_FAILURE(e) || n != (int32_t)sizeof prefix ||
-	    memcmp(nm, prefix, sizeof prefix - 1) != 0 ||
-	    nm[n - 1] < 'A' || nm[n - 1] > 'Z')
+	    memcmp(nm, prefix, sizeof prefix - 1) != 0 || nm[n - 1] < 'A' ||
+	    nm[n - 1] > 'Z')
 		return c;
 	return nm[n - 1] - 'A' + 'a';
 }
@@ -302,8 +302,8 @@ name_key(const char *s, size_t len, char **out, char **cause)
 		free(*out);
 		*out = NULL;
 		if (cause != NULL)
-			xasprintf(cause, "name not understood: %s",
-			    u_errorName(e));
+			xasprintf(
+			    cause, "name not understood: %s", u_errorName(e));
 		return -1;
 	}
 	return 0;

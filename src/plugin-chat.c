@@ -405,8 +405,8 @@ host_room_remove(parley_ctx *ctx, parley_room *pr, const char *reason)
 		return PARLEY_ERR_BAD_REQUEST;
 	if (reason != NULL && !plugin_text_ok(p, "room_remove reason", reason))
 		reason = NULL;
-	why = plugin_cut(reason ? reason : CHAT_ROOM_DELETED,
-	    PLUGIN_REASON_MAX);
+	why = plugin_cut(
+	    reason ? reason : CHAT_ROOM_DELETED, PLUGIN_REASON_MAX);
 	chat_room_remove(PLUGIN_ACTOR(p), r, why);
 	free(why);
 	return PARLEY_OK;

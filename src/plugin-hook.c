@@ -311,59 +311,57 @@ host_request(struct plugin *p, const parley_request *req, const char *what)
 {
 	if (handle_valid(req, HANDLE_REQUEST))
 		return (const struct chat_request *)req;
-	log_warn(p->owner, "%s: not the request of a running connect hook",
-	    what);
+	log_warn(
+	    p->owner, "%s: not the request of a running connect hook", what);
 	return NULL;
 }
 
 static const char *
-host_request_header(parley_ctx *ctx, const parley_request *pr,
-    const char *name)
+host_request_header(parley_ctx *ctx, const parley_request *pr, const char *name)
 {
-	const struct chat_request *r = host_request(plugin_of(ctx), pr,
-	    "request_header");
+	const struct chat_request *r = host_request(
+	    plugin_of(ctx), pr, "request_header");
 
 	return r != NULL && name != NULL ? r->header(r, name) : NULL;
 }
 
 static const char *
-host_request_cookie(parley_ctx *ctx, const parley_request *pr,
-    const char *name)
+host_request_cookie(parley_ctx *ctx, const parley_request *pr, const char *name)
 {
-	const struct chat_request *r = host_request(plugin_of(ctx), pr,
-	    "request_cookie");
+	const struct chat_request *r = host_request(
+	    plugin_of(ctx), pr, "request_cookie");
 
 	return r != NULL && name != NULL ? r->cookie(r, name) : NULL;
 }
 
 static const char *
-host_request_param(parley_ctx *ctx, const parley_request *pr,
-    const char *name)
+host_request_param(parley_ctx *ctx, const parley_request *pr, const char *name)
 {
-	const struct chat_request *r = host_request(plugin_of(ctx), pr,
-	    "request_param");
+	const struct chat_request *r = host_request(
+	    plugin_of(ctx), pr, "request_param");
 
 	return r != NULL && name != NULL ? r->param(r, name) : NULL;
 }
 
 static int
-host_client_admit(parley_ctx *ctx, struct parley_event *ev,
-    const char *account, const char *name, const char *const *roles)
+host_client_admit(parley_ctx *ctx, struct parley_event *ev, const char *account,
+    const char *name, const char *const *roles)
 {
 	struct plugin *p = plugin_of(ctx);
 	struct plugin_event_call *call;
 	size_t n = 0;
 
 	if (!handle_valid(ev, HANDLE_EVENT) ||
-	    (call = (struct plugin_event_call *)ev)->a->event !=
-	    HOOK_CONNECT) {
+	    (call = (struct plugin_event_call *)ev)->a->event != HOOK_CONNECT) {
 		log_warn(p->owner, "client_admit outside a connect hook");
 		return PARLEY_ERR_BAD_REQUEST;
 	}
-	if (account == NULL || !proto_name_valid(account, strlen(account),
-	    PROTO_USERNAME_MAX) || (name != NULL && !proto_name_valid(name,
-	    strlen(name), PROTO_USERNAME_MAX))) {
-		log_warn(p->owner, "client_admit: the account and name must "
+	if (account == NULL ||
+	    !proto_name_valid(account, strlen(account), PROTO_USERNAME_MAX) ||
+	    (name != NULL &&
+		!proto_name_valid(name, strlen(name), PROTO_USERNAME_MAX))) {
+		log_warn(p->owner,
+		    "client_admit: the account and name must "
 		    "be valid usernames");
 		return PARLEY_ERR_BAD_REQUEST;
 	}
@@ -380,8 +378,7 @@ host_client_admit(parley_ctx *ctx, struct parley_event *ev,
 static void
 host_client_expires(parley_ctx *ctx, parley_client *pc, uint64_t expires_s)
 {
-	struct client *c = plugin_client(plugin_of(ctx), pc,
-	    "client_expires");
+	struct client *c = plugin_client(plugin_of(ctx), pc, "client_expires");
 
 	if (c != NULL && !c->remote)
 		chat_expires(c, expires_s);

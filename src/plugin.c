@@ -152,15 +152,14 @@ plugin_counter_name_ok(const char *name)
 	for (size_t i = 0; i < n; i++) {
 		char ch = name[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		    ch == '_'))
+			ch == '_'))
 			return false;
 	}
 	return true;
 }
 
 static int
-plugin_counter_change(struct plugin *p, const char *name, int64_t v,
-    bool add)
+plugin_counter_change(struct plugin *p, const char *name, int64_t v, bool add)
 {
 	struct plugin_counter *pc;
 	char *key;
@@ -208,8 +207,9 @@ plugin_counters_remove(struct plugin *p)
 }
 
 void
-plugin_counter_each(void (*fn)(const char *plugin, const char *name,
-    int64_t value, void *arg), void *arg)
+plugin_counter_each(
+    void (*fn)(const char *plugin, const char *name, int64_t value, void *arg),
+    void *arg)
 {
 	size_t pos = 0;
 	void *v;
@@ -221,13 +221,15 @@ plugin_counter_each(void (*fn)(const char *plugin, const char *name,
 }
 
 static void
-plugin_metrics_line(const char *plugin, const char *name, int64_t value,
-    void *arg)
+plugin_metrics_line(
+    const char *plugin, const char *name, int64_t value, void *arg)
 {
 	/* Names are checked: [a-z0-9_] and [A-Za-z0-9_.-], nothing to
 	 * escape in a label. */
-	metrics_printf(arg, "parley_plugin_value{plugin=\"%s\",name=\"%s\"} "
-	    "%lld\n", plugin, name, (long long)value);
+	metrics_printf(arg,
+	    "parley_plugin_value{plugin=\"%s\",name=\"%s\"} "
+	    "%lld\n",
+	    plugin, name, (long long)value);
 }
 
 /*
@@ -273,8 +275,8 @@ plugin_family_find(const char *name)
 static bool
 plugin_metric_name_ok(const char *name)
 {
-	return plugin_counter_name_ok(name) && !(name[0] >= '0' &&
-	    name[0] <= '9');
+	return plugin_counter_name_ok(name) &&
+	    !(name[0] >= '0' && name[0] <= '9');
 }
 
 /* Whether p declared f: a declaration is remembered as a series-less
@@ -283,7 +285,7 @@ static bool
 plugin_family_declared_by(const struct plugin_family *f, const char *plugin)
 {
 	for (const struct plugin_series *se = f->series; se != NULL;
-	    se = se->next) {
+	     se = se->next) {
 		if (se->labels == NULL && strcmp(se->plugin, plugin) == 0)
 			return true;
 	}
@@ -303,8 +305,8 @@ plugin_series_new(struct plugin_family *f, const char *plugin, char *labels)
 }
 
 static int
-plugin_metric_declare(struct plugin *p, const char *name, int type,
-    const char *help)
+plugin_metric_declare(
+    struct plugin *p, const char *name, int type, const char *help)
 {
 	struct plugin_family *f, **tail;
 
@@ -314,31 +316,37 @@ plugin_metric_declare(struct plugin *p, const char *name, int type,
 		return -1;
 	}
 	if (type != PARLEY_METRIC_COUNTER && type != PARLEY_METRIC_GAUGE) {
-		log_error(p->owner, "metric_declare %s: invalid type %d", name,
-		    type);
+		log_error(
+		    p->owner, "metric_declare %s: invalid type %d", name, type);
 		return -1;
 	}
-	if (help != NULL && (strlen(help) > PLUGIN_METRIC_HELP_MAX ||
-	    !utf8_valid(help, strlen(help)) ||
-	    utf8_has_control(help, strlen(help)))) {
-		log_error(p->owner, "metric_declare %s: help must be one line "
-		    "of UTF-8, at most %d bytes", name, PLUGIN_METRIC_HELP_MAX);
+	if (help != NULL &&
+	    (strlen(help) > PLUGIN_METRIC_HELP_MAX ||
+		!utf8_valid(help, strlen(help)) ||
+		utf8_has_control(help, strlen(help)))) {
+		log_error(p->owner,
+		    "metric_declare %s: help must be one line "
+		    "of UTF-8, at most %d bytes",
+		    name, PLUGIN_METRIC_HELP_MAX);
 		return -1;
 	}
 	f = plugin_family_find(name);
 	if (f != NULL && f->type != type) {
-		log_error(p->owner, "metric_declare %s: already declared with "
-		    "another type", name);
+		log_error(p->owner,
+		    "metric_declare %s: already declared with "
+		    "another type",
+		    name);
 		return -1;
 	}
 	if (f == NULL) {
 		f = xcalloc(1, sizeof *f);
 		f->name = xstrdup(name);
 		f->type = type;
-		f->help = xstrdup(help != NULL && *help != '\0' ? help :
-		    "a metric of a plugin");
+		f->help = xstrdup(help != NULL && *help != '\0'
+			? help
+			: "a metric of a plugin");
 		for (tail = &plugin_families; *tail != NULL;
-		    tail = &(*tail)->next)
+		     tail = &(*tail)->next)
 			;
 		*tail = f;
 	}
@@ -403,7 +411,7 @@ plugin_labels_render(const char *const *labels, const char **why)
 		if (strlen(labels[i + 1]) > PLUGIN_METRIC_VALUE_MAX ||
 		    !utf8_valid(labels[i + 1], strlen(labels[i + 1]))) {
 			*why = "a label value that is not UTF-8 of at most "
-			    "256 bytes";
+			       "256 bytes";
 			goto bad;
 		}
 		/* Insertion sort by key; a key given twice is refused. */
@@ -436,8 +444,9 @@ plugin_series_count(const char *plugin)
 
 	for (struct plugin_family *f = plugin_families; f != NULL; f = f->next)
 		for (struct plugin_series *se = f->series; se != NULL;
-		    se = se->next)
-			n += se->labels != NULL && strcmp(se->plugin, plugin) == 0;
+		     se = se->next)
+			n += se->labels != NULL &&
+			    strcmp(se->plugin, plugin) == 0;
 	return n;
 }
 
@@ -451,7 +460,8 @@ plugin_metric_change(struct plugin *p, const char *name,
 	char *text;
 
 	if (f == NULL || !plugin_family_declared_by(f, p->name)) {
-		log_error(p->owner, "metric: %s was not declared by this plugin",
+		log_error(p->owner,
+		    "metric: %s was not declared by this plugin",
 		    name ? name : "(null)");
 		return -1;
 	}
@@ -471,7 +481,8 @@ plugin_metric_change(struct plugin *p, const char *name,
 	}
 	if (f->type == PARLEY_METRIC_COUNTER &&
 	    (add ? v < 0 : v < (se != NULL ? se->value : 0))) {
-		log_error(p->owner, "metric %s: a counter does not go down", name);
+		log_error(
+		    p->owner, "metric %s: a counter does not go down", name);
 		free(text);
 		return -1;
 	}
@@ -525,7 +536,8 @@ plugin_metrics_remove(struct plugin *p)
 static void
 plugin_metrics_families(struct metrics_buf *mb)
 {
-	for (struct plugin_family *f = plugin_families; f != NULL; f = f->next) {
+	for (struct plugin_family *f = plugin_families; f != NULL;
+	     f = f->next) {
 		metrics_printf(mb, "# HELP parley_plugin_%s ", f->name);
 		for (const char *r = f->help; *r != '\0'; r++) {
 			if (*r == '\\')
@@ -536,11 +548,12 @@ plugin_metrics_families(struct metrics_buf *mb)
 		metrics_printf(mb, "\n# TYPE parley_plugin_%s %s\n", f->name,
 		    f->type == PARLEY_METRIC_COUNTER ? "counter" : "gauge");
 		for (struct plugin_series *se = f->series; se != NULL;
-		    se = se->next) {
+		     se = se->next) {
 			if (se->labels != NULL)
-				metrics_printf(mb, "parley_plugin_%s{plugin=\"%s\"%s} "
-				    "%.17g\n", f->name, se->plugin, se->labels,
-				    se->value);
+				metrics_printf(mb,
+				    "parley_plugin_%s{plugin=\"%s\"%s} "
+				    "%.17g\n",
+				    f->name, se->plugin, se->labels, se->value);
 		}
 	}
 }
@@ -553,7 +566,8 @@ plugin_metrics(struct metrics_buf *mb)
 		return;
 	/* Not "parley_plugin_counter": these have no type, and a name that
 	 * claims one fails the exposition format's lint. */
-	metrics_printf(mb, "# HELP parley_plugin_value values plugins keep "
+	metrics_printf(mb,
+	    "# HELP parley_plugin_value values plugins keep "
 	    "with counter_add and counter_set\n"
 	    "# TYPE parley_plugin_value untyped\n");
 	plugin_counter_each(plugin_metrics_line, mb);
@@ -574,9 +588,10 @@ plugin_health_report(struct plugin *p, bool ok, const char *detail)
 	p->health_set = true;
 	p->health_ok = ok;
 	free(p->health_detail);
-	p->health_detail = detail != NULL && plugin_text_ok(p,
-	    "health detail", detail) ? plugin_cut(detail, PLUGIN_REASON_MAX) :
-	    NULL;
+	p->health_detail = detail != NULL &&
+		plugin_text_ok(p, "health detail", detail)
+	    ? plugin_cut(detail, PLUGIN_REASON_MAX)
+	    : NULL;
 }
 
 json_t *
@@ -591,8 +606,8 @@ plugin_health(bool *all_ok)
 			continue;
 		h = json_pack("{s:b}", "ok", p->health_ok);
 		if (p->health_detail != NULL)
-			json_object_set_new(h, "detail",
-			    json_string(p->health_detail));
+			json_object_set_new(
+			    h, "detail", json_string(p->health_detail));
 		json_object_set_new(o, p->name, h);
 		if (!p->health_ok)
 			*all_ok = false;
@@ -757,22 +772,22 @@ host_counter_set(parley_ctx *ctx, const char *name, int64_t value)
 }
 
 static int
-host_metric_declare(parley_ctx *ctx, const char *name, int type,
-    const char *help)
+host_metric_declare(
+    parley_ctx *ctx, const char *name, int type, const char *help)
 {
 	return plugin_metric_declare(plugin_of(ctx), name, type, help);
 }
 
 static int
-host_metric_add(parley_ctx *ctx, const char *name,
-    const char *const *labels, double delta)
+host_metric_add(
+    parley_ctx *ctx, const char *name, const char *const *labels, double delta)
 {
 	return plugin_metric_change(plugin_of(ctx), name, labels, delta, true);
 }
 
 static int
-host_metric_set(parley_ctx *ctx, const char *name,
-    const char *const *labels, double value)
+host_metric_set(
+    parley_ctx *ctx, const char *name, const char *const *labels, double value)
 {
 	return plugin_metric_change(plugin_of(ctx), name, labels, value, false);
 }
@@ -894,8 +909,8 @@ plugin_name_ok(const char *name)
 	for (size_t i = 0; i < n; i++) {
 		char ch = name[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
-		    ch == '.'))
+			(ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+			ch == '.'))
 			return false;
 	}
 	return true;
@@ -925,17 +940,17 @@ plugin_set_options(struct plugin *p)
 	}
 	if (!json_is_object(o)) {
 		if (o != NULL)
-			log_warn(p->owner, "plugin_options for it is not a "
+			log_warn(p->owner,
+			    "plugin_options for it is not a "
 			    "table of named options; ignored");
 		o = NULL;
 	}
 	/* Every plugin learns the state directory unless told otherwise. */
 	p->options = o ? json_deep_copy(o) : json_object();
 	if (json_object_get(p->options, "state_dir") == NULL)
-		json_object_set_new(p->options, "state_dir",
-		    json_string(cfg->state_dir));
-	p->options_text = json_dumps(p->options, JSON_COMPACT |
-	    JSON_SORT_KEYS);
+		json_object_set_new(
+		    p->options, "state_dir", json_string(cfg->state_dir));
+	p->options_text = json_dumps(p->options, JSON_COMPACT | JSON_SORT_KEYS);
 	if (p->options_text == NULL)
 		p->options_text = xstrdup("{}");
 }
@@ -998,37 +1013,45 @@ plugin_open(const char *entry, bool info_only, char **cause)
 	dlerror();
 	d = dlsym(p->dl, PARLEY_PLUGIN_SYMBOL);
 	if (d == NULL) {
-		xasprintf(cause, "%s exports no symbol " PARLEY_PLUGIN_SYMBOL
-		    ": not a parley plugin", p->path);
+		xasprintf(cause,
+		    "%s exports no symbol " PARLEY_PLUGIN_SYMBOL
+		    ": not a parley plugin",
+		    p->path);
 		goto fail;
 	}
 	if (d->abi_major != PARLEY_PLUGIN_ABI_MAJOR) {
-		xasprintf(cause, "%s was built for plugin ABI %u.%u; this "
+		xasprintf(cause,
+		    "%s was built for plugin ABI %u.%u; this "
 		    "server has ABI %d.%d (rebuild it against this server's "
-		    "parley/plugin.h)", p->path, d->abi_major, d->abi_minor,
+		    "parley/plugin.h)",
+		    p->path, d->abi_major, d->abi_minor,
 		    PARLEY_PLUGIN_ABI_MAJOR, PARLEY_PLUGIN_ABI_MINOR);
 		goto fail;
 	}
 	if (d->size < PLUGIN_DESC_MIN) {
-		xasprintf(cause, "%s: its descriptor is %u bytes, less than "
-		    "the %zu of ABI %d.0", p->path, d->size, PLUGIN_DESC_MIN,
-		    PARLEY_PLUGIN_ABI_MAJOR);
+		xasprintf(cause,
+		    "%s: its descriptor is %u bytes, less than "
+		    "the %zu of ABI %d.0",
+		    p->path, d->size, PLUGIN_DESC_MIN, PARLEY_PLUGIN_ABI_MAJOR);
 		goto fail;
 	}
 	if (d->name == NULL || !plugin_name_ok(d->name)) {
-		xasprintf(cause, "%s: its name is missing or not 1 to %d "
-		    "letters, digits, '_', '-' or '.'", p->path,
-		    PLUGIN_NAME_MAX);
+		xasprintf(cause,
+		    "%s: its name is missing or not 1 to %d "
+		    "letters, digits, '_', '-' or '.'",
+		    p->path, PLUGIN_NAME_MAX);
 		goto fail;
 	}
 	if (d->init == NULL) {
-		xasprintf(cause, "%s: its descriptor has no init function",
-		    p->path);
+		xasprintf(
+		    cause, "%s: its descriptor has no init function", p->path);
 		goto fail;
 	}
 	if (!info_only && plugin_find(d->name) != NULL) {
-		xasprintf(cause, "a plugin named %s is loaded already (from "
-		    "%s)", d->name, plugin_find(d->name)->path);
+		xasprintf(cause,
+		    "a plugin named %s is loaded already (from "
+		    "%s)",
+		    d->name, plugin_find(d->name)->path);
 		goto fail;
 	}
 	p->desc = d;
@@ -1047,8 +1070,8 @@ plugin_init(struct plugin *p, char **cause)
 	int rc;
 
 	plugin_host_build();
-	rc = p->desc->init(plugin_ctx(p), p->info_only ? &plugin_host_info :
-	    &plugin_host);
+	rc = p->desc->init(
+	    plugin_ctx(p), p->info_only ? &plugin_host_info : &plugin_host);
 
 	if (rc == 0)
 		return 0;
@@ -1091,7 +1114,8 @@ plugin_load_all(char **cause)
 			}
 		}
 		if (p == NULL) {
-			log_error("plugin", "refusing plugin %s: %s", entry, why);
+			log_error(
+			    "plugin", "refusing plugin %s: %s", entry, why);
 			xasprintf(cause, "plugin %s refused: %s", entry, why);
 			free(why);
 			plugin_unload_all();
@@ -1099,26 +1123,30 @@ plugin_load_all(char **cause)
 		}
 		tail = &p->next;
 		log_info("plugin", "loaded %s %s (ABI %u.%u) from %s", p->name,
-		    p->desc->version ? p->desc->version : "", p->desc->abi_major,
-		    p->desc->abi_minor, p->path);
+		    p->desc->version ? p->desc->version : "",
+		    p->desc->abi_major, p->desc->abi_minor, p->path);
 	}
 	if (plugin_list != NULL)
 		metrics_register(plugin_metrics);
 	if (cfg->plugin_options != NULL && !json_is_object(cfg->plugin_options))
-		log_warn("plugin", "plugin_options is a list; it must name "
+		log_warn("plugin",
+		    "plugin_options is a list; it must name "
 		    "plugins: { [\"name\"] = { ... } }");
 	if (json_is_object(cfg->plugin_options)) {
 		const char *key;
 		json_t *v;
-		json_object_foreach(cfg->plugin_options, key, v) {
+		json_object_foreach(cfg->plugin_options, key, v)
+		{
 			bool used = false;
 			for (struct plugin *p = plugin_list; p != NULL;
-			    p = p->next)
+			     p = p->next)
 				used |= strcmp(key, p->name) == 0 ||
 				    strcmp(key, p->entry) == 0;
 			if (!used)
-				log_warn("plugin", "plugin_options names %s, "
-				    "which is not loaded", key);
+				log_warn("plugin",
+				    "plugin_options names %s, "
+				    "which is not loaded",
+				    key);
 		}
 	}
 	return 0;
@@ -1175,8 +1203,8 @@ plugin_check_all(char **cause)
 			xasprintf(&why, "no file %s", path);
 		free(path);
 		if (why != NULL) {
-			xasprintf(cause, "plugin %s: %s", cfg->plugins.v[i],
-			    why);
+			xasprintf(
+			    cause, "plugin %s: %s", cfg->plugins.v[i], why);
 			free(why);
 			return -1;
 		}
@@ -1202,8 +1230,8 @@ plugin_info(const char *file)
 	p = plugin_open(local ? local : file, true, &cause);
 	free(local);
 	if (p == NULL) {
-		fprintf(stderr, "parleyd: plugin %s refused: %s\n", file,
-		    cause);
+		fprintf(
+		    stderr, "parleyd: plugin %s refused: %s\n", file, cause);
 		free(cause);
 		return 1;
 	}
@@ -1218,8 +1246,8 @@ plugin_info(const char *file)
 	fflush(stdout);
 	if ((rc = plugin_init(p, &cause)) == -1) {
 		printf("init: failed\n");
-		fprintf(stderr, "parleyd: plugin %s refused: %s\n", file,
-		    cause);
+		fprintf(
+		    stderr, "parleyd: plugin %s refused: %s\n", file, cause);
 		free(cause);
 		plugin_free(p);
 		return 1;
@@ -1239,10 +1267,10 @@ plugin_info(const char *file)
 			    plugin_event_name(v[i]->event), v[i]->priority);
 		free(v);
 	}
-	for (struct plugin_command *pc = p->commands; pc != NULL;
-	    pc = pc->next)
-		printf("command: /%s%s%s%s\n", pc->name, pc->usage ? " (usage: " :
-		    "", pc->usage ? pc->usage : "", pc->usage ? ")" : "");
+	for (struct plugin_command *pc = p->commands; pc != NULL; pc = pc->next)
+		printf("command: /%s%s%s%s\n", pc->name,
+		    pc->usage ? " (usage: " : "", pc->usage ? pc->usage : "",
+		    pc->usage ? ")" : "");
 	for (struct plugin_timer *t = p->timers; t != NULL; t = t->next) {
 		if (t->interval != 0)
 			printf("timer: every %llu ms\n",

@@ -16,7 +16,7 @@
 #define PROTO_HISTORY_DEFAULT 50
 #define PROTO_HISTORY_MAX 500
 #define PROTO_PARTICIPANTS_MAX 1000 /* one page of get_participants */
-#define PROTO_TOKEN_MAX 8192        /* a signed token, as auth-jwt takes */
+#define PROTO_TOKEN_MAX 8192 /* a signed token, as auth-jwt takes */
 
 /* One request being handled; handlers may say more about an error. */
 struct proto_req {
@@ -25,7 +25,7 @@ struct proto_req {
 	const json_t *id;
 	const char *err_room; /* roomName for the error frame */
 	const char *err_text; /* message for the error frame */
-	char *err_owned;      /* an err_text to free */
+	char *err_owned; /* an err_text to free */
 };
 
 typedef enum proto_err (*proto_handler)(struct proto_req *req);
@@ -43,13 +43,11 @@ static const struct {
 	[PROTO_ERR_ROOM_EXISTS] = { "room_exists", "the room already exists" },
 	[PROTO_ERR_ROOM_NOT_FOUND] = { "room_not_found",
 	    "there is no such room" },
-	[PROTO_ERR_NOT_IN_ROOM] = { "not_in_room",
-	    "you are not in that room" },
+	[PROTO_ERR_NOT_IN_ROOM] = { "not_in_room", "you are not in that room" },
 	[PROTO_ERR_INVALID_NAME] = { "invalid_name",
 	    "names are 1 to 32 bytes (rooms 64) of text without control "
 	    "characters or leading or trailing spaces" },
-	[PROTO_ERR_NAME_TAKEN] = { "name_taken",
-	    "someone else has that name" },
+	[PROTO_ERR_NAME_TAKEN] = { "name_taken", "someone else has that name" },
 	[PROTO_ERR_MESSAGE_TOO_LONG] = { "message_too_long",
 	    "the message is too long" },
 	[PROTO_ERR_RATE_LIMITED] = { "rate_limited", "slow down" },
@@ -135,8 +133,8 @@ proto_send_error(struct client *c, enum proto_err e, const json_t *id,
 
 /* Field access: -1 when missing (unless optional) or of the wrong type. */
 static int
-proto_string(const json_t *msg, const char *key, const char **s,
-    size_t *len, bool optional)
+proto_string(const json_t *msg, const char *key, const char **s, size_t *len,
+    bool optional)
 {
 	json_t *v = json_object_get(msg, key);
 
@@ -205,8 +203,8 @@ proto_refresh_token(struct proto_req *req)
 	if (proto_string(req->msg, "token", &token, &len, false) == -1 ||
 	    len == 0 || len > PROTO_TOKEN_MAX)
 		return PROTO_ERR_BAD_REQUEST;
-	return chat_refresh_token(req->client, token, len, req->id,
-	    &req->err_owned);
+	return chat_refresh_token(
+	    req->client, token, len, req->id, &req->err_owned);
 }
 
 static enum proto_err
@@ -271,8 +269,8 @@ proto_leave_room(struct proto_req *req)
 
 	if ((e = proto_room(req, &r)) != PROTO_OK)
 		return e;
-	return chat_leave(CHAT_BY_CLIENT(req->client), req->client, r, "left",
-	    req->id);
+	return chat_leave(
+	    CHAT_BY_CLIENT(req->client), req->client, r, "left", req->id);
 }
 
 static enum proto_err
@@ -294,8 +292,7 @@ proto_send_message(struct proto_req *req)
 
 /* An optional non-negative integer field; -1 when it is anything else. */
 static int
-proto_count(const json_t *msg, const char *key, json_int_t def,
-    json_int_t *out)
+proto_count(const json_t *msg, const char *key, json_int_t def, json_int_t *out)
 {
 	json_t *v = json_object_get(msg, key);
 
@@ -318,7 +315,7 @@ proto_get_participants(struct proto_req *req)
 
 	if (proto_count(req->msg, "offset", 0, &offset) == -1 ||
 	    proto_count(req->msg, "limit", PROTO_PARTICIPANTS_MAX, &limit) ==
-	    -1)
+		-1)
 		return PROTO_ERR_BAD_REQUEST;
 	if ((e = proto_room(req, &r)) != PROTO_OK)
 		return e;
@@ -335,8 +332,8 @@ proto_get_participants(struct proto_req *req)
 static enum proto_err
 proto_list_rooms(struct proto_req *req)
 {
-	proto_reply_new(req->client, req->id, json_pack("{s:s, s:o}", "type",
-	    "rooms", "rooms", room_list()));
+	proto_reply_new(req->client, req->id,
+	    json_pack("{s:s, s:o}", "type", "rooms", "rooms", room_list()));
 	return PROTO_OK;
 }
 
@@ -357,15 +354,15 @@ proto_history(struct proto_req *req)
 		return PROTO_ERR_UNSUPPORTED;
 	if (n > PROTO_HISTORY_MAX)
 		n = PROTO_HISTORY_MAX;
-	return history_request(req->client, req->id, r, before < 0 ?
-	    HISTORY_NO_BEFORE : (uint64_t)before, (size_t)n);
+	return history_request(req->client, req->id, r,
+	    before < 0 ? HISTORY_NO_BEFORE : (uint64_t)before, (size_t)n);
 }
 
 static enum proto_err
 proto_ping(struct proto_req *req)
 {
-	proto_reply_new(req->client, req->id, json_pack("{s:s}", "type",
-	    "pong"));
+	proto_reply_new(
+	    req->client, req->id, json_pack("{s:s}", "type", "pong"));
 	return PROTO_OK;
 }
 
@@ -446,8 +443,8 @@ proto_handle(struct client *c, const char *data, size_t len)
 	/* Every frame costs a token, malformed ones too: they are the
 	 * cheapest way to make the server work. Over the limit, the frame
 	 * is still parsed (within its size limit) to echo its id. */
-	limited = !bucket_take(&c->rl_requests, cfg->requests_per_minute,
-	    cfg->request_burst);
+	limited = !bucket_take(
+	    &c->rl_requests, cfg->requests_per_minute, cfg->request_burst);
 	if (proto_json_depth(data, len, cfg->max_json_depth) >
 	    cfg->max_json_depth) {
 		if (limited)
@@ -462,8 +459,8 @@ proto_handle(struct client *c, const char *data, size_t len)
 		if (limited)
 			proto_rate_limited(c, NULL);
 		else
-			proto_send_error(c, PROTO_ERR_BAD_JSON, NULL, NULL,
-			    NULL);
+			proto_send_error(
+			    c, PROTO_ERR_BAD_JSON, NULL, NULL, NULL);
 		json_decref(req.msg);
 		return;
 	}
@@ -513,11 +510,12 @@ proto_welcome(struct client *c)
 	json_array_append_new(features, json_string("presence_delta"));
 	if (account_enabled())
 		json_array_append_new(features, json_string("accounts"));
-	conn_send_new(c, json_pack(
-	    "{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o, s:o, s:o}", "type",
-	    "welcome", "server", cfg->server_name, "version", PACKAGE_VERSION,
-	    "protocol", PARLEY_PROTOCOL_VERSION, "minor", PARLEY_PROTOCOL_MINOR,
-	    "features", features, "username", c->name, "rooms", room_names(),
-	    "account", c->account ? json_string(c->account) : json_null(),
-	    "roles", client_roles_public(c)));
+	conn_send_new(c,
+	    json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o, s:o, s:o}",
+		"type", "welcome", "server", cfg->server_name, "version",
+		PACKAGE_VERSION, "protocol", PARLEY_PROTOCOL_VERSION, "minor",
+		PARLEY_PROTOCOL_MINOR, "features", features, "username",
+		c->name, "rooms", room_names(), "account",
+		c->account ? json_string(c->account) : json_null(), "roles",
+		client_roles_public(c)));
 }

@@ -39,8 +39,8 @@ room_create(const char *name, size_t len, uint64_t owner)
 	map_add(&room_map, name, len, r);
 	if (room_n == room_cap) {
 		room_cap = room_cap ? room_cap * 2 : 16;
-		room_order = xreallocarray(room_order, room_cap,
-		    sizeof *room_order);
+		room_order = xreallocarray(
+		    room_order, room_cap, sizeof *room_order);
 	}
 	room_order[room_n++] = r;
 	handle_add(r, HANDLE_ROOM);
@@ -185,8 +185,7 @@ room_remove(struct room *r)
 	room_n--;
 	/* A plugin may no longer use its handle. */
 	handle_remove(r);
-	room_dead = xreallocarray(room_dead, room_ndead + 1,
-	    sizeof *room_dead);
+	room_dead = xreallocarray(room_dead, room_ndead + 1, sizeof *room_dead);
 	room_dead[room_ndead++] = r;
 }
 

@@ -77,6 +77,14 @@ PARLEYD="$top/src/parleyd" TEST_PYTHON=${TEST_PYTHON:-/usr/bin/python3} \
 	top_srcdir="$top" sh tests/valgrind.sh
 step_result $? "valgrind run"
 
+step "layout (.clang-format)"
+if command -v clang-format >/dev/null 2>&1; then
+	make format-check >/dev/null
+	step_result $? "format check"
+else
+	step_result 77 "format check"
+fi
+
 step "fuzzing (${FUZZ_SECONDS:-60} s per target)"
 top_builddir="$top" sh tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
 step_result $? "fuzzing"

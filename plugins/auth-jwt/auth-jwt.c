@@ -36,7 +36,7 @@ static const struct parley_host *host;
 static struct aj_options {
 	struct jwt_key *key;
 	struct jwt_rules rules;
-	char where;           /* 'q' query, 'h' header, 'c' cookie */
+	char where; /* 'q' query, 'h' header, 'c' cookie */
 	const char *where_name; /* the parameter or cookie */
 	const char *account_claim;
 	const char *name_claim;
@@ -61,8 +61,10 @@ aj_read_file(parley_ctx *ctx, const char *path, size_t *len)
 	n = buf ? fread(buf, 1, AJ_KEY_FILE_MAX + 1, f) : 0;
 	fclose(f);
 	if (buf == NULL || n == 0 || n > AJ_KEY_FILE_MAX) {
-		host->log_printf(ctx, PARLEY_LOG_ERROR, "key_file %s: empty or "
-		    "larger than %d bytes", path, AJ_KEY_FILE_MAX);
+		host->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "key_file %s: empty or "
+		    "larger than %d bytes",
+		    path, AJ_KEY_FILE_MAX);
 		free(buf);
 		return NULL;
 	}
@@ -93,24 +95,27 @@ aj_load(parley_ctx *ctx, struct aj_options *o)
 	    host->option_string(ctx, "issuer", &o->rules.issuer) == -1 ||
 	    host->option_string(ctx, "audience", &o->rules.audience) == -1 ||
 	    host->option_string(ctx, "account_claim", &o->account_claim) ==
-	    -1 ||
+		-1 ||
 	    host->option_string(ctx, "name_claim", &o->name_claim) == -1 ||
 	    host->option_string(ctx, "roles_claim", &o->roles_claim) == -1 ||
 	    host->option_int(ctx, "leeway", &leeway) == -1 ||
 	    host->option_bool(ctx, "required", &o->required) == -1)
 		return -1;
 	if (alg_name == NULL || jwt_alg_from_name(alg_name, &alg) == -1) {
-		host->log_printf(ctx, PARLEY_LOG_ERROR, "option algorithm must "
+		host->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "option algorithm must "
 		    "be \"HS256\", \"RS256\" or \"ES256\"");
 		return -1;
 	}
 	if ((key == NULL) == (key_file == NULL)) {
-		host->log_printf(ctx, PARLEY_LOG_ERROR, "give exactly one of "
+		host->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "give exactly one of "
 		    "the options key and key_file");
 		return -1;
 	}
 	if (leeway < 0 || leeway > 600) {
-		host->log_printf(ctx, PARLEY_LOG_ERROR, "option leeway is 0 to "
+		host->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "option leeway is 0 to "
 		    "600 seconds");
 		return -1;
 	}
@@ -124,22 +129,25 @@ aj_load(parley_ctx *ctx, struct aj_options *o)
 	} else if (strcmp(from, "header") == 0)
 		o->where = 'h';
 	else {
-		host->log_printf(ctx, PARLEY_LOG_ERROR, "option token_from is "
+		host->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "option token_from is "
 		    "\"query:NAME\", \"header\" or \"cookie:NAME\"");
 		return -1;
 	}
-	if (key_file != NULL && (text = aj_read_file(ctx, key_file, &len)) ==
-	    NULL)
+	if (key_file != NULL &&
+	    (text = aj_read_file(ctx, key_file, &len)) == NULL)
 		return -1;
-	rc = jwt_key_load(alg, text ? text : key, text ? len : strlen(key),
-	    &o->key, &cause);
+	rc = jwt_key_load(
+	    alg, text ? text : key, text ? len : strlen(key), &o->key, &cause);
 	if (text != NULL) {
 		memset(text, 0, len); /* a shared secret, maybe */
 		free(text);
 	}
 	if (rc == -1) {
-		host->log_printf(ctx, PARLEY_LOG_ERROR, "the key does not load: "
-		    "%s", cause ? cause : "?");
+		host->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "the key does not load: "
+		    "%s",
+		    cause ? cause : "?");
 		free(cause);
 		return -1;
 	}
@@ -179,8 +187,9 @@ aj_token(parley_ctx *ctx, const parley_request *req, size_t *len)
 static void
 aj_roles(const json_t *claims, const char **out)
 {
-	const json_t *v = aj.roles_claim ? json_object_get(claims,
-	    aj.roles_claim) : NULL;
+	const json_t *v = aj.roles_claim
+	    ? json_object_get(claims, aj.roles_claim)
+	    : NULL;
 	size_t n = 0, i;
 	json_t *r;
 
@@ -188,7 +197,8 @@ aj_roles(const json_t *claims, const char **out)
 	    json_string_length(v) > 0)
 		out[n++] = json_string_value(v);
 	else if (json_is_array(v)) {
-		json_array_foreach(v, i, r) {
+		json_array_foreach(v, i, r)
+		{
 			if (n < AJ_ROLES_MAX && json_is_string(r) &&
 			    json_string_length(r) > 0 &&
 			    json_string_length(r) <= AJ_ROLE_MAX)
@@ -233,8 +243,8 @@ aj_deny(struct parley_event *ev, const char *why)
 static int
 aj_on_connect(parley_ctx *ctx, struct parley_event *ev, void *arg)
 {
-	const char *token, *deny = NULL, *account, *name, *roles[AJ_ROLES_MAX +
-	    1];
+	const char *token, *deny = NULL, *account, *name,
+			   *roles[AJ_ROLES_MAX + 1];
 	uint64_t exp;
 	json_t *claims, *a, *n;
 	size_t len = 0;
@@ -255,11 +265,12 @@ aj_on_connect(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	a = json_object_get(claims, aj.account_claim);
 	n = json_object_get(claims, aj.name_claim);
 	account = json_is_string(a) ? json_string_value(a) : NULL;
-	name = json_is_string(n) && json_string_length(n) <= AJ_NAME_MAX ?
-	    json_string_value(n) : NULL;
+	name = json_is_string(n) && json_string_length(n) <= AJ_NAME_MAX
+	    ? json_string_value(n)
+	    : NULL;
 	aj_roles(claims, roles);
-	if (account == NULL || host->client_admit(ctx, ev, account, name,
-	    roles) != PARLEY_OK)
+	if (account == NULL ||
+	    host->client_admit(ctx, ev, account, name, roles) != PARLEY_OK)
 		v = aj_deny(ev, "its account is not a valid username");
 	else if (jwt_claim_time(claims, "exp", &exp) == 0)
 		host->client_expires(ctx, ev->client, exp + aj.rules.leeway_s);
@@ -286,8 +297,8 @@ aj_on_token(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	else {
 		if (jwt_claim_time(claims, "exp", &exp) == -1)
 			exp = 0;
-		host->client_expires(ctx, ev->client,
-		    exp ? exp + aj.rules.leeway_s : 0);
+		host->client_expires(
+		    ctx, ev->client, exp ? exp + aj.rules.leeway_s : 0);
 		v = PARLEY_STOP;
 	}
 	json_decref(claims);
@@ -303,7 +314,8 @@ aj_on_reload(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	(void)ev;
 	(void)arg;
 	if (aj_load(ctx, &next) == -1) {
-		host->log_printf(ctx, PARLEY_LOG_ERROR, "reload: keeping the "
+		host->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "reload: keeping the "
 		    "key and options in force");
 		return PARLEY_PASS;
 	}
@@ -318,7 +330,8 @@ aj_init(parley_ctx *ctx, const struct parley_host *h)
 {
 	host = h;
 	if (h->abi_minor < 3 || !PARLEY_HOST_HAS(h, client_expires)) {
-		h->log_printf(ctx, PARLEY_LOG_ERROR, "needs a server with "
+		h->log_printf(ctx, PARLEY_LOG_ERROR,
+		    "needs a server with "
 		    "plugin ABI 1.3 or later");
 		return -1;
 	}
@@ -328,7 +341,7 @@ aj_init(parley_ctx *ctx, const struct parley_host *h)
 		return -1;
 	/* Early in the chain: other hooks then see the identity. */
 	if (h->hook_add(ctx, PARLEY_EV_CONNECT, 1000, aj_on_connect, NULL) ==
-	    0 ||
+		0 ||
 	    h->hook_add(ctx, PARLEY_EV_TOKEN, 1000, aj_on_token, NULL) == 0 ||
 	    h->hook_add(ctx, PARLEY_EV_RELOAD, 0, aj_on_reload, NULL) == 0)
 		return -1;
