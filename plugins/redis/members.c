@@ -10,8 +10,14 @@
  * script: the first claim in Redis's order wins, a later one is renamed
  * to a guest name one round trip after it asked. A server reads the whole
  * state (every server's hash) only when it connects, after a gap in a
- * server's deltas, and every half minute as a safety net; a server whose
- * hash expired (crashed, cut off) loses its members everywhere.
+ * server's deltas, and every half minute as a safety net.
+ *
+ * A server is alive while its heartbeats reach Redis: each beat records
+ * Redis's own time. One that has not beaten for heartbeat_ttl loses its
+ * members everywhere, but only in the eyes of a server that has itself
+ * been reaching Redis all that time: when Redis was paused, restarted or
+ * unreachable for everybody, nobody missed a beat by its own fault, and
+ * nobody is reported as leaving and rejoining.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,32 +76,50 @@ static const char rd_delta_script[] =
     "  end\n"
     "  i = i + 4\n"
     "end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "redis.call('SADD', KEYS[3], me)\n"
     "redis.call('PUBLISH', KEYS[5], table.concat(out, '\\n'))\n"
     "return lost\n";
 
-/* The heartbeat. KEYS: the server set, the names hash. ARGV: prefix, our
- * id, ttl ms. Returns { our hash still there (1/0), live servers };
- * servers whose hash expired leave the set and free their names. */
+/* The heartbeat. KEYS: the server set, the names hash, the beats (server
+ * -> Redis's time of its last beat), the slots, the fence. ARGV: prefix,
+ * our id, ttl ms. Servers silent for ttl are removed (hash, names, slot;
+ * the fence rises: their local seqs are skipped), but only when our own
+ * previous beat is recent: after a gap of ours (Redis paused, restarted,
+ * or we were cut off) the others get a round to beat first. Returns {
+ * our hash still there (1/0), { server, ms since its beat, ... } }. */
 static const char rd_alive_script[] =
-    "local pfx, me = ARGV[1], ARGV[2]\n"
-    "local mine = redis.call('PEXPIRE', pfx .. 'srv:' .. me, ARGV[3])\n"
-    "local alive = {}\n"
-    "for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if redis.call('EXISTS', pfx .. 'srv:' .. s) == 1 then\n"
-    "    alive[#alive + 1] = s\n"
-    "  else\n"
+    "local pfx, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local prev = tonumber(redis.call('ZSCORE', KEYS[3], me) or '-1')\n"
+    "redis.call('ZADD', KEYS[3], now, me)\n"
+    "if prev >= 0 and now - prev <= ttl then\n"
+    "  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf',\n"
+    "      now - ttl - 1)\n"
+    "  for _, s in ipairs(dead) do\n"
+    "    redis.call('ZREM', KEYS[3], s)\n"
     "    redis.call('SREM', KEYS[1], s)\n"
+    "    redis.call('DEL', pfx .. 'srv:' .. s)\n"
     "    local all = redis.call('HGETALL', KEYS[2])\n"
     "    for j = 1, #all, 2 do\n"
     "      if string.sub(all[j + 1], 1, #s + 1) == s .. ':' then\n"
     "        redis.call('HDEL', KEYS[2], all[j])\n"
     "      end\n"
     "    end\n"
+    "    all = redis.call('HGETALL', KEYS[4])\n"
+    "    for j = 1, #all, 2 do\n"
+    "      if all[j + 1] == s then redis.call('HDEL', KEYS[4], all[j]) end\n"
+    "    end\n"
+    "    redis.call('INCR', KEYS[5])\n"
     "  end\n"
     "end\n"
-    "return { mine, alive }\n";
+    "local out = {}\n"
+    "local all = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')\n"
+    "for j = 1, #all, 2 do\n"
+    "  out[#out + 1] = all[j]\n"
+    "  out[#out + 1] = string.format('%.0f', now - tonumber(all[j + 1]))\n"
+    "end\n"
+    "return { redis.call('EXISTS', pfx .. 'srv:' .. me), out }\n";
 
 /* Everything: { rooms, { server id, its hash as a flat array, ... } }.
  * KEYS: the server set, the room set. ARGV: prefix. */
@@ -323,7 +347,7 @@ rd_flush(void)
 	void *tmp;
 	size_t nr = 0, base;
 
-	if (!rd_up || rd_stopping)
+	if (!rd_ok() || rd_stopping)
 		return;
 	k[0] = rd_key("srv:", rd_sid, strlen(rd_sid));
 	k[1] = rd_key("names", "", 0);
@@ -413,7 +437,7 @@ rd_flush_timer_fn(parley_ctx *ctx, uint64_t id, void *arg)
 static void
 rd_flush_soon(void)
 {
-	if (rd_up && rd_flush_timer == 0 && !rd_stopping)
+	if (rd_ok() && rd_flush_timer == 0 && !rd_stopping)
 		rd_flush_timer = rd_host->timer_add(rd_ctx, 0, 0,
 		    rd_flush_timer_fn, NULL);
 }
@@ -712,8 +736,6 @@ rd_on_sync(redisAsyncContext *ac, void *r, void *priv)
 {
 	redisReply *reply = r, *rooms, *srv;
 	json_t *buf = rd_sync_buf, *live = json_object(), *v;
-	const char *sid;
-	void *tmp;
 	size_t i;
 
 	rd_syncing = false;
@@ -764,14 +786,10 @@ rd_on_sync(redisAsyncContext *ac, void *r, void *priv)
 		rd_event_apply(ev, n);
 		free(ev);
 	}
-	/* Servers gone from Redis: their members are gone. Then what came
-	 * meanwhile, which may bring a server that started since. */
-	json_object_foreach_safe(rd_vers, tmp, sid, v) {
-		if (json_object_get(live, sid) == NULL) {
-			rd_ghosts_drop_server(sid, "disconnected");
-			json_object_del(rd_vers, sid);
-		}
-	}
+	/* A server absent here is not taken for gone: after Redis lost its
+	 * data it may not have come back yet. Its beats decide (below).
+	 * Then what came meanwhile, which may bring a server that started
+	 * since. */
 	json_array_foreach(buf, i, v)
 		rd_event_apply(json_string_value(v), json_string_length(v));
 	json_decref(buf);
@@ -787,7 +805,7 @@ rd_sync(void)
 	char *k1, *k2;
 	const char *pfx;
 
-	if (!rd_up || rd_syncing)
+	if (!rd_ok() || rd_syncing)
 		return;
 	k1 = rd_key("servers", "", 0);
 	k2 = rd_key("rooms", "", 0);
@@ -815,10 +833,11 @@ rd_on_alive(redisAsyncContext *ac, void *r, void *priv)
 	const char *sid;
 	json_t *v;
 	void *tmp;
+	bool judge;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements != 2 || reply->element[1]->type !=
-	    REDIS_REPLY_ARRAY) {
+	    REDIS_REPLY_ARRAY || rd_stopping) {
 		rd_on_reply_ignore(ac, r, priv);
 		return;
 	}
@@ -831,10 +850,21 @@ rd_on_alive(redisAsyncContext *ac, void *r, void *priv)
 	}
 	alive = reply->element[1];
 	live = json_object();
-	for (size_t i = 0; i < alive->elements; i++)
-		json_object_set_new(live, alive->element[i]->str, json_true());
+	for (size_t i = 0; i + 1 < alive->elements; i += 2) {
+		if (alive->element[i]->type == REDIS_REPLY_STRING &&
+		    alive->element[i + 1]->type == REDIS_REPLY_STRING &&
+		    strtoll(alive->element[i + 1]->str, NULL, 10) <=
+		    rd_opt.ttl_ms)
+			json_object_set_new(live, alive->element[i]->str,
+			    json_true());
+	}
+	/* Only after a ttl of answers in time: before that, a server that
+	 * came back with us (Redis restarted, paused) may not have beaten
+	 * yet. */
+	judge = rd_ok() && rd_host->mono_ms(rd_ctx) - rd_live_since >=
+	    (uint64_t)rd_opt.ttl_ms;
 	json_object_foreach_safe(rd_vers, tmp, sid, v) {
-		if (json_object_get(live, sid) == NULL) {
+		if (judge && json_object_get(live, sid) == NULL) {
 			rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO, "server %s "
 			    "stopped sending heartbeats: removing its members",
 			    sid);
@@ -852,6 +882,8 @@ void
 rd_members_heartbeat(void)
 {
 	char *k1 = rd_key("servers", "", 0), *k2 = rd_key("names", "", 0);
+	char *k3 = rd_key("beats", "", 0), *k4 = rd_key("slots", "", 0);
+	char *k5 = rd_key("fence", "", 0);
 	char ttl[24];
 
 	if (++rd_beats % RD_FULL_EVERY == 0) {
@@ -861,15 +893,18 @@ rd_members_heartbeat(void)
 	}
 	snprintf(ttl, sizeof ttl, "%lld", (long long)rd_opt.ttl_ms);
 	{
-		const char *argv[] = { "EVAL", rd_alive_script, "2", k1, k2,
-			rd_opt.prefix, rd_sid, ttl };
+		const char *argv[] = { "EVAL", rd_alive_script, "5", k1, k2,
+			k3, k4, k5, rd_opt.prefix, rd_sid, ttl };
 		size_t lens[] = { 4, strlen(rd_alive_script), 1, strlen(k1),
-			strlen(k2), strlen(rd_opt.prefix), strlen(rd_sid),
-			strlen(ttl) };
-		rd_command(&rd_cmd, rd_on_alive, NULL, 8, argv, lens);
+			strlen(k2), strlen(k3), strlen(k4), strlen(k5),
+			strlen(rd_opt.prefix), strlen(rd_sid), strlen(ttl) };
+		rd_command(&rd_cmd, rd_on_alive, NULL, 11, argv, lens);
 	}
 	free(k1);
 	free(k2);
+	free(k3);
+	free(k4);
+	free(k5);
 }
 
 void
@@ -878,20 +913,16 @@ rd_members_up(void)
 	const char *room;
 	json_t *v;
 
+	rd_messages_up();
 	json_object_foreach(rd_room_locals, room, v)
 		rd_messages_want(room, strlen(room));
+	rd_messages_subscriptions();
 	rd_syncing = false;
 	json_array_clear(rd_sync_buf);
 	rd_publish_full();
 	rd_sync();
-}
-
-void
-rd_members_forget(void)
-{
-	rd_ghosts_drop_server(NULL, "disconnected");
-	json_object_clear(rd_vers);
-	rd_gauges();
+	/* Alive again in the others' eyes at once. */
+	rd_members_heartbeat();
 }
 
 void

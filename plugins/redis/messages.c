@@ -7,8 +7,17 @@
  * it on the room's channel, in one step. Each server subscribes to the
  * channels of the rooms it has members in, the origin included, and
  * posts what comes back: publish order is seq order, and a message
- * crosses Redis once per server, not once per member. While Redis is away
- * messages stay local (seq continues from what this server saw).
+ * crosses Redis once per server, not once per member.
+ *
+ * While Redis is away or late (no answer within timeout_ms) a message is
+ * posted here at once, to this server's members only, with a seq no other
+ * server can give: in the block above the highest seq this server knows,
+ * the range of its slot (redis.h). A message sent to Redis carries the
+ * time after which it must not run, so one posted here meanwhile is never
+ * published a second time. When Redis is back the room's counter jumps
+ * past that block (the fence, or the seq this server reports), so no seq
+ * ever carries two messages. A cluster message arriving after this
+ * server's local ones (sent just before the outage) is dropped, counted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +33,9 @@ struct rd_pending {
 	size_t len;
 	bool action;
 	bool subscribed; /* the room's channel was ours when it was sent */
+	bool fallen;     /* posted here already: Redis was late */
 	uint64_t ts;
+	struct rd_pending *prev, *next; /* waiting for Redis */
 };
 
 static json_t *rd_subs;   /* object: room -> 1 pending, 2 subscribed */
@@ -32,22 +43,45 @@ static json_t *rd_seqs;   /* object: room -> last seq known here */
 /* room -> {seq: true}: posted here from the script's answer because the
  * room's channel was not ours yet; skipped if the channel brings it. */
 static json_t *rd_early;
-static bool rd_posting;   /* posting locally: our post hook passes */
+static json_t *rd_mine;   /* room -> last local seq given this outage */
+static struct rd_pending *rd_waiting, *rd_waiting_last;
 
+/* KEYS: the room's seq, its channel, its history, the fence, the room's
+ * fence. ARGV: the message, history length, the highest seq this server
+ * knows in the room, the expiry (Redis's clock, ms; 0: none), the block.
+ * Returns the seq, or -1 when too late (the sender served it locally).
+ * Seqs are formatted by hand: Lua 5.1 prints numbers with 14 digits. */
 static const char rd_msg_script[] =
+    "local exp = tonumber(ARGV[4])\n"
+    "if exp > 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > exp"
+    " then\n"
+    "    return -1\n"
+    "  end\n"
+    "end\n"
+    "local b = tonumber(ARGV[5])\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "local l = tonumber(ARGV[3])\n"
-    "if l > cur then cur = l end\n"
+    "if l > cur then cur = (math.floor(l / b) + 1) * b end\n"
+    "local fence = tonumber(redis.call('GET', KEYS[4]) or '0')\n"
+    "if tonumber(redis.call('GET', KEYS[5]) or '0') < fence then\n"
+    "  cur = (math.floor(cur / b) + 2) * b\n"
+    "  redis.call('SET', KEYS[5], fence)\n"
+    "end\n"
     "cur = cur + 1\n"
-    "redis.call('SET', KEYS[1], cur)\n"
-    "local m = cur .. ' ' .. ARGV[1]\n"
+    "local s = string.format('%.0f', cur)\n"
+    "redis.call('SET', KEYS[1], s)\n"
+    "local m = s .. ' ' .. ARGV[1]\n"
     "redis.call('PUBLISH', KEYS[2], m)\n"
     "local h = tonumber(ARGV[2])\n"
     "if h > 0 then\n"
-    "  redis.call('ZADD', KEYS[3], cur, m)\n"
+    "  redis.call('ZADD', KEYS[3], s, m)\n"
     "  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(h + 1))\n"
     "end\n"
     "return cur\n";
+
+static void rd_seq_seen(const char *room, uint64_t seq);
 
 /* ---- Subscriptions: one channel per room with local members */
 
@@ -83,22 +117,44 @@ rd_subscribe(const char *verb, const char *room, size_t len)
 	free(ch);
 }
 
+/* The room's seq in Redis: a server that just got members there knows
+ * where the room is before it may have to serve it alone. */
+static void
+rd_on_seq(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+	char *name = priv;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING &&
+	    rd_host->room_find(rd_ctx, name, strlen(name)) != NULL)
+		rd_seq_seen(name, strtoull(reply->str, NULL, 10));
+	free(name);
+}
+
 void
 rd_messages_want(const char *room, size_t len)
 {
 	char *name;
 
-	if (!rd_up || rd_sub.ac == NULL)
+	if (!rd_ok() || rd_sub.ac == NULL)
 		return;
 	name = strndup(room, len);
 	if (name == NULL)
 		abort();
 	if (json_object_get(rd_subs, name) == NULL) {
+		char *key = rd_key("seq:", room, len);
+		const char *argv[] = { "GET", key };
+		size_t lens[] = { 3, strlen(key) };
+
 		json_object_set_new(rd_subs, name, json_integer(1));
 		rd_subscribe("SUBSCRIBE", room, len);
 		/* On the wire before anything announces the join: whatever
 		 * follows from it is published after we listen. */
 		redisAsyncHandleWrite(rd_sub.ac);
+		if (rd_command(&rd_cmd, rd_on_seq, name, 2, argv, lens) ==
+		    REDIS_OK)
+			name = NULL;
+		free(key);
 	}
 	free(name);
 }
@@ -180,6 +236,14 @@ rd_deliver(const char *room, size_t room_len, const char *data, size_t len)
 			json_object_del(rd_early, name);
 		free(name);
 		return; /* posted already, from the script's answer */
+	}
+	if ((json_int_t)seq <= json_integer_value(json_object_get(rd_seqs,
+	    name))) {
+		/* Sent before an outage, come after this server's local
+		 * messages: its seq is behind them. */
+		rd_host->counter_add(rd_ctx, "messages_late", 1);
+		free(name);
+		return;
 	}
 	m = json_loadb(end, len - (size_t)(end - data), 0, NULL);
 	t = json_object_get(m, "t");
@@ -272,7 +336,7 @@ rd_history_read(parley_ctx *ctx, const char *room, size_t room_len,
 
 	if (limit == 0)
 		return 0;
-	if (!rd_up) {
+	if (!rd_ok()) {
 		rd_host->log_printf(ctx, PARLEY_LOG_DEBUG, "history asked while "
 		    "Redis is away");
 		return -1;
@@ -328,14 +392,87 @@ rd_pending_free(struct rd_pending *p)
 	free(p);
 }
 
+/* The next seq of a message served here alone (see the top). */
+static uint64_t
+rd_local_seq(const char *room)
+{
+	uint64_t c = (uint64_t)json_integer_value(json_object_get(rd_seqs,
+	    room));
+	uint64_t mine = (uint64_t)json_integer_value(json_object_get(rd_mine,
+	    room));
+	uint64_t slot = rd_slot > 0 ? (uint64_t)rd_slot :
+	    1 + strtoull(rd_sid + 12, NULL, 16) % (RD_SEQ_SLOTS - 1);
+
+	if (mine != 0 && c == mine && (mine + 1) % RD_SEQ_STRIDE != 0)
+		return mine + 1;
+	return (c / RD_SEQ_BLOCK + 1) * RD_SEQ_BLOCK + slot * RD_SEQ_STRIDE +
+	    1;
+}
+
+/* Posts a message to this server's members only (Redis away or late).
+ * Returns 0, -1 when the room is gone or the message refused. */
+static int
+rd_local_post(const char *name, const char *sender, const char *text,
+    size_t len, bool action, uint64_t ts)
+{
+	parley_room *room = rd_host->room_find(rd_ctx, name, strlen(name));
+	uint64_t seq;
+
+	if (room == NULL || rd_stopping)
+		return -1;
+	seq = rd_local_seq(name);
+	if (rd_host->room_post_seq(rd_ctx, room, sender, text, len, action,
+	    seq, ts) != PARLEY_OK)
+		return -1;
+	json_object_set_new(rd_seqs, name, json_integer((json_int_t)seq));
+	json_object_set_new(rd_mine, name, json_integer((json_int_t)seq));
+	rd_host->counter_add(rd_ctx, "messages_local", 1);
+	return 0;
+}
+
+static void
+rd_waiting_unlink(struct rd_pending *p)
+{
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		rd_waiting = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	else
+		rd_waiting_last = p->prev;
+	p->prev = p->next = NULL;
+}
+
+void
+rd_messages_fallback(void)
+{
+	for (struct rd_pending *p = rd_waiting; p != NULL; p = p->next) {
+		if (p->fallen)
+			continue;
+		p->fallen = true;
+		rd_local_post(p->room, p->sender, p->text, p->len, p->action,
+		    p->ts);
+	}
+}
+
 static void
 rd_on_published(redisAsyncContext *ac, void *r, void *priv)
 {
 	redisReply *reply = r;
 	struct rd_pending *p = priv;
 
-	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
-	    !p->subscribed && !rd_stopping) {
+	rd_waiting_unlink(p);
+	if (p->fallen) {
+		/* Served here already; if Redis still ran it (its answer was
+		 * on its way), the others got it and its copy here is
+		 * dropped as late. */
+		if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+		    reply->integer > 0)
+			rd_host->counter_add(rd_ctx, "messages_late_answer",
+			    1);
+	} else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+	    reply->integer > 0 && !p->subscribed && !rd_stopping) {
 		/* Sent before the room's channel was surely ours: it may never
 		 * come back that way, so post it now with its seq. */
 		parley_room *room = rd_host->room_find(rd_ctx, p->room,
@@ -348,24 +485,23 @@ rd_on_published(redisAsyncContext *ac, void *r, void *priv)
 		}
 		snprintf(key, sizeof key, "%lld", (long long)reply->integer);
 		json_object_set_new(e, key, json_true());
-		if (room != NULL && reply->integer > 0) {
+		if (room != NULL && reply->integer <= json_integer_value(
+		    json_object_get(rd_seqs, p->room)))
+			rd_host->counter_add(rd_ctx, "messages_late", 1);
+		else if (room != NULL) {
 			rd_seq_seen(p->room, (uint64_t)reply->integer);
 			rd_host->room_post_seq(rd_ctx, room, p->sender, p->text,
 			    p->len, p->action, (uint64_t)reply->integer, p->ts);
 		}
-	} else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-		/* It never reached Redis: the local members get it still. */
-		parley_room *room = rd_host->room_find(rd_ctx, p->room,
-		    strlen(p->room));
+	} else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
+	    reply->integer <= 0) {
+		/* It never ran in Redis (gone, or too late): the local
+		 * members get it still. */
 		if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 			rd_host->log_printf(rd_ctx, PARLEY_LOG_WARN,
 			    "publish: %s", reply->str);
-		if (room != NULL && !rd_stopping) {
-			rd_posting = true;
-			rd_host->room_post(rd_ctx, room, p->sender, p->text,
-			    p->len, p->action);
-			rd_posting = false;
-		}
+		rd_local_post(p->room, p->sender, p->text, p->len, p->action,
+		    p->ts);
 		rd_host->counter_add(rd_ctx, "messages_local_fallback", 1);
 	}
 	rd_pending_free(p);
@@ -382,15 +518,26 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	json_t *m;
 	int state = (int)json_integer_value(json_object_get(rd_subs, rname));
 	json_int_t last = json_integer_value(json_object_get(rd_seqs, rname));
-	char *payload, *k1, *k2, *k3, hist[24], lseq[24];
+	char *payload, *k1, *k2, *k3, *k4, *k5, hist[24], lseq[24], exp[24],
+	    block[24];
 	struct rd_pending *p;
 
-	if (!rd_up || rd_posting) {
-		/* Alone: local delivery with the next local seq; remember it
-		 * so the cluster's seq never falls back below it. */
-		json_object_set_new(rd_seqs, rname, json_integer(last + 1));
+	if (rname == NULL)
+		abort();
+	if (!rd_ok()) {
+		/* Alone: this server's members get it now, with a seq of
+		 * this server's own (see the top). */
+		char *sender = strndup(ev->sender, ev->sender_len);
+		int rc;
+
+		if (sender == NULL)
+			abort();
+		rc = rd_local_post(rname, sender, ev->text, ev->text_len,
+		    (ev->flags & PARLEY_MSG_ACTION) != 0, ev->wall_ms);
+		free(sender);
 		free(rname);
-		return PARLEY_PASS;
+		/* Refused (not UTF-8, too long): the core says why. */
+		return rc == 0 ? PARLEY_DROP : PARLEY_PASS;
 	}
 	free(rname);
 	m = json_pack("{s:s, s:s%, s:s%, s:I}", "o", rd_sid, "n",
@@ -405,7 +552,12 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	k1 = rd_key("seq:", room, rlen);
 	k2 = rd_key("m:", room, rlen);
 	k3 = rd_key("history:", room, rlen);
+	k4 = rd_key("fence", "", 0);
+	k5 = rd_key("seqf:", room, rlen);
 	snprintf(hist, sizeof hist, "%lld", (long long)rd_opt.history);
+	snprintf(exp, sizeof exp, "%llu", (unsigned long long)rd_expiry());
+	snprintf(block, sizeof block, "%llu", (unsigned long long)
+	    RD_SEQ_BLOCK);
 	/* Never below what this server already gave (after an outage). */
 	snprintf(lseq, sizeof lseq, "%lld", (long long)last);
 	p = calloc(1, sizeof *p);
@@ -428,26 +580,33 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	memcpy(p->text, ev->text, ev->text_len);
 	p->len = ev->text_len;
 	{
-		const char *argv[] = { "EVAL", rd_msg_script, "3", k1, k2, k3,
-			payload, hist, lseq };
+		const char *argv[] = { "EVAL", rd_msg_script, "5", k1, k2, k3,
+			k4, k5, payload, hist, lseq, exp, block };
 		size_t lens[] = { 4, strlen(rd_msg_script), 1, strlen(k1),
-			strlen(k2), strlen(k3), strlen(payload), strlen(hist),
-			strlen(lseq) };
-		if (rd_command(&rd_cmd, rd_on_published, p, 9, argv, lens) !=
+			strlen(k2), strlen(k3), strlen(k4), strlen(k5),
+			strlen(payload), strlen(hist), strlen(lseq),
+			strlen(exp), strlen(block) };
+		if (rd_command(&rd_cmd, rd_on_published, p, 13, argv, lens) !=
 		    REDIS_OK) {
+			rd_local_post(p->room, p->sender, p->text, p->len,
+			    p->action, p->ts);
 			rd_pending_free(p);
-			free(payload);
-			free(k1);
-			free(k2);
-			free(k3);
-			return PARLEY_PASS;
+		} else {
+			p->prev = rd_waiting_last;
+			if (rd_waiting_last != NULL)
+				rd_waiting_last->next = p;
+			else
+				rd_waiting = p;
+			rd_waiting_last = p;
+			rd_host->counter_add(ctx, "messages_published", 1);
 		}
 	}
-	rd_host->counter_add(ctx, "messages_published", 1);
 	free(payload);
 	free(k1);
 	free(k2);
 	free(k3);
+	free(k4);
+	free(k5);
 	return PARLEY_DROP;
 }
 
@@ -471,6 +630,13 @@ rd_history_register(void)
 }
 
 void
+rd_messages_up(void)
+{
+	/* A later outage starts a block of its own. */
+	json_object_clear(rd_mine);
+}
+
+void
 rd_messages_reset(void)
 {
 	json_object_clear(rd_subs);
@@ -483,6 +649,7 @@ rd_messages_init(void)
 	rd_subs = json_object();
 	rd_seqs = json_object();
 	rd_early = json_object();
+	rd_mine = json_object();
 }
 
 void
@@ -491,5 +658,6 @@ rd_messages_fini(void)
 	json_decref(rd_subs);
 	json_decref(rd_seqs);
 	json_decref(rd_early);
-	rd_subs = rd_seqs = rd_early = NULL;
+	json_decref(rd_mine);
+	rd_subs = rd_seqs = rd_early = rd_mine = NULL;
 }

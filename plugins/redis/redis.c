@@ -3,10 +3,13 @@
  * file holds the plugin's options, its two connections to Redis (one for
  * commands, one subscribed to the event channel and the rooms' channels)
  * and hiredis' asynchronous API attached to parleyd's own loop
- * (fd_watch): nothing here ever blocks. When Redis goes away each server
- * serves its own clients alone, says so in /healthz, retries with
- * backoff, and publishes its whole state again when Redis is back.
- * members.c keeps who is where; messages.c orders the messages.
+ * (fd_watch): nothing here ever blocks. Every command has a deadline
+ * (the timeout_ms option): when Redis has not answered one in time
+ * (paused, overloaded, cut off) or the connection is gone, each server
+ * serves its own clients alone, says so in /healthz, and when Redis
+ * answers again (or a reconnection with backoff succeeds) it publishes
+ * its whole state again and reads the others'. members.c keeps who is
+ * where; messages.c orders the messages.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #define RD_HEARTBEAT_MS 2000
 #define RD_BACKOFF_MIN_MS 250
 #define RD_BACKOFF_MAX_MS 5000
+#define RD_WATCHDOG_MS 100
 
 parley_ctx *rd_ctx;
 const struct parley_host *rd_host;
@@ -32,10 +36,51 @@ bool rd_stopping;
 static bool rd_ever_up;
 static uint64_t rd_backoff = RD_BACKOFF_MIN_MS;
 static uint64_t rd_retry_timer;
-static uint64_t rd_last_ok;  /* mono_ms when Redis was last there */
+static uint64_t rd_backoff_max = RD_BACKOFF_MAX_MS;
+static uint64_t rd_beat_ms = RD_HEARTBEAT_MS;
+bool rd_slow;
+uint64_t rd_live_since;
+int64_t rd_slot = -1;
+int64_t rd_clock_offset;
+bool rd_clock_known;
+static uint64_t rd_slow_since;
+
+/* A command on the commands connection, waiting for its reply: the
+ * oldest one tells whether Redis is late (replies come in order). */
+struct rd_call {
+	redisCallbackFn *fn;
+	void *priv;
+	uint64_t sent; /* mono_ms */
+	struct rd_call *prev, *next;
+};
+static struct rd_call *rd_calls, *rd_calls_last;
+
+/* Takes a slot for this server's local seqs (keeps its own when it can)
+ * and, after an outage, raises the fence: every room's next seq then
+ * jumps past the block local messages may have used. KEYS: the slot hash,
+ * the fence. ARGV: server id, slot wanted (-1: any), raise (1/0). */
+static const char rd_hello_script[] =
+    "local me, want = ARGV[1], tonumber(ARGV[2])\n"
+    "if ARGV[3] == '1' then redis.call('INCR', KEYS[2]) end\n"
+    "if want > 0 then\n"
+    "  local h = redis.call('HGET', KEYS[1], want)\n"
+    "  if not h or h == me then\n"
+    "    redis.call('HSET', KEYS[1], want, me)\n"
+    "    return want\n"
+    "  end\n"
+    "end\n"
+    "for s = 1, 1023 do\n"
+    "  local h = redis.call('HGET', KEYS[1], s)\n"
+    "  if not h or h == me then\n"
+    "    redis.call('HSET', KEYS[1], s, me)\n"
+    "    return s\n"
+    "  end\n"
+    "end\n"
+    "return -1\n";
 
 static void rd_connect(void);
 static void rd_down(const char *why);
+static void rd_recover(void);
 
 /* ---- Small helpers */
 
@@ -58,9 +103,52 @@ rd_key(const char *what, const char *name, size_t len)
 void
 rd_gauges(void)
 {
-	rd_host->counter_set(rd_ctx, "cluster_up", rd_up ? 1 : 0);
+	rd_host->counter_set(rd_ctx, "cluster_up", rd_ok() ? 1 : 0);
 	rd_host->counter_set(rd_ctx, "remote_members",
 	    (int64_t)rd_members_remote_count());
+}
+
+bool
+rd_ok(void)
+{
+	return rd_up && !rd_slow;
+}
+
+uint64_t
+rd_expiry(void)
+{
+	if (!rd_clock_known)
+		return 0;
+	/* A quarter of the deadline left for the reply to travel back. */
+	return (uint64_t)((int64_t)rd_host->wall_ms(rd_ctx) + rd_clock_offset +
+	    rd_opt.timeout_ms * 3 / 4);
+}
+
+static void
+rd_call_unlink(struct rd_call *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		rd_calls = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		rd_calls_last = c->prev;
+}
+
+static void
+rd_on_call(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rd_call *c = priv;
+
+	rd_call_unlink(c);
+	if (c->fn != NULL)
+		c->fn(ac, r, c->priv);
+	free(c);
+	/* Everything Redis owed us has come: it is back in time. */
+	if (r != NULL && rd_slow && rd_up && rd_calls == NULL && !rd_stopping)
+		rd_recover();
 }
 
 /* Sends one command (argv, binary safe) on a connection. */
@@ -68,9 +156,31 @@ int
 rd_command(struct rd_conn *rc, redisCallbackFn *fn, void *priv, int argc,
     const char **argv, const size_t *lens)
 {
+	struct rd_call *c;
+
 	if (rc->ac == NULL)
 		return -1;
-	return redisAsyncCommandArgv(rc->ac, fn, priv, argc, argv, lens);
+	if (rc != &rd_cmd)
+		return redisAsyncCommandArgv(rc->ac, fn, priv, argc, argv,
+		    lens);
+	if ((c = calloc(1, sizeof *c)) == NULL)
+		abort();
+	c->fn = fn;
+	c->priv = priv;
+	c->sent = rd_host->mono_ms(rd_ctx);
+	c->prev = rd_calls_last;
+	if (rd_calls_last != NULL)
+		rd_calls_last->next = c;
+	else
+		rd_calls = c;
+	rd_calls_last = c;
+	if (redisAsyncCommandArgv(rc->ac, rd_on_call, c, argc, argv, lens) !=
+	    REDIS_OK) {
+		rd_call_unlink(c);
+		free(c);
+		return REDIS_ERR;
+	}
+	return REDIS_OK;
 }
 
 void
@@ -189,23 +299,92 @@ rd_on_sub(redisAsyncContext *ac, void *r, void *priv)
 
 /* ---- Connections */
 
+/* The slot and, after an outage, the fence (see rd_hello_script). */
 static void
-rd_on_connected(const redisAsyncContext *ac, int status)
+rd_on_slot(redisAsyncContext *ac, void *r, void *priv)
 {
-	struct rd_conn *rc = ac->ev.data;
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+	    reply->integer > 0 && reply->integer < RD_SEQ_SLOTS)
+		rd_slot = reply->integer;
+	else
+		rd_on_reply_ignore(ac, r, priv);
+}
+
+static void
+rd_claim(bool raise)
+{
+	char *k1 = rd_key("slots", "", 0), *k2 = rd_key("fence", "", 0);
+	char want[24];
+	const char *argv[] = { "EVAL", rd_hello_script, "2", k1, k2, rd_sid,
+		want, raise ? "1" : "0" };
+	size_t lens[8];
+
+	snprintf(want, sizeof want, "%lld", (long long)rd_slot);
+	lens[0] = 4;
+	lens[1] = strlen(rd_hello_script);
+	lens[2] = 1;
+	lens[3] = strlen(k1);
+	lens[4] = strlen(k2);
+	lens[5] = strlen(rd_sid);
+	lens[6] = strlen(want);
+	lens[7] = 1;
+	rd_command(&rd_cmd, rd_on_slot, NULL, 8, argv, lens);
+	free(k1);
+	free(k2);
+}
+
+/* Redis's clock, so that a command can carry the time after which it
+ * must not run (it was served locally meanwhile). */
+static bool
+rd_clock_read(redisReply *reply)
+{
+	uint64_t ms;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements != 2 || reply->element[0]->type !=
+	    REDIS_REPLY_STRING || reply->element[1]->type !=
+	    REDIS_REPLY_STRING)
+		return false;
+	ms = strtoull(reply->element[0]->str, NULL, 10) * 1000 +
+	    strtoull(reply->element[1]->str, NULL, 10) / 1000;
+	rd_clock_offset = (int64_t)ms - (int64_t)rd_host->wall_ms(rd_ctx);
+	rd_clock_known = true;
+	return true;
+}
+
+static void
+rd_on_time(redisAsyncContext *ac, void *r, void *priv)
+{
+	rd_clock_read(r);
+}
+
+static void
+rd_time(redisCallbackFn *fn)
+{
+	const char *argv[] = { "TIME" };
+	size_t lens[] = { 4 };
+
+	rd_command(&rd_cmd, fn, NULL, 1, argv, lens);
+}
+
+/* Both connections are open and Redis answered in time: the cluster is
+ * up (a paused Redis accepts connections and answers nothing). */
+static void
+rd_on_hello(redisAsyncContext *ac, void *r, void *priv)
+{
 	char *ch;
 
-	if (status != REDIS_OK) {
-		rc->ac = NULL; /* hiredis frees it */
-		rd_down(ac->errstr);
+	if (!rd_clock_read(r) || rd_stopping || !rd_cmd.ready ||
+	    !rd_sub.ready) {
+		rd_on_reply_ignore(ac, r, priv);
 		return;
 	}
-	rc->ready = true;
-	if (!rd_cmd.ready || !rd_sub.ready)
-		return;
 	rd_up = true;
+	rd_slow = false;
 	rd_backoff = RD_BACKOFF_MIN_MS;
-	rd_last_ok = rd_host->mono_ms(rd_ctx);
+	rd_live_since = rd_host->mono_ms(rd_ctx);
 	if (rd_opt.unix_path != NULL)
 		rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO, "%s Redis at %s "
 		    "(server id %s)", rd_ever_up ? "back on" : "connected to",
@@ -214,6 +393,9 @@ rd_on_connected(const redisAsyncContext *ac, int status)
 		rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO, "%s Redis at %s:%lld "
 		    "(server id %s)", rd_ever_up ? "back on" : "connected to",
 		    rd_opt.host, (long long)rd_opt.port, rd_sid);
+	/* Back after an outage: local messages may have used seqs ahead of
+	 * the cluster's counters; the fence makes them jump past. */
+	rd_claim(rd_ever_up);
 	rd_ever_up = true;
 	rd_host->health_report(rd_ctx, true, NULL);
 	rd_messages_reset();
@@ -227,6 +409,75 @@ rd_on_connected(const redisAsyncContext *ac, int status)
 	/* The state goes out and is read once the subscription holds, so
 	 * that no change announced meanwhile is missed. */
 	rd_gauges();
+}
+
+static void
+rd_on_connected(const redisAsyncContext *ac, int status)
+{
+	struct rd_conn *rc = ac->ev.data;
+
+	if (status != REDIS_OK) {
+		rc->ac = NULL; /* hiredis frees it */
+		rd_down(ac->errstr);
+		return;
+	}
+	rc->ready = true;
+	if (rd_cmd.ready && rd_sub.ready)
+		rd_time(rd_on_hello);
+}
+
+/* A reply is overdue: serve locally until Redis answers again. */
+static void
+rd_go_slow(uint64_t late)
+{
+	char detail[256];
+
+	rd_slow = true;
+	rd_slow_since = rd_host->mono_ms(rd_ctx);
+	snprintf(detail, sizeof detail, "Redis has not answered for %llu ms: "
+	    "serving this server's clients only",
+	    (unsigned long long)late);
+	rd_host->health_report(rd_ctx, false, detail);
+	rd_host->log_printf(rd_ctx, PARLEY_LOG_WARN, "Redis has not answered "
+	    "for %llu ms: serving local clients only until it does",
+	    (unsigned long long)late);
+	rd_host->counter_add(rd_ctx, "outages", 1);
+	rd_messages_fallback();
+	rd_gauges();
+}
+
+/* Redis answered everything it owed: publish our state again (what
+ * changed meanwhile), read the others', and go on through Redis. */
+static void
+rd_recover(void)
+{
+	rd_slow = false;
+	rd_live_since = rd_host->mono_ms(rd_ctx);
+	rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO, "Redis answers again "
+	    "(after %llu ms)", (unsigned long long)(rd_live_since -
+	    rd_slow_since));
+	rd_host->health_report(rd_ctx, true, NULL);
+	rd_time(rd_on_time);
+	rd_claim(true);
+	rd_members_up();
+	rd_gauges();
+}
+
+static void
+rd_watchdog(parley_ctx *ctx, uint64_t id, void *arg)
+{
+	uint64_t now = rd_host->mono_ms(ctx);
+
+	if (!rd_up || rd_slow || rd_calls == NULL || now - rd_calls->sent <=
+	    (uint64_t)rd_opt.timeout_ms)
+		return;
+	/* The reply may be waiting in the socket, not yet read this turn. */
+	if (rd_cmd.ac != NULL)
+		redisAsyncHandleRead(rd_cmd.ac);
+	if (!rd_up || rd_slow || rd_calls == NULL || now - rd_calls->sent <=
+	    (uint64_t)rd_opt.timeout_ms)
+		return;
+	rd_go_slow(now - rd_calls->sent);
 }
 
 static void
@@ -250,9 +501,12 @@ rd_retry(parley_ctx *ctx, uint64_t id, void *arg)
 static void
 rd_down(const char *why)
 {
-	bool was_up = rd_up;
+	bool was_up = rd_up && !rd_slow;
 
+	if (rd_up && rd_slow)
+		was_up = false; /* told already */
 	rd_up = false;
+	rd_slow = false;
 	rd_messages_reset();
 	if (rd_stopping)
 		return; /* fini frees what is left */
@@ -271,15 +525,15 @@ rd_down(const char *why)
 		    "serving local clients only, retrying", why ? why : "?");
 		rd_host->counter_add(rd_ctx, "outages", 1);
 	} else if (rd_backoff == RD_BACKOFF_MIN_MS || rd_backoff >=
-	    RD_BACKOFF_MAX_MS)
+	    rd_backoff_max)
 		rd_host->log_printf(rd_ctx, rd_ever_up ? PARLEY_LOG_DEBUG :
 		    PARLEY_LOG_WARN, "cannot reach Redis (%s), retrying",
 		    why ? why : "?");
 	if (rd_retry_timer == 0) {
 		rd_retry_timer = rd_host->timer_add(rd_ctx, rd_backoff, 0,
 		    rd_retry, NULL);
-		rd_backoff = rd_backoff * 2 > RD_BACKOFF_MAX_MS ?
-		    RD_BACKOFF_MAX_MS : rd_backoff * 2;
+		rd_backoff = rd_backoff * 2 > rd_backoff_max ?
+		    rd_backoff_max : rd_backoff * 2;
 	}
 	rd_gauges();
 }
@@ -337,21 +591,17 @@ rd_connect(void)
 	}
 }
 
+/* While Redis is away the others' members stay as they were last seen:
+ * whether they left cannot be known, and dropping them would report
+ * every member of a live server as leaving and rejoining. Once Redis
+ * answers, the state is read again and servers that stopped meanwhile
+ * go (members.c). */
 static void
 rd_heartbeat(parley_ctx *ctx, uint64_t id, void *arg)
 {
-	if (rd_up) {
-		rd_last_ok = rd_host->mono_ms(ctx);
+	if (rd_ok()) {
 		rd_members_heartbeat();
 		return;
-	}
-	/* Cut off longer than a heartbeat lives: the others' members may be
-	 * gone, and we cannot tell; show none rather than stale ones. */
-	if (rd_members_remote_count() > 0 && rd_host->mono_ms(ctx) -
-	    rd_last_ok > (uint64_t)rd_opt.ttl_ms) {
-		rd_host->log_printf(ctx, PARLEY_LOG_INFO, "Redis away for %lld "
-		    "ms: removing remote members", (long long)rd_opt.ttl_ms);
-		rd_members_forget();
 	}
 	if (rd_cmd.ac == NULL && rd_sub.ac == NULL && rd_retry_timer == 0)
 		rd_connect();
@@ -372,6 +622,7 @@ rd_options(void)
 {
 	int64_t ttl_s = 10;
 
+	rd_opt.timeout_ms = 1000;
 	rd_opt.host = "127.0.0.1";
 	rd_opt.port = 6379;
 	rd_opt.prefix = "parley:";
@@ -386,16 +637,25 @@ rd_options(void)
 	    rd_host->option_int(rd_ctx, "heartbeat_ttl", &ttl_s) == -1 ||
 	    rd_host->option_int(rd_ctx, "history", &rd_opt.history) == -1 ||
 	    rd_host->option_bool(rd_ctx, "history_store", &rd_opt.history_store) ==
-	    -1)
+	    -1 ||
+	    rd_host->option_int(rd_ctx, "timeout_ms", &rd_opt.timeout_ms) == -1)
 		return -1;
 	if (rd_opt.port < 1 || rd_opt.port > 65535 || ttl_s < 3 || ttl_s > 3600 ||
-	    rd_opt.history < 0 || rd_opt.history > 1000000 || rd_opt.db < 0) {
+	    rd_opt.history < 0 || rd_opt.history > 1000000 || rd_opt.db < 0 ||
+	    rd_opt.timeout_ms < 100 || rd_opt.timeout_ms > 60000) {
 		rd_host->log_printf(rd_ctx, PARLEY_LOG_ERROR, "bad options: port "
 		    "1-65535, heartbeat_ttl 3-3600 s, history 0-1000000, "
-		    "db >= 0");
+		    "db >= 0, timeout_ms 100-60000");
 		return -1;
 	}
 	rd_opt.ttl_ms = ttl_s * 1000;
+	/* A live server beats at least three times per ttl, and comes back
+	 * after an outage well within one: the others then never take it
+	 * for dead because Redis was away. */
+	rd_beat_ms = (uint64_t)rd_opt.ttl_ms / 3 < RD_HEARTBEAT_MS ?
+	    (uint64_t)rd_opt.ttl_ms / 3 : RD_HEARTBEAT_MS;
+	rd_backoff_max = (uint64_t)rd_opt.ttl_ms / 4 < RD_BACKOFF_MAX_MS ?
+	    (uint64_t)rd_opt.ttl_ms / 4 : RD_BACKOFF_MAX_MS;
 	return 0;
 }
 
@@ -437,8 +697,8 @@ rd_init(parley_ctx *ctx, const struct parley_host *h)
 	/* Last in the chain: the others judge and rewrite it first. */
 	h->hook_add(ctx, PARLEY_EV_POST, -1000000, rd_on_post, NULL);
 	rd_history_register();
-	h->timer_add(ctx, RD_HEARTBEAT_MS, RD_HEARTBEAT_MS, rd_heartbeat,
-	    NULL);
+	h->timer_add(ctx, rd_beat_ms, rd_beat_ms, rd_heartbeat, NULL);
+	h->timer_add(ctx, RD_WATCHDOG_MS, RD_WATCHDOG_MS, rd_watchdog, NULL);
 	if (h->flags & PARLEY_HOST_INFO_ONLY)
 		return 0;
 	rd_members_init();

@@ -37,6 +37,7 @@ struct rd_options {
 	int64_t ttl_ms;
 	int64_t history;
 	bool history_store;
+	int64_t timeout_ms; /* a reply later than this: serve locally */
 };
 
 /* redis.c */
@@ -60,6 +61,24 @@ void rd_gauges(void);
 /* Every reply of the subscriber connection. */
 void rd_on_sub(redisAsyncContext *ac, void *r, void *priv);
 
+/* ---- Faults: Redis slow, paused or away (redis.c) */
+
+/* A message's seq within the cluster: one block of RD_SEQ_BLOCK seqs per
+ * outage and room; in it, slot s of the server that lost Redis owns
+ * [s * RD_SEQ_STRIDE, (s + 1) * RD_SEQ_STRIDE) for its local messages,
+ * and the cluster's counter jumps past the block when Redis is back. */
+#define RD_SEQ_STRIDE (UINT64_C(1) << 20)
+#define RD_SEQ_SLOTS 1024
+#define RD_SEQ_BLOCK (RD_SEQ_STRIDE * RD_SEQ_SLOTS)
+extern bool rd_slow;            /* a reply is overdue: serve locally */
+extern uint64_t rd_live_since;  /* mono_ms since Redis answers in time */
+extern int64_t rd_slot;         /* 1..RD_SEQ_SLOTS-1, this server's */
+extern int64_t rd_clock_offset; /* Redis's clock minus ours, in ms */
+extern bool rd_clock_known;
+/* Redis connected and answering within the deadline. */
+bool rd_ok(void);
+/* Redis's clock (ms) when a command sent now is too late to run. */
+uint64_t rd_expiry(void);
 /* members.c */
 void rd_members_init(void);
 void rd_members_fini(void);
@@ -68,8 +87,6 @@ void rd_members_fini(void);
 void rd_members_up(void);
 /* Every heartbeat: keep this server alive in Redis, notice the dead. */
 void rd_members_heartbeat(void);
-/* Cut off longer than a heartbeat lives: forget the other servers. */
-void rd_members_forget(void);
 /* The server stops: its members leave the cluster now. */
 void rd_members_stop(void);
 /* A change another server announced on the event channel. */
@@ -95,5 +112,9 @@ void rd_messages_channel(const char *kind, const char *room, size_t len,
 int rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg);
 /* Makes Redis the history store, unless another one is. */
 void rd_history_register(void);
+/* Redis is late: the messages waiting for it are posted here now. */
+void rd_messages_fallback(void);
+/* Redis answers in time again. */
+void rd_messages_up(void);
 
 #endif
