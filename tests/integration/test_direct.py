@@ -7,8 +7,9 @@
 # message rate limit, mutes (an operator may still be written to), and
 # that they are neither kept nor logged. Typing: to the other members
 # only, at most one per client and room every 3 seconds (extras dropped
-# without a word), only from members, never logged. Across servers with
-# the redis plugin: see test_redis.py.
+# without a word), only from members, never logged. Across two servers
+# with the redis plugin (skipped without redis-server or the plugin):
+# direct messages both ways and typing, each delivered once.
 
 import asyncio
 import hashlib
@@ -245,6 +246,54 @@ async def test_typing(t):
 	for ln in t.server.stderr(tail=100000).splitlines():
 		check(not ("typing" in ln and a.username in ln),
 		    "typing is not logged: %r" % ln)
+
+
+@case(timeout=40)
+async def test_cluster(t):
+	from test_redis import start_cluster, wait_participants, wait_up
+	redis, (sa, sb) = start_cluster(t, 2)
+	try:
+		await wait_up(sa)
+		await wait_up(sb)
+		a = await t.named("ca", sa)
+		b = await t.named("cb", sb)
+		c = await t.named("cc", sb)
+		room = uniq("cr")
+		await a.create(room)
+		await b.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+		await b.join(room)
+		await c.join(room)
+		everyone = {a.username, b.username, c.username}
+		await wait_participants(a, room, everyone)
+		await wait_participants(b, room, everyone)
+		await a.send(dm(b.username, "over the wire"))
+		m = await got_dm(a, a.username, b.username, "over the wire")
+		n = await got_dm(b, a.username, b.username, "over the wire")
+		check_eq(n["ts"], m["ts"], "one ts on both servers")
+		await b.send(dm(a.username.upper(), "and back"))
+		await got_dm(b, b.username, a.username, "and back")
+		await got_dm(a, b.username, a.username, "and back")
+		await a.expect_error(dm(uniq("nobody"), "x"), "user_not_found")
+		await a.send({"type": "typing", "roomName": room})
+		for x in (b, c):
+			m = await x.recv("typing")
+			check_eq(m, {"type": "typing", "roomName": room,
+			    "username": a.username}, "typing from the other "
+			    "server")
+		await b.send({"type": "typing", "roomName": room})
+		for x in (a, c):
+			m = await x.recv("typing")
+			check_eq(m["username"], b.username, "b's typing")
+		await asyncio.sleep(0.3)
+		for x in (a, b, c):
+			await x.sync()
+		for x in (a, b, c):
+			x.assert_none("typing", what="a second copy")
+			x.assert_none("direct_message", what="a second copy")
+		c.assert_none("direct_message", what="someone else's message")
+	finally:
+		redis.cleanup()
 
 
 if __name__ == "__main__":
