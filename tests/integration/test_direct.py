@@ -17,7 +17,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Suite, check, check_eq, uniq)  # noqa: E402
+from harness import (Skip, Suite, check, check_eq, parleyd_path,  # noqa
+    uniq)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
@@ -246,6 +247,48 @@ async def test_typing(t):
 	for ln in t.server.stderr(tail=100000).splitlines():
 		check(not ("typing" in ln and a.username in ln),
 		    "typing is not logged: %r" % ln)
+
+
+def direct_plugin():
+	p = os.path.join(os.path.dirname(os.path.dirname(parleyd_path())),
+	    "tests", "plugins", ".libs", "direct.so")
+	if not os.path.exists(p):
+		raise Skip("test plugin direct not built (run make check)")
+	return p
+
+
+@case()
+async def test_plugin_hooks_and_relay(t):
+	s = t.start_server({"plugins": [direct_plugin()]})
+	a = await t.named("pa", s)
+	b = await t.named("pb", s)
+	room = uniq("pr")
+	await a.create(room)
+	await b.join(room)
+	r = await a.expect_error(dm(b.username, "deny:x"), "rejected")
+	check_eq(r["message"], "not to " + b.username, "the plugin's reason")
+	await a.send(dm(b.username, "modify:hi"))
+	await got_dm(b, a.username, b.username, "to %s: hi" % b.username)
+	await a.send(dm(b.username, "drop:x"))
+	await a.sync()
+	await b.sync()
+	a.assert_none("direct_message", pred=lambda m: m["message"] == "drop:x")
+	b.assert_none("direct_message", pred=lambda m: m["message"] == "drop:x")
+	# Local deliveries are the core's: the relay hears of none.
+	r = await command(a, room, "/dg-relays")
+	check_eq(r.get("message"), "none", "nothing to relay yet")
+	# To a remote member (another server's client, made by the plugin),
+	# the core hands the message to the relay after every hook.
+	ghost = uniq("gh")
+	r = await command(a, room, "/dg-ghost " + ghost)
+	check_eq(r.get("message"), "ghost made", "/dg-ghost")
+	await a.send(dm(ghost, "modify:far"))
+	await got_dm(a, a.username, ghost, "to %s: far" % ghost)
+	await a.send({"type": "typing", "roomName": room})
+	await b.recv("typing")
+	r = await command(a, room, "/dg-relays")
+	check_eq(r.get("message"), "direct %s>%s to %s: far;typing %s@%s;" %
+	    (a.username, ghost, ghost, a.username, room), "relayed")
 
 
 @case(timeout=40)
