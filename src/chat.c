@@ -1078,6 +1078,9 @@ chat_typing(struct client *c, struct room *r)
 
 	if (m == NULL)
 		return PROTO_ERR_NOT_IN_ROOM;
+	/* Someone who may not speak is not shown as about to. */
+	if (client_has_role(c, CHAT_ROLE_MUTED))
+		return PROTO_OK;
 	if (m->typed != 0 && now - m->typed < CHAT_TYPING_MS)
 		return PROTO_OK; /* dropped without a word, as specified */
 	m->typed = now != 0 ? now : 1;

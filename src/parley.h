@@ -902,8 +902,8 @@ enum proto_err chat_direct(const struct chat_actor *by, struct client *c,
     const char *to, size_t to_len, const char *text, size_t len,
     const json_t *id, unsigned flags, char **reason);
 /* c is typing in r: r's other members get typing, at most once every 3
- * seconds per member and room; extra ones are dropped silently. No
- * hooks, no history, no log. */
+ * seconds per member and room; extra ones, and a muted c's, are dropped
+ * silently. No hooks, no history, no log. */
 enum proto_err chat_typing(struct client *c, struct room *r);
 /* Sends a notice to c (room may be NULL; id may be NULL). */
 void chat_notice(struct client *c, const struct room *r, const char *text,

@@ -179,6 +179,8 @@ async def test_direct_mute(t):
 	c = await t.named("mc")
 	room = uniq("mroom")
 	await op.create(room)
+	await b.join(room)
+	await c.join(room)
 	r = await command(op, room, "/oper " + PASSWORD)
 	check_eq(r.get("type"), "notice", "/oper: %r" % (r,))
 	r = await command(op, room, "/mute " + b.username)
@@ -189,6 +191,12 @@ async def test_direct_mute(t):
 	await b.send(dm(op.username, "why am I muted?"))
 	await got_dm(op, b.username, op.username, "why am I muted?")
 	await got_dm(b, b.username, op.username, "why am I muted?")
+	# Nor is a muted user shown as typing (dropped without a word).
+	await b.send({"type": "typing", "roomName": room, "id": "t1"})
+	await b.sync()
+	await c.sync()
+	c.assert_none("typing", what="a muted user's typing")
+	b.assert_none(pred=lambda m: m.get("id") == "t1", what="a reply")
 	# A timed mute says for how long.
 	r = await command(op, room, '/mute "%s" 5' % b.username)
 	r = await b.expect_error(dm(c.username, "psst"), "forbidden")
@@ -197,6 +205,9 @@ async def test_direct_mute(t):
 	check_eq(r.get("message"), "unmuted " + b.username, "/unmute")
 	await b.send(dm(c.username, "free again"))
 	await got_dm(c, b.username, c.username, "free again")
+	await b.send({"type": "typing", "roomName": room})
+	m = await c.recv("typing")
+	check_eq(m["username"], b.username, "typing once unmuted")
 
 
 @case(config=PLAIN)
