@@ -154,6 +154,17 @@ async def test_direct_hooks(t):
 	check(not b.take("direct_message", pred=lambda m:
 	    m["message"] == "drop"), "a dropped message reaches nobody")
 	a.assert_none("error")
+	# A script sends one as the user (user:direct), through the hooks.
+	room = uniq("hr")
+	await a.create(room)
+	await a.send({"type": "send_message", "roomName": room,
+	    "message": "/whisper %s shout psst" % b.username})
+	await got_dm(b, a.username, b.username, "PSST")
+	r = await command(a, room, "/whisper %s my secret" % b.username)
+	check_eq((r.get("code"), r.get("message")), ("rejected",
+	    "no secrets for " + b.username), "user:direct refused")
+	r = await command(a, room, "/whisper %s hi" % uniq("nobody"))
+	check_eq(r.get("code"), "user_not_found", "user:direct to nobody")
 
 
 @case(config=LIMITED)

@@ -10,3 +10,12 @@ parley.on("direct", function(user, to, text)
 		return parley.DROP
 	end
 end)
+
+-- /whisper NAME TEXT: user:direct, with the hooks above.
+parley.command("whisper", function(user, room, args)
+	local name, text = args:match("^(%S+)%s+(.+)$")
+	local ok, why, code = user:direct(name, text)
+	if not ok then
+		return false, why, code
+	end
+end)
