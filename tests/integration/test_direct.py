@@ -269,6 +269,8 @@ async def test_typing(t):
 	for ln in t.server.stderr(tail=100000).splitlines():
 		check(not ("typing" in ln and a.username in ln),
 		    "typing is not logged: %r" % ln)
+	h = await a.expect({"type": "history", "roomName": room}, "history")
+	check_eq(h["messages"], [], "typing is not kept")
 
 
 def direct_plugin():
