@@ -961,3 +961,139 @@ chat_notice_room(struct room *r, const char *text)
 	    json_pack("{s:s, s:s, s:s%}", "type", "notice", "message", text,
 		"roomName", r->name, r->name_len));
 }
+
+/* ---- Direct messages and typing (protocol 1.1) */
+
+/* Whether c may not send a direct message to target: muted (the role
+ * "muted", server-wide: the mute scripts and operators give), unless
+ * target is an operator, whom a muted user may still reach. */
+static bool
+chat_direct_muted(const struct client *c, const struct client *target)
+{
+	if (!client_has_role(c, CHAT_ROLE_MUTED))
+		return false;
+	return !client_has_role(target, CLIENT_ROLE_OPERATOR);
+}
+
+/* The recipient a direct message names: a connected client, here or on
+ * another server (a remote member); NULL when there is none. */
+static struct client *
+chat_direct_target(const char *name, size_t len)
+{
+	struct client *t = client_find_by_name(name, len);
+
+	if (t == NULL || t->dead || (t->closing && !t->remote))
+		return NULL;
+	return t;
+}
+
+/* Sends the direct message to both; a recipient on another server gets
+ * it through the plugins that relay (plugin_relay_direct). */
+static void
+chat_direct_deliver(struct client *from, struct client *to, const char *text,
+    size_t len, uint64_t ts)
+{
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:s%, s:I}", "type",
+	    "direct_message", "from", from->name, "to", to->name, "message",
+	    text, len, "ts", (json_int_t)ts);
+	struct buf *b = buf_json(ev);
+
+	json_decref(ev);
+	/* Not kept and not logged: only the two of them see it. */
+	conn_send(from, b);
+	if (to != from)
+		conn_send(to, b);
+	buf_unref(b);
+	if (to->remote)
+		plugin_relay_direct(from, to, text, len, ts);
+}
+
+enum proto_err
+chat_direct(const struct chat_actor *by, struct client *c, const char *to,
+    size_t to_len, const char *text, size_t len, const json_t *id,
+    unsigned flags, char **reason)
+{
+	struct hook_args a = { .event = HOOK_DIRECT,
+		.client = c,
+		.text = text,
+		.text_len = len,
+		.id = id };
+	enum proto_err e = PROTO_OK;
+	bool dropped = false;
+	struct client *t;
+
+	(void)by;
+	if ((t = chat_direct_target(to, to_len)) == NULL)
+		return PROTO_ERR_USER_NOT_FOUND;
+	if (len == 0) {
+		chat_set_reason(reason, "empty message");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (len > cfg->max_message_bytes)
+		return PROTO_ERR_MESSAGE_TOO_LONG;
+	if ((flags & CHAT_LIMITS) &&
+	    !bucket_take(
+		&c->rl_messages, cfg->messages_per_minute, cfg->message_burst))
+		return PROTO_ERR_RATE_LIMITED;
+	a.target = t;
+	if (flags & CHAT_HOOKS)
+		e = chat_run_hooks(&a, &dropped, reason);
+	if (e == PROTO_OK && !dropped && a.new_text != NULL) {
+		/* A hook's text gets the checks the client's got. */
+		if (a.text_len == 0)
+			dropped = true;
+		else if (a.text_len > cfg->max_message_bytes)
+			e = PROTO_ERR_MESSAGE_TOO_LONG;
+		else if (!utf8_valid(a.text, a.text_len))
+			e = PROTO_ERR_INTERNAL;
+	}
+	/* A hook may have muted or disconnected either of them. */
+	if (e == PROTO_OK && !dropped && (c->dead || c->closing))
+		dropped = true;
+	if (e == PROTO_OK && !dropped && chat_direct_target(to, to_len) != t)
+		e = PROTO_ERR_USER_NOT_FOUND;
+	if (e == PROTO_OK && !dropped && chat_direct_muted(c, t)) {
+		chat_set_reason(reason, "you are muted");
+		e = PROTO_ERR_FORBIDDEN;
+	}
+	if (e == PROTO_OK && !dropped)
+		chat_direct_deliver(c, t, a.text, a.text_len, loop_wall_ms());
+	hook_args_free(&a);
+	return e;
+}
+
+/* Passes a typing on to r's other members, at most once per member and
+ * room every CHAT_TYPING_MS (counted from the last one passed on). The
+ * time is kept in the membership, so it costs no memory per client and
+ * goes with the membership. */
+#define CHAT_TYPING_MS 3000u
+
+enum proto_err
+chat_typing(struct client *c, struct room *r)
+{
+	struct membership *m = room_membership(r, c);
+	uint32_t now = (uint32_t)loop_now();
+	json_t *ev;
+	struct buf *b;
+
+	if (m == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	/* Someone who may not speak is not shown as about to. */
+	if (client_has_role(c, CHAT_ROLE_MUTED))
+		return PROTO_OK;
+	if (m->typed != 0 && now - m->typed < CHAT_TYPING_MS)
+		return PROTO_OK; /* dropped without a word, as specified */
+	m->typed = now != 0 ? now : 1;
+	ev = json_pack("{s:s, s:s%, s:s}", "type", "typing", "roomName",
+	    r->name, r->name_len, "username", c->name);
+	b = buf_json(ev);
+	json_decref(ev);
+	for (struct membership *o = r->head; o != NULL; o = o->next) {
+		if (o != m && !o->client->closing)
+			conn_send(o->client, b);
+	}
+	buf_unref(b);
+	if (!c->remote)
+		plugin_relay_typing(c, r);
+	return PROTO_OK;
+}

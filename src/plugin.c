@@ -963,6 +963,7 @@ plugin_forget(struct plugin *p)
 	plugin_timers_stop(p);
 	plugin_watches_free(p);
 	plugin_hooks_forget(p);
+	plugin_relays_forget(p);
 	plugin_store_forget(p);
 	if (p->name != NULL)
 		plugin_counters_remove(p);

@@ -59,6 +59,8 @@ static const struct {
 	    "this server keeps no history" },
 	[PROTO_ERR_INTERNAL] = { "internal", "internal error" },
 	[PROTO_ERR_UNAUTHORIZED] = { "unauthorized", "wrong name or password" },
+	[PROTO_ERR_USER_NOT_FOUND] = { "user_not_found",
+	    "nobody of that name is connected" },
 };
 
 const char *
@@ -366,11 +368,38 @@ proto_ping(struct proto_req *req)
 	return PROTO_OK;
 }
 
+/* ---- Direct messages and typing (1.1) */
+
+static enum proto_err
+proto_direct_message(struct proto_req *req)
+{
+	const char *to, *text;
+	size_t to_len, len;
+
+	if (proto_string(req->msg, "username", &to, &to_len, false) == -1 ||
+	    proto_string(req->msg, "message", &text, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	return chat_direct(CHAT_BY_CLIENT(req->client), req->client, to, to_len,
+	    text, len, req->id, CHAT_AS_CLIENT, &req->err_owned);
+}
+
+static enum proto_err
+proto_typing(struct proto_req *req)
+{
+	struct room *r;
+	enum proto_err e;
+
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
+	return chat_typing(req->client, r);
+}
+
 static const struct {
 	const char *type;
 	proto_handler fn;
 } proto_table[] = {
 	{ "create_room", proto_create_room },
+	{ "direct_message", proto_direct_message },
 	{ "get_participants", proto_get_participants },
 	{ "history", proto_history },
 	{ "join_room", proto_join_room },
@@ -383,6 +412,7 @@ static const struct {
 	{ "register", proto_register },
 	{ "send_message", proto_send_message },
 	{ "set_username", proto_set_username },
+	{ "typing", proto_typing },
 };
 
 static proto_handler
@@ -510,6 +540,8 @@ proto_welcome(struct client *c)
 	json_array_append_new(features, json_string("presence_delta"));
 	if (account_enabled())
 		json_array_append_new(features, json_string("accounts"));
+	json_array_append_new(features, json_string("direct"));
+	json_array_append_new(features, json_string("typing"));
 	conn_send_new(c,
 	    json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o, s:o, s:o}",
 		"type", "welcome", "server", cfg->server_name, "version",

@@ -372,7 +372,7 @@ script_event_decides(enum hook_event ev)
 {
 	return ev == HOOK_CONNECT || ev == HOOK_USERNAME ||
 	    ev == HOOK_CREATE_ROOM || ev == HOOK_JOIN || ev == HOOK_MESSAGE ||
-	    ev == HOOK_POST || ev == HOOK_TOKEN;
+	    ev == HOOK_POST || ev == HOOK_TOKEN || ev == HOOK_DIRECT;
 }
 
 static void script_push_id(lua_State *L, const json_t *id);
@@ -492,6 +492,12 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		script_push_user(L, a->client);
 		lua_pushlstring(L, a->text, a->text_len);
 		return 2;
+	case HOOK_DIRECT:
+		script_push_user(L, a->client);
+		script_push_user(L, a->target);
+		lua_pushlstring(L, a->text, a->text_len);
+		script_push_id(L, a->id);
+		return 4;
 	default:
 		return 0;
 	}
@@ -612,7 +618,8 @@ script_hook_results(lua_State *L, struct script_call *call, int first,
 	case LUA_TSTRING:
 		/* Replaces the text where there is text to replace; the core
 		 * checks the result as it checks what clients send. */
-		if (a->event == HOOK_USERNAME || a->event == HOOK_MESSAGE) {
+		if (a->event == HOOK_USERNAME || a->event == HOOK_MESSAGE ||
+		    a->event == HOOK_DIRECT) {
 			text = lua_tolstring(L, first, &len);
 			call->verdict = HOOK_MODIFY;
 			if (call->script->shadow)

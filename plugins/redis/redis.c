@@ -9,7 +9,8 @@
  * serves its own clients alone, says so in /healthz, and when Redis
  * answers again (or a reconnection with backoff succeeds) it publishes
  * its whole state again and reads the others'. members.c keeps who is
- * where; messages.c orders the messages.
+ * where; messages.c orders the messages; direct.c carries direct
+ * messages and typing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -291,7 +292,11 @@ rd_on_sub(redisAsyncContext *ac, void *r, void *priv)
 			rd_members_event(data->str, data->len);
 		else if (strcmp(kind->str, "subscribe") == 0 && rd_up)
 			rd_members_up();
-	} else if (memcmp(name, "m:", 2) == 0)
+	} else if (nlen == 2 && memcmp(name, "dt", 2) == 0)
+		rd_direct_channel(kind->str,
+		    data->type == REDIS_REPLY_STRING ? data->str : "",
+		    data->type == REDIS_REPLY_STRING ? data->len : 0);
+	else if (memcmp(name, "m:", 2) == 0)
 		rd_messages_channel(kind->str, name + 2, nlen - 2,
 		    data->type == REDIS_REPLY_STRING ? data->str : "",
 		    data->type == REDIS_REPLY_STRING ? data->len : 0);
@@ -406,6 +411,7 @@ rd_on_hello(redisAsyncContext *ac, void *r, void *priv)
 		rd_command(&rd_sub, rd_on_sub, NULL, 2, argv, lens);
 	}
 	free(ch);
+	rd_direct_up();
 	/* The state goes out and is read once the subscription holds, so
 	 * that no change announced meanwhile is missed. */
 	rd_gauges();
@@ -703,6 +709,7 @@ rd_init(parley_ctx *ctx, const struct parley_host *h)
 		return 0;
 	rd_members_init();
 	rd_messages_init();
+	rd_direct_init();
 	rd_make_sid();
 	h->counter_set(ctx, "cluster_up", 0);
 	h->health_report(ctx, false, "connecting to Redis");

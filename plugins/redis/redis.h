@@ -3,7 +3,8 @@
  * to Redis, the options, this server's id, and one section per file.
  * redis.c: options, connections, the hiredis adapter on parleyd's loop;
  * members.c: which clients of which server are in which room, and names;
- * messages.c: chat messages ordered through Redis, and room history.
+ * messages.c: chat messages ordered through Redis, and room history;
+ * direct.c: direct messages and typing to the other servers.
  */
 #ifndef PARLEY_REDIS_H
 #define PARLEY_REDIS_H
@@ -116,5 +117,13 @@ void rd_history_register(void);
 void rd_messages_fallback(void);
 /* Redis answers in time again. */
 void rd_messages_up(void);
+
+/* direct.c */
+/* Makes our relay the host's (ABI 1.4): direct messages and typing. */
+void rd_direct_init(void);
+/* Connected: listen to the channel of direct messages and typing. */
+void rd_direct_up(void);
+/* A reply on that channel. */
+void rd_direct_channel(const char *kind, const char *data, size_t len);
 
 #endif
