@@ -81,23 +81,31 @@ static const char rd_delta_script[] =
     "return lost\n";
 
 /* The heartbeat. KEYS: the server set, the names hash, the beats (server
- * -> Redis's time of its last beat), the slots, the fence. ARGV: prefix,
- * our id, ttl ms. Servers silent for ttl are removed (hash, names, slot;
- * the fence rises: their local seqs are skipped), but only when our own
- * previous beat is recent: after a gap of ours (Redis paused, restarted,
- * or we were cut off) the others get a round to beat first. Returns {
- * our hash still there (1/0), { server, ms since its beat, ... } }. */
+ * -> Redis's time of its last beat), the slots, the fence, the time each
+ * server's beats have been regular since. ARGV: prefix, our id, ttl ms.
+ * Servers silent for ttl are removed (hash, names, slot; the fence rises:
+ * their local seqs are skipped), but only by a server whose own beats
+ * have been regular for ttl: after a gap of ours (Redis paused,
+ * restarted, or we were cut off) the others get a ttl to beat again.
+ * Returns { our hash still there (1/0), { server, ms since its beat,
+ * ... } }. */
 static const char rd_alive_script[] =
     "local pfx, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local prev = tonumber(redis.call('ZSCORE', KEYS[3], me) or '-1')\n"
+    "local since = tonumber(redis.call('HGET', KEYS[6], me) or '-1')\n"
+    "if prev < 0 or now - prev > ttl or since < 0 then\n"
+    "  since = now\n"
+    "  redis.call('HSET', KEYS[6], me, string.format('%.0f', now))\n"
+    "end\n"
     "redis.call('ZADD', KEYS[3], now, me)\n"
-    "if prev >= 0 and now - prev <= ttl then\n"
+    "if now - since >= ttl then\n"
     "  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf',\n"
     "      now - ttl - 1)\n"
     "  for _, s in ipairs(dead) do\n"
     "    redis.call('ZREM', KEYS[3], s)\n"
+    "    redis.call('HDEL', KEYS[6], s)\n"
     "    redis.call('SREM', KEYS[1], s)\n"
     "    redis.call('DEL', pfx .. 'srv:' .. s)\n"
     "    local all = redis.call('HGETALL', KEYS[2])\n"
@@ -147,6 +155,10 @@ static json_t *rd_vers;      /* server -> last version applied */
 static bool rd_syncing;      /* a full read is on its way */
 static json_t *rd_sync_buf;  /* events seen meanwhile: [[text], ...] */
 static unsigned rd_beats;
+/* A beat is on its way: never two, or the second, run right after the
+ * first once a paused Redis resumes, would judge the others before they
+ * could beat. */
+static bool rd_beating;
 
 static void rd_flush_soon(void);
 static void rd_sync(void);
@@ -835,6 +847,7 @@ rd_on_alive(redisAsyncContext *ac, void *r, void *priv)
 	void *tmp;
 	bool judge;
 
+	rd_beating = false;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements != 2 || reply->element[1]->type !=
 	    REDIS_REPLY_ARRAY || rd_stopping) {
@@ -881,11 +894,17 @@ rd_on_alive(redisAsyncContext *ac, void *r, void *priv)
 void
 rd_members_heartbeat(void)
 {
-	char *k1 = rd_key("servers", "", 0), *k2 = rd_key("names", "", 0);
-	char *k3 = rd_key("beats", "", 0), *k4 = rd_key("slots", "", 0);
-	char *k5 = rd_key("fence", "", 0);
+	char *k1, *k2, *k3, *k4, *k5, *k6;
 	char ttl[24];
 
+	if (rd_beating)
+		return;
+	k1 = rd_key("servers", "", 0);
+	k2 = rd_key("names", "", 0);
+	k3 = rd_key("beats", "", 0);
+	k4 = rd_key("slots", "", 0);
+	k5 = rd_key("fence", "", 0);
+	k6 = rd_key("since", "", 0);
 	if (++rd_beats % RD_FULL_EVERY == 0) {
 		rd_publish_full();
 		rd_sync();
@@ -893,18 +912,22 @@ rd_members_heartbeat(void)
 	}
 	snprintf(ttl, sizeof ttl, "%lld", (long long)rd_opt.ttl_ms);
 	{
-		const char *argv[] = { "EVAL", rd_alive_script, "5", k1, k2,
-			k3, k4, k5, rd_opt.prefix, rd_sid, ttl };
+		const char *argv[] = { "EVAL", rd_alive_script, "6", k1, k2,
+			k3, k4, k5, k6, rd_opt.prefix, rd_sid, ttl };
 		size_t lens[] = { 4, strlen(rd_alive_script), 1, strlen(k1),
 			strlen(k2), strlen(k3), strlen(k4), strlen(k5),
-			strlen(rd_opt.prefix), strlen(rd_sid), strlen(ttl) };
-		rd_command(&rd_cmd, rd_on_alive, NULL, 11, argv, lens);
+			strlen(k6), strlen(rd_opt.prefix), strlen(rd_sid),
+			strlen(ttl) };
+		if (rd_command(&rd_cmd, rd_on_alive, NULL, 12, argv, lens) ==
+		    REDIS_OK)
+			rd_beating = true;
 	}
 	free(k1);
 	free(k2);
 	free(k3);
 	free(k4);
 	free(k5);
+	free(k6);
 }
 
 void

@@ -34,6 +34,8 @@ struct rd_pending {
 	bool action;
 	bool subscribed; /* the room's channel was ours when it was sent */
 	bool fallen;     /* posted here already: Redis was late */
+	bool delivered;  /* posted here from the room's channel */
+	uint64_t id;     /* "i" of the message, unique on this server */
 	uint64_t ts;
 	struct rd_pending *prev, *next; /* waiting for Redis */
 };
@@ -45,6 +47,7 @@ static json_t *rd_seqs;   /* object: room -> last seq known here */
 static json_t *rd_early;
 static json_t *rd_mine;   /* room -> last local seq given this outage */
 static struct rd_pending *rd_waiting, *rd_waiting_last;
+static uint64_t rd_msg_id;
 
 /* KEYS: the room's seq, its channel, its history, the fence, the room's
  * fence. ARGV: the message, history length, the highest seq this server
@@ -246,6 +249,16 @@ rd_deliver(const char *room, size_t room_len, const char *data, size_t len)
 		return;
 	}
 	m = json_loadb(end, len - (size_t)(end - data), 0, NULL);
+	if (json_is_string(json_object_get(m, "o")) && strcmp(
+	    json_string_value(json_object_get(m, "o")), rd_sid) == 0) {
+		/* Ours, here before Redis's answer: Redis being late now
+		 * must not post it a second time. */
+		uint64_t id = (uint64_t)json_integer_value(json_object_get(m,
+		    "i"));
+		for (struct rd_pending *p = rd_waiting; p != NULL; p = p->next)
+			if (p->id == id)
+				p->delivered = true;
+	}
 	t = json_object_get(m, "t");
 	sender = json_string_value(json_object_get(m, "n"));
 	r = rd_host->room_find(rd_ctx, room, room_len);
@@ -448,7 +461,7 @@ void
 rd_messages_fallback(void)
 {
 	for (struct rd_pending *p = rd_waiting; p != NULL; p = p->next) {
-		if (p->fallen)
+		if (p->fallen || p->delivered)
 			continue;
 		p->fallen = true;
 		rd_local_post(p->room, p->sender, p->text, p->len, p->action,
@@ -463,7 +476,9 @@ rd_on_published(redisAsyncContext *ac, void *r, void *priv)
 	struct rd_pending *p = priv;
 
 	rd_waiting_unlink(p);
-	if (p->fallen) {
+	if (p->delivered)
+		; /* it came on the channel first */
+	else if (p->fallen) {
 		/* Served here already; if Redis still ran it (its answer was
 		 * on its way), the others got it and its copy here is
 		 * dropped as late. */
@@ -540,9 +555,9 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 		return rc == 0 ? PARLEY_DROP : PARLEY_PASS;
 	}
 	free(rname);
-	m = json_pack("{s:s, s:s%, s:s%, s:I}", "o", rd_sid, "n",
+	m = json_pack("{s:s, s:s%, s:s%, s:I, s:I}", "o", rd_sid, "n",
 	    ev->sender, ev->sender_len, "t", ev->text, ev->text_len, "ts",
-	    (json_int_t)ev->wall_ms);
+	    (json_int_t)ev->wall_ms, "i", (json_int_t)++rd_msg_id);
 	if (m != NULL && (ev->flags & PARLEY_MSG_ACTION))
 		json_object_set_new(m, "a", json_true());
 	if (m == NULL)
@@ -568,6 +583,7 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	p->action = (ev->flags & PARLEY_MSG_ACTION) != 0;
 	p->subscribed = state == 2;
 	p->ts = ev->wall_ms;
+	p->id = rd_msg_id;
 	if (state == 0) {
 		/* A room with no local member yet (a bot's post): its channel
 		 * now, dropped again by the next check of subscriptions. */

@@ -28,7 +28,9 @@ import random  # noqa: E402
 suite = Suite("redis_faults")
 case = suite.case
 
-DEADLINE = 1.0     # the plugin's timeout_ms, in seconds (its default)
+# The plugin's timeout_ms in seconds: its default, longer under valgrind
+# (where a round trip alone may take a second).
+DEADLINE = 3.0 if VALGRIND else 1.0
 PERIOD = 0.1       # each client sends a message every PERIOD seconds
 PER_SERVER = 2     # clients on each server
 
@@ -77,8 +79,9 @@ async def start_cluster(t):
 	plugin_path()
 	redis = Redis().start()
 	prefix = "f%d:" % random.randrange(1 << 30)
-	servers = [t.start_server(cluster_config(redis, prefix))
-	    for _ in range(2)]
+	config = cluster_config(redis, prefix)
+	config["plugin_options"]["redis"]["timeout_ms"] = int(DEADLINE * 1000)
+	servers = [t.start_server(config) for _ in range(2)]
 	return redis, servers
 
 
@@ -149,7 +152,7 @@ def analyse(chatters, servers, t_fault, t_back):
 	seq_text = {}
 	conflicts = []
 	report = []
-	bound = DEADLINE + 0.5 * SCALE
+	bound = DEADLINE + 0.5 * SCALE  # 0.5 s, stretched under valgrind
 	# Cross-server messages of the outage may be lost (documented);
 	# those sent well before or after must arrive.
 	w0, w1 = t_fault - 0.2, t_back + 1.0
@@ -160,7 +163,11 @@ def analyse(chatters, servers, t_fault, t_back):
 		presence = [m for _, m in ch.got
 		    if m.get("type") in ("user_left", "joined_room")]
 		texts = [m["message"] for _, m in msgs]
-		dups = len(texts) - len(set(texts))
+		count = {}
+		for _, m in msgs:
+			count.setdefault(m["message"], []).append(m["seq"])
+		dup_list = [(x, q) for x, q in count.items() if len(q) > 1]
+		dups = len(dup_list)
 		last = 0
 		backwards = 0
 		for _, m in msgs:
@@ -194,7 +201,7 @@ def analyse(chatters, servers, t_fault, t_back):
 		check_eq(lost_local[:5], [], "%s: local messages lost" % who)
 		check_eq(lost_cross_outside[:5], [], "%s: cross-server "
 		    "messages lost outside the outage" % who)
-		check_eq(dups, 0, "%s: duplicates" % who)
+		check_eq(dup_list[:5], [], "%s: duplicates (text, seqs)" % who)
 		check_eq(presence, [], "%s: leave/rejoin events" % who)
 		check_eq(backwards, 0, "%s: seqs that went back" % who)
 	check_eq(conflicts[:5], [], "seqs carrying two texts")
