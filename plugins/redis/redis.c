@@ -507,10 +507,8 @@ rd_retry(parley_ctx *ctx, uint64_t id, void *arg)
 static void
 rd_down(const char *why)
 {
-	bool was_up = rd_up && !rd_slow;
+	bool was_up = rd_up && !rd_slow; /* a slow Redis was told already */
 
-	if (rd_up && rd_slow)
-		was_up = false; /* told already */
 	rd_up = false;
 	rd_slow = false;
 	rd_messages_reset();
