@@ -52,6 +52,7 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_ROOM_REMOVED] = "room_removed",
 	[HOOK_RELOAD] = "reload",
 	[HOOK_TOKEN] = "token",
+	[HOOK_RESUME] = "resume",
 };
 
 static const char *const hook_verdict_names[HOOK_STOP + 1] = {

@@ -32,12 +32,23 @@ static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
 	[PARLEY_EV_ROOM_REMOVED] = HOOK_ROOM_REMOVED,
 	[PARLEY_EV_RELOAD] = HOOK_RELOAD,
 	[PARLEY_EV_TOKEN] = HOOK_TOKEN,
+	[PARLEY_EV_RESUME] = HOOK_RESUME,
 };
+
+/* Ids below PARLEY_EV_LIMIT that name no event (17: numbers are handed
+ * out ahead of the events that take them). */
+static bool
+plugin_event_known(int event)
+{
+	return event > 0 && event < PARLEY_EV_LIMIT &&
+	    (event == PARLEY_EV_CONNECT ||
+		plugin_events[event] != HOOK_CONNECT);
+}
 
 const char *
 plugin_event_name(int event)
 {
-	if (event <= 0 || event >= PARLEY_EV_LIMIT)
+	if (!plugin_event_known(event))
 		return "?";
 	return hook_event_name(plugin_events[event]);
 }
@@ -137,7 +148,7 @@ plugin_hook_add(
 {
 	struct plugin_hook *ph;
 
-	if (event <= 0 || event >= PARLEY_EV_LIMIT || fn == NULL) {
+	if (!plugin_event_known(event) || fn == NULL) {
 		log_error(p->owner, "hook_add: %s",
 		    fn == NULL ? "no function" : "unknown event");
 		return 0;

@@ -492,6 +492,9 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		script_push_user(L, a->client);
 		lua_pushlstring(L, a->text, a->text_len);
 		return 2;
+	case HOOK_RESUME:
+		script_push_user(L, a->client);
+		return 1;
 	default:
 		return 0;
 	}

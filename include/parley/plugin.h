@@ -72,7 +72,7 @@ extern "C" {
 
 /* The ABI this header describes. since 1.0 */
 #define PARLEY_PLUGIN_ABI_MAJOR 1
-#define PARLEY_PLUGIN_ABI_MINOR 3
+#define PARLEY_PLUGIN_ABI_MINOR 4
 
 /* The name of the one symbol a plugin exports. since 1.0 */
 #define PARLEY_PLUGIN_SYMBOL "parley_plugin"
@@ -242,13 +242,19 @@ enum parley_event_type {
 	 * client_expires with the token's expiry and returns PARLEY_STOP;
 	 * one that refuses returns PARLEY_DENY (deny_code
 	 * PARLEY_ERR_UNAUTHORIZED). Nobody accepting it is a refusal. */
-	PARLEY_EV_TOKEN = 16
+	PARLEY_EV_TOKEN = 16,
+	/* A new connection took over the client's session (since 1.4): a
+	 * resume after its connection dropped, or from a second device.
+	 * The client kept its id, name, rooms and handle; none of its rooms
+	 * was told anything (no leave, no join). client set. The verdict is
+	 * ignored. */
+	PARLEY_EV_RESUME = 18
 };
 /* One more than the highest event id of this header. A plugin built
  * against a newer header checks the host's abi_minor before adding a
  * hook of a newer event (hook_add refuses an event the host does not
  * know). since 1.0 */
-#define PARLEY_EV_LIMIT 17
+#define PARLEY_EV_LIMIT 19
 
 /*
  * One event, given to a hook. The host fills a fresh one for each hook it
@@ -413,7 +419,16 @@ struct parley_history_store {
 	 * server). */
 	uint64_t (*last_seq)(parley_ctx *ctx, const char *room,
 	    size_t room_len, void *arg);
-	void *reserved[4];
+	/* Paging forward (since 1.4, in what was reserved): delivers the
+	 * OLDEST limit messages of room with after < seq < before
+	 * (PARLEY_HISTORY_NO_BEFORE: no upper bound), oldest first, as read
+	 * does; a client catching up after a resume asks for these. Returns
+	 * as read does. May be NULL (a store of 1.3 leaves it so): history
+	 * requests with after then get "unsupported". */
+	int (*read_after)(parley_ctx *ctx, const char *room, size_t room_len,
+	    uint64_t after, uint64_t before, uint32_t limit,
+	    parley_history_sink *sink, void *arg);
+	void *reserved[3];
 };
 
 /* ---------------------------------------------------------------------

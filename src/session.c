@@ -1,0 +1,166 @@
+/*
+ * session.c: sessions that outlive their connection (protocol 1.1,
+ * "Resume"). Every client gets a secret with its welcome and a new one
+ * each time it resumes; only the secret's SHA-256 is kept, in the client,
+ * and clients are found by it through a set that reads the hash from the
+ * client itself. A client whose connection dropped is held: the same
+ * client object, still in its rooms and holding its name, but without a
+ * socket, queue or codec state, until a resume takes it over or
+ * resume_grace runs out. chat.c decides who is held; this file keeps the
+ * secrets, the hold timers and the count of held clients.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <nettle/base64.h>
+#include <nettle/memops.h>
+#include <nettle/sha2.h>
+
+#include "parley.h"
+
+#define SESSION_SECRET_BYTES 24 /* 192 bits from the kernel's CSPRNG */
+#define SESSION_SECRET_MAX 256 /* longer presented secrets are wrong */
+
+static unsigned session_held_count;
+
+static uint64_t
+session_set_hash(const void *v)
+{
+	const struct client *c = v;
+	uint64_t h;
+
+	memcpy(&h, c->session, sizeof h);
+	return h;
+}
+
+static struct set session_set = { .hash = session_set_hash };
+
+static bool
+session_match(const void *v, const void *key)
+{
+	const struct client *c = v;
+
+	return memeql_sec(c->session, key, sizeof c->session) != 0;
+}
+
+static void
+session_digest(const char *secret, size_t len, uint8_t *out)
+{
+	struct sha256_ctx ctx;
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, len, (const uint8_t *)secret);
+	sha256_digest(&ctx, SHA256_DIGEST_SIZE, out);
+}
+
+char *
+session_issue(struct client *c)
+{
+	uint8_t raw[SESSION_SECRET_BYTES];
+	struct base64_encode_ctx b64;
+	char *secret = xmalloc(BASE64_ENCODE_RAW_LENGTH(sizeof raw) + 1);
+	size_t n;
+
+	if (cfg->resume_grace == 0) {
+		free(secret);
+		return NULL;
+	}
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+		fatal("getrandom: %s", strerror(errno));
+	base64url_encode_init(&b64);
+	n = base64_encode_update(&b64, secret, sizeof raw, raw);
+	n += base64_encode_final(&b64, secret + n);
+	secret[n] = '\0';
+	explicit_bzero(raw, sizeof raw);
+	session_forget(c);
+	session_digest(secret, n, c->session);
+	c->has_session = true;
+	set_add(&session_set, c);
+	return secret;
+}
+
+struct client *
+session_find(const char *secret, size_t len)
+{
+	uint8_t d[SHA256_DIGEST_SIZE];
+	uint64_t h;
+	struct client *c;
+
+	if (len == 0 || len > SESSION_SECRET_MAX)
+		return NULL;
+	session_digest(secret, len, d);
+	memcpy(&h, d, sizeof h);
+	c = set_find(&session_set, h, session_match, d);
+	return c != NULL && !c->dead ? c : NULL;
+}
+
+void
+session_forget(struct client *c)
+{
+	if (!c->has_session)
+		return;
+	set_remove(&session_set, c);
+	c->has_session = false;
+	explicit_bzero(c->session, sizeof c->session);
+	if (c->held)
+		session_unhold(c);
+}
+
+static void
+session_expire(struct loop_timer *t)
+{
+	struct client *c = container_of(t, struct client, timer);
+
+	log_info("core", "client %llu (%s): not resumed within %us",
+	    (unsigned long long)c->id, c->addr, cfg->resume_grace);
+	session_unhold(c);
+	limit_conn_close(c->addr);
+	chat_disconnect(c, "timeout");
+}
+
+bool
+session_hold(struct client *c)
+{
+	if (cfg->resume_grace == 0 || !c->has_session || c->dead || c->held)
+		return false;
+	c->held = true;
+	session_held_count++;
+	loop_timer_set(
+	    &c->timer, (uint64_t)cfg->resume_grace * 1000, session_expire);
+	return true;
+}
+
+void
+session_unhold(struct client *c)
+{
+	if (!c->held)
+		return;
+	c->held = false;
+	session_held_count--;
+	loop_timer_cancel(&c->timer);
+}
+
+unsigned
+session_held(void)
+{
+	return session_held_count;
+}
+
+void
+session_drop_all(void)
+{
+	struct client *c, *next;
+
+	for (c = clients; c != NULL; c = next) {
+		next = c->next;
+		if (c->held) {
+			session_unhold(c);
+			limit_conn_close(c->addr);
+			chat_disconnect(c, "disconnected");
+		}
+	}
+}
