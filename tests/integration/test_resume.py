@@ -14,8 +14,8 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Suite, RawWS, check, check_eq, http_get,  # noqa: E402
-    uniq)
+from harness import (Suite, ConnectionEnded, OP_CLOSE,  # noqa: E402
+    check, check_eq, uniq)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
@@ -275,6 +275,37 @@ async def test_scripts_see_resume(t):
 	    "a resume and no leave or join: %r" % lines)
 
 
+@case(config=None, timeout=30)
+async def test_unanswered_ping_is_held(t):
+	s = t.start_server({"resume_grace": 30, "ping_interval": 1,
+	    "ping_timeout": 1})
+	room = uniq("p")
+	a = await t.named("a", s)
+	await a.create(room)
+	mute = await t.raw(s, label="mute")
+	name = uniq("mute")
+	await mute.send_json({"type": "join_room", "roomName": room,
+	    "username": name, "id": 1})
+	await mute.read_json("room_joined")
+	await a.recv("joined_room", pred=lambda e: e["username"] == name)
+	# no pong: the server gives up on it after about two seconds, and
+	# holds it
+	closed = False
+	while not closed:
+		try:
+			f = await mute.read_frame(6)
+			closed = f.opcode == OP_CLOSE
+		except ConnectionEnded:
+			closed = True
+	await asyncio.sleep(0.5)
+	await a.sync()
+	a.assert_none("user_left")
+	mute.close()
+	b, r = await resume(t, mute.welcome["session"], s)
+	check_eq(r["username"], name, "resumed after a ping timeout")
+	await b.say(room, "back")
+
+
 # ---- history with after (the ring)
 
 HIST = {"history_size": 1000}
@@ -339,6 +370,50 @@ async def test_history_after_beyond_the_ring(t):
 	room, a = await filled(t, 30)
 	check_eq(await seqs(a, roomName=room, after=0, limit=5),
 	    [21, 22, 23, 24, 25], "the oldest kept (a gap the client sees)")
+
+
+@case(config=None, timeout=30)
+async def test_history_after_in_sqlite(t):
+	"""history-sqlite pages forward over what is on disk and what still
+	waits in memory to be written."""
+	from test_plugins import sqlite_plugin
+	s = t.start_server({"plugins": [sqlite_plugin()], "plugin_options":
+	    {"history-sqlite": {"flush_interval_ms": 50}}})
+	a = await t.named("q", s)
+	room = uniq("hq")
+	await a.create(room)
+	for i in range(1, 61):
+		await a.send({"type": "send_message", "roomName": room,
+		    "message": "m%d" % i})
+	await a.recv("new_message", pred=lambda e: e["message"] == "m60")
+	await asyncio.sleep(0.5)  # on disk
+	for i in range(61, 71):  # some of these still in memory
+		await a.send({"type": "send_message", "roomName": room,
+		    "message": "m%d" % i})
+	await a.recv("new_message", pred=lambda e: e["message"] == "m70")
+	check_eq(await seqs(a, roomName=room, after=55, limit=10),
+	    list(range(56, 66)), "across disk and memory")
+	check_eq(await seqs(a, roomName=room, after=0, limit=3), [1, 2, 3],
+	    "after alone")
+	check_eq(await seqs(a, roomName=room, after=3, before=7), [4, 5, 6],
+	    "after and before")
+	check_eq(await seqs(a, roomName=room, after=58, before=68, limit=4),
+	    [59, 60, 61, 62], "after decides which end is kept")
+	check_eq(await seqs(a, roomName=room, after=9, before=9), [],
+	    "after >= before")
+	check_eq(await seqs(a, roomName=room, before=4), [1, 2, 3],
+	    "before alone")
+	got, after = [], 0
+	while True:
+		page = await seqs(a, roomName=room, after=after, limit=16)
+		if not page:
+			break
+		got += page
+		after = page[-1]
+	check_eq(got, list(range(1, 71)), "paging forward")
+	await asyncio.sleep(0.3)  # all on disk now
+	check_eq(await seqs(a, roomName=room, after=64), list(range(65, 71)),
+	    "from disk")
 
 
 if __name__ == "__main__":
