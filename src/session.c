@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -25,7 +26,14 @@
 #define SESSION_SECRET_BYTES 24 /* 192 bits from the kernel's CSPRNG */
 #define SESSION_SECRET_MAX 256 /* longer presented secrets are wrong */
 
+#define SESSION_TRIM_AFTER 1000 /* sessions held or ended, ... */
+#define SESSION_TRIM_QUIET_MS 1000 /* ... then this long without any */
+
 static unsigned session_held_count;
+static unsigned session_churn; /* sessions held or ended since the trim */
+static struct loop_timer session_trim_timer;
+
+static void session_churned(void);
 
 static uint64_t
 session_set_hash(const void *v)
@@ -129,9 +137,39 @@ session_hold(struct client *c)
 		return false;
 	c->held = true;
 	session_held_count++;
+	session_churned();
 	loop_timer_set(
 	    &c->timer, (uint64_t)cfg->resume_grace * 1000, session_expire);
 	return true;
+}
+
+/*
+ * A storm of drops and resumes (a network blip takes thousands of
+ * phones at once) frees and allocates at once the small objects of
+ * thousands of connections, interleaved with what stays: the allocator
+ * then keeps many half-empty pages it no longer uses. Once the storm
+ * has passed, giving those pages back keeps the server at the size it
+ * had before (bench/resume-storm.py).
+ */
+static void
+session_trim(struct loop_timer *t)
+{
+	(void)t;
+	if (session_churn < SESSION_TRIM_AFTER)
+		return;
+	session_churn = 0;
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
+/* One more session held or ended: a trim once they stop coming. */
+static void
+session_churned(void)
+{
+	session_churn++;
+	loop_timer_set(
+	    &session_trim_timer, SESSION_TRIM_QUIET_MS, session_trim);
 }
 
 void
@@ -142,6 +180,7 @@ session_unhold(struct client *c)
 	c->held = false;
 	session_held_count--;
 	loop_timer_cancel(&c->timer);
+	session_churned();
 }
 
 unsigned
@@ -163,4 +202,5 @@ session_drop_all(void)
 			chat_disconnect(c, "disconnected");
 		}
 	}
+	loop_timer_cancel(&session_trim_timer);
 }
