@@ -225,6 +225,11 @@ conn_send_close(struct client *c, int code, const char *reason)
 void
 conn_close(struct client *c, int code, const char *reason)
 {
+	if (c->held) {
+		/* No connection to close: the session ends instead. */
+		session_end(c);
+		return;
+	}
 	if (c->closing || c->dead)
 		return;
 	log_debug("ws", "client %llu: closing with %d (%s)",

@@ -574,6 +574,10 @@ void session_forget(struct client *c);
  * chat_disconnect(c, "timeout"). False (nothing done) when resume is off
  * or c has no session. */
 bool session_hold(struct client *c);
+/* c, held, is closed for a policy reason (a script, a plugin, an expired
+ * token): it ends as soon as the loop turns, its rooms told
+ * "disconnected". */
+void session_end(struct client *c);
 /* c, held, is taken over by a new connection: its timer stops. */
 void session_unhold(struct client *c);
 /* Sessions held now (they count as connections for the limits). */

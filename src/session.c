@@ -130,6 +130,24 @@ session_expire(struct loop_timer *t)
 	chat_disconnect(c, "timeout");
 }
 
+static void
+session_end_now(struct loop_timer *t)
+{
+	struct client *c = container_of(t, struct client, timer);
+
+	session_unhold(c);
+	limit_conn_close(c->addr);
+	chat_disconnect(c, "disconnected");
+}
+
+void
+session_end(struct client *c)
+{
+	/* Not here: the caller may be walking a room's members. */
+	if (c->held)
+		loop_timer_set(&c->timer, 0, session_end_now);
+}
+
 bool
 session_hold(struct client *c)
 {

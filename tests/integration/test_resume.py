@@ -275,6 +275,22 @@ async def test_scripts_see_resume(t):
 	    "a resume and no leave or join: %r" % lines)
 
 
+@case(config=GRACE)
+async def test_script_ends_a_held_session(t):
+	room, a, b = await pair(t)
+	drop(b)
+	await quiet(a)
+	await a.send({"type": "send_message", "roomName": room,
+	    "message": "/end %s" % b.username})
+	ev = await a.recv("user_left", pred=lambda e:
+	    e["username"] == b.username)
+	check_eq(ev["reason"], "disconnected", "a held session ended by a "
+	    "script")
+	c = await t.client()
+	await c.expect_error({"type": "resume", "session":
+	    b.welcome["session"]}, "resume_failed")
+
+
 @case(config=None, timeout=30)
 async def test_unanswered_ping_is_held(t):
 	s = t.start_server({"resume_grace": 30, "ping_interval": 1,

@@ -28,6 +28,15 @@ parley.on("disconnect", function(user, reason)
 	note("disconnect " .. user.name .. " " .. reason)
 end)
 
+parley.command("end", function(user, room, args)
+	local u = parley.user(args)
+	if not u then
+		return false, "no such user", "not_in_room"
+	end
+	u:disconnect("ended by a script")
+	return "ended"
+end)
+
 parley.command("events", function()
 	return table.concat(log, "\n")
 end)
