@@ -275,6 +275,23 @@ async def test_scripts_see_resume(t):
 	    "a resume and no leave or join: %r" % lines)
 
 
+@case(config=None)
+async def test_plugins_see_resume(t):
+	from test_plugins import test_plugin
+	s = t.start_server({"resume_grace": 30,
+	    "plugins": [test_plugin("events")]})
+	a = await t.named("a", s)
+	room = uniq("r")
+	await a.create(room)
+	drop(a)
+	await asyncio.sleep(0.3)
+	a2, r = await resume(t, a.welcome["session"], s)
+	m = await a2.expect({"type": "send_message", "roomName": room,
+	    "message": "/ev last"}, "notice")
+	check(m["message"].startswith("resume %s " % a.username),
+	    "PARLEY_EV_RESUME seen: %r" % m["message"])
+
+
 @case(config=GRACE)
 async def test_script_ends_a_held_session(t):
 	room, a, b = await pair(t)
