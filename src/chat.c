@@ -1015,7 +1015,7 @@ chat_resume(struct client *c, const char *secret, size_t len, const json_t *id,
 		chat_set_reason(reason, "no such session");
 		return PROTO_ERR_RESUME_FAILED;
 	}
-	session_unhold(s);
+	session_resumed(s);
 	conn_move(c, s, CHAT_CLOSE_RESUMED, "resumed elsewhere");
 	s->spoke = true;
 	fresh = session_issue(s);

@@ -580,6 +580,8 @@ bool session_hold(struct client *c);
 void session_end(struct client *c);
 /* c, held, is taken over by a new connection: its timer stops. */
 void session_unhold(struct client *c);
+/* s (held or open) is taken over by a resume: held no more, counted. */
+void session_resumed(struct client *s);
 /* Sessions held now (they count as connections for the limits). */
 unsigned session_held(void);
 /* The server stops: held sessions go (disconnect hooks, no grace). */

@@ -30,6 +30,8 @@
 #define SESSION_TRIM_QUIET_MS 1000 /* ... then this long without any */
 
 static unsigned session_held_count;
+static uint64_t session_resumes, session_expiries; /* for /metrics */
+static bool session_metrics_registered;
 static unsigned session_churn; /* sessions held or ended since the trim */
 static struct loop_timer session_trim_timer;
 
@@ -65,6 +67,23 @@ session_digest(const char *secret, size_t len, uint8_t *out)
 	sha256_digest(&ctx, SHA256_DIGEST_SIZE, out);
 }
 
+static void
+session_metrics(struct metrics_buf *mb)
+{
+	metrics_printf(mb,
+	    "# HELP parley_sessions_held Sessions held for a resume after "
+	    "their connection dropped\n# TYPE parley_sessions_held gauge\n"
+	    "parley_sessions_held %u\n"
+	    "# HELP parley_resumes_total Sessions taken over by a resume\n"
+	    "# TYPE parley_resumes_total counter\nparley_resumes_total "
+	    "%llu\n"
+	    "# HELP parley_sessions_expired_total Held sessions whose grace "
+	    "ran out\n# TYPE parley_sessions_expired_total counter\n"
+	    "parley_sessions_expired_total %llu\n",
+	    session_held_count, (unsigned long long)session_resumes,
+	    (unsigned long long)session_expiries);
+}
+
 char *
 session_issue(struct client *c)
 {
@@ -76,6 +95,10 @@ session_issue(struct client *c)
 	if (cfg->resume_grace == 0) {
 		free(secret);
 		return NULL;
+	}
+	if (!session_metrics_registered) {
+		metrics_register(session_metrics);
+		session_metrics_registered = true;
 	}
 	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
 		fatal("getrandom: %s", strerror(errno));
@@ -125,6 +148,7 @@ session_expire(struct loop_timer *t)
 
 	log_info("core", "client %llu (%s): not resumed within %us",
 	    (unsigned long long)c->id, c->addr, cfg->resume_grace);
+	session_expiries++;
 	session_unhold(c);
 	limit_conn_close(c->addr);
 	chat_disconnect(c, "timeout");
@@ -199,6 +223,13 @@ session_unhold(struct client *c)
 	session_held_count--;
 	loop_timer_cancel(&c->timer);
 	session_churned();
+}
+
+void
+session_resumed(struct client *s)
+{
+	session_unhold(s);
+	session_resumes++;
 }
 
 unsigned

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, ConnectionEnded, OP_CLOSE,  # noqa: E402
-    check, check_eq, uniq)
+    check, check_eq, http_get, uniq)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
@@ -212,6 +212,15 @@ async def test_grace_runs_out(t):
 	await c.set_name(b.username)
 
 
+async def metric(server, name):
+	r = await http_get(server, "/metrics")
+	body = r.body.decode() if isinstance(r.body, bytes) else r.body
+	for line in body.splitlines():
+		if line.startswith(name + " "):
+			return int(line.split()[1])
+	raise AssertionError("no %s in /metrics" % name)
+
+
 async def refused(t, server, src):
 	"""The HTTP status a WebSocket upgrade from src gets (None: in)."""
 	try:
@@ -234,6 +243,7 @@ async def test_held_sessions_count_as_connections(t):
 	await asyncio.sleep(0.3)
 	check_eq(await refused(t, s, "127.0.0.4"), 503,
 	    "full while the dropped one is held")
+	check_eq(await metric(s, "parley_sessions_held"), 1, "held gauge")
 	await a.close()
 	await asyncio.sleep(0.3)
 	check_eq(await refused(t, s, "127.0.0.3"), 429,
@@ -245,6 +255,8 @@ async def test_held_sessions_count_as_connections(t):
 	# the place follows the connection: 127.0.0.3 is free again
 	c = await t.client(s, local_addr=("127.0.0.3", 0))
 	await c.sync()
+	check_eq(await metric(s, "parley_sessions_held"), 0, "held gauge")
+	check_eq(await metric(s, "parley_resumes_total"), 1, "resumes")
 
 
 @case(config=GRACE)
