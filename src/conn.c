@@ -430,7 +430,8 @@ conn_on_event(struct loop_fd *lfd, uint32_t events)
 
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		conn_read(c);
-	if (!c->dead && (events & EPOLLOUT))
+	/* Released by the read, c may be held: no socket any more. */
+	if (!c->dead && c->lfd.fd != -1 && (events & EPOLLOUT))
 		conn_write(c);
 }
 
@@ -515,7 +516,7 @@ conn_release(struct client *c, const char *reason)
 	bool dropped = c->close_code == 0 && !conn_shutting_down;
 	int fd;
 
-	if (c->dead)
+	if (c->dead || c->held)
 		return;
 	log_info("ws",
 	    "close client=%llu addr=%s name=%s code=%u "
