@@ -137,6 +137,10 @@ async def test_drop_and_resume(t):
 	b3, r3 = await resume(t, r["session"])
 	check_eq(r3["username"], b.username, "resumed twice")
 	a.assert_none("user_left")
+	# secrets are never logged (the shared server logs at debug level)
+	log = t.server._read(t.server.stderr_path)
+	for x in (secret, r["session"], r3["session"]):
+		check(x not in log, "a session secret in the log")
 
 
 @case(config=GRACE)
