@@ -1009,9 +1009,10 @@ chat_resume(struct client *c, const char *secret, size_t len, const json_t *id,
 
 	/* One answer for every refusal: nothing to learn from it. A session
 	 * whose connection the server is closing (a violation, a policy)
-	 * is not held, so not resumable either. */
-	if (s == NULL || s == c || s->dead || (s->closing && !s->held) ||
-	    c->lfd.fd == -1) {
+	 * is not held, so not resumable either. Resume turned off by a
+	 * reload: the sessions still held run out. */
+	if (cfg->resume_grace == 0 || s == NULL || s == c || s->dead ||
+	    (s->closing && !s->held) || c->lfd.fd == -1) {
 		chat_set_reason(reason, "no such session");
 		return PROTO_ERR_RESUME_FAILED;
 	}

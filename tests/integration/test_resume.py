@@ -9,13 +9,14 @@
 
 import asyncio
 import os
+import signal
 import socket
 import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, ConnectionEnded, OP_CLOSE,  # noqa: E402
-    check, check_eq, http_get, uniq)
+    check, check_eq, http_get, lua_config, uniq)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
@@ -234,6 +235,30 @@ async def refused(t, server, src):
 		check(status is not None, "refused without a status: %r" % e)
 		return status
 	return None
+
+
+@case(config=None)
+async def test_reload_turns_resume_off(t):
+	s = t.start_server({"resume_grace": 30})
+	room = uniq("r")
+	a = await t.named("a", s)
+	b = await t.named("b", s)
+	await a.create(room)
+	await b.join(room)
+	drop(b)
+	await asyncio.sleep(0.3)
+	with open(s.config_path, "w") as f:
+		f.write(lua_config(dict(s.config, resume_grace=0)))
+	s.send_signal(signal.SIGHUP)
+	for _ in range(50):
+		c = await t.client(s)
+		if "resume" not in c.welcome["features"]:
+			break
+		await asyncio.sleep(0.1)
+	check("session" not in c.welcome, "no session once resume is off")
+	await c.expect_error({"type": "resume",
+	    "session": b.welcome["session"]}, "resume_failed")
+	a.assert_none("user_left")
 
 
 @case(config=None)
