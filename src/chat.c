@@ -1097,3 +1097,73 @@ chat_typing(struct client *c, struct room *r)
 		plugin_relay_typing(c, r);
 	return PROTO_OK;
 }
+
+/* ---- Resume (protocol 1.1): sessions that outlive a dropped
+ * connection. A client whose connection ends without a close frame is
+ * held (session.c) and stays in its rooms, silently, until a resume or
+ * the grace's end; a resume moves the new connection onto the held client
+ * object itself, so everything that names the client (its id, so the
+ * rooms it owns, its memberships, its name, what scripts and plugins
+ * hold) stays as it was. */
+
+bool
+chat_dropped(struct client *c)
+{
+	if (!session_hold(c))
+		return false;
+	log_info("core", "client %llu (%s): held %us for a resume",
+	    (unsigned long long)c->id, c->name, cfg->resume_grace);
+	return true;
+}
+
+/* resumed {username, account, roles, session, rooms: [{roomName, seq}]} */
+static void
+chat_send_resumed(struct client *c, const char *session, const json_t *id)
+{
+	json_t *rooms = json_array();
+
+	for (uint32_t i = 0; i < c->nrooms; i++) {
+		const struct room *r = c->rooms[i]->room;
+		json_array_append_new(rooms,
+		    json_pack("{s:s%, s:I}", "roomName", r->name, r->name_len,
+			"seq", (json_int_t)r->seq));
+	}
+	proto_reply_new(c, id,
+	    json_pack("{s:s, s:s, s:o, s:o, s:s, s:o}", "type", "resumed",
+		"username", c->name, "account",
+		c->account ? json_string(c->account) : json_null(), "roles",
+		client_roles_public(c), "session", session, "rooms", rooms));
+}
+
+enum proto_err
+chat_resume(struct client *c, const char *secret, size_t len, const json_t *id,
+    char **reason)
+{
+	struct client *s = session_find(secret, len);
+	struct hook_args a = { .event = HOOK_RESUME };
+	char *fresh;
+
+	/* One answer for every refusal: nothing to learn from it. A session
+	 * whose connection the server is closing (a violation, a policy)
+	 * is not held, so not resumable either. Resume turned off by a
+	 * reload: the sessions still held run out. */
+	if (cfg->resume_grace == 0 || s == NULL || s == c || s->dead ||
+	    (s->closing && !s->held) || c->lfd.fd == -1) {
+		chat_set_reason(reason, "no such session");
+		return PROTO_ERR_RESUME_FAILED;
+	}
+	session_resumed(s);
+	conn_move(c, s, CHAT_CLOSE_RESUMED, "resumed elsewhere");
+	s->spoke = true;
+	fresh = session_issue(s);
+	chat_send_resumed(s, fresh, id);
+	explicit_bzero(fresh, strlen(fresh));
+	free(fresh);
+	log_info("core", "client %llu (%s) resumed in %u rooms",
+	    (unsigned long long)s->id, s->name, s->nrooms);
+	/* The connection's own client never was anyone: it goes quietly. */
+	chat_disconnect(c, "resumed");
+	a.client = s;
+	chat_tell_hooks(&a);
+	return PROTO_OK;
+}

@@ -211,6 +211,7 @@ client_unlink(struct client *c)
 {
 	PARLEY_ASSERT(c->nrooms == 0);
 	c->dead = true;
+	session_forget(c);
 	handle_remove(c);
 	set_remove(&client_by_id, c);
 	if (c->name != NULL)

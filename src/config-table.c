@@ -196,6 +196,8 @@ const struct config_option config_options[] = {
 	    "seconds a client has to send a whole HTTP request"),
 	NUM(history_size, CONFIG_UINT, 0, 100000, 100,
 	    "messages kept per room; 0: no history"),
+	NUM(resume_grace, CONFIG_UINT, 0, 86400, 30,
+	    "seconds a dropped connection's session is held; 0: no resume"),
 	NUM(max_header_bytes, CONFIG_SIZE, 2 * KIB, 1 * MIB, 64 * KIB,
 	    "memory for one HTTP request's headers"),
 	NUM(max_rooms, CONFIG_UINT, 1, 10000000, 10000,

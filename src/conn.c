@@ -33,6 +33,9 @@ enum {
 #define CONN_CLOSE_WAIT_MS 2000
 
 static struct client *conn_pending; /* clients with output to flush */
+/* A resume moved the connection being read from conn_moved_from to
+ * conn_moved_to: the rest of the read goes to the latter (conn_move). */
+static struct client *conn_moved_from, *conn_moved_to;
 static unsigned conn_open;
 static bool conn_shutting_down;
 static struct loop_timer conn_shutdown_timer;
@@ -45,6 +48,7 @@ static ssize_t conn_writev(struct client *c, struct iovec *iov);
 static void conn_advance(struct client *c, size_t n);
 static void conn_release(struct client *c, const char *reason);
 static void conn_write(struct client *c);
+static struct client *conn_move_finish(struct client *c);
 
 unsigned
 conn_count(void)
@@ -221,6 +225,11 @@ conn_send_close(struct client *c, int code, const char *reason)
 void
 conn_close(struct client *c, int code, const char *reason)
 {
+	if (c->held) {
+		/* No connection to close: the session ends instead. */
+		session_end(c);
+		return;
+	}
 	if (c->closing || c->dead)
 		return;
 	log_debug("ws", "client %llu: closing with %d (%s)",
@@ -239,11 +248,16 @@ conn_on_message(
 	struct client *c = arg;
 	struct buf *b;
 
+	if (c == conn_moved_from)
+		c = conn_moved_to;
 	c->ping_sent = 0;
 	switch (opcode) {
 	case WS_OP_TEXT:
 		if (!c->closing)
 			proto_handle(c, (const char *)data, len);
+		if (c == conn_moved_from) /* a resume: c is gone, not its
+					     connection */
+			c = conn_moved_to;
 		return c->dead ? 1 : 0;
 	case WS_OP_PING:
 		b = buf_frame(WS_OP_PONG, data, len);
@@ -290,6 +304,7 @@ conn_read(struct client *c)
 			continue; /* discard anything after their close */
 		rc = ws_parser_feed(
 		    &c->parser, rbuf, (size_t)n, conn_on_message, c);
+		c = conn_move_finish(c);
 		if (c->dead)
 			return;
 		if (rc > 0) {
@@ -401,7 +416,7 @@ conn_flush_pending(void)
 		conn_pending = c->next_pending;
 		c->next_pending = NULL;
 		c->pending = false;
-		if (!c->dead)
+		if (!c->dead && c->lfd.fd != -1)
 			conn_write(c);
 	}
 	if (conn_shutting_down && conn_open == 0)
@@ -415,7 +430,8 @@ conn_on_event(struct loop_fd *lfd, uint32_t events)
 
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		conn_read(c);
-	if (!c->dead && (events & EPOLLOUT))
+	/* Released by the read, c may be held: no socket any more. */
+	if (!c->dead && c->lfd.fd != -1 && (events & EPOLLOUT))
 		conn_write(c);
 }
 
@@ -495,9 +511,12 @@ conn_on_timer(struct loop_timer *t)
 static void
 conn_release(struct client *c, const char *reason)
 {
+	/* Neither side closed: the network did (a reset, a timeout, an
+	 * unanswered ping). */
+	bool dropped = c->close_code == 0 && !conn_shutting_down;
 	int fd;
 
-	if (c->dead)
+	if (c->dead || c->held)
 		return;
 	log_info("ws",
 	    "close client=%llu addr=%s name=%s code=%u "
@@ -516,9 +535,108 @@ conn_release(struct client *c, const char *reason)
 	ws_parser_free(&c->parser);
 	conn_open--;
 	metrics_close(c->close_code ? c->close_code : 1006);
-	limit_conn_close(c->addr);
 	c->closing = true;
+	/* A held session keeps its address's place until it ends. */
+	if (dropped && chat_dropped(c))
+		return;
+	limit_conn_close(c->addr);
 	chat_disconnect(c, reason);
+}
+
+/* Ends c's connection at once: a close frame if one can go out whole
+ * now, then the socket is closed; c stays. */
+static void
+conn_end_now(struct client *c, int code, const char *reason)
+{
+	struct buf *b;
+	uint8_t payload[2] = { (uint8_t)(code >> 8), (uint8_t)code };
+	int fd = c->lfd.fd;
+
+	log_info("ws",
+	    "close client=%llu addr=%s name=%s code=%d "
+	    "duration_ms=%llu bytes_in=%llu bytes_out=%llu reason=%s",
+	    (unsigned long long)c->id, c->addr, c->name, code,
+	    (unsigned long long)(loop_now() - c->opened),
+	    (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+	    reason);
+	if (c->close_state == CONN_OPEN &&
+	    (c->out == NULL || c->out->off == 0)) {
+		b = buf_frame(WS_OP_CLOSE, payload, sizeof payload);
+		if (write(fd, b->data, b->len) == -1)
+			log_debug("ws", "close frame: %s", strerror(errno));
+		buf_unref(b);
+	}
+	loop_timer_cancel(&c->timer);
+	loop_fd_remove(&c->lfd);
+	close(fd);
+	conn_queue_clear(c);
+	ws_parser_free(&c->parser);
+	conn_open--;
+	metrics_close(code);
+	limit_conn_close(c->addr);
+}
+
+void
+conn_move(struct client *from, struct client *to, int code, const char *reason)
+{
+	uint32_t events = from->lfd.events;
+	int fd = from->lfd.fd;
+	const char *addr;
+
+	PARLEY_ASSERT(fd != -1 && conn_moved_from == NULL);
+	if (to->lfd.fd != -1)
+		conn_end_now(to, code, reason);
+	else
+		limit_conn_close(to->addr); /* the place it held */
+	/* The connection's address goes with it (limits, bans, logs). */
+	addr = to->addr;
+	to->addr = from->addr;
+	from->addr = addr;
+	loop_timer_cancel(&from->timer);
+	loop_timer_cancel(&to->timer);
+	loop_fd_remove(&from->lfd);
+	if (loop_fd_add(&to->lfd, fd, events, conn_on_event) == -1)
+		log_error("ws", "epoll_ctl: %s", strerror(errno));
+	conn_queue_clear(to);
+	to->out = from->out;
+	from->out = NULL;
+	if (to->out != NULL)
+		conn_mark_pending(to);
+	to->close_state = CONN_OPEN;
+	to->close_code = 0;
+	to->closing = false;
+	to->flood = 0;
+	to->opened = from->opened;
+	to->last_rx = from->last_rx;
+	to->ping_sent = from->ping_sent;
+	to->msg_started = from->msg_started;
+	to->bytes_in = from->bytes_in;
+	to->bytes_out = from->bytes_out;
+	from->closing = true;
+	/* The parser is in the middle of its feed: conn_move_finish. */
+	conn_moved_from = from;
+	conn_moved_to = to;
+	loop_timer_set(&to->timer, 0, conn_on_timer);
+	log_info("ws", "client %llu (%s) resumed by the connection of %llu",
+	    (unsigned long long)to->id, to->addr, (unsigned long long)from->id);
+}
+
+/* After a feed of c's parser: when c's connection moved meanwhile, the
+ * parser's state follows it and the client it moved to is returned. */
+static struct client *
+conn_move_finish(struct client *c)
+{
+	struct client *to = conn_moved_to;
+
+	if (c != conn_moved_from)
+		return c;
+	ws_parser_free(&to->parser);
+	to->parser = c->parser;
+	memset(&c->parser, 0, sizeof c->parser);
+	ws_parser_init(&c->parser, 0);
+	ws_parser_free(&c->parser);
+	conn_moved_from = conn_moved_to = NULL;
+	return to;
 }
 
 /*
@@ -578,6 +696,7 @@ conn_accept(struct client *c, int fd, const char *extra_in, size_t extra_len)
 		c->bytes_in += extra_len;
 		rc = ws_parser_feed(&c->parser, (const uint8_t *)extra_in,
 		    extra_len, conn_on_message, c);
+		c = conn_move_finish(c);
 		if (!c->dead && rc > 0) {
 			limit_violation(c->addr);
 			conn_close(c, rc, NULL);
@@ -599,6 +718,7 @@ void
 conn_shutdown_all(unsigned ms)
 {
 	conn_shutting_down = true;
+	session_drop_all();
 	for (struct client *c = clients; c != NULL; c = c->next)
 		conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
 	loop_timer_set(&conn_shutdown_timer, ms, conn_on_shutdown_timer);

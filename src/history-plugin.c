@@ -54,9 +54,17 @@ plugin_store_append(void *arg, const char *room, size_t room_len, uint64_t seq,
 	return p->store.append(plugin_ctx(p), &m, p->store.arg);
 }
 
+static bool
+plugin_store_pages_forward(void *arg)
+{
+	const struct plugin *p = arg;
+
+	return p->store.read_after != NULL;
+}
+
 static json_t *
-plugin_store_read(void *arg, const char *room, size_t room_len, uint64_t before,
-    size_t limit, struct history_waiter *w, bool *later)
+plugin_store_read(void *arg, const char *room, size_t room_len, uint64_t after,
+    uint64_t before, size_t limit, struct history_waiter *w, bool *later)
 {
 	struct plugin *p = arg;
 	struct plugin_sink sink = {
@@ -66,9 +74,14 @@ plugin_store_read(void *arg, const char *room, size_t room_len, uint64_t before,
 
 	*later = false;
 	handle_add(&sink, HANDLE_HISTORY_SINK);
-	rc = p->store.read(plugin_ctx(p), room, room_len, before,
-	    limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit,
-	    (parley_history_sink *)&sink, p->store.arg);
+	if (after != HISTORY_NO_AFTER)
+		rc = p->store.read_after(plugin_ctx(p), room, room_len, after,
+		    before, limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit,
+		    (parley_history_sink *)&sink, p->store.arg);
+	else
+		rc = p->store.read(plugin_ctx(p), room, room_len, before,
+		    limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit,
+		    (parley_history_sink *)&sink, p->store.arg);
 	handle_remove(&sink);
 	if (sink.deferred != NULL) {
 		/* Whatever rc says, the plugin holds the deferred sink and
@@ -250,6 +263,7 @@ plugin_store_register(
 	hs.append = plugin_store_append;
 	hs.read = plugin_store_read;
 	hs.last_seq = plugin_store_last_seq;
+	hs.pages_forward = plugin_store_pages_forward;
 	hs.arg = p;
 	if (history_set_store(&hs) == -1) {
 		p->has_store = false;

@@ -104,9 +104,25 @@ history_ring_append(void *arg, const char *room, size_t room_len, uint64_t seq,
 	return 0;
 }
 
+/* The index of the first entry of h with seq >= seq. */
+static size_t
+history_ring_lower(const struct history_ring *h, uint64_t seq)
+{
+	size_t lo = 0, hi = h->len;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (history_ring_at(h, mid)->seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static json_t *
-history_ring_read(void *arg, const char *room, size_t room_len, uint64_t before,
-    size_t limit, struct history_waiter *w, bool *later)
+history_ring_read(void *arg, const char *room, size_t room_len, uint64_t after,
+    uint64_t before, size_t limit, struct history_waiter *w, bool *later)
 {
 	const struct history_ring *h = map_find(&history_rings, room, room_len);
 	json_t *a = json_array();
@@ -118,19 +134,17 @@ history_ring_read(void *arg, const char *room, size_t room_len, uint64_t before,
 	if (h == NULL)
 		return a;
 	/* Entries are in seq order: find the first one at or past before. */
-	end = h->len;
-	if (before != HISTORY_NO_BEFORE) {
-		size_t lo = 0, hi = h->len;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			if (history_ring_at(h, mid)->seq < before)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		end = lo;
-	}
-	start = end > limit ? end - limit : 0;
+	end = before != HISTORY_NO_BEFORE ? history_ring_lower(h, before)
+					  : h->len;
+	if (after != HISTORY_NO_AFTER) {
+		/* Paging forward: after decides which end is kept. */
+		start = history_ring_lower(h, after + 1);
+		if (start > end)
+			start = end;
+		if (end - start > limit)
+			end = start + limit;
+	} else
+		start = end > limit ? end - limit : 0;
 	for (size_t i = start; i < end; i++) {
 		const struct history_entry *e = history_ring_at(h, i);
 		json_t *m = json_pack("{s:s%, s:s, s:I, s:I}", "message",
@@ -153,11 +167,19 @@ history_ring_last_seq(void *arg, const char *room, size_t room_len)
 				       : 0;
 }
 
+static bool
+history_ring_pages_forward(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
 static const struct history_store history_ring = {
 	.owner = "ring",
 	.append = history_ring_append,
 	.read = history_ring_read,
 	.last_seq = history_ring_last_seq,
+	.pages_forward = history_ring_pages_forward,
 };
 
 static void
@@ -254,18 +276,28 @@ history_waiter_free(struct history_waiter *w)
 
 enum proto_err
 history_request(struct client *c, const json_t *id, const struct room *r,
-    uint64_t before, size_t limit)
+    uint64_t after, uint64_t before, size_t limit)
 {
 	struct history_waiter *w;
 	json_t *msgs;
 	bool later = false;
 
+	if (after != HISTORY_NO_AFTER &&
+	    (history_store->pages_forward == NULL ||
+		!history_store->pages_forward(history_store->arg)))
+		return PROTO_ERR_UNSUPPORTED;
+	if (after != HISTORY_NO_AFTER && before != HISTORY_NO_BEFORE &&
+	    after >= before) {
+		history_send(c, id, r->name, json_array());
+		return PROTO_OK;
+	}
+
 	w = xcalloc(1, sizeof *w);
 	w->client_id = c->id;
 	w->id = id != NULL ? json_deep_copy(id) : NULL;
 	w->room = xstrdup(r->name);
-	msgs = history_store->read(
-	    history_store->arg, r->name, r->name_len, before, limit, w, &later);
+	msgs = history_store->read(history_store->arg, r->name, r->name_len,
+	    after, before, limit, w, &later);
 	if (later)
 		return PROTO_OK; /* the store owns w now */
 	history_waiter_free(w);

@@ -53,6 +53,7 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_RELOAD] = "reload",
 	[HOOK_TOKEN] = "token",
 	[HOOK_DIRECT] = "direct",
+	[HOOK_RESUME] = "resume",
 };
 
 static const char *const hook_verdict_names[HOOK_STOP + 1] = {

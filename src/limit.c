@@ -88,7 +88,9 @@ limit_admit(const char *addr, unsigned *retry_after)
 	struct limit_addr *a;
 
 	*retry_after = 0;
-	if (conn_count() >= cfg->max_connections)
+	/* A held session keeps its place, so that dropping and coming
+	 * back in a loop cannot grow the server. */
+	if (conn_count() + session_held() >= cfg->max_connections)
 		return LIMIT_FULL;
 	if (http_address_exempt(addr))
 		return LIMIT_OK;

@@ -414,6 +414,7 @@ struct config {
 	unsigned http_timeout;    /* seconds idle in the HTTP phase: 10 */
 	unsigned http_request_timeout; /* seconds to send a request: 30 */
 	unsigned history_size;    /* per room: 100; 0 = none */
+	unsigned resume_grace;    /* seconds a dropped session is held: 30 */
 	/* limits and rate limits (limit.c); per_minute 0 = no limit */
 	size_t max_header_bytes;  /* HTTP request memory: 64 KiB */
 	unsigned max_rooms;       /* rooms on the server: 10000 */
@@ -550,6 +551,41 @@ void conn_shutdown_all(unsigned ms);
 unsigned conn_count(void);
 /* Drops c's queued output and codec state (when the client is freed). */
 void conn_forget(struct client *c);
+/* Moves the connection of from (the client whose message is being
+ * handled) to to, which is held or has a connection of its own, closed
+ * first with code (4001): to's address, socket, output and codec state
+ * become from's, and what from still receives goes to to. from is left
+ * without a connection (the caller removes it). */
+void conn_move(struct client *from, struct client *to, int code,
+    const char *reason);
+
+/* session.c: sessions that outlive their connection (protocol 1.1,
+ * "Resume"): each client's resume secret, of which only a hash is kept,
+ * and the clients held after their connection dropped. A held client is
+ * the client it was, without its socket and buffers. */
+/* A new secret for c (allocated; the caller sends it and frees it),
+ * replacing c's previous one; NULL when resume is off. */
+char *session_issue(struct client *c);
+/* The client whose secret is secret (open or held), or NULL. */
+struct client *session_find(const char *secret, size_t len);
+/* c no longer has a session (it is gone). */
+void session_forget(struct client *c);
+/* c's connection dropped: holds c for resume_grace seconds, then
+ * chat_disconnect(c, "timeout"). False (nothing done) when resume is off
+ * or c has no session. */
+bool session_hold(struct client *c);
+/* c, held, is closed for a policy reason (a script, a plugin, an expired
+ * token): it ends as soon as the loop turns, its rooms told
+ * "disconnected". */
+void session_end(struct client *c);
+/* c, held, is taken over by a new connection: its timer stops. */
+void session_unhold(struct client *c);
+/* s (held or open) is taken over by a resume: held no more, counted. */
+void session_resumed(struct client *s);
+/* Sessions held now (they count as connections for the limits). */
+unsigned session_held(void);
+/* The server stops: held sessions go (disconnect hooks, no grace). */
+void session_drop_all(void);
 
 /* client.c: clients: id, name, rooms joined, lifetime */
 struct membership;
@@ -570,6 +606,10 @@ struct client {
 	bool pending; /* on the pending-write list */
 	bool remote;  /* another server's client (a plugin's), no socket */
 	bool account_busy; /* a register or login is being worked on */
+	bool spoke;   /* a request was handled (resume must come first) */
+	bool held;    /* its connection dropped: held for a resume */
+	bool has_session; /* session holds a secret's hash (session.c) */
+	uint8_t session[32]; /* SHA-256 of its resume secret */
 	/* connection state, owned by conn.c: what only a busy connection
 	 * needs (output waiting, a message half received) is allocated
 	 * while it is needed, so an idle one costs little */
@@ -687,6 +727,7 @@ void room_free_all(void);
  * built-in in-memory ring unless a plugin registered a durable one
  * (history-plugin.c adapts a plugin's store to this interface) */
 #define HISTORY_NO_BEFORE UINT64_MAX
+#define HISTORY_NO_AFTER UINT64_MAX /* no lower bound: the newest */
 /* Who asked for a room's history, kept while a store answers later. */
 struct history_waiter;
 struct history_store {
@@ -698,10 +739,14 @@ struct history_store {
 	/* Returns a new JSON array of the newest limit messages with seq <
 	 * before (HISTORY_NO_BEFORE: no bound), oldest first, or NULL:
 	 * *later false on error, true when the store keeps w and answers
-	 * through history_answer (a store across the network). */
+	 * through history_answer (a store across the network). With after
+	 * (not HISTORY_NO_AFTER), the oldest limit messages with after <
+	 * seq < before instead. */
 	json_t *(*read)(void *arg, const char *room, size_t room_len,
-	    uint64_t before, size_t limit, struct history_waiter *w,
-	    bool *later);
+	    uint64_t after, uint64_t before, size_t limit,
+	    struct history_waiter *w, bool *later);
+	/* True when read takes after (pages forward). */
+	bool (*pages_forward)(void *arg);
 	/* The highest seq stored for room, 0 when none. */
 	uint64_t (*last_seq)(void *arg, const char *room, size_t room_len);
 	void *arg;
@@ -715,7 +760,7 @@ void history_append(struct room *r, uint64_t seq, uint64_t ts,
 /* Answers c's history request (id) now, or later when the store is slow;
  * PROTO_OK, or the error to answer at once. */
 enum proto_err history_request(struct client *c, const json_t *id,
-    const struct room *r, uint64_t before, size_t limit);
+    const struct room *r, uint64_t after, uint64_t before, size_t limit);
 /* A late answer: msgs (taken; NULL = the store failed) goes to the
  * client if it is still there; w is freed. */
 void history_answer(struct history_waiter *w, json_t *msgs);
@@ -762,6 +807,7 @@ enum proto_err {
 	PROTO_ERR_INTERNAL,
 	PROTO_ERR_UNAUTHORIZED,
 	PROTO_ERR_USER_NOT_FOUND, /* 1.1: direct_message to nobody */
+	PROTO_ERR_RESUME_FAILED,
 	PROTO_ERR_COUNT
 };
 const char *proto_err_code(enum proto_err e);
@@ -933,6 +979,17 @@ enum proto_err chat_logout(
 void chat_login_as(struct client *c, const char *account,
     const json_t *id, const char *reply_type);
 
+/* Resume (protocol 1.1): c's connection dropped without a close frame;
+ * true when c is held for a resume (session.c) instead of leaving. */
+bool chat_dropped(struct client *c);
+/* c (whose first request this is) presents a session secret: the
+ * session's client takes over c's connection (closing its own, if open,
+ * with CHAT_CLOSE_RESUMED), gets a new secret and is told resumed (with
+ * id); c goes. resume_failed when no session has that secret. */
+#define CHAT_CLOSE_RESUMED 4001
+enum proto_err chat_resume(struct client *c, const char *secret, size_t len,
+    const json_t *id, char **reason);
+
 /* account.c: accounts kept by the server: a SQLite database in the
  * state directory and argon2id hashes, both worked on by a thread of
  * their own whose results come back to the loop; the account names, kept
@@ -996,6 +1053,7 @@ enum hook_event {
 	HOOK_RELOAD,      /* no client: the configuration was reloaded */
 	HOOK_TOKEN,       /* client, text = a fresh token: stop accepts it */
 	HOOK_DIRECT,      /* client, target, text: deny, modify or drop */
+	HOOK_RESUME,      /* client: a new connection took over its session */
 	HOOK_COUNT
 };
 enum hook_verdict {

@@ -61,6 +61,8 @@ static const struct {
 	[PROTO_ERR_UNAUTHORIZED] = { "unauthorized", "wrong name or password" },
 	[PROTO_ERR_USER_NOT_FOUND] = { "user_not_found",
 	    "nobody of that name is connected" },
+	[PROTO_ERR_RESUME_FAILED] = { "resume_failed",
+	    "no such session: it expired or was resumed already" },
 };
 
 const char *
@@ -342,12 +344,13 @@ proto_list_rooms(struct proto_req *req)
 static enum proto_err
 proto_history(struct proto_req *req)
 {
-	json_int_t before, n;
+	json_int_t before, after, n;
 	struct room *r;
 	enum proto_err e;
 
 	if (!json_is_string(json_object_get(req->msg, "roomName")) ||
 	    proto_count(req->msg, "before", -1, &before) == -1 ||
+	    proto_count(req->msg, "after", -1, &after) == -1 ||
 	    proto_count(req->msg, "limit", PROTO_HISTORY_DEFAULT, &n) == -1)
 		return PROTO_ERR_BAD_REQUEST;
 	if ((e = proto_room(req, &r)) != PROTO_OK)
@@ -357,7 +360,24 @@ proto_history(struct proto_req *req)
 	if (n > PROTO_HISTORY_MAX)
 		n = PROTO_HISTORY_MAX;
 	return history_request(req->client, req->id, r,
+	    after < 0 ? HISTORY_NO_AFTER : (uint64_t)after,
 	    before < 0 ? HISTORY_NO_BEFORE : (uint64_t)before, (size_t)n);
+}
+
+/* resume: only as the first request of a connection. */
+static enum proto_err
+proto_resume(struct proto_req *req)
+{
+	const char *secret;
+	size_t len;
+
+	if (req->client->spoke) {
+		req->err_text = "resume must be the first request";
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (proto_string(req->msg, "session", &secret, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	return chat_resume(req->client, secret, len, req->id, &req->err_owned);
 }
 
 static enum proto_err
@@ -410,6 +430,7 @@ static const struct {
 	{ "ping", proto_ping },
 	{ "refresh_token", proto_refresh_token },
 	{ "register", proto_register },
+	{ "resume", proto_resume },
 	{ "send_message", proto_send_message },
 	{ "set_username", proto_set_username },
 	{ "typing", proto_typing },
@@ -515,8 +536,10 @@ proto_handle(struct client *c, const char *data, size_t len)
 		e = PROTO_ERR_BAD_REQUEST;
 	else if ((fn = proto_find(json_string_value(type))) == NULL)
 		e = PROTO_ERR_UNKNOWN_TYPE;
-	else
+	else {
 		e = fn(&req);
+		c->spoke = true;
+	}
 	if (e == PROTO_ERR_RATE_LIMITED && req.err_owned == NULL)
 		proto_rate_limited(c, req.id);
 	else {
@@ -532,7 +555,8 @@ proto_handle(struct client *c, const char *data, size_t len)
 void
 proto_welcome(struct client *c)
 {
-	json_t *features = json_array();
+	json_t *features = json_array(), *w;
+	char *session = session_issue(c);
 
 	/* What this server runs now (protocol 1.1). */
 	if (history_enabled())
@@ -542,12 +566,21 @@ proto_welcome(struct client *c)
 		json_array_append_new(features, json_string("accounts"));
 	json_array_append_new(features, json_string("direct"));
 	json_array_append_new(features, json_string("typing"));
-	conn_send_new(c,
-	    json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o, s:o, s:o}",
-		"type", "welcome", "server", cfg->server_name, "version",
-		PACKAGE_VERSION, "protocol", PARLEY_PROTOCOL_VERSION, "minor",
-		PARLEY_PROTOCOL_MINOR, "features", features, "username",
-		c->name, "rooms", room_names(), "account",
-		c->account ? json_string(c->account) : json_null(), "roles",
-		client_roles_public(c)));
+	if (session != NULL)
+		json_array_append_new(features, json_string("resume"));
+	w = json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o, s:o, s:o}",
+	    "type", "welcome", "server", cfg->server_name, "version",
+	    PACKAGE_VERSION, "protocol", PARLEY_PROTOCOL_VERSION, "minor",
+	    PARLEY_PROTOCOL_MINOR, "features", features, "username", c->name,
+	    "rooms", room_names(), "account",
+	    c->account ? json_string(c->account) : json_null(), "roles",
+	    client_roles_public(c));
+	if (session != NULL) {
+		json_object_set_new(w, "session", json_string(session));
+		json_object_set_new(w, "resume_grace",
+		    json_integer((json_int_t)cfg->resume_grace));
+		explicit_bzero(session, strlen(session));
+		free(session);
+	}
+	conn_send_new(c, w);
 }

@@ -498,6 +498,9 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		lua_pushlstring(L, a->text, a->text_len);
 		script_push_id(L, a->id);
 		return 4;
+	case HOOK_RESUME:
+		script_push_user(L, a->client);
+		return 1;
 	default:
 		return 0;
 	}

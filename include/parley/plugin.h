@@ -243,6 +243,12 @@ enum parley_event_type {
 	 * one that refuses returns PARLEY_DENY (deny_code
 	 * PARLEY_ERR_UNAUTHORIZED). Nobody accepting it is a refusal. */
 	PARLEY_EV_TOKEN = 16,
+	/* A new connection took over the client's session (since 1.4): a
+	 * resume after its connection dropped, or from a second device.
+	 * The client kept its id, name, rooms and handle; none of its rooms
+	 * was told anything (no leave, no join). client set. The verdict is
+	 * ignored. */
+	PARLEY_EV_RESUME = 18,
 	/* A direct message (protocol 1.1, since 1.4): client (the sender)
 	 * and target (the recipient, a local client or a remote member) and
 	 * text set; request_id as for a message. Verdicts: DENY, MODIFY (the
@@ -422,7 +428,16 @@ struct parley_history_store {
 	 * server). */
 	uint64_t (*last_seq)(parley_ctx *ctx, const char *room,
 	    size_t room_len, void *arg);
-	void *reserved[4];
+	/* Paging forward (since 1.4, in what was reserved): delivers the
+	 * OLDEST limit messages of room with after < seq < before
+	 * (PARLEY_HISTORY_NO_BEFORE: no upper bound), oldest first, as read
+	 * does; a client catching up after a resume asks for these. Returns
+	 * as read does. May be NULL (a store of 1.3 leaves it so): history
+	 * requests with after then get "unsupported". */
+	int (*read_after)(parley_ctx *ctx, const char *room, size_t room_len,
+	    uint64_t after, uint64_t before, uint32_t limit,
+	    parley_history_sink *sink, void *arg);
+	void *reserved[3];
 };
 
 /* ---------------------------------------------------------------------

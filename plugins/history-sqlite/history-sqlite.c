@@ -146,6 +146,7 @@ static struct {
 	 * opened, history comes from memory only) */
 	sqlite3 *rdb;
 	sqlite3_stmt *q_read;
+	sqlite3_stmt *q_read_after; /* paging forward (since ABI 1.4) */
 	sqlite3_stmt *q_max_seq;
 	sqlite3_stmt *q_room_seq;
 	/* the worker's connection: NULL while the database cannot be opened
@@ -1016,6 +1017,96 @@ hs_read(parley_ctx *ctx, const char *room, size_t room_len, uint64_t before,
 	return rc;
 }
 
+/* Paging forward: the queued messages of room with after < seq <
+ * before, oldest first, counted (lowest) then emitted (up to limit). */
+struct hs_forward {
+	uint64_t after, before;
+	size_t count, limit;
+	uint64_t lowest;
+	parley_ctx *ctx;
+	parley_history_sink *sink;
+};
+
+static void
+hs_forward_scan(const struct hs_entry *e, void *arg)
+{
+	struct hs_forward *f = arg;
+
+	if (e->seq <= f->after)
+		return;
+	if (f->sink == NULL) {
+		if (f->count++ == 0 || e->seq < f->lowest)
+			f->lowest = e->seq;
+	} else if (f->count < f->limit) {
+		f->count++;
+		hs_emit_entry(f->ctx, f->sink, e);
+	}
+}
+
+static int
+hs_read_after(parley_ctx *ctx, const char *room, size_t room_len,
+    uint64_t after, uint64_t before, uint32_t limit,
+    parley_history_sink *sink, void *arg)
+{
+	struct hs_forward f = { .after = after, .before = before };
+	sqlite3_stmt *s;
+	uint64_t bound = before;
+	size_t emitted = 0;
+	int rc = 0, step;
+
+	(void)arg;
+	if (limit == 0 || after >= before)
+		return 0;
+	/* As in hs_read: under the lock, and the database only below the
+	 * oldest queued message, which may be in both while it is being
+	 * committed. Queued messages are newer than the database's. */
+	pthread_mutex_lock(&hs.lock);
+	hs_reader_refresh(ctx);
+	s = hs.q_read_after;
+	hs_queued_each(room, room_len, before, hs_forward_scan, &f);
+	if (f.count > 0)
+		bound = f.lowest;
+	if (s != NULL && bound > after + 1) {
+		sqlite3_bind_text(s, 1, room, (int)room_len, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, hs_int(after));
+		sqlite3_bind_int64(s, 3, hs_int(bound));
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)limit);
+		while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+			struct parley_history_msg m;
+			memset(&m, 0, sizeof m);
+			m.size = sizeof m;
+			m.seq = (uint64_t)sqlite3_column_int64(s, 0);
+			m.ts = (uint64_t)sqlite3_column_int64(s, 1);
+			m.sender = (const char *)sqlite3_column_text(s, 2);
+			m.sender_len = (size_t)sqlite3_column_bytes(s, 2);
+			m.text = (const char *)sqlite3_column_text(s, 3);
+			m.text_len = (size_t)sqlite3_column_bytes(s, 3);
+			m.flags = sqlite3_column_int(s, 4) ? PARLEY_MSG_ACTION :
+			    0;
+			if (m.sender != NULL && m.text != NULL) {
+				hs.host->history_emit(ctx, sink, &m);
+				emitted++;
+			}
+		}
+		if (step != SQLITE_DONE) {
+			hs.host->log_printf(ctx, PARLEY_LOG_ERROR,
+			    "history read: %s", sqlite3_errmsg(hs.rdb));
+			rc = -1;
+		}
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	}
+	if (rc == 0 && emitted < limit && f.count > 0) {
+		f.count = 0;
+		f.limit = limit - emitted;
+		f.ctx = ctx;
+		f.sink = sink;
+		hs_queued_each(room, room_len, before, hs_forward_scan, &f);
+	}
+	pthread_mutex_unlock(&hs.lock);
+	return rc;
+}
+
 static void
 hs_scan_max(const struct hs_entry *e, void *arg)
 {
@@ -1098,6 +1189,8 @@ static void
 hs_close_reader(void)
 {
 	sqlite3_finalize(hs.q_read);
+	sqlite3_finalize(hs.q_read_after);
+	hs.q_read_after = NULL;
 	sqlite3_finalize(hs.q_max_seq);
 	sqlite3_finalize(hs.q_room_seq);
 	sqlite3_close(hs.rdb);
@@ -1115,6 +1208,9 @@ hs_try_reader(const char *name, int flags)
 	    "(SELECT seq, ts, sender, text, action FROM messages WHERE "
 	    "room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
 	    &hs.q_read)) ||
+	    !hs_prepare(hs.rdb, "SELECT seq, ts, sender, text, action FROM "
+	    "messages WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq "
+	    "LIMIT ?4", &hs.q_read_after) ||
 	    !hs_prepare(hs.rdb, "SELECT max(seq) FROM messages WHERE room = ?1",
 	    &hs.q_max_seq) ||
 	    !hs_prepare(hs.rdb, "SELECT last_seq FROM rooms WHERE room = ?1",
@@ -1652,6 +1748,7 @@ hs_init(parley_ctx *ctx, const struct parley_host *host)
 	store.size = sizeof store;
 	store.append = hs_append;
 	store.read = hs_read;
+	store.read_after = hs_read_after;
 	store.last_seq = hs_last_seq;
 	if (host->history_store_register(ctx, &store) != 0)
 		goto fail;

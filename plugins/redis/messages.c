@@ -375,6 +375,63 @@ rd_history_read(parley_ctx *ctx, const char *room, size_t room_len,
 	return PARLEY_HISTORY_LATER;
 }
 
+/* Paging forward: Redis answers oldest first, rd_on_history reads the
+ * newest first. */
+static void
+rd_on_history_forward(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0, j = reply->elements; i + 1 < j; i++, j--) {
+			redisReply *e = reply->element[i];
+			reply->element[i] = reply->element[j - 1];
+			reply->element[j - 1] = e;
+		}
+	}
+	rd_on_history(ac, r, priv);
+}
+
+/* The oldest limit messages with after < seq < before (since 1.4). */
+static int
+rd_history_read_after(parley_ctx *ctx, const char *room, size_t room_len,
+    uint64_t after, uint64_t before, uint32_t limit,
+    parley_history_sink *sink, void *arg)
+{
+	char min[32], max[32], count[16], *key;
+	parley_history_sink *later;
+	int rc;
+
+	if (limit == 0 || after >= before)
+		return 0;
+	if (!rd_up) {
+		rd_host->log_printf(ctx, PARLEY_LOG_DEBUG, "history asked while "
+		    "Redis is away");
+		return -1;
+	}
+	snprintf(min, sizeof min, "(%llu", (unsigned long long)after);
+	if (before == PARLEY_HISTORY_NO_BEFORE)
+		snprintf(max, sizeof max, "+inf");
+	else
+		snprintf(max, sizeof max, "(%llu", (unsigned long long)before);
+	snprintf(count, sizeof count, "%u", limit);
+	if ((later = rd_host->history_defer(ctx, sink)) == NULL)
+		return -1;
+	key = rd_key("history:", room, room_len);
+	{
+		const char *argv[] = { "ZRANGEBYSCORE", key, min, max, "LIMIT",
+			"0", count };
+		size_t lens[] = { 13, strlen(key), strlen(min), strlen(max), 5,
+			1, strlen(count) };
+		rc = rd_command(&rd_cmd, rd_on_history_forward, later, 7, argv,
+		    lens);
+	}
+	free(key);
+	if (rc != REDIS_OK)
+		rd_host->history_done(ctx, later, -1);
+	return PARLEY_HISTORY_LATER;
+}
+
 /* Messages reach Redis's history in the script that orders them. */
 static int
 rd_history_append(parley_ctx *ctx, const struct parley_history_msg *m,
@@ -634,6 +691,7 @@ rd_history_register(void)
 		.append = rd_history_append,
 		.read = rd_history_read,
 		.last_seq = rd_history_last_seq,
+		.read_after = rd_history_read_after,
 	};
 
 	if (rd_opt.history == 0 || !rd_opt.history_store)

@@ -674,8 +674,9 @@ async def test_slowloris_one_address_cannot_lock_out(t):
 async def test_write_timeout(t):
 	# a peer that stops reading: its queue stays under max_output_bytes
 	# but nothing can be written for write_timeout seconds
+	# (resume off: a stalled connection would be held, test_resume.py)
 	s = t.start_server({"write_timeout": 1, "ping_interval": 60,
-	    "max_output_bytes": 256 << 20})
+	    "max_output_bytes": 256 << 20, "resume_grace": 0})
 	sender = await t.named("sender", s)
 	obs = await t.named("obs", s)
 	room = uniq("wt")

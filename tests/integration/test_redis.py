@@ -473,5 +473,104 @@ async def test_name_claimed_once_across_servers(t):
 	finally:
 		redis.cleanup()
 
+
+@case(timeout=60)
+async def test_history_after_in_redis(t):
+	"""history with after (protocol 1.1) from Redis's store, on a
+	server that never had a member in the room."""
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.named("pia", a)
+		cb = await t.client(b)
+		room = uniq("ha")
+		await ca.create(room)
+		for i in range(1, 31):
+			await ca.send({"type": "send_message", "roomName": room,
+			    "message": "m%d" % i})
+		await ca.recv("new_message", pred=lambda m:
+		    m["message"] == "m30", timeout=5)
+		await cb.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+
+		async def seqs(**q):
+			h = await cb.expect(dict(q, type="history",
+			    roomName=room), "history")
+			return [m["seq"] for m in h["messages"]]
+		check_eq(await seqs(after=10, limit=3), [11, 12, 13],
+		    "after alone: the oldest after it")
+		check_eq(await seqs(after=25), [26, 27, 28, 29, 30],
+		    "after to the newest")
+		check_eq(await seqs(after=10, before=13), [11, 12],
+		    "after and before")
+		check_eq(await seqs(after=5, before=30, limit=2), [6, 7],
+		    "after decides which end is kept")
+		check_eq(await seqs(after=13, before=13), [],
+		    "after >= before")
+		check_eq(await seqs(after=30), [], "nothing newer")
+		got, after = [], 0
+		while True:
+			page = await seqs(after=after, limit=7)
+			if not page:
+				break
+			got += page
+			after = page[-1]
+		check_eq(got, list(range(1, 31)), "paging forward")
+	finally:
+		redis.cleanup()
+
+
+def drop(c):
+	"""A reset without a close frame (a lost network)."""
+	import struct
+	sock = c.ws.transport.get_extra_info("socket")
+	sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+	    struct.pack("ii", 1, 0))
+	c.ws.transport.abort()
+
+
+@case(timeout=60)
+async def test_resume_in_a_cluster(t):
+	"""A session dropped and resumed on its server: the other server's
+	members hear nothing, and the resumed client catches up from the
+	cluster's history."""
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.named("ria", a)
+		cb = await t.named("rob", b)
+		room = uniq("rs")
+		await ca.create(room)
+		await cb.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+		await cb.join(room)
+		await wait_participants(cb, room, {ca.username, cb.username})
+		await cb.sync()
+		cb.pending.clear()
+		drop(ca)
+		await asyncio.sleep(0.5)
+		for i in range(5):
+			await cb.say(room, "while away %d" % i)
+		ca2 = await t.client(a)
+		r = await ca2.expect({"type": "resume",
+		    "session": ca.welcome["session"]}, "resumed")
+		check_eq(r["username"], ca.username, "resumed")
+		seq = r["rooms"][0]["seq"]
+		h = await ca2.expect({"type": "history", "roomName": room,
+		    "after": seq - 5}, "history")
+		check_eq([m["message"] for m in h["messages"]],
+		    ["while away %d" % i for i in range(5)], "caught up")
+		await wait_participants(cb, room, {ca.username, cb.username})
+		await asyncio.sleep(0.5)
+		await cb.sync()
+		check_eq(cb.take("user_left"), [], "no user_left on the other "
+		    "server")
+		check_eq(cb.take("joined_room"), [], "no joined_room")
+	finally:
+		redis.cleanup()
+
+
 if __name__ == "__main__":
 	suite.main()

@@ -9,7 +9,8 @@
  *   /ev remove R   removes room R (room_remove)
  * Events recorded: renamed (old and new name), room_created (room and
  * creator id), room_removed (room), reload (the greeting re-read), and
- * each message's request_id.
+ * each message's request_id; since 1.4 resume (the client's name and
+ * id).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -54,6 +55,10 @@ on_event(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	case PARLEY_EV_RELOAD:
 		read_greeting(ctx);
 		snprintf(last, sizeof last, "reload %s", greeting);
+		break;
+	case PARLEY_EV_RESUME:
+		snprintf(last, sizeof last, "resume %s %" PRIu64,
+		    host->client_name(ctx, ev->client), ev->client_id);
 		break;
 	case PARLEY_EV_MESSAGE:
 		if (ev->request_id != NULL)
@@ -110,6 +115,9 @@ events_init(parley_ctx *ctx, const struct parley_host *h)
 		if (h->hook_add(ctx, events[i], 0, on_event, NULL) == 0)
 			return -1;
 	}
+	if (h->abi_minor >= 4 &&
+	    h->hook_add(ctx, PARLEY_EV_RESUME, 0, on_event, NULL) == 0)
+		return -1;
 	read_greeting(ctx);
 	return h->command_register(ctx, "ev", "/ev last|owner|account|option|remove R",
 	    "ABI 1.3 events", ev_command, NULL);
