@@ -1147,6 +1147,16 @@ chat_resume(struct client *c, const char *secret, size_t len, const json_t *id,
 	 * whose connection the server is closing (a violation, a policy)
 	 * is not held, so not resumable either. Resume turned off by a
 	 * reload: the sessions still held run out. */
+	uint8_t hash[32];
+
+	if (s == NULL && cfg->resume_grace != 0 && c->lfd.fd != -1 &&
+	    session_digest_of(secret, len, hash) &&
+	    plugin_relay_resume(c, hash)) {
+		/* Another server's, perhaps: a plugin answers (chat_adopt). */
+		c->resume_id = id != NULL ? json_deep_copy(id) : NULL;
+		explicit_bzero(hash, sizeof hash);
+		return PROTO_OK;
+	}
 	if (cfg->resume_grace == 0 || s == NULL || s == c || s->dead ||
 	    (s->closing && !s->held) || c->lfd.fd == -1) {
 		chat_set_reason(reason, "no such session");
@@ -1166,4 +1176,96 @@ chat_resume(struct client *c, const char *secret, size_t len, const json_t *id,
 	a.client = s;
 	chat_tell_hooks(&a);
 	return PROTO_OK;
+}
+
+/* ---- Resume across servers: the session was another server's, whose
+ * client is a remote member here (a plugin's); a plugin found it and
+ * that server let it go (chat_vanish there). The remote member takes
+ * over the connection and becomes local: same object, so the same name
+ * and memberships, and no room is told anything. */
+
+static void
+chat_resume_done(struct client *c)
+{
+	c->resuming = false;
+	json_decref(c->resume_id);
+	c->resume_id = NULL;
+}
+
+void
+chat_resume_refuse(struct client *c)
+{
+	json_t *id = c->resume_id;
+
+	if (!c->resuming)
+		return;
+	c->resume_id = NULL;
+	chat_resume_done(c);
+	if (!c->dead && !c->closing)
+		proto_send_error(
+		    c, PROTO_ERR_RESUME_FAILED, id, NULL, "no such session");
+	json_decref(id);
+}
+
+int
+chat_adopt(struct client *c, struct client *r, const char *account,
+    const char *const *roles)
+{
+	struct hook_args a = { .event = HOOK_RESUME };
+	json_t *id;
+	char *fresh;
+
+	if (!c->resuming || c->dead || c->closing || c->lfd.fd == -1 ||
+	    r->dead || !r->remote || cfg->resume_grace == 0) {
+		chat_resume_refuse(c);
+		return -1;
+	}
+	id = c->resume_id;
+	c->resume_id = NULL;
+	chat_resume_done(c);
+	r->remote = false;
+	/* A remote member held no place in the limits; the connection's
+	 * place moves to it (conn_move gives up the one it held). */
+	limit_conn_open(r->addr);
+	conn_move_now(c, r);
+	client_set_identity(r, account, roles);
+	r->spoke = true;
+	session_resumed(r);
+	fresh = session_issue(r);
+	if (fresh != NULL) {
+		chat_send_resumed(r, fresh, id);
+		explicit_bzero(fresh, strlen(fresh));
+		free(fresh);
+	}
+	json_decref(id);
+	log_info("core",
+	    "client %llu (%s) resumed from another server in %u "
+	    "rooms",
+	    (unsigned long long)r->id, r->name, r->nrooms);
+	chat_disconnect(c, "resumed");
+	a.client = r;
+	chat_tell_hooks(&a);
+	return 0;
+}
+
+void
+chat_moved(struct client *c)
+{
+	if (c->dead || c->remote)
+		return;
+	log_info("core", "client %llu (%s): resumed on another server",
+	    (unsigned long long)c->id, c->name);
+	if (c->held) {
+		session_unhold(c);
+		limit_conn_close(c->addr);
+	} else
+		conn_end(c, CHAT_CLOSE_RESUMED, "resumed elsewhere");
+	chat_resume_done(c);
+	session_forget(c);
+	chat_expires(c, 0);
+	client_set_identity(c, NULL, NULL);
+	/* Its rooms are not told: the member goes on, on the other server;
+	 * here it is that server's client now, as a remote member. */
+	c->closing = true;
+	c->remote = true;
 }

@@ -189,6 +189,7 @@ client_free(struct client *c)
 	free(c->rooms);
 	free(c->name);
 	free(c->account);
+	json_decref(c->resume_id);
 	free(c);
 }
 

@@ -639,6 +639,20 @@ conn_move_finish(struct client *c)
 	return to;
 }
 
+void
+conn_move_now(struct client *from, struct client *to)
+{
+	conn_move(from, to, CHAT_CLOSE_RESUMED, "resumed elsewhere");
+	(void)conn_move_finish(from);
+}
+
+void
+conn_end(struct client *c, int code, const char *reason)
+{
+	if (c->lfd.fd != -1)
+		conn_end_now(c, code, reason);
+}
+
 /*
  * Caps what the kernel holds for a client that does not read. Left alone,
  * Linux grows a socket's send buffer to several MiB (tcp_wmem), all of it

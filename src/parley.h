@@ -558,6 +558,10 @@ void conn_forget(struct client *c);
  * without a connection (the caller removes it). */
 void conn_move(struct client *from, struct client *to, int code,
     const char *reason);
+/* conn_move outside of from's read (an answer that came later). */
+void conn_move_now(struct client *from, struct client *to);
+/* Closes c's connection at once with code, c staying (chat_vanish). */
+void conn_end(struct client *c, int code, const char *reason);
 
 /* session.c: sessions that outlive their connection (protocol 1.1,
  * "Resume"): each client's resume secret, of which only a hash is kept,
@@ -586,6 +590,14 @@ void session_resumed(struct client *s);
 unsigned session_held(void);
 /* The server stops: held sessions go (disconnect hooks, no grace). */
 void session_drop_all(void);
+/* Sessions across servers: the SHA-256 of a presented secret; false when
+ * no session could have it. */
+bool session_digest_of(const char *secret, size_t len, uint8_t *out);
+/* The client whose secret has SHA-256 hash (open or held), or NULL. */
+struct client *session_find_hash(const uint8_t *hash);
+/* {"hash", "account", "roles"} of c's session, for the plugins' relays
+ * (allocated); the hash alone when brief. */
+char *session_state(const struct client *c, bool brief);
 
 /* client.c: clients: id, name, rooms joined, lifetime */
 struct membership;
@@ -610,6 +622,8 @@ struct client {
 	bool held;    /* its connection dropped: held for a resume */
 	bool has_session; /* session holds a secret's hash (session.c) */
 	uint8_t session[32]; /* SHA-256 of its resume secret */
+	bool resuming; /* its resume waits for a plugin (another server) */
+	json_t *resume_id; /* that resume's request id, or NULL */
 	/* connection state, owned by conn.c: what only a busy connection
 	 * needs (output waiting, a message half received) is allocated
 	 * while it is needed, so an idle one costs little */
@@ -989,6 +1003,18 @@ bool chat_dropped(struct client *c);
 #define CHAT_CLOSE_RESUMED 4001
 enum proto_err chat_resume(struct client *c, const char *secret, size_t len,
     const json_t *id, char **reason);
+/* Resume across servers: a plugin answers c's waiting resume (c->resuming)
+ * with r, a remote member whose session it is (account and roles: who r
+ * is): r takes over c's connection silently and becomes local; -1 (c
+ * told resume_failed) when it cannot. */
+int chat_adopt(struct client *c, struct client *r, const char *account,
+    const char *const *roles);
+/* c's waiting resume failed. */
+void chat_resume_refuse(struct client *c);
+/* c's session was resumed on another server: c becomes a remote member
+ * (a plugin's) without its rooms being told; an open connection is closed
+ * with CHAT_CLOSE_RESUMED. */
+void chat_moved(struct client *c);
 
 /* account.c: accounts kept by the server: a SQLite database in the
  * state directory and argon2id hashes, both worked on by a thread of
@@ -1146,6 +1172,11 @@ json_t *plugin_health(bool *all_ok);
 void plugin_relay_direct(struct client *from, struct client *to,
     const char *text, size_t len, uint64_t ts);
 void plugin_relay_typing(struct client *c, struct room *r);
+/* Tells them of a change of c's session (PARLEY_RELAY_SESSION_*), and
+ * asks them for a session of another server (PARLEY_RELAY_RESUME; true
+ * when one will answer, c->resuming then set). */
+void plugin_relay_session(struct client *c, unsigned kind, uint64_t until);
+bool plugin_relay_resume(struct client *c, const uint8_t *hash);
 /* Calls fn for each counter plugins keep (for the metrics). */
 void plugin_counter_each(void (*fn)(const char *plugin, const char *name,
     int64_t value, void *arg), void *arg);

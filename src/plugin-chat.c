@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -617,6 +618,130 @@ plugin_relay_typing(struct client *c, struct room *r)
 	plugin_relay(&rl);
 }
 
+/* ---- Sessions across servers (since 1.4): the relays keep this
+ * server's session hashes where the cluster finds them; a resume that
+ * names no session here is asked of them, and one may answer later. */
+
+static struct client *plugin_resume_asking; /* during plugin_relay_resume */
+
+void
+plugin_relay_session(struct client *c, unsigned kind, uint64_t until)
+{
+	struct parley_relay rl = { .kind = kind,
+		.client = (parley_client *)c,
+		.wall_ms = until ? until : loop_wall_ms() };
+	char *state;
+
+	if (plugin_relays == NULL || c->remote)
+		return;
+	state = session_state(c, kind == PARLEY_RELAY_SESSION_GONE);
+	rl.text = state;
+	rl.text_len = strlen(state);
+	plugin_relay(&rl);
+	explicit_bzero(state, rl.text_len);
+	free(state);
+}
+
+bool
+plugin_relay_resume(struct client *c, const uint8_t *hash)
+{
+	struct parley_relay rl = { .kind = PARLEY_RELAY_RESUME,
+		.client = (parley_client *)c,
+		.wall_ms = loop_wall_ms() };
+	char text[2 * 32 + 16];
+	int n;
+
+	if (plugin_relays == NULL)
+		return false;
+	n = snprintf(text, sizeof text, "{\"hash\":\"");
+	for (size_t i = 0; i < 32; i++)
+		n += snprintf(
+		    text + n, sizeof text - (size_t)n, "%02x", hash[i]);
+	n += snprintf(text + n, sizeof text - (size_t)n, "\"}");
+	rl.text = text;
+	rl.text_len = (size_t)n;
+	plugin_resume_asking = c;
+	plugin_relay(&rl);
+	plugin_resume_asking = NULL;
+	explicit_bzero(text, sizeof text);
+	return c->resuming && !c->dead;
+}
+
+static parley_client *
+host_session_find(parley_ctx *ctx, const uint8_t *hash)
+{
+	(void)ctx;
+	return hash != NULL ? (parley_client *)session_find_hash(hash) : NULL;
+}
+
+static int
+host_session_moved(parley_ctx *ctx, parley_client *pc)
+{
+	struct client *c = plugin_client(plugin_of(ctx), pc, "session_moved");
+
+	if (c == NULL || c->remote || c->dead)
+		return PARLEY_ERR_BAD_REQUEST;
+	chat_moved(c);
+	return PARLEY_OK;
+}
+
+static int
+host_session_wait(parley_ctx *ctx, parley_client *pc)
+{
+	struct client *c = plugin_client(plugin_of(ctx), pc, "session_wait");
+
+	if (c == NULL || c != plugin_resume_asking || c->dead)
+		return PARLEY_ERR_BAD_REQUEST;
+	c->resuming = true;
+	return PARLEY_OK;
+}
+
+static int
+host_session_adopt(parley_ctx *ctx, parley_client *pc, parley_client *pr,
+    const char *state, size_t len)
+{
+	struct plugin *p = plugin_of(ctx);
+	struct client *c = plugin_client(p, pc, "session_adopt");
+	struct client *r = host_remote(p, pr, "session_adopt");
+	json_t *o, *roles, *v;
+	const char *account, **names;
+	size_t i, n = 0;
+	int rc;
+
+	if (c == NULL || !c->resuming)
+		return PARLEY_ERR_BAD_REQUEST;
+	o = state != NULL ? json_loadb(state, len, 0, NULL) : NULL;
+	roles = json_object_get(o, "roles");
+	account = json_string_value(json_object_get(o, "account"));
+	if (r == NULL || !json_is_object(o)) {
+		json_decref(o);
+		chat_resume_refuse(c);
+		return PARLEY_ERR_BAD_REQUEST;
+	}
+	names = xcalloc(json_array_size(roles) + 1, sizeof *names);
+	json_array_foreach(roles, i, v)
+	{
+		if (json_is_string(v))
+			names[n++] = json_string_value(v);
+	}
+	rc = chat_adopt(c, r, account, names) == 0 ? PARLEY_OK
+						   : PARLEY_ERR_BAD_REQUEST;
+	free(names);
+	json_decref(o);
+	return rc;
+}
+
+static int
+host_session_refuse(parley_ctx *ctx, parley_client *pc)
+{
+	struct client *c = plugin_client(plugin_of(ctx), pc, "session_refuse");
+
+	if (c == NULL || !c->resuming)
+		return PARLEY_ERR_BAD_REQUEST;
+	chat_resume_refuse(c);
+	return PARLEY_OK;
+}
+
 void
 plugin_chat_host(struct parley_host *h)
 {
@@ -654,4 +779,9 @@ plugin_chat_host(struct parley_host *h)
 	h->client_account = host_client_account;
 	h->room_owner_account = host_room_owner_account;
 	h->relay_set = host_relay_set;
+	h->session_find = host_session_find;
+	h->session_moved = host_session_moved;
+	h->session_wait = host_session_wait;
+	h->session_adopt = host_session_adopt;
+	h->session_refuse = host_session_refuse;
 }

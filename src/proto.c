@@ -536,7 +536,12 @@ proto_handle(struct client *c, const char *data, size_t len)
 		e = PROTO_ERR_BAD_REQUEST;
 	else if ((fn = proto_find(json_string_value(type))) == NULL)
 		e = PROTO_ERR_UNKNOWN_TYPE;
-	else {
+	else if (c->resuming) {
+		/* Its resume is asked of another server: who it is comes
+		 * with the answer. */
+		req.err_text = "a resume is under way";
+		e = PROTO_ERR_BAD_REQUEST;
+	} else {
 		e = fn(&req);
 		c->spoke = true;
 	}

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@
 #include <nettle/base64.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
+
+#include <parley/plugin.h>
 
 #include "parley.h"
 
@@ -111,6 +114,7 @@ session_issue(struct client *c)
 	session_digest(secret, n, c->session);
 	c->has_session = true;
 	set_add(&session_set, c);
+	plugin_relay_session(c, PARLEY_RELAY_SESSION_OPEN, 0);
 	return secret;
 }
 
@@ -118,15 +122,55 @@ struct client *
 session_find(const char *secret, size_t len)
 {
 	uint8_t d[SHA256_DIGEST_SIZE];
+
+	if (!session_digest_of(secret, len, d))
+		return NULL;
+	return session_find_hash(d);
+}
+
+/* ---- Sessions across servers: a plugin (the cluster's) keeps the
+ * hashes of this server's sessions where the other servers find them,
+ * and moves a session to the server its client resumed on. */
+
+bool
+session_digest_of(const char *secret, size_t len, uint8_t *out)
+{
+	if (len == 0 || len > SESSION_SECRET_MAX)
+		return false;
+	session_digest(secret, len, out);
+	return true;
+}
+
+struct client *
+session_find_hash(const uint8_t *hash)
+{
 	uint64_t h;
 	struct client *c;
 
-	if (len == 0 || len > SESSION_SECRET_MAX)
-		return NULL;
-	session_digest(secret, len, d);
-	memcpy(&h, d, sizeof h);
-	c = set_find(&session_set, h, session_match, d);
+	memcpy(&h, hash, sizeof h);
+	c = set_find(&session_set, h, session_match, hash);
 	return c != NULL && !c->dead ? c : NULL;
+}
+
+char *
+session_state(const struct client *c, bool brief)
+{
+	char hex[2 * SHA256_DIGEST_SIZE + 1];
+	json_t *o;
+	char *s;
+
+	for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++)
+		snprintf(hex + 2 * i, 3, "%02x", c->session[i]);
+	o = brief ? json_pack("{s:s}", "hash", hex)
+		  : json_pack("{s:s, s:o, s:o}", "hash", hex, "account",
+			c->account ? json_string(c->account) : json_null(),
+			"roles", client_roles(c));
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL)
+		fatal("out of memory");
+	explicit_bzero(hex, sizeof hex);
+	return s;
 }
 
 void
@@ -134,6 +178,7 @@ session_forget(struct client *c)
 {
 	if (!c->has_session)
 		return;
+	plugin_relay_session(c, PARLEY_RELAY_SESSION_GONE, 0);
 	set_remove(&session_set, c);
 	c->has_session = false;
 	explicit_bzero(c->session, sizeof c->session);
@@ -182,6 +227,8 @@ session_hold(struct client *c)
 	session_churned();
 	loop_timer_set(
 	    &c->timer, (uint64_t)cfg->resume_grace * 1000, session_expire);
+	plugin_relay_session(c, PARLEY_RELAY_SESSION_HELD,
+	    loop_wall_ms() + (uint64_t)cfg->resume_grace * 1000);
 	return true;
 }
 

@@ -468,7 +468,24 @@ enum parley_relay_kind {
 	 * members (at most once per 3 seconds per client and room): carry
 	 * it to the other servers, which send it with room_send_json.
 	 * client and room set. */
-	PARLEY_RELAY_TYPING = 2
+	PARLEY_RELAY_TYPING = 2,
+	/* Sessions across servers (protocol 1.1 "Resume"): a local
+	 * client's session was issued (welcome, resumed) and is open; its
+	 * connection dropped and it is held until wall_ms; or it ended
+	 * (gone, replaced by a new one, or resumed elsewhere). client set;
+	 * text: a JSON object {"hash": the SHA-256 of the secret in
+	 * lowercase hex, "account": string or null, "roles": [names]} (the
+	 * secret itself never leaves the core). */
+	PARLEY_RELAY_SESSION_OPEN = 3,
+	PARLEY_RELAY_SESSION_HELD = 4,
+	PARLEY_RELAY_SESSION_GONE = 5,
+	/* A resume named no session of this server: client (the new
+	 * connection) and text ({"hash": ...}, as above) set. A relay that
+	 * can find the session elsewhere calls session_wait(client) before
+	 * it returns, and answers later with session_adopt or
+	 * session_refuse; when none does, the client gets resume_failed at
+	 * once. */
+	PARLEY_RELAY_RESUME = 6
 };
 
 /*
@@ -880,6 +897,34 @@ struct parley_host {
 	 * how a cluster carries it. NULL stops it. Returns PARLEY_OK.
 	 * since 1.4 */
 	int (*relay_set)(parley_ctx *ctx, parley_relay_fn fn, void *arg);
+
+	/* ---- Sessions across servers (since 1.4) */
+
+	/* The local client (open or held) whose session secret has this
+	 * SHA-256 (hash: 32 bytes), or NULL. since 1.4 */
+	parley_client *(*session_find)(parley_ctx *ctx, const uint8_t *hash);
+	/* Local client c's session was resumed on another server, whose
+	 * client it now is: c becomes a remote member (as remote_create
+	 * makes), keeping its id, name and rooms without any room being
+	 * told; its session ends, and an open connection is closed with
+	 * code 4001. No hook runs. since 1.4 */
+	int (*session_moved)(parley_ctx *ctx, parley_client *c);
+	/* From a PARLEY_RELAY_RESUME relay: this plugin will answer c's
+	 * resume (later, with session_adopt or session_refuse); until then
+	 * c's other requests are refused. since 1.4 */
+	int (*session_wait)(parley_ctx *ctx, parley_client *c);
+	/* Answers c's resume with remote member r (another server's
+	 * client, whose session it was): r takes over c's connection and
+	 * becomes a local client, keeping its name and rooms without any
+	 * room being told (no leave, no join); state: a JSON object
+	 * {"account", "roles"} (as in PARLEY_RELAY_SESSION_*) says who it
+	 * is. r gets a new secret in resumed; c goes. PARLEY_ERR_BAD_REQUEST
+	 * when c waits for no answer or r is no remote member (c then gets
+	 * resume_failed). since 1.4 */
+	int (*session_adopt)(parley_ctx *ctx, parley_client *c,
+	    parley_client *r, const char *state, size_t len);
+	/* Answers c's resume with resume_failed. since 1.4 */
+	int (*session_refuse)(parley_ctx *ctx, parley_client *c);
 };
 
 /* True when the host table has function fn (it may be older than this

@@ -4,7 +4,8 @@
  * redis.c: options, connections, the hiredis adapter on parleyd's loop;
  * members.c: which clients of which server are in which room, and names;
  * messages.c: chat messages ordered through Redis, and room history;
- * direct.c: direct messages and typing to the other servers.
+ * direct.c: direct messages and typing to the other servers;
+ * sessions.c: sessions resumed on another server.
  */
 #ifndef PARLEY_REDIS_H
 #define PARLEY_REDIS_H
@@ -93,6 +94,14 @@ void rd_members_stop(void);
 /* A change another server announced on the event channel. */
 void rd_members_event(const char *data, size_t len);
 size_t rd_members_remote_count(void);
+/* name folded as names compare (allocated). */
+char *rd_fold(const char *name);
+/* The ghost (remote member) of another server's client, "server:id". */
+parley_client *rd_members_ghost(const char *key);
+/* That ghost became c, our client (NULL: forget it only). */
+void rd_members_adopted(const char *key, parley_client *c);
+/* Our client c became the ghost of server sid's client rid. */
+void rd_members_moved(parley_client *c, const char *sid, const char *rid);
 int rd_on_connect(parley_ctx *ctx, struct parley_event *ev, void *arg);
 int rd_on_change(parley_ctx *ctx, struct parley_event *ev, void *arg);
 
@@ -125,5 +134,12 @@ void rd_direct_init(void);
 void rd_direct_up(void);
 /* A reply on that channel. */
 void rd_direct_channel(const char *kind, const char *data, size_t len);
+
+/* sessions.c */
+/* The core's session relays (ABI 1.4): keeps our sessions' hashes in
+ * Redis, asks it for another server's. */
+void rd_sessions_relay(parley_ctx *ctx, const struct parley_relay *rl);
+/* Another server took over a session of ours ("x" on the channel). */
+void rd_sessions_moved(json_t *o);
 
 #endif
