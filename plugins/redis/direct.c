@@ -87,8 +87,8 @@ rd_direct_in(json_t *o)
 	if (from == NULL || !json_is_string(to) || !json_is_string(m) ||
 	    !json_is_integer(ts))
 		return;
-	c = rd_host->client_find_by_name(
-	    rd_ctx, json_string_value(to), json_string_length(to));
+	c = rd_host->client_find_by_name(rd_ctx, json_string_value(to),
+	    json_string_length(to));
 	if (c == NULL || rd_host->client_is_remote(rd_ctx, c))
 		return;
 	out = json_pack("{s:s, s:s, s:s, s:O, s:O}", "type", "direct_message",
@@ -114,8 +114,8 @@ rd_typing_in(json_t *o)
 
 	if (!json_is_string(r) || user == NULL)
 		return;
-	room = rd_host->room_find(
-	    rd_ctx, json_string_value(r), json_string_length(r));
+	room = rd_host->room_find(rd_ctx, json_string_value(r),
+	    json_string_length(r));
 	if (room == NULL)
 		return;
 	out = json_pack("{s:s, s:O, s:s}", "type", "typing", "roomName", r,

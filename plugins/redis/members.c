@@ -147,15 +147,15 @@ static const char rd_sync_script[] =
  * in, checked on flush)}. */
 static json_t *rd_locals;
 static json_t *rd_room_locals; /* room -> local members published */
-static json_t *rd_dirty; /* id -> true: to publish */
+static json_t *rd_dirty;     /* id -> true: to publish */
 static json_t *rd_new_rooms; /* room -> true: created here, to announce */
 static bool rd_full_pending; /* the next flush replaces the whole hash */
 static uint64_t rd_flush_timer;
 /* Remote members: "server:id" -> {"l": ghost id here, "r": {room: true}} */
 static json_t *rd_ghosts;
-static json_t *rd_vers; /* server -> last version applied */
-static bool rd_syncing; /* a full read is on its way */
-static json_t *rd_sync_buf; /* events seen meanwhile: [[text], ...] */
+static json_t *rd_vers;      /* server -> last version applied */
+static bool rd_syncing;      /* a full read is on its way */
+static json_t *rd_sync_buf;  /* events seen meanwhile: [[text], ...] */
 static unsigned rd_beats;
 /* A beat is on its way: never two, or the second, run right after the
  * first once a paused Redis resumes, would judge the others before they
@@ -189,8 +189,8 @@ rd_local(uint64_t id, bool create)
 
 	snprintf(key, sizeof key, "%llu", (unsigned long long)id);
 	if ((l = json_object_get(rd_locals, key)) == NULL && create) {
-		l = json_pack(
-		    "{s:s, s:s, s:[], s:{}}", "f", "", "p", "", "k", "r");
+		l = json_pack("{s:s, s:s, s:[], s:{}}", "f", "", "p", "", "k",
+		    "r");
 		json_object_set_new(rd_locals, key, l);
 	}
 	return l;
@@ -222,13 +222,11 @@ rd_count_rooms(json_t *old, json_t *now)
 	size_t i, j;
 	json_t *v, *w;
 
-	json_array_foreach(old, i, v)
-	{
+	json_array_foreach(old, i, v) {
 		const char *room = json_string_value(v);
 		bool kept = false;
 		json_int_t n;
-		json_array_foreach(now, j, w)
-		{
+		json_array_foreach(now, j, w) {
 			if (json_equal(v, w))
 				kept = true;
 		}
@@ -239,24 +237,21 @@ rd_count_rooms(json_t *old, json_t *now)
 			json_object_del(rd_room_locals, room);
 			rd_messages_unwant(room, strlen(room));
 		} else
-			json_object_set_new(
-			    rd_room_locals, room, json_integer(n - 1));
+			json_object_set_new(rd_room_locals, room,
+			    json_integer(n - 1));
 	}
-	json_array_foreach(now, j, w)
-	{
+	json_array_foreach(now, j, w) {
 		const char *room = json_string_value(w);
 		bool had = false;
-		json_array_foreach(old, i, v)
-		{
+		json_array_foreach(old, i, v) {
 			if (json_equal(v, w))
 				had = true;
 		}
 		if (had || room == NULL)
 			continue;
-		json_object_set_new(rd_room_locals, room,
-		    json_integer(json_integer_value(
-				     json_object_get(rd_room_locals, room)) +
-			1));
+		json_object_set_new(rd_room_locals, room, json_integer(
+		    json_integer_value(json_object_get(rd_room_locals, room)) +
+		    1));
 		rd_messages_want(room, strlen(room));
 	}
 }
@@ -303,9 +298,9 @@ rd_local_rooms(parley_client *c, json_t *cand)
 	const char *name;
 	void *tmp;
 
-	json_object_foreach_safe(cand, tmp, name, v)
-	{
-		parley_room *r = rd_host->room_find(rd_ctx, name, strlen(name));
+	json_object_foreach_safe(cand, tmp, name, v) {
+		parley_room *r = rd_host->room_find(rd_ctx, name,
+		    strlen(name));
 		if (r != NULL && rd_host->room_has_member(rd_ctx, r, c))
 			json_array_append_new(rooms, json_string(name));
 		else
@@ -325,8 +320,8 @@ rd_on_delta(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-		parley_client *c = rd_host->client_find(
-		    rd_ctx, strtoull(reply->element[i]->str, NULL, 10));
+		parley_client *c = rd_host->client_find(rd_ctx,
+		    strtoull(reply->element[i]->str, NULL, 10));
 		char *f;
 		if (c == NULL)
 			continue;
@@ -338,11 +333,10 @@ rd_on_delta(redisAsyncContext *ac, void *r, void *priv)
 				snprintf(name, sizeof name, "guest-%u",
 				    100000u + (unsigned)(random() % 900000));
 				if (rd_host->client_rename(rd_ctx, c, name,
-					strlen(name)) == PARLEY_OK)
+				    strlen(name)) == PARLEY_OK)
 					break;
 			}
-			rd_host->client_notice(rd_ctx, c, NULL,
-			    "That name is "
+			rd_host->client_notice(rd_ctx, c, NULL, "That name is "
 			    "taken on another server of this cluster; you "
 			    "are a guest again.");
 			rd_host->counter_add(rd_ctx, "name_clashes", 1);
@@ -386,8 +380,7 @@ rd_flush(void)
 	rd_argv_add(&a, rd_full_pending ? "1" : "0", 1, false);
 	base = a.n;
 	rd_argv_add(&a, "", 0, false); /* the room count, below */
-	json_object_foreach(rd_new_rooms, name, v)
-	{
+	json_object_foreach(rd_new_rooms, name, v) {
 		if (rd_host->room_find(rd_ctx, name, strlen(name)) == NULL)
 			continue;
 		rd_argv_add(&a, strdup(name), strlen(name), true);
@@ -397,8 +390,7 @@ rd_flush(void)
 	a.v[base] = nrooms;
 	a.len[base] = strlen(nrooms);
 	json_object_clear(rd_new_rooms);
-	json_object_foreach_safe(rd_dirty, tmp, key, v)
-	{
+	json_object_foreach_safe(rd_dirty, tmp, key, v) {
 		uint64_t id = strtoull(key, NULL, 10);
 		parley_client *c = rd_host->client_find(rd_ctx, id);
 		json_t *l = json_object_get(rd_locals, key), *rec, *rooms;
@@ -410,11 +402,10 @@ rd_flush(void)
 		oldf = json_string_value(json_object_get(l, "f"));
 		if (c == NULL || rd_host->client_is_remote(rd_ctx, c)) {
 			if (*json_string_value(json_object_get(l, "p")) !=
-				'\0' ||
-			    rd_full_pending) {
+			    '\0' || rd_full_pending) {
 				rd_argv_add(&a, strdup(key), strlen(key), true);
-				rd_argv_add(
-				    &a, strdup(oldf), strlen(oldf), true);
+				rd_argv_add(&a, strdup(oldf), strlen(oldf),
+				    true);
 				rd_argv_add(&a, "", 0, false);
 				if (json_is_true(json_object_get(l, "w")))
 					rd_argv_add(&a, "-timeout", 8, false);
@@ -428,13 +419,12 @@ rd_flush(void)
 		rooms = rd_local_rooms(c, json_object_get(l, "r"));
 		rd_count_rooms(json_object_get(l, "k"), rooms);
 		json_object_set(l, "k", rooms);
-		rec = json_pack("{s:s, s:o}", "n",
-		    rd_host->client_name(rd_ctx, c), "r", rooms);
+		rec = json_pack("{s:s, s:o}", "n", rd_host->client_name(rd_ctx,
+		    c), "r", rooms);
 		text = json_dumps(rec, JSON_COMPACT);
 		json_decref(rec);
-		if (!rd_full_pending &&
-		    strcmp(text, json_string_value(json_object_get(l, "p"))) ==
-			0) {
+		if (!rd_full_pending && strcmp(text, json_string_value(
+		    json_object_get(l, "p"))) == 0) {
 			free(text);
 			continue;
 		}
@@ -465,8 +455,8 @@ static void
 rd_flush_soon(void)
 {
 	if (rd_ok() && rd_flush_timer == 0 && !rd_stopping)
-		rd_flush_timer = rd_host->timer_add(
-		    rd_ctx, 0, 0, rd_flush_timer_fn, NULL);
+		rd_flush_timer = rd_host->timer_add(rd_ctx, 0, 0,
+		    rd_flush_timer_fn, NULL);
 }
 
 static int
@@ -503,8 +493,7 @@ rd_publish_full(void)
 	const char *key;
 	json_t *l;
 
-	json_object_foreach(rd_locals, key, l)
-	{
+	json_object_foreach(rd_locals, key, l) {
 		json_object_clear(json_object_get(l, "r"));
 		json_object_set_new(rd_dirty, key, json_true());
 	}
@@ -538,8 +527,8 @@ rd_on_change(parley_ctx *ctx, struct parley_event *ev, void *arg)
 		if (n == NULL)
 			abort();
 		if (ev->type == PARLEY_EV_JOIN) {
-			json_object_set_new(
-			    json_object_get(l, "r"), n, json_true());
+			json_object_set_new(json_object_get(l, "r"), n,
+			    json_true());
 			rd_messages_want(name, len);
 		} else
 			json_object_del(json_object_get(l, "r"), n);
@@ -572,8 +561,8 @@ rd_ghost_drop(const char *key, const char *reason)
 
 	if (g == NULL)
 		return;
-	c = rd_host->client_find(
-	    rd_ctx, (uint64_t)json_integer_value(json_object_get(g, "l")));
+	c = rd_host->client_find(rd_ctx, (uint64_t)json_integer_value(
+	    json_object_get(g, "l")));
 	if (c != NULL)
 		rd_host->remote_remove(rd_ctx, c, reason);
 	json_object_del(rd_ghosts, key);
@@ -588,17 +577,17 @@ rd_ghosts_drop_server(const char *sid, const char *reason)
 	json_t *g;
 	void *tmp;
 
-	json_object_foreach_safe(rd_ghosts, tmp, key, g)
-	{
-		if (sid == NULL ||
-		    (strncmp(key, sid, slen) == 0 && key[slen] == ':'))
+	json_object_foreach_safe(rd_ghosts, tmp, key, g) {
+		if (sid == NULL || (strncmp(key, sid, slen) == 0 &&
+		    key[slen] == ':'))
 			rd_ghost_drop(key, reason);
 	}
 }
 
 /* User rid of server sid is now as rec says ({"n": name, "r": [rooms]}). */
 static void
-rd_ghost_update(const char *sid, const char *rid, const char *rec, size_t len)
+rd_ghost_update(const char *sid, const char *rid, const char *rec,
+    size_t len)
 {
 	json_t *o = json_loadb(rec, len, 0, NULL), *rooms, *g, *had, *v;
 	const char *name = json_string_value(json_object_get(o, "n"));
@@ -615,15 +604,14 @@ rd_ghost_update(const char *sid, const char *rid, const char *rec, size_t len)
 	}
 	snprintf(key, sizeof key, "%s:%s", sid, rid);
 	if ((g = json_object_get(rd_ghosts, key)) != NULL &&
-	    (c = rd_host->client_find(rd_ctx,
-		 (uint64_t)json_integer_value(json_object_get(g, "l")))) ==
-		NULL) {
+	    (c = rd_host->client_find(rd_ctx, (uint64_t)json_integer_value(
+	    json_object_get(g, "l")))) == NULL) {
 		json_object_del(rd_ghosts, key);
 		g = NULL;
 	}
 	if (c != NULL && strcmp(rd_host->client_name(rd_ctx, c), name) != 0 &&
 	    rd_host->client_rename(rd_ctx, c, name, strlen(name)) !=
-		PARLEY_OK) {
+	    PARLEY_OK) {
 		/* Its new name is held here: it comes back once the clash
 		 * is settled (its server renames one of the two). */
 		rd_ghost_drop(key, "left");
@@ -636,44 +624,41 @@ rd_ghost_update(const char *sid, const char *rid, const char *rec, size_t len)
 			json_decref(o);
 			return;
 		}
-		g = json_pack("{s:I, s:{}}", "l",
-		    (json_int_t)rd_host->client_id(rd_ctx, c), "r");
+		g = json_pack("{s:I, s:{}}", "l", (json_int_t)
+		    rd_host->client_id(rd_ctx, c), "r");
 		json_object_set_new(rd_ghosts, key, g);
 	}
 	had = json_object_get(g, "r");
 	/* Leaves first, then joins, as the server that sent it did. */
-	json_object_foreach_safe(had, tmp, rn, v)
-	{
+	json_object_foreach_safe(had, tmp, rn, v) {
 		bool keep = false;
 		json_t *w;
-		json_array_foreach(rooms, i, w)
-		{
+		json_array_foreach(rooms, i, w) {
 			if (json_is_string(w) &&
 			    strcmp(json_string_value(w), rn) == 0)
 				keep = true;
 		}
 		if (!keep) {
-			parley_room *r = rd_host->room_find(
-			    rd_ctx, rn, strlen(rn));
+			parley_room *r = rd_host->room_find(rd_ctx, rn,
+			    strlen(rn));
 			if (r != NULL)
 				rd_host->remote_leave(rd_ctx, c, r, "left");
 			json_object_del(had, rn);
 		}
 	}
-	json_array_foreach(rooms, i, v)
-	{
+	json_array_foreach(rooms, i, v) {
 		parley_room *r;
 		if (!json_is_string(v))
 			continue;
-		r = rd_host->room_find(
-		    rd_ctx, json_string_value(v), json_string_length(v));
+		r = rd_host->room_find(rd_ctx, json_string_value(v),
+		    json_string_length(v));
 		if (r == NULL)
 			rd_host->room_create(rd_ctx, json_string_value(v),
 			    json_string_length(v), &r);
-		if (r != NULL &&
-		    rd_host->remote_join(rd_ctx, c, r) == PARLEY_OK)
-			json_object_set_new(
-			    had, json_string_value(v), json_true());
+		if (r != NULL && rd_host->remote_join(rd_ctx, c, r) ==
+		    PARLEY_OK)
+			json_object_set_new(had, json_string_value(v),
+			    json_true());
 	}
 	json_decref(o);
 }
@@ -706,9 +691,8 @@ rd_event_apply(const char *data, size_t len)
 		return;
 	}
 	full = text[0] == 'F';
-	last = json_is_integer(json_object_get(rd_vers, sid))
-	    ? json_integer_value(json_object_get(rd_vers, sid))
-	    : -1;
+	last = json_is_integer(json_object_get(rd_vers, sid)) ?
+	    json_integer_value(json_object_get(rd_vers, sid)) : -1;
 	if (!full && (json_int_t)v <= last) {
 		free(text);
 		return; /* already applied */
@@ -732,16 +716,15 @@ rd_event_apply(const char *data, size_t len)
 				*sp = '\0';
 			snprintf(key, sizeof key, "%s:%s", sid, rid);
 			if (line[0] == 'd')
-				rd_ghost_drop(key,
-				    sp != NULL && strcmp(sp + 1, "timeout") == 0
-					? "timeout"
-					: "disconnected");
+				rd_ghost_drop(key, sp != NULL &&
+				    strcmp(sp + 1, "timeout") == 0 ? "timeout" :
+				    "disconnected");
 			else if (sp != NULL) {
-				rd_ghost_update(
-				    sid, rid, sp + 1, strlen(sp + 1));
+				rd_ghost_update(sid, rid, sp + 1, strlen(sp +
+				    1));
 				if (seen != NULL)
-					json_object_set_new(
-					    seen, key, json_true());
+					json_object_set_new(seen, key,
+					    json_true());
 			}
 		}
 	}
@@ -750,8 +733,7 @@ rd_event_apply(const char *data, size_t len)
 		json_t *g;
 		void *tmp;
 		size_t slen = strlen(sid);
-		json_object_foreach_safe(rd_ghosts, tmp, key, g)
-		{
+		json_object_foreach_safe(rd_ghosts, tmp, key, g) {
 			if (strncmp(key, sid, slen) == 0 && key[slen] == ':' &&
 			    json_object_get(seen, key) == NULL)
 				rd_ghost_drop(key, "disconnected");
@@ -780,8 +762,8 @@ rd_members_ghost(const char *key)
 
 	if (g == NULL)
 		return NULL;
-	c = rd_host->client_find(
-	    rd_ctx, (uint64_t)json_integer_value(json_object_get(g, "l")));
+	c = rd_host->client_find(rd_ctx, (uint64_t)json_integer_value(
+	    json_object_get(g, "l")));
 	return c != NULL && rd_host->client_is_remote(rd_ctx, c) ? c : NULL;
 }
 
@@ -796,8 +778,8 @@ rd_members_adopted(const char *key, parley_client *c)
 		/* Ours now, in the rooms its ghost was in: published as
 		 * ours at the next flush. */
 		l = rd_local(rd_host->client_id(rd_ctx, c), true);
-		json_object_update(
-		    json_object_get(l, "r"), json_object_get(g, "r"));
+		json_object_update(json_object_get(l, "r"),
+		    json_object_get(g, "r"));
 		rd_mark(rd_host->client_id(rd_ctx, c));
 	}
 	json_object_del(rd_ghosts, key);
@@ -813,15 +795,16 @@ rd_members_moved(parley_client *c, const char *sid, const char *rid)
 
 	snprintf(key, sizeof key, "%s:%s", sid, rid);
 	had = json_object();
-	cand = l != NULL ? json_incref(json_object_get(l, "r")) : json_object();
+	cand = l != NULL ? json_incref(json_object_get(l, "r")) :
+	    json_object();
 	rooms = rd_local_rooms(c, cand);
 	json_decref(cand);
 	json_array_foreach(rooms, i, v)
-	    json_object_set(had, json_string_value(v), json_true());
+		json_object_set(had, json_string_value(v), json_true());
 	json_decref(rooms);
 	/* Another server's client now: a ghost, with the rooms it is in. */
-	json_object_set_new(rd_ghosts, key,
-	    json_pack("{s:I, s:o}", "l", (json_int_t)id, "r", had));
+	json_object_set_new(rd_ghosts, key, json_pack("{s:I, s:o}", "l",
+	    (json_int_t)id, "r", had));
 	rd_mark(id); /* gone from our hash */
 	rd_gauges();
 }
@@ -848,8 +831,8 @@ rd_on_sync(redisAsyncContext *ac, void *r, void *priv)
 	srv = reply->element[1];
 	for (i = 0; i < rooms->elements; i++) {
 		if (rooms->element[i]->type == REDIS_REPLY_STRING)
-			rd_room_seen(
-			    rooms->element[i]->str, rooms->element[i]->len);
+			rd_room_seen(rooms->element[i]->str,
+			    rooms->element[i]->len);
 	}
 	/* Each server's hash as a full event, then what came meanwhile (the
 	 * versions skip what the hash already had). */
@@ -859,8 +842,8 @@ rd_on_sync(redisAsyncContext *ac, void *r, void *priv)
 		char *ev;
 		size_t cap, n;
 
-		if (s->type != REDIS_REPLY_STRING ||
-		    h->type != REDIS_REPLY_ARRAY)
+		if (s->type != REDIS_REPLY_STRING || h->type !=
+		    REDIS_REPLY_ARRAY)
 			continue;
 		json_object_set_new(live, s->str, json_true());
 		if (strcmp(s->str, rd_sid) == 0)
@@ -888,10 +871,10 @@ rd_on_sync(redisAsyncContext *ac, void *r, void *priv)
 	 * Then what came meanwhile, which may bring a server that started
 	 * since. */
 	json_array_foreach(buf, i, v)
-	    rd_event_apply(json_string_value(v), json_string_length(v));
+		rd_event_apply(json_string_value(v), json_string_length(v));
 	json_decref(buf);
-	rd_host->counter_set(
-	    rd_ctx, "cluster_servers", (int64_t)json_object_size(live));
+	rd_host->counter_set(rd_ctx, "cluster_servers",
+	    (int64_t)json_object_size(live));
 	json_decref(live);
 	rd_gauges();
 }
@@ -934,16 +917,15 @@ rd_on_alive(redisAsyncContext *ac, void *r, void *priv)
 
 	rd_beating = false;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-	    reply->elements != 2 ||
-	    reply->element[1]->type != REDIS_REPLY_ARRAY || rd_stopping) {
+	    reply->elements != 2 || reply->element[1]->type !=
+	    REDIS_REPLY_ARRAY || rd_stopping) {
 		rd_on_reply_ignore(ac, r, priv);
 		return;
 	}
 	if (reply->element[0]->integer == 0) {
 		/* Our hash is gone (Redis lost it, or we were cut off past
 		 * its life): write it all again. */
-		rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO,
-		    "this server's "
+		rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO, "this server's "
 		    "state was gone from Redis: publishing it again");
 		rd_publish_full();
 	}
@@ -953,28 +935,26 @@ rd_on_alive(redisAsyncContext *ac, void *r, void *priv)
 		if (alive->element[i]->type == REDIS_REPLY_STRING &&
 		    alive->element[i + 1]->type == REDIS_REPLY_STRING &&
 		    strtoll(alive->element[i + 1]->str, NULL, 10) <=
-			rd_opt.ttl_ms)
-			json_object_set_new(
-			    live, alive->element[i]->str, json_true());
+		    rd_opt.ttl_ms)
+			json_object_set_new(live, alive->element[i]->str,
+			    json_true());
 	}
 	/* Only after a ttl of answers in time: before that, a server that
 	 * came back with us (Redis restarted, paused) may not have beaten
 	 * yet. */
-	judge = rd_ok() &&
-	    rd_host->mono_ms(rd_ctx) - rd_live_since >= (uint64_t)rd_opt.ttl_ms;
-	json_object_foreach_safe(rd_vers, tmp, sid, v)
-	{
+	judge = rd_ok() && rd_host->mono_ms(rd_ctx) - rd_live_since >=
+	    (uint64_t)rd_opt.ttl_ms;
+	json_object_foreach_safe(rd_vers, tmp, sid, v) {
 		if (judge && json_object_get(live, sid) == NULL) {
-			rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO,
-			    "server %s "
+			rd_host->log_printf(rd_ctx, PARLEY_LOG_INFO, "server %s "
 			    "stopped sending heartbeats: removing its members",
 			    sid);
 			rd_ghosts_drop_server(sid, "disconnected");
 			json_object_del(rd_vers, sid);
 		}
 	}
-	rd_host->counter_set(
-	    rd_ctx, "cluster_servers", (int64_t)json_object_size(live));
+	rd_host->counter_set(rd_ctx, "cluster_servers",
+	    (int64_t)json_object_size(live));
 	json_decref(live);
 	rd_gauges();
 }
@@ -1000,8 +980,8 @@ rd_members_heartbeat(void)
 	}
 	snprintf(ttl, sizeof ttl, "%lld", (long long)rd_opt.ttl_ms);
 	{
-		const char *argv[] = { "EVAL", rd_alive_script, "6", k1, k2, k3,
-			k4, k5, k6, rd_opt.prefix, rd_sid, ttl };
+		const char *argv[] = { "EVAL", rd_alive_script, "6", k1, k2,
+			k3, k4, k5, k6, rd_opt.prefix, rd_sid, ttl };
 		size_t lens[] = { 4, strlen(rd_alive_script), 1, strlen(k1),
 			strlen(k2), strlen(k3), strlen(k4), strlen(k5),
 			strlen(k6), strlen(rd_opt.prefix), strlen(rd_sid),
@@ -1026,7 +1006,7 @@ rd_members_up(void)
 
 	rd_messages_up();
 	json_object_foreach(rd_room_locals, room, v)
-	    rd_messages_want(room, strlen(room));
+		rd_messages_want(room, strlen(room));
 	rd_messages_subscriptions();
 	rd_syncing = false;
 	json_array_clear(rd_sync_buf);
