@@ -786,6 +786,17 @@ rd_members_adopted(const char *key, parley_client *c)
 }
 
 void
+rd_members_rekey(const char *from, const char *to)
+{
+	json_t *g = json_object_get(rd_ghosts, from);
+
+	if (g == NULL || strcmp(from, to) == 0)
+		return;
+	json_object_set(rd_ghosts, to, g);
+	json_object_del(rd_ghosts, from);
+}
+
+void
 rd_members_moved(parley_client *c, const char *sid, const char *rid)
 {
 	uint64_t id = rd_host->client_id(rd_ctx, c);

@@ -100,6 +100,8 @@ char *rd_fold(const char *name);
 parley_client *rd_members_ghost(const char *key);
 /* That ghost became c, our client (NULL: forget it only). */
 void rd_members_adopted(const char *key, parley_client *c);
+/* A third server's client moved: its ghost is known by key to now. */
+void rd_members_rekey(const char *from, const char *to);
 /* Our client c became the ghost of server sid's client rid. */
 void rd_members_moved(parley_client *c, const char *sid, const char *rid);
 int rd_on_connect(parley_ctx *ctx, struct parley_event *ev, void *arg);

@@ -12,7 +12,8 @@
  * on the cluster channel. Here, the other server's client was a remote
  * member (a ghost): it takes over the new connection and becomes ours,
  * its name and rooms unchanged; there, our client becomes a ghost in the
- * same way. Nobody is told anything; the client catches up with history
+ * same way, and a third server's ghost of it changes keys. Nobody is
+ * told anything; the client catches up with history
  * and after. Without Redis (rd_ok false) a resume of another server's
  * session fails at once.
  */
@@ -320,12 +321,23 @@ rd_sessions_moved(json_t *o)
 	const char *i = json_string_value(json_object_get(o, "i"));
 	const char *n = json_string_value(json_object_get(o, "n"));
 	const char *h = json_string_value(json_object_get(o, "h"));
+	char from[64], key[64];
 	uint8_t hash[32];
 	parley_client *c;
 
-	if (to == NULL || strcmp(to, rd_sid) != 0 || s == NULL || i == NULL ||
-	    n == NULL || !rd_hex(h) || !PARLEY_HOST_HAS(rd_host, session_moved))
+	if (to == NULL || s == NULL || i == NULL || n == NULL || !rd_hex(h) ||
+	    !PARLEY_HOST_HAS(rd_host, session_moved))
 		return;
+	if (strcmp(to, rd_sid) != 0) {
+		/* Between two other servers: the ghost we show of it is now
+		 * the new server's client, with the same name and rooms (its
+		 * old server's "gone" and the new one's record then change
+		 * nothing). */
+		snprintf(from, sizeof from, "%s:%s", to, i);
+		snprintf(key, sizeof key, "%s:%s", s, n);
+		rd_members_rekey(from, key);
+		return;
+	}
 	for (size_t k = 0; k < 32; k++) {
 		unsigned v;
 		sscanf(h + 2 * k, "%2x", &v);

@@ -2,9 +2,9 @@
 #
 # test_redis_resume.py: a session resumed on another server of a Redis
 # cluster (protocol 1.1 "Resume", clients behind a load balancer without
-# sticky sessions). Two parleyd and a real redis-server: a client on A
-# drops (a reset, no close frame) and resumes on B with the same name,
-# rooms and seqs; the members on A and on B hear nothing; what was said
+# sticky sessions). Two or three parleyd and a real redis-server: a client
+# on A drops (a reset, no close frame) and resumes on B with the same name,
+# rooms and seqs; the members on A, B and C hear nothing; what was said
 # meanwhile comes with history and after; the old secret fails
 # afterwards, a wrong one fails and changes nothing, an open connection on
 # A is closed with 4001, and a grace that runs out on A still tells
@@ -25,11 +25,11 @@ suite = Suite("redis_resume")
 case = suite.case
 
 
-def start_pair(t, **extra):
+def start_pair(t, n=2, **extra):
 	redis = Redis().start()
 	prefix = "t%d:" % random.randrange(1 << 30)
 	servers = [t.start_server(dict(cluster_config(redis, prefix),
-	    **extra)) for _ in range(2)]
+	    **extra)) for _ in range(n)]
 	return redis, servers
 
 
@@ -74,9 +74,18 @@ async def quiet(*cs):
 
 @case(timeout=60)
 async def test_resume_on_another_server(t):
-	redis, (a, b) = start_pair(t)
+	redis, (a, b, c) = start_pair(t, 3)
 	try:
+		await wait_up(c)
+		oc = await t.named("obc", c)
 		ca, oa, ob, room, room2 = await setup(t, a, b)
+		await oc.join(room)
+		want = {ca.username, oa.username, ob.username, oc.username}
+		await wait_participants(oa, room, want)
+		await wait_participants(ob, room, want)
+		for x in (oa, ob, oc):
+			await x.sync()
+			x.pending.clear()
 		secret = ca.welcome["session"]
 		drop(ca)
 		await asyncio.sleep(0.3)
@@ -93,18 +102,17 @@ async def test_resume_on_another_server(t):
 		    "after": rooms[room] - 4}, "history")
 		check_eq([m["message"] for m in h["messages"]],
 		    ["while away %d" % i for i in range(4)], "caught up")
-		await quiet(oa, ob)
-		want = {ca.username, oa.username, ob.username}
-		await wait_participants(oa, room, want)
-		await wait_participants(ob, room, want)
+		await quiet(oa, ob, oc)
+		for x in (oa, ob, oc):
+			await wait_participants(x, room, want)
 		# it speaks from B, as itself, to both servers
 		await c2.say(room, "back from B")
-		for c in (oa, ob):
-			m = await c.recv("new_message", pred=lambda m:
+		for x in (oa, ob, oc):
+			m = await x.recv("new_message", pred=lambda m:
 			    m["message"] == "back from B", timeout=5)
 			check_eq(m["sender"], ca.username, "sender")
 		# the old secret is spent everywhere
-		for s in (a, b):
+		for s in (a, b, c):
 			x = await t.client(s)
 			await x.expect_error({"type": "resume", "session":
 			    secret}, "resume_failed")
@@ -115,7 +123,9 @@ async def test_resume_on_another_server(t):
 		check_eq(r3["username"], ca.username, "same name on A again")
 		check_eq({x["roomName"] for x in r3["rooms"]}, {room, room2},
 		    "same rooms on A again")
-		await quiet(oa, ob)
+		await quiet(oa, ob, oc)
+		for x in (oa, ob, oc):
+			await wait_participants(x, room, want)
 		await c3.say(room, "home")
 		m = await ob.recv("new_message", pred=lambda m:
 		    m["message"] == "home", timeout=5)
