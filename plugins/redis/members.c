@@ -786,6 +786,22 @@ rd_members_adopted(const char *key, parley_client *c)
 }
 
 void
+rd_members_lost(const char *key, parley_client *g)
+{
+	uint64_t id = rd_host->client_id(rd_ctx, g);
+	json_t *l;
+
+	/* Announced as ours, gone with its grace: the server it came from
+	 * made it our ghost, and drops it on that "gone". */
+	json_object_del(rd_ghosts, key);
+	l = rd_local(id, true);
+	json_object_set_new(l, "p", json_string("-"));
+	json_object_set_new(l, "w", json_true());
+	rd_mark(id);
+	rd_host->remote_remove(rd_ctx, g, "timeout");
+}
+
+void
 rd_members_rekey(const char *from, const char *to)
 {
 	json_t *g = json_object_get(rd_ghosts, from);

@@ -100,6 +100,9 @@ char *rd_fold(const char *name);
 parley_client *rd_members_ghost(const char *key);
 /* That ghost became c, our client (NULL: forget it only). */
 void rd_members_adopted(const char *key, parley_client *c);
+/* The ghost key of g was taken over for a connection that went before
+ * it could be adopted: it leaves everywhere with reason timeout. */
+void rd_members_lost(const char *key, parley_client *g);
 /* A third server's client moved: its ghost is known by key to now. */
 void rd_members_rekey(const char *from, const char *to);
 /* Our client c became the ghost of server sid's client rid. */

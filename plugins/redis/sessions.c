@@ -58,25 +58,52 @@ struct rd_resume {
 	char hash[65];
 	char *rec;
 	char ghost[64];
+	uint64_t timer; /* the deadline, 0 once passed */
+	bool answered; /* the client was told resume_failed already */
 };
 
 static void
 rd_resume_free(struct rd_resume *q)
 {
+	if (q->timer != 0)
+		rd_host->timer_cancel(rd_ctx, q->timer);
 	free(q->rec);
 	explicit_bzero(q, sizeof *q);
 	free(q);
 }
 
+/* Tells the client resume_failed, once. */
 static void
-rd_resume_refuse(struct rd_resume *q)
+rd_resume_answer(struct rd_resume *q)
 {
 	parley_client *c = rd_host->client_find(rd_ctx, q->client);
 
+	if (q->answered)
+		return;
+	q->answered = true;
 	if (c != NULL)
 		rd_host->session_refuse(rd_ctx, c);
 	rd_host->counter_add(rd_ctx, "resume_remote_failed", 1);
+}
+
+static void
+rd_resume_refuse(struct rd_resume *q)
+{
+	rd_resume_answer(q);
 	rd_resume_free(q);
+}
+
+/* Redis is late: the client is not kept waiting (it may join afresh);
+ * the late answer is only cleaned up after. */
+static void
+rd_resume_late(parley_ctx *ctx, uint64_t id, void *arg)
+{
+	struct rd_resume *q = arg;
+
+	(void)ctx;
+	(void)id;
+	q->timer = 0;
+	rd_resume_answer(q);
 }
 
 static bool
@@ -158,15 +185,14 @@ rd_on_take(redisAsyncContext *ac, void *r, void *priv)
 		rd_resume_refuse(q);
 		return;
 	}
-	c = rd_host->client_find(rd_ctx, q->client);
+	c = q->answered ? NULL : rd_host->client_find(rd_ctx, q->client);
 	g = rd_members_ghost(q->ghost);
 	if (c == NULL || g == NULL) {
-		/* Taken, but the connection went meanwhile: the member
-		 * leaves as a connection that was never resumed would. */
-		if (g != NULL) {
-			rd_members_adopted(q->ghost, NULL);
-			rd_host->remote_remove(rd_ctx, g, "timeout");
-		}
+		/* Taken, but the connection went (or was answered)
+		 * meanwhile: the member leaves as a connection that was
+		 * never resumed would. */
+		if (g != NULL)
+			rd_members_lost(q->ghost, g);
 		rd_resume_refuse(q);
 		return;
 	}
@@ -180,14 +206,15 @@ rd_on_take(redisAsyncContext *ac, void *r, void *priv)
 	json_decref(o);
 	if (state == NULL)
 		abort();
-	rd_members_adopted(q->ghost, g);
-	if (rd_host->session_adopt(rd_ctx, c, g, state, strlen(state)) !=
+	if (rd_host->session_adopt(rd_ctx, c, g, state, strlen(state)) ==
 	    PARLEY_OK) {
-		rd_members_adopted(q->ghost, NULL);
-		rd_host->remote_remove(rd_ctx, g, "timeout");
-		rd_host->counter_add(rd_ctx, "resume_remote_failed", 1);
-	} else
+		rd_members_adopted(q->ghost, g);
 		rd_host->counter_add(rd_ctx, "resume_remote", 1);
+	} else {
+		/* The core told the client resume_failed. */
+		rd_members_lost(q->ghost, g);
+		rd_host->counter_add(rd_ctx, "resume_remote_failed", 1);
+	}
 	free(state);
 	rd_resume_free(q);
 }
@@ -203,7 +230,7 @@ rd_on_find(redisAsyncContext *ac, void *r, void *priv)
 	parley_client *g;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-	    reply->elements != 2 || !rd_ok() ||
+	    reply->elements != 2 || !rd_ok() || q->answered ||
 	    rd_host->client_find(rd_ctx, q->client) == NULL) {
 		rd_resume_refuse(q);
 		return;
@@ -268,6 +295,9 @@ rd_resume_ask(parley_client *c, json_t *st)
 		abort();
 	q->client = rd_host->client_id(rd_ctx, c);
 	memcpy(q->hash, hash, 65);
+	/* Two round trips, each within the deadline of a command. */
+	q->timer = rd_host->timer_add(
+	    rd_ctx, (uint64_t)rd_opt.timeout_ms * 2, 0, rd_resume_late, q);
 	key = rd_key("sess:", hash, strlen(hash));
 	{
 		const char *argv[] = { "EVAL", rd_sess_find_script, "1", key,

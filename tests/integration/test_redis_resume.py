@@ -14,12 +14,15 @@
 import asyncio
 import os
 import random
+import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Suite, check, check_eq, uniq  # noqa: E402
-from test_redis import (Redis, cluster_config, drop,  # noqa: E402
-    wait_participants, wait_up)
+from test_redis import (Redis, cluster_config, cluster_up,  # noqa: E402
+    drop, metrics, wait_participants, wait_up)
+from harness import TestFailure, scaled  # noqa: E402
 
 suite = Suite("redis_resume")
 case = suite.case
@@ -174,6 +177,46 @@ async def test_grace_runs_out_on_the_first_server(t):
 		x = await t.client(b)
 		await x.expect_error({"type": "resume", "session":
 		    ca.welcome["session"]}, "resume_failed")
+	finally:
+		redis.cleanup()
+
+
+async def wait_down(server, timeout=8):
+	deadline = time.monotonic() + scaled(timeout)
+	while time.monotonic() < deadline:
+		if not cluster_up(await metrics(server)):
+			return
+		await asyncio.sleep(0.1)
+	raise TestFailure("cluster_up never became 0")
+
+
+@case(timeout=60)
+async def test_without_redis_only_its_own_server(t):
+	"""Redis away: who holds a session cannot be known, so a resume on
+	another server fails at once; on its own server it works."""
+	redis, (a, b) = start_pair(t)
+	try:
+		ca, oa, ob, room, room2 = await setup(t, a, b)
+		secret = ca.welcome["session"]
+		drop(ca)
+		await asyncio.sleep(0.3)
+		# paused: the resume is answered within the plugin's deadline
+		os.kill(redis.proc.pid, signal.SIGSTOP)
+		try:
+			x = await t.client(b)
+			await x.expect_error({"type": "resume", "session":
+			    secret}, "resume_failed", timeout=4)
+		finally:
+			os.kill(redis.proc.pid, signal.SIGCONT)
+		await wait_up(b)
+		redis.kill()
+		await wait_down(b)
+		x = await t.client(b)
+		await x.expect_error({"type": "resume", "session": secret},
+		    "resume_failed", timeout=2)
+		c2, r = await resume(t, a, secret)
+		check_eq(r["username"], ca.username, "resumed on its server")
+		await quiet(oa)
 	finally:
 		redis.cleanup()
 
