@@ -1038,6 +1038,7 @@ rd_members_up(void)
 	rd_syncing = false;
 	json_array_clear(rd_sync_buf);
 	rd_publish_full();
+	rd_sessions_up();
 	rd_sync();
 	/* Alive again in the others' eyes at once. */
 	rd_members_heartbeat();

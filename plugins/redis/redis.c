@@ -726,6 +726,7 @@ rd_fini(parley_ctx *ctx)
 		redisAsyncFree(rd_sub.ac);
 	rd_members_fini();
 	rd_messages_fini();
+	rd_sessions_fini();
 }
 
 PARLEY_PLUGIN_DEFINE("redis", "0.1.0",

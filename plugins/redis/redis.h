@@ -146,5 +146,8 @@ void rd_direct_channel(const char *kind, const char *data, size_t len);
 void rd_sessions_relay(parley_ctx *ctx, const struct parley_relay *rl);
 /* Another server took over a session of ours ("x" on the channel). */
 void rd_sessions_moved(json_t *o);
+/* Connected (again): our sessions are written again. */
+void rd_sessions_up(void);
+void rd_sessions_fini(void);
 
 #endif

@@ -5,7 +5,8 @@
  * SHA-256 of the secret (never the secret: the core hands out only the
  * hash) saying which server and client it is, with the account and roles:
  * while its connection is open for a day at most, once held only for
- * the rest of the grace, and gone with the session. A resume that names
+ * the rest of the grace, and gone with the session (written again when
+ * Redis comes back, which may have lost them). A resume that names
  * no session of this server looks the hash up; if it is another live
  * server's, one script takes it over (the key goes, that server's record
  * of the client goes, the name is claimed for us) and tells that server
@@ -120,17 +121,20 @@ rd_hex(const char *s)
 
 /* ---- This server's sessions in Redis */
 
+/* Our sessions as Redis should have them, written again when Redis is
+ * back (it may have lost them): client id -> {"st": the relay's state,
+ * "u": when a held one runs out (wall ms), 0 while open}. */
+static json_t *rd_sess_kept;
+
 static void
-rd_session_put(parley_client *c, json_t *st, int64_t px)
+rd_session_write(const char *id, json_t *st, int64_t px)
 {
 	const char *hash = json_string_value(json_object_get(st, "hash"));
-	char *key, *val, ms[24], id[24];
+	char *key, *val, ms[24];
 	json_t *o;
 
 	if (!rd_hex(hash) || !rd_ok())
 		return;
-	snprintf(id, sizeof id, "%llu",
-	    (unsigned long long)rd_host->client_id(rd_ctx, c));
 	o = json_pack("{s:s, s:s, s:O, s:O}", "s", rd_sid, "i", id, "a",
 	    json_object_get(st, "account") ? json_object_get(st, "account")
 					   : json_null(),
@@ -150,6 +154,47 @@ rd_session_put(parley_client *c, json_t *st, int64_t px)
 	}
 	free(key);
 	free(val);
+}
+
+static void
+rd_session_put(parley_client *c, json_t *st, int64_t px, uint64_t until)
+{
+	char id[24];
+
+	snprintf(id, sizeof id, "%llu",
+	    (unsigned long long)rd_host->client_id(rd_ctx, c));
+	if (rd_sess_kept == NULL)
+		rd_sess_kept = json_object();
+	json_object_set_new(rd_sess_kept, id,
+	    json_pack("{s:O, s:I}", "st", st, "u", (json_int_t)until));
+	rd_session_write(id, st, px);
+}
+
+void
+rd_sessions_up(void)
+{
+	uint64_t now = rd_host->wall_ms(rd_ctx);
+	const char *id;
+	json_t *k;
+
+	json_object_foreach(rd_sess_kept, id, k)
+	{
+		uint64_t u = (uint64_t)json_integer_value(
+		    json_object_get(k, "u"));
+		if (u == 0)
+			rd_session_write(
+			    id, json_object_get(k, "st"), RD_SESS_OPEN_MS);
+		else if (u > now)
+			rd_session_write(
+			    id, json_object_get(k, "st"), (int64_t)(u - now));
+	}
+}
+
+void
+rd_sessions_fini(void)
+{
+	json_decref(rd_sess_kept);
+	rd_sess_kept = NULL;
 }
 
 static void
@@ -316,6 +361,7 @@ rd_sessions_relay(parley_ctx *ctx, const struct parley_relay *rl)
 {
 	json_t *st;
 	int64_t left;
+	char id[24];
 
 	if (rl->client == NULL || rl->text == NULL ||
 	    !PARLEY_HOST_HAS(rd_host, session_refuse))
@@ -323,13 +369,16 @@ rd_sessions_relay(parley_ctx *ctx, const struct parley_relay *rl)
 	st = json_loadb(rl->text, rl->text_len, 0, NULL);
 	switch (rl->kind) {
 	case PARLEY_RELAY_SESSION_OPEN:
-		rd_session_put(rl->client, st, RD_SESS_OPEN_MS);
+		rd_session_put(rl->client, st, RD_SESS_OPEN_MS, 0);
 		break;
 	case PARLEY_RELAY_SESSION_HELD:
 		left = (int64_t)(rl->wall_ms - rd_host->wall_ms(ctx));
-		rd_session_put(rl->client, st, left);
+		rd_session_put(rl->client, st, left, rl->wall_ms);
 		break;
 	case PARLEY_RELAY_SESSION_GONE:
+		snprintf(id, sizeof id, "%llu",
+		    (unsigned long long)rd_host->client_id(ctx, rl->client));
+		json_object_del(rd_sess_kept, id);
 		rd_session_del(st);
 		break;
 	case PARLEY_RELAY_RESUME:

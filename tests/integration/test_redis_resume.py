@@ -193,7 +193,8 @@ async def wait_down(server, timeout=8):
 @case(timeout=60)
 async def test_without_redis_only_its_own_server(t):
 	"""Redis away: who holds a session cannot be known, so a resume on
-	another server fails at once; on its own server it works."""
+	another server fails at once; on its own server it works. Back, Redis
+	gets the sessions again."""
 	redis, (a, b) = start_pair(t)
 	try:
 		ca, oa, ob, room, room2 = await setup(t, a, b)
@@ -217,6 +218,22 @@ async def test_without_redis_only_its_own_server(t):
 		c2, r = await resume(t, a, secret)
 		check_eq(r["username"], ca.username, "resumed on its server")
 		await quiet(oa)
+		# Redis back, empty: the session issued meanwhile is written
+		# again, and resumes on B
+		redis.start()
+		await wait_up(a)
+		await wait_up(b)
+		want = {ca.username, oa.username, ob.username}
+		await wait_participants(ob, room, want)
+		await ob.sync()
+		ob.pending.clear()
+		drop(c2)
+		await asyncio.sleep(0.3)
+		c3, r3 = await resume(t, b, r["session"])
+		check_eq(r3["username"], ca.username, "resumed on B")
+		check_eq({x["roomName"] for x in r3["rooms"]}, {room, room2},
+		    "same rooms")
+		await quiet(oa, ob)
 	finally:
 		redis.cleanup()
 
