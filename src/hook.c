@@ -52,6 +52,11 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_ROOM_REMOVED] = "room_removed",
 	[HOOK_RELOAD] = "reload",
 	[HOOK_TOKEN] = "token",
+	[HOOK_TOPIC] = "topic",
+	[HOOK_DELETE_MESSAGE] = "delete_message",
+	[HOOK_DELETE_ROOM] = "delete_room",
+	[HOOK_ROLE] = "role",
+	[HOOK_MODERATION] = "moderation",
 };
 
 static const char *const hook_verdict_names[HOOK_STOP + 1] = {

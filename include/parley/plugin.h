@@ -72,7 +72,7 @@ extern "C" {
 
 /* The ABI this header describes. since 1.0 */
 #define PARLEY_PLUGIN_ABI_MAJOR 1
-#define PARLEY_PLUGIN_ABI_MINOR 3
+#define PARLEY_PLUGIN_ABI_MINOR 4
 
 /* The name of the one symbol a plugin exports. since 1.0 */
 #define PARLEY_PLUGIN_SYMBOL "parley_plugin"
@@ -242,13 +242,26 @@ enum parley_event_type {
 	 * client_expires with the token's expiry and returns PARLEY_STOP;
 	 * one that refuses returns PARLEY_DENY (deny_code
 	 * PARLEY_ERR_UNAUTHORIZED). Nobody accepting it is a refusal. */
-	PARLEY_EV_TOKEN = 16
+	PARLEY_EV_TOKEN = 16,
+	/* Authority over a room (since 1.4): a client asks to set its topic
+	 * (text = the topic), delete a message (text = its seq in decimal),
+	 * delete the room, give or take a role (text = the target's name,
+	 * reason = "moderator" or "" to take it) or ban, mute, unban or
+	 * unmute someone (text = the target's name, reason = "ban",
+	 * "mute", "unban" or "unmute"). client and room set. Verdicts: DENY
+	 * refuses; STOP allows what the default rule (the room's owner,
+	 * moderators and the server's operators) would refuse. */
+	PARLEY_EV_TOPIC = 19,
+	PARLEY_EV_DELETE_MESSAGE = 20,
+	PARLEY_EV_DELETE_ROOM = 21,
+	PARLEY_EV_ROLE = 22,
+	PARLEY_EV_MODERATION = 23
 };
 /* One more than the highest event id of this header. A plugin built
  * against a newer header checks the host's abi_minor before adding a
  * hook of a newer event (hook_add refuses an event the host does not
  * know). since 1.0 */
-#define PARLEY_EV_LIMIT 17
+#define PARLEY_EV_LIMIT 24
 
 /*
  * One event, given to a hook. The host fills a fresh one for each hook it
