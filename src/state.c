@@ -201,6 +201,43 @@ state_sq_put(void *arg, const char *kind, const char *key, const char *value)
 	return 0;
 }
 
+/* Reads every record of a database opened for reading only (a full or
+ * read-only state directory at start): the state is served from memory
+ * and changes are not kept. */
+static int
+state_sq_load_ro(void)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s;
+	char *uri;
+	int rc;
+
+	if (access(sq.path, F_OK) == -1)
+		return 0; /* nothing kept yet */
+	xasprintf(&uri, "file:%s?immutable=1", sq.path);
+	rc = sqlite3_open_v2(uri, &db,
+	    SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+	free(uri);
+	if (rc != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT kind, key, value FROM state", -1,
+		&s, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return -1;
+	}
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		json_t *v = json_loads(
+		    (const char *)sqlite3_column_text(s, 2), 0, NULL);
+		if (v != NULL)
+			json_object_set_new(
+			    state_kind((const char *)sqlite3_column_text(s, 0),
+				true),
+			    (const char *)sqlite3_column_text(s, 1), v);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return 0;
+}
+
 /* At start-up, before the thread runs: reads every record. */
 static int
 state_sq_load(char **cause)
@@ -208,10 +245,9 @@ state_sq_load(char **cause)
 	sqlite3_stmt *s;
 	int fd, rc;
 
-	xasprintf(&sq.path, "%s/state.db", cfg->state_dir);
 	fd = open(sq.path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1) {
-		xasprintf(cause, "state: %s: %s", sq.path, strerror(errno));
+		xasprintf(cause, "%s", strerror(errno));
 		return -1;
 	}
 	close(fd);
@@ -229,7 +265,7 @@ state_sq_load(char **cause)
 	    sqlite3_prepare_v2(sq.db,
 		"SELECT kind, key, value FROM state ORDER BY kind, key", -1, &s,
 		NULL) != SQLITE_OK) {
-		xasprintf(cause, "state: %s: %s", sq.path,
+		xasprintf(cause, "%s",
 		    sq.db ? sqlite3_errmsg(sq.db) : "cannot open");
 		sqlite3_close(sq.db);
 		sq.db = NULL;
@@ -288,8 +324,29 @@ state_init(char **cause)
 	if (strcmp(cfg->state_store, "memory") == 0)
 		return 0;
 #ifdef STATE_SQLITE
-	if (state_sq_load(cause) == -1)
-		return -1;
+	char *why = NULL;
+
+	xasprintf(&sq.path, "%s/state.db", cfg->state_dir);
+	if (state_sq_load(&why) == -1) {
+		/* A state directory that cannot be written does not stop
+		 * chat: what it holds is read, and the state lives in
+		 * memory until the server restarts on one it can write. */
+		json_decref(state_mirror);
+		state_mirror = json_object();
+		if (state_sq_load_ro() == -1) {
+			xasprintf(cause, "state: %s: %s", sq.path, why);
+			free(why);
+			return -1;
+		}
+		log_error("state",
+		    "CANNOT WRITE STATE: %s: %s; rooms, bans and the audit "
+		    "trail are kept in memory only until the server restarts "
+		    "with a state_dir it can write",
+		    sq.path, why);
+		free(why);
+		state_backend = "memory (degraded)";
+		return 0;
+	}
 	pthread_mutex_init(&sq.lock, NULL);
 	pthread_cond_init(&sq.wake, NULL);
 	if (pthread_create(&sq.thread, NULL, state_sq_thread, NULL) != 0) {
