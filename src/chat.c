@@ -1273,14 +1273,25 @@ chat_rooms_restore(char **cause)
 void
 chat_rooms_configured(void)
 {
+	/* The first start with a state store: the configured rooms are
+	 * those of before, and keep the history kept under their names. */
+	bool legacy = state_get("meta", "ids") == NULL;
+
+	if (legacy)
+		state_put_new("meta", "ids", json_integer(1));
 	for (size_t i = 0; i < cfg->rooms.n; i++) {
 		size_t len = strlen(cfg->rooms.v[i]);
 		struct room *r = room_find(cfg->rooms.v[i], len);
+		bool made = r == NULL;
 		if (r == NULL &&
 		    chat_room_create(&chat_by_server, cfg->rooms.v[i], len,
 			NULL, &r, NULL) != PROTO_OK)
 			continue;
-		if (r != NULL && !r->configured) {
+		if (r != NULL && made && legacy) {
+			room_set_id(r, 0);
+			r->seq = history_last_seq(r);
+		}
+		if (r != NULL && (!r->configured || (made && legacy))) {
 			r->configured = true;
 			chat_room_save(r);
 		}

@@ -42,8 +42,15 @@ room_set_id(struct room *r, uint64_t rid)
 	char hex[17];
 
 	r->rid = rid;
-	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rid);
 	free(r->hkey);
+	if (rid == 0) {
+		/* A room from before rooms had ids: its history is its
+		 * name's. */
+		r->hkey = xstrdup(r->name);
+		r->hkey_len = r->name_len;
+		return;
+	}
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rid);
 	/* Names hold no control characters: US cannot be part of one. */
 	r->hkey_len = (size_t)xasprintf(&r->hkey, "%s\x1f%s", r->name, hex);
 }
