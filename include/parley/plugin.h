@@ -367,7 +367,10 @@ typedef void (*parley_fd_fn)(parley_ctx *ctx, uint64_t id, int fd,
 struct parley_history_msg {
 	uint32_t size;      /* sizeof(struct parley_history_msg), filler's */
 	uint32_t flags;     /* PARLEY_MSG_* */
-	const char *room;   /* room name; history_emit ignores it */
+	const char *room;   /* the room's history key (since 1.4: its name,
+			       US (0x1f), its durable id in hex; the name
+			       alone for a configured room older than
+			       ids); history_emit ignores it */
 	size_t room_len;
 	uint64_t seq;       /* per room, rising by one per message */
 	uint64_t ts;        /* milliseconds since the Unix epoch */
