@@ -25,6 +25,8 @@ static void chat_room_occupancy(struct room *r);
 static void chat_room_forget(struct room *r);
 static char *chat_member_key(const struct client *c);
 static void chat_until_text(uint64_t until, char *buf, size_t size);
+static void chat_room_from_record(
+    struct room *r, const json_t *v, uint64_t now);
 
 /* Who acted, for the log: "client 12 (alice)", "lua:commands", ... */
 static const char *
@@ -1234,32 +1236,9 @@ chat_rooms_restore(char **cause)
 	json_object_foreach(all, name, v)
 	{
 		struct room *r = room_create(name, strlen(name), 0);
-		json_t *roles = json_object_get(v, "roles");
-		const char *s;
 		if (r == NULL)
 			continue;
-		room_set_id(r,
-		    chat_hex_id(json_string_value(json_object_get(v, "id"))));
-		if ((s = json_string_value(
-			 json_object_get(v, "owner_account"))))
-			r->owner_account = xstrdup(s);
-		if ((s = json_string_value(
-			 json_object_get(v, "owner_session"))))
-			r->owner_session = xstrdup(s);
-		if ((s = json_string_value(json_object_get(v, "owner_addr"))))
-			r->owner_addr = xstrdup(s);
-		if ((s = json_string_value(json_object_get(v, "topic"))) &&
-		    *s != '\0')
-			r->topic = xstrdup(s);
-		r->created = (uint64_t)json_integer_value(
-		    json_object_get(v, "created"));
-		r->empty_since = (uint64_t)json_integer_value(
-		    json_object_get(v, "empty_since"));
-		if (r->empty_since == 0)
-			r->empty_since = now;
-		r->configured = json_is_true(json_object_get(v, "configured"));
-		if (json_is_object(roles) && json_object_size(roles) > 0)
-			r->roles = json_deep_copy(roles);
+		chat_room_from_record(r, v, now);
 		restored++;
 	}
 	json_decref(all);
@@ -1268,6 +1247,104 @@ chat_rooms_restore(char **cause)
 	chat_rooms_configured();
 	loop_timer_set(&chat_sweep_timer, CHAT_SWEEP_MS, chat_room_sweep);
 	return 0;
+}
+
+/* Fills r from its record. */
+static void
+chat_room_from_record(struct room *r, const json_t *v, uint64_t now)
+{
+	json_t *roles = json_object_get(v, "roles");
+	const char *s;
+	room_set_id(
+	    r, chat_hex_id(json_string_value(json_object_get(v, "id"))));
+	if ((s = json_string_value(json_object_get(v, "owner_account"))))
+		r->owner_account = xstrdup(s);
+	if ((s = json_string_value(json_object_get(v, "owner_session"))))
+		r->owner_session = xstrdup(s);
+	if ((s = json_string_value(json_object_get(v, "owner_addr"))))
+		r->owner_addr = xstrdup(s);
+	if ((s = json_string_value(json_object_get(v, "topic"))) && *s != '\0')
+		r->topic = xstrdup(s);
+	r->created = (uint64_t)json_integer_value(
+	    json_object_get(v, "created"));
+	r->empty_since = (uint64_t)json_integer_value(
+	    json_object_get(v, "empty_since"));
+	if (r->empty_since == 0)
+		r->empty_since = now;
+	r->configured = json_is_true(json_object_get(v, "configured"));
+	json_decref(r->roles);
+	r->roles = NULL;
+	if (json_is_object(roles) && json_object_size(roles) > 0)
+		r->roles = json_deep_copy(roles);
+}
+
+void
+chat_state_changed(const char *kind, const char *key, json_t *value)
+{
+	struct room *r;
+	const char *topic;
+
+	if (strcmp(kind, "room") != 0) {
+		state_remote(kind, key, value);
+		return;
+	}
+	r = room_find(key, strlen(key));
+	if (value == NULL) {
+		state_remote(kind, key, NULL);
+		if (r != NULL)
+			chat_room_remove(&chat_by_server, r, CHAT_ROOM_DELETED);
+		return;
+	}
+	if (r != NULL &&
+	    r->rid !=
+		chat_hex_id(json_string_value(json_object_get(value, "id")))) {
+		/* Two servers made a room of that name at once: the
+		 * cluster's record wins, with its id and owner. */
+		log_warn("state", "room %s: another server's record wins", key);
+		room_set_id(r,
+		    chat_hex_id(
+			json_string_value(json_object_get(value, "id"))));
+		free(r->owner_account);
+		free(r->owner_session);
+		free(r->owner_addr);
+		r->owner_account = r->owner_session = r->owner_addr = NULL;
+	}
+	if (r == NULL) {
+		json_t *ev;
+		struct buf *b;
+		r = room_create(key, strlen(key), 0);
+		if (r == NULL) {
+			json_decref(value);
+			return;
+		}
+		chat_room_from_record(r, value, loop_wall_ms());
+		r->seq = history_last_seq(r);
+		ev = json_pack("{s:s, s:s%}", "type", "room_created",
+		    "roomName", r->name, r->name_len);
+		b = buf_json(ev);
+		json_decref(ev);
+		client_broadcast_all(b);
+		buf_unref(b);
+		state_remote(kind, key, value);
+		return;
+	}
+	topic = json_string_value(json_object_get(value, "topic"));
+	if (topic == NULL)
+		topic = "";
+	if (strcmp(topic, r->topic ? r->topic : "") != 0) {
+		free(r->topic);
+		r->topic = *topic != '\0' ? xstrdup(topic) : NULL;
+		room_broadcast_new(r,
+		    json_pack("{s:s, s:s%, s:s, s:s}", "type", "topic_changed",
+			"roomName", r->name, r->name_len, "topic", topic,
+			"username", "server"));
+	}
+	json_decref(r->roles);
+	r->roles = NULL;
+	if (json_is_object(json_object_get(value, "roles")) &&
+	    json_object_size(json_object_get(value, "roles")) > 0)
+		r->roles = json_deep_copy(json_object_get(value, "roles"));
+	state_remote(kind, key, value);
 }
 
 void
@@ -1318,7 +1395,7 @@ chat_decide(struct hook_args *a, bool allowed, char **reason)
 		return a->deny_code;
 	}
 	hook_args_free(a);
-	if (v == HOOK_STOP || allowed)
+	if (a->stopped || allowed)
 		return PROTO_OK;
 	return PROTO_ERR_FORBIDDEN;
 }

@@ -247,6 +247,8 @@ hook_run(struct hook_args *a)
 			result = HOOK_DENY;
 		} else if (vd == HOOK_DROP)
 			result = HOOK_DROP;
+		else if (vd == HOOK_STOP)
+			a->stopped = true;
 		break; /* DENY, DROP and STOP end the chain */
 	}
 	if (v != stack)

@@ -785,7 +785,9 @@ json_t *state_get(const char *kind, const char *key);
 /* Every record of kind: an object key -> value (borrowed; do not change
  * it while walking, copy the keys). */
 json_t *state_all(const char *kind);
-/* A change another server made (a clustering plugin): memory only. */
+/* A change made elsewhere (a plugin's, from another server): value
+ * (taken; NULL: deleted) goes to memory and the embedded store, not back
+ * to the plugin. */
 void state_remote(const char *kind, const char *key, json_t *value);
 /* Writes one audit record {time, actor, actor_kind, action, target,
  * room, reason, expires} and one log line. */
@@ -1002,6 +1004,10 @@ void chat_login_as(struct client *c, const char *account,
 int chat_rooms_restore(char **cause);
 /* Creates the configured rooms that do not exist (start, reload). */
 void chat_rooms_configured(void);
+/* A record changed elsewhere (value taken, NULL: deleted): kept, and a
+ * room's applied to the live room (created, its topic and roles, or
+ * removed). */
+void chat_state_changed(const char *kind, const char *key, json_t *value);
 /* Writes r's record (owner, topic, roles, ...) to the state store. */
 void chat_room_save(struct room *r);
 /* True when c owns r (its account, or its session for a guest's). */
@@ -1145,6 +1151,7 @@ struct hook_args {
 	char *new_text;        /* owned by args; hook_args_free frees it */
 	enum proto_err deny_code;
 	char *deny_reason;     /* owned by args; may be NULL */
+	bool stopped;          /* a hook said STOP (hook_run says PASS) */
 };
 struct hook;
 typedef enum hook_verdict (*hook_fn)(struct hook_args *a, void *arg);

@@ -1281,11 +1281,11 @@ script_room_set_topic(lua_State *L)
 	const char *t = luaL_checklstring(L, 2, &len);
 	struct chat_actor buf;
 	char *reason = NULL;
+	enum proto_err e;
 
-	return script_result(L,
-	    chat_set_topic(
-		SCRIPT_OPT_ACTOR(L, 3, &buf), r, t, len, NULL, &reason),
-	    reason);
+	e = chat_set_topic(
+		SCRIPT_OPT_ACTOR(L, 3, &buf), r, t, len, NULL, &reason);
+	return script_result(L, e, reason);
 }
 
 /* room:delete([{by = user}]) */
@@ -1295,10 +1295,10 @@ script_room_delete(lua_State *L)
 	struct room *r = script_check_room(L, 1);
 	struct chat_actor buf;
 	char *reason = NULL;
+	enum proto_err e;
 
-	return script_result(L,
-	    chat_delete_room(SCRIPT_OPT_ACTOR(L, 2, &buf), r, NULL, &reason),
-	    reason);
+	e = chat_delete_room(SCRIPT_OPT_ACTOR(L, 2, &buf), r, NULL, &reason);
+	return script_result(L, e, reason);
 }
 
 /* room:delete_message(seq [, {by = user}]) */
@@ -1309,11 +1309,11 @@ script_room_delete_message(lua_State *L)
 	lua_Integer seq = luaL_checkinteger(L, 2);
 	struct chat_actor buf;
 	char *reason = NULL;
+	enum proto_err e;
 
-	return script_result(L,
-	    chat_delete_message(SCRIPT_OPT_ACTOR(L, 3, &buf), r,
-		seq > 0 ? (uint64_t)seq : 0, NULL, &reason),
-	    reason);
+	e = chat_delete_message(SCRIPT_OPT_ACTOR(L, 3, &buf), r,
+		seq > 0 ? (uint64_t)seq : 0, NULL, &reason);
+	return script_result(L, e, reason);
 }
 
 /* room:set_role(user, "moderator" | nil [, {by = user}]) */
@@ -1325,10 +1325,10 @@ script_room_set_role(lua_State *L)
 	const char *role = luaL_optstring(L, 3, NULL);
 	struct chat_actor buf;
 	char *reason = NULL;
+	enum proto_err e;
 
-	return script_result(L,
-	    chat_set_role(SCRIPT_OPT_ACTOR(L, 4, &buf), r, c, role, &reason),
-	    reason);
+	e = chat_set_role(SCRIPT_OPT_ACTOR(L, 4, &buf), r, c, role, &reason);
+	return script_result(L, e, reason);
 }
 
 /* room:role(user): "owner", "moderator" or nil */
@@ -1357,11 +1357,11 @@ script_room_restrict(lua_State *L, bool ban)
 	struct chat_actor buf;
 	const struct chat_actor *by = SCRIPT_OPT_ACTOR(L, 3, &buf);
 	char *reason = NULL;
+	enum proto_err e;
 
-	return script_result(L,
-	    ban ? chat_ban(by, r, c, seconds, why, &reason)
-		: chat_mute(by, r, c, seconds, why, &reason),
-	    reason);
+	e = ban ? chat_ban(by, r, c, seconds, why, &reason)
+		: chat_mute(by, r, c, seconds, why, &reason);
+	return script_result(L, e, reason);
 }
 
 static int
@@ -1385,11 +1385,11 @@ script_room_lift(lua_State *L, bool ban)
 	struct chat_actor buf;
 	const struct chat_actor *by = SCRIPT_OPT_ACTOR(L, 3, &buf);
 	char *reason = NULL;
+	enum proto_err e;
 
-	return script_result(L,
-	    ban ? chat_unban(by, r, name, &reason)
-		: chat_unmute(by, r, name, &reason),
-	    reason);
+	e = ban ? chat_unban(by, r, name, &reason)
+		: chat_unmute(by, r, name, &reason);
+	return script_result(L, e, reason);
 }
 
 static int

@@ -219,8 +219,8 @@ state_sq_load_ro(void)
 	    SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
 	free(uri);
 	if (rc != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT kind, key, value FROM state", -1,
-		&s, NULL) != SQLITE_OK) {
+	    sqlite3_prepare_v2(db, "SELECT kind, key, value FROM state", -1, &s,
+		NULL) != SQLITE_OK) {
 		sqlite3_close(db);
 		return -1;
 	}
@@ -229,8 +229,8 @@ state_sq_load_ro(void)
 		    (const char *)sqlite3_column_text(s, 2), 0, NULL);
 		if (v != NULL)
 			json_object_set_new(
-			    state_kind((const char *)sqlite3_column_text(s, 0),
-				true),
+			    state_kind(
+				(const char *)sqlite3_column_text(s, 0), true),
 			    (const char *)sqlite3_column_text(s, 1), v);
 	}
 	sqlite3_finalize(s);
@@ -265,8 +265,8 @@ state_sq_load(char **cause)
 	    sqlite3_prepare_v2(sq.db,
 		"SELECT kind, key, value FROM state ORDER BY kind, key", -1, &s,
 		NULL) != SQLITE_OK) {
-		xasprintf(cause, "%s",
-		    sq.db ? sqlite3_errmsg(sq.db) : "cannot open");
+		xasprintf(
+		    cause, "%s", sq.db ? sqlite3_errmsg(sq.db) : "cannot open");
 		sqlite3_close(sq.db);
 		sq.db = NULL;
 		return -1;
@@ -393,6 +393,23 @@ state_free(void)
 	state_mirror = NULL;
 }
 
+/* Writes kind/key (text: JSON, NULL: deleted) to the embedded store,
+ * and to a plugin's unless the change came from it. */
+static void
+state_write(const char *kind, const char *key, const char *text, bool to_plugin)
+{
+	if (to_plugin && state_plugin_set && state_plugin.put != NULL)
+		state_plugin.put(state_plugin.arg, kind, key, text);
+#ifdef STATE_SQLITE
+	if (sq.running)
+		state_sq_put(NULL, kind, key, text);
+#else
+	(void)kind;
+	(void)key;
+	(void)text;
+#endif
+}
+
 void
 state_put_new(const char *kind, const char *key, json_t *value)
 {
@@ -407,12 +424,7 @@ state_put_new(const char *kind, const char *key, json_t *value)
 		text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
 		json_object_set_new(k, key, value);
 	}
-	if (state_plugin_set && state_plugin.put != NULL)
-		state_plugin.put(state_plugin.arg, kind, key, text);
-#ifdef STATE_SQLITE
-	else if (sq.running)
-		state_sq_put(NULL, kind, key, text);
-#endif
+	state_write(kind, key, text, true);
 	free(text);
 }
 
@@ -434,11 +446,16 @@ void
 state_remote(const char *kind, const char *key, json_t *value)
 {
 	json_t *k = state_kind(kind, true);
+	char *text = NULL;
 
 	if (value == NULL)
 		json_object_del(k, key);
-	else
+	else {
+		text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
 		json_object_set_new(k, key, value);
+	}
+	state_write(kind, key, text, false);
+	free(text);
 }
 
 /* ---- The audit trail */

@@ -432,6 +432,30 @@ struct parley_history_store {
 	void *reserved[4];
 };
 
+/*
+ * The state store (since 1.4): the community's durable state (rooms with
+ * their owner, topic and roles; bans; mutes; message tombstones; the
+ * audit trail; scripts' parley.store) as records of a kind ("room",
+ * "ban", "mute", "tomb", "audit", "store", "meta") under a key, each a
+ * JSON text. The server keeps every record in memory and writes it to
+ * its embedded store (SQLite in state_dir, unless state_store =
+ * "memory"); a plugin that registers a parley_state_store is given every
+ * change as well, to share it (across a cluster, say), and tells the
+ * server of changes made elsewhere with parley_host.state_changed. put
+ * runs on the event loop: it must not block. since 1.4
+ */
+struct parley_state_store {
+	uint32_t size;      /* sizeof(struct parley_state_store) */
+	uint32_t reserved0;
+	void *arg;          /* passed back to put */
+	/* kind/key is now value (a JSON text of value_len bytes), or was
+	 * deleted (value NULL). Every pointer is borrowed for the call.
+	 * Returns 0, or -1 after logging why. */
+	int (*put)(parley_ctx *ctx, const char *kind, const char *key,
+	    const char *value, size_t value_len, void *arg);
+	void *reserved[4];
+};
+
 /* ---------------------------------------------------------------------
  * Iteration callbacks
  */
@@ -824,6 +848,35 @@ struct parley_host {
 	 * connection admitted with a token that expires. since 1.3 */
 	void (*client_expires)(parley_ctx *ctx, parley_client *c,
 	    uint64_t expires_s);
+
+	/* ---- Rooms that last (since 1.4) */
+
+	/* Adds a record to the audit trail {time, actor (this plugin),
+	 * actor_kind "plugin", action, target, room, reason, expires} and
+	 * a line to the log. action is required (at most 64 bytes); target,
+	 * r and reason may be NULL; expires_s is Unix seconds, 0 for none.
+	 * Returns PARLEY_OK, or PARLEY_ERR_BAD_REQUEST (logged). since 1.4 */
+	int (*audit_add)(parley_ctx *ctx, const char *action,
+	    const char *target, parley_room *r, const char *reason,
+	    uint64_t expires_s);
+	/* Makes the plugin a state store (see struct parley_state_store;
+	 * copied). At most one. Returns PARLEY_OK, or
+	 * PARLEY_ERR_BAD_REQUEST (logged) for a malformed store or when
+	 * another plugin is the state store. since 1.4 */
+	int (*state_store_register)(parley_ctx *ctx,
+	    const struct parley_state_store *store);
+	/* A record was changed elsewhere (another server): the server takes
+	 * value (a JSON text; NULL: deleted) into memory and its embedded
+	 * store, without calling put back. A room record changes the live
+	 * room's topic and roles (members get topic_changed); bans, mutes
+	 * and tombstones apply from then on. Returns PARLEY_OK, or
+	 * PARLEY_ERR_BAD_REQUEST (logged) for a value that is not JSON.
+	 * since 1.4 */
+	int (*state_changed)(parley_ctx *ctx, const char *kind,
+	    const char *key, const char *value, size_t value_len);
+	/* The topic of room r ("" when none; valid until it changes), or
+	 * NULL for a handle that is not a room. since 1.4 */
+	const char *(*room_topic)(parley_ctx *ctx, parley_room *r);
 };
 
 /* True when the host table has function fn (it may be older than this

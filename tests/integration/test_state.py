@@ -462,5 +462,84 @@ async def test_hooks_widen_and_narrow(t):
 	    "topic": "no"}, "forbidden")
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
+
+
+@case(config=dict(CONFIG, script_dirs=[
+    os.path.abspath(os.path.join(SRC, "tests", "scripts")),
+    os.path.abspath(os.path.join(SRC, "scripts"))],
+    scripts=["usernames", "commands", "topicrule"]))
+async def test_script_hooks(t):
+	"""A script widens (parley.STOP) and narrows (false) the topic rule,
+	sees moderation and adds its own audit records."""
+	room = uniq("lua")
+	owner = await client(t, label="owner")
+	await owner.create(room)
+	b = await client(t, label="b")
+	await b.join(room)
+	await told(b, {"type": "set_topic", "roomName": room,
+	    "topic": "lua-allows a member"}, "topic_changed")
+	r = await owner.expect_error({"type": "set_topic", "roomName": room,
+	    "topic": "lua-refuses the owner"}, "forbidden")
+	check_eq(r["message"], "the script says no", "reason")
+	await command(owner, room, "/mute %s 1" % b.welcome["username"])
+	await command(owner, room, "/oper " + OPER_PASSWORD)
+	log = (await command(owner, room, "/modlog 5"))["message"]
+	check("script lua:topicrule (seen-mute): %s" % b.welcome["username"]
+	    in log, "the script's record:\n" + log)
+	check("(mute): %s in %s" % (b.welcome["username"], room) in log,
+	    "the mute's record:\n" + log)
+
+
+def test_plugin(name):
+	build = os.path.dirname(os.path.dirname(os.path.abspath(
+	    os.environ.get("PARLEYD") or os.path.join(os.path.dirname(
+	    os.path.abspath(__file__)), "..", "..", "src", "parleyd"))))
+	p = os.path.join(build, "tests", "plugins", ".libs", name + ".so")
+	if not os.path.exists(p):
+		raise Skip("test plugin %s not built (run make check)" % name)
+	return p
+
+
+@case(timeout=30)
+async def test_plugin_store_and_audit(t):
+	"""ABI 1.4: a plugin narrows and widens the topic rule, adds audit
+	records, is given every change of the state and tells of changes
+	made elsewhere."""
+	s = t.start_server(dict(CONFIG, plugins=[test_plugin("moderator")]))
+	room = uniq("plug")
+	owner = await client(t, s, label="owner")
+	await owner.create(room)
+	b = await client(t, s, label="b")
+	await b.join(room)
+	await b.expect_error({"type": "set_topic", "roomName": room,
+	    "topic": "a member's"}, "forbidden")
+	await told(b, {"type": "set_topic", "roomName": room,
+	    "topic": "plugin-allows this"}, "topic_changed")
+	r = await owner.expect_error({"type": "set_topic", "roomName": room,
+	    "topic": "plugin-refuses even the owner"}, "forbidden")
+	check_eq(r["message"], "the moderator plugin says no", "reason")
+	await b.send({"type": "send_message", "roomName": room,
+	    "message": "/note looked at the logs"})
+	await owner.send({"type": "send_message", "roomName": room,
+	    "message": "/remote-topic set elsewhere"})
+	tc = await b.recv("topic_changed")
+	check_eq((tc["topic"], tc["username"]), ("set elsewhere", "server"),
+	    "a topic from elsewhere")
+	r = await b.expect({"type": "list_rooms"}, "rooms")
+	check_eq([x["topic"] for x in r["rooms"] if x["roomName"] == room],
+	    ["set elsewhere"], "kept")
+	await owner.sync()
+	log = s.stderr(200)
+	check("state put room %s" % room in log, "puts:\n" + log[-3000:])
+	check(" audit: plugin plugin:moderator: note %s in %s: looked at "
+	    "the logs" % (b.welcome["username"], room) in log,
+	    "the plugin's audit record:\n" + log[-3000:])
+	# the owner is still the owner
+	await told(owner, {"type": "set_topic", "roomName": room,
+	    "topic": "mine"}, "topic_changed")
+
+
 if __name__ == "__main__":
 	suite.main()
