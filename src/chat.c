@@ -1263,6 +1263,8 @@ chat_room_from_record(struct room *r, const json_t *v, uint64_t now)
 		r->owner_session = xstrdup(s);
 	if ((s = json_string_value(json_object_get(v, "owner_addr"))))
 		r->owner_addr = xstrdup(s);
+	free(r->topic);
+	r->topic = NULL;
 	if ((s = json_string_value(json_object_get(v, "topic"))) && *s != '\0')
 		r->topic = xstrdup(s);
 	r->created = (uint64_t)json_integer_value(
@@ -1298,16 +1300,32 @@ chat_state_changed(const char *kind, const char *key, json_t *value)
 	if (r != NULL &&
 	    r->rid !=
 		chat_hex_id(json_string_value(json_object_get(value, "id")))) {
-		/* Two servers made a room of that name at once: the
-		 * cluster's record wins, with its id and owner. */
-		log_warn("state", "room %s: another server's record wins", key);
-		room_set_id(r,
-		    chat_hex_id(
-			json_string_value(json_object_get(value, "id"))));
+		/* Two servers made a room of that name at once. Every server
+		 * settles it the same way: a record with an owner beats one
+		 * without, then the smaller id wins. The winner is announced
+		 * again, so that the cluster's copy is the winner too. */
+		uint64_t in = chat_hex_id(
+		    json_string_value(json_object_get(value, "id")));
+		bool in_owned = json_object_get(value, "owner_account") !=
+			NULL ||
+		    json_object_get(value, "owner_session") != NULL;
+		bool owned = r->owner_account != NULL ||
+		    r->owner_session != NULL;
+		if (owned != in_owned ? owned : r->rid < in) {
+			json_decref(value);
+			chat_room_save(r);
+			return;
+		}
+		log_info("state", "room %s: another server's record wins", key);
 		free(r->owner_account);
 		free(r->owner_session);
 		free(r->owner_addr);
 		r->owner_account = r->owner_session = r->owner_addr = NULL;
+		chat_room_from_record(r, value, loop_wall_ms());
+		if (r->count > 0)
+			r->empty_since = 0;
+		state_put_new(kind, key, value);
+		return;
 	}
 	if (r == NULL) {
 		json_t *ev;

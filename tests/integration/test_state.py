@@ -541,5 +541,80 @@ async def test_plugin_store_and_audit(t):
 	    "topic": "mine"}, "topic_changed")
 
 
+@case(timeout=60)
+async def test_across_servers(t):
+	"""With the redis plugin: a topic set on one server shows on the
+	other, a ban on one holds on the other, a message deleted on one is
+	a tombstone on the other, a room deleted on one is gone on both."""
+	from test_redis import start_cluster, wait_up
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		room = uniq("shared")
+		cb = await client(t, b, label="member-b")
+		ca = await client(t, a, label="owner-a")
+		await ca.create(room)
+		await cb.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+		await cb.join(room)
+		await ca.send({"type": "set_topic", "roomName": room,
+		    "topic": "one topic for all"})
+		tc = await cb.recv("topic_changed", timeout=5)
+		check_eq(tc["topic"], "one topic for all", "topic on b")
+		r = await cb.expect({"type": "list_rooms"}, "rooms")
+		check_eq([x["topic"] for x in r["rooms"]
+		    if x["roomName"] == room], ["one topic for all"], "list_rooms")
+		# the owner's rights hold on the other server's record too
+		await cb.expect_error({"type": "set_topic", "roomName": room,
+		    "topic": "b's"}, "forbidden")
+		# a ban set on a holds on b
+		vaddr = fresh_addr()
+		v = await client(t, a, addr=vaddr, label="victim-a")
+		await v.join(room)
+		await command(ca, room, "/ban %s trolling" %
+		    v.welcome["username"])
+		await v.recv("kicked", timeout=5)
+		v2 = await client(t, b, addr=vaddr, label="victim-b")
+		deadline = time.monotonic() + 5
+		while True:
+			r = await v2.request({"type": "join_room",
+			    "roomName": room})
+			if r.get("code") == "forbidden" or \
+			    time.monotonic() > deadline:
+				break
+			await v2.request({"type": "leave_room",
+			    "roomName": room})
+			await asyncio.sleep(0.1)
+		check_eq(r.get("code"), "forbidden", "banned on b: %r" % r)
+		check("banned" in r.get("message", ""), "says so: %r" % r)
+		# a message deleted on a is a tombstone on b
+		m = await cb.say(room, "regrettable")
+		await ca.recv("new_message", pred=lambda x:
+		    x["message"] == "regrettable", timeout=5)
+		await ca.send({"type": "delete_message", "roomName": room,
+		    "seq": m["seq"]})
+		await ca.recv("message_deleted", timeout=5)
+		deadline = time.monotonic() + 5
+		while True:
+			h = await history(cb, room)
+			mine = [x for x in h if x["seq"] == m["seq"]]
+			if (mine and mine[0].get("deleted")) or \
+			    time.monotonic() > deadline:
+				break
+			await asyncio.sleep(0.1)
+		check(mine and mine[0].get("deleted") and
+		    "message" not in mine[0], "tombstone on b: %r" % mine)
+		# deleted on a: gone on both
+		await ca.send({"type": "delete_room", "roomName": room})
+		await cb.recv("room_deleted", pred=lambda x:
+		    x["roomName"] == room, timeout=5)
+		r = await cb.expect({"type": "list_rooms"}, "rooms")
+		check(room not in [x["roomName"] for x in r["rooms"]],
+		    "gone on b")
+	finally:
+		redis.cleanup()
+
+
 if __name__ == "__main__":
 	suite.main()
