@@ -683,7 +683,10 @@ chat_room_quota(const struct client *c, char **reason)
 		    reason, "your account owns as many rooms as one may");
 		return PROTO_ERR_FORBIDDEN;
 	}
-	if (c->account == NULL && n >= cfg->max_rooms_per_address) {
+	/* The addresses the per-address limits spare (loopback, trusted
+	 * proxies) are spared here too. */
+	if (c->account == NULL && n >= cfg->max_rooms_per_address &&
+	    (c->addr == NULL || !http_address_exempt(c->addr))) {
 		chat_set_reason(reason,
 		    "your address owns as many rooms as one may; log in, or "
 		    "wait for empty ones to expire");

@@ -199,6 +199,10 @@ async def test_restart_keeps_rooms(t):
 	room = uniq("keep")
 	await a.create(room)
 	await a.say(room, "before the restart")
+	gone = await a.say(room, "deleted before the restart")
+	await a.send({"type": "delete_message", "roomName": room,
+	    "seq": gone["seq"]})
+	await a.recv("message_deleted")
 	await told(a, {"type": "set_topic", "roomName": room,
 	    "topic": "Tea at five"}, "topic_changed")
 	g = await client(t, s, label="g")
@@ -238,13 +242,60 @@ async def test_restart_keeps_rooms(t):
 	await told(m2, {"type": "set_topic", "roomName": room,
 	    "topic": "by the moderator"}, "topic_changed")
 	msgs = await history(a2, room)
-	check_eq([x["message"] for x in msgs], ["before the restart"],
-	    "history")
+	check_eq([(x.get("message"), x.get("deleted")) for x in msgs],
+	    [("before the restart", None), (None, True)],
+	    "history, with its tombstone")
 	await s.astop()
 	db = sqlite3.connect(os.path.join(state, "state.db"))
 	check_eq(db.execute("PRAGMA integrity_check").fetchone()[0], "ok",
 	    "integrity")
 	db.close()
+	shutil.rmtree(state, ignore_errors=True)
+
+
+@case(timeout=90)
+async def test_kill_during_burst(t):
+	"""kill -9 in the middle of a burst of changes: what was acknowledged
+	more than a flush interval (50 ms) before is there after the
+	restart, and the database is never corrupt."""
+	state = state_dir()
+	cfg = dict(CONFIG, state_dir=state)
+	room = uniq("burst")
+	for round in range(3):
+		s = t.start_server(cfg)
+		a = await client(t, s, label="a%d" % round)
+		if round == 0:
+			await a.create(room)
+		else:
+			r = await a.expect({"type": "list_rooms"}, "rooms")
+			got = [x["topic"] for x in r["rooms"]
+			    if x["roomName"] == room]
+			check_eq(len(got), 1, "the room is back")
+			n = int(got[0].split()[-1])
+			print("  round %d: topic %d came back (kill after 250 "
+			    "sent, 99 acknowledged before the pause)" % (round, n))
+			check(n >= want, "round %d: topic %d, want >= %d" % (
+			    round, n, want))
+			await a.join(room)
+			await command(a, room, "/oper " + OPER_PASSWORD)
+		# every topic acknowledged, then a pause longer than the flush
+		# interval, then a burst the kill cuts short
+		for i in range(100):
+			await told(a, {"type": "set_topic", "roomName": room,
+			    "topic": "topic %d" % i}, "topic_changed")
+		want = 99
+		await asyncio.sleep(0.3)
+		for i in range(100, 400):
+			await a.send({"type": "set_topic", "roomName": room,
+			    "topic": "topic %d" % i})
+			if i == 250:
+				s.proc.send_signal(signal.SIGKILL)
+				break
+		s.wait(10)
+		db = sqlite3.connect(os.path.join(state, "state.db"))
+		check_eq(db.execute("PRAGMA integrity_check").fetchone()[0],
+		    "ok", "integrity after kill -9")
+		db.close()
 	shutil.rmtree(state, ignore_errors=True)
 
 
