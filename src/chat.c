@@ -1723,7 +1723,10 @@ chat_restrict(const char *kind, const struct chat_actor *by, struct room *r,
 	else {
 		json_object_set_new(
 		    rec, "session", json_string(target->session_key));
-		if (target->addr != NULL)
+		/* Not an address many share and the per-address limits
+		 * spare (loopback, a trusted proxy): it would hold them
+		 * all. */
+		if (target->addr != NULL && !http_address_exempt(target->addr))
 			json_object_set_new(
 			    rec, "addr", json_string(target->addr));
 	}
