@@ -929,6 +929,21 @@ chat_may_speak(const struct client *c, const struct room *r, char **reason)
 	return PROTO_OK;
 }
 
+/* A refusal that says the limit, so that a person knows how much to cut. */
+static enum proto_err
+chat_too_long(size_t len, char **reason)
+{
+	char *text;
+
+	if (reason != NULL) {
+		xasprintf(&text, "the message is %zu bytes; at most %zu bytes",
+		    len, cfg->max_message_bytes);
+		free(*reason);
+		*reason = text;
+	}
+	return PROTO_ERR_MESSAGE_TOO_LONG;
+}
+
 enum proto_err
 chat_say(const struct chat_actor *by, struct client *c, struct room *r,
     const char *text, size_t len, bool action, const json_t *id, unsigned flags,
@@ -951,7 +966,7 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 		return PROTO_ERR_BAD_REQUEST;
 	}
 	if (len > cfg->max_message_bytes)
-		return PROTO_ERR_MESSAGE_TOO_LONG;
+		return chat_too_long(len, reason);
 	if ((flags & CHAT_LIMITS) &&
 	    !bucket_take(
 		&c->rl_messages, cfg->messages_per_minute, cfg->message_burst))
@@ -967,7 +982,7 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 		if (a.text_len == 0)
 			dropped = true;
 		else if (a.text_len > cfg->max_message_bytes)
-			e = PROTO_ERR_MESSAGE_TOO_LONG;
+			e = chat_too_long(a.text_len, reason);
 		else if (!utf8_valid(a.text, a.text_len))
 			e = PROTO_ERR_INTERNAL;
 	}
