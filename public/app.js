@@ -967,6 +967,11 @@ async function join(name, { show = false, byUser = false, rejoin = false } = {})
 	saveRooms();
 	if (show) showRoom(r.name, byUser);
 	else render();
+	if (show && S.focusAfterJoin) {
+		S.focusAfterJoin = false;
+		if ([$('name-input'), document.body].includes(document.activeElement))
+			$('composer-input').focus();
+	}
 	if (!Array.isArray(reply.participants) || !reply.roles) loadParticipants(r, true);
 	if (had) catchUp(r);
 	else loadHistory(r, true);
@@ -1573,11 +1578,9 @@ $('name-form').addEventListener('submit', async (ev) => {
 	}
 	S.altName = null;
 	if (await claimName(name, { auto: false })) {
-		/* Named: on to writing (or to the room joined for it). */
-		if (S.autoJoin || !S.current) await new Promise((r) => setTimeout(r, 0));
-		if (document.activeElement === $('name-input') ||
-		    document.activeElement === document.body)
-			toComposer();
+		/* Named: on to writing, now or once the room is joined. */
+		if (S.rooms.get(S.current)?.joined) toComposer();
+		else S.focusAfterJoin = true;
 	} else {
 		$('name-input').focus();
 	}

@@ -14,7 +14,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createServer, connect } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync,
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync,
     createWriteStream, copyFileSync, accessSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -27,7 +27,7 @@ const WEB_ROOT = join(TOP, 'public');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 30000;
 const WAIT_MS = 10000;
-const TOTAL_MS = 240000;
+const TOTAL_MS = 480000;
 
 let chromium;
 try {
@@ -75,12 +75,17 @@ function luaString(s) {
 
 let server = null;
 let tmp = null;
+const servers = []; /* every daemon started, to stop at the end */
 
-async function startServer() {
+/* Starts a daemon; extra: more configuration lines; dir: the directory
+ * of an earlier one, to start it again with its state. */
+async function startServer(extra = [], dir = null) {
 	if (!existsSync(PARLEYD))
 		throw new Error(`${PARLEYD} does not exist (build it, or set PARLEYD)`);
-	tmp = mkdtempSync(join(tmpdir(), 'parley-web-'));
-	const conf = join(tmp, 'parley.conf');
+	const first = tmp === null;
+	const own = dir ?? mkdtempSync(join(tmpdir(), 'parley-web-'));
+	if (first) tmp = own;
+	const conf = join(own, 'parley.conf');
 	writeFileSync(conf, [
 		'-- written by tests/browser/test_web.mjs',
 		'listen = "127.0.0.1"',
@@ -88,7 +93,7 @@ async function startServer() {
 		`web_root = ${luaString(WEB_ROOT)}`,
 		// Durable history (the default plugin) lives in this run's own
 		// directory, so runs do not see each other's messages.
-		`state_dir = ${luaString(join(tmp, 'state'))}`,
+		`state_dir = ${luaString(join(own, 'state'))}`,
 		'ping_interval = 2',
 		'ping_timeout = 2',
 		/* small, so that a room of a few is a large room (protocol 1.1) */
@@ -96,45 +101,54 @@ async function startServer() {
 		/* the tree's scripts (/help, /me, ...), not the installed ones */
 		existsSync(join(TOP, 'scripts', 'commands.lua')) ?
 		    `script_dirs = { ${luaString(join(TOP, 'scripts'))} }` : '',
+		...extra,
 		'',
 	].join('\n'));
-	server = spawn(PARLEYD, ['--config', conf], {
+	const proc = spawn(PARLEYD, ['--config', conf], {
 		stdio: ['ignore', 'pipe', 'pipe'],
 	});
-	const log = createWriteStream(join(OUT, 'parleyd.log'));
-	server.stderr.pipe(log);
+	if (first) server = proc;
+	servers.push({ proc, dir: own });
+	const log = createWriteStream(join(OUT, `parleyd-${servers.length}.log`));
+	proc.stderr.pipe(log);
 	return deadline(new Promise((res, rej) => {
 		let seen = '';
-		server.once('error', rej);
-		server.once('exit', (code, sig) =>
-		    rej(new Error(`parleyd exited early (${code ?? sig}); see ${OUT}/parleyd.log`)));
-		server.stdout.on('data', (d) => {
+		proc.once('error', rej);
+		proc.once('exit', (code, sig) =>
+		    rej(new Error(`parleyd exited early (${code ?? sig}); see ${OUT}/parleyd-${servers.length}.log`)));
+		proc.stdout.on('data', (d) => {
 			log.write(d);
 			seen += d;
 			const m = /parleyd: listening on (http:\/\/\S+?\/)/.exec(seen);
 			if (m) {
-				server.removeAllListeners('exit');
+				proc.removeAllListeners('exit');
 				res(m[1]);
 			}
 		});
 	}), WAIT_MS, 'parleyd start');
 }
 
-async function stopServer() {
-	if (!server || server.exitCode !== null) return;
-	const gone = new Promise((r) => server.once('exit', r));
-	server.kill('SIGTERM');
+async function stopOne(proc, signal = 'SIGTERM') {
+	if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+	const gone = new Promise((r) => proc.once('exit', r));
+	proc.kill(signal);
 	if (await Promise.race([gone.then(() => true), sleep(3000)]) !== true) {
-		server.kill('SIGKILL');
+		proc.kill('SIGKILL');
 		await Promise.race([gone, sleep(2000)]);
 	}
+}
+
+async function stopServer() {
+	for (const { proc } of servers) await stopOne(proc);
+	for (const { dir } of servers.slice(1))
+		if (dir !== tmp) rmSync(dir, { recursive: true, force: true });
 }
 
 /* A TCP relay in front of the daemon, so that a test can cut a browser's
  * connections the way a network failure does: the browser sees them
  * reset while the daemon's side stays open until its ping times out. */
 async function startRelay(base) {
-	const target = new URL(base);
+	let target = new URL(base);
 	const pairs = new Set();
 	const srv = createServer((c) => {
 		const s = connect(Number(target.port), target.hostname);
@@ -149,6 +163,9 @@ async function startRelay(base) {
 	await new Promise((res) => srv.listen(0, '127.0.0.1', res));
 	return {
 		url: `http://127.0.0.1:${srv.address().port}/`,
+		retarget(url) {
+			target = new URL(url);
+		},
 		cut() {
 			for (const { c, s } of pairs) {
 				s.unpipe(c);
@@ -310,6 +327,9 @@ async function run(browser, base) {
 	} finally {
 		relay.close();
 	}
+	await comforts(browser, base);
+	await accessibility(browser, base);
+	check(problems.length === 0, problems.join('\n'));
 }
 
 async function steps(browser, base, relay, alice, bob) {
@@ -650,11 +670,404 @@ async function steps(browser, base, relay, alice, bob) {
 		check(problems.length === 0, problems.join('\n'));
 		check(dialogs.length === 0, dialogs.join('\n'));
 	});
+	for (const u of [alice, carol]) await closeUser(u);
+}
+
+async function closeUser(u) {
+	await u.context.close();
+	const i = pages.findIndex((p) => p.label === u.label);
+	if (i >= 0) pages.splice(i, 1);
+}
+
+/* A plain WebSocket client inside a page, for a third person the
+ * browser users can watch. */
+async function wsUser(page, base, name, rooms) {
+	await page.evaluate(async ([url, name, rooms]) => {
+		window.socks ??= {};
+		const ws = new WebSocket(url);
+		await new Promise((res, rej) => {
+			ws.onmessage = (ev) => {
+				const m = JSON.parse(ev.data);
+				if (m.type === 'welcome')
+					ws.send(JSON.stringify({ type: 'set_username', username: name }));
+				if (m.type === 'username_set') {
+					for (const r of rooms)
+						ws.send(JSON.stringify({ type: 'join_room', roomName: r }));
+					res();
+				}
+				if (m.type === 'error') rej(new Error(m.message));
+			};
+		});
+		window.socks[name] = ws;
+	}, [new URL('/ws', base).href.replace(/^http/, 'ws'), name, rooms]);
+}
+
+function wsSend(page, name, msg) {
+	return page.evaluate(([n, m]) => window.socks[n].send(JSON.stringify(m)), [name, msg]);
+}
+
+/* Issue 17, points 3 and 4: the comforts people expect and the bugs
+ * found, with two users in two browser contexts. */
+async function comforts(browser, base) {
+	const relay = await startRelay(base);
+	const xena = await newUser(browser, 'xena');
+	const yuri = await newUser(browser, 'yuri');
+	const X = xena.page;
+	const Y = yuri.page;
+	/* Desktop notifications, seen from inside the page; and a tab that
+	 * can be made to look hidden. */
+	await xena.context.grantPermissions(['notifications']);
+	await X.addInitScript(() => {
+		window.notes = [];
+		const N = window.Notification;
+		window.Notification = class extends N {
+			constructor(title, options) {
+				super(title, options);
+				window.notes.push(`${title}|${options?.body ?? ''}`);
+			}
+		};
+		Object.defineProperty(document, 'hidden',
+		    { configurable: true, get: () => window.fakeHidden === true });
+	});
+	try {
+		await step('a guest sees its own name; Enter on a name moves to the message box', async () => {
+			await X.goto(relay.url);
+			await connected(X);
+			await X.locator('#me:not([hidden])').waitFor();
+			const guest = await X.textContent('#me-name');
+			check(/^guest-/.test(guest), `guest name shown: "${guest}"`);
+			check((await X.textContent('#me')).includes('guest'), 'marked as a guest');
+			await X.locator('#empty-text', { hasText: guest }).waitFor();
+			await Y.goto(base);
+			await connected(Y);
+			await setName(Y, 'yuri');
+			await roomTitle(Y, 'general');
+			await X.fill('#name-input', 'xena');
+			await X.press('#name-input', 'Enter');
+			await roomTitle(X, 'general');
+			await X.waitForFunction(() => document.activeElement?.id === 'composer-input');
+			await X.locator('#me').waitFor({ state: 'hidden' });
+		});
+
+		await step('limits are named in the errors', async () => {
+			await X.fill('#name-input', 'n'.repeat(33));
+			await X.press('#name-input', 'Enter');
+			await X.locator('#name-error', { hasText: 'at most 32 bytes' }).waitFor();
+			await X.fill('#name-input', 'xena');
+			await X.press('#name-input', 'Enter');
+			await X.locator('#name-error').waitFor({ state: 'hidden' });
+			await X.fill('#create-input', 'r'.repeat(65));
+			await X.press('#create-input', 'Enter');
+			await X.locator('#create-error', { hasText: 'at most 64 bytes' }).waitFor();
+			await X.fill('#create-input', '');
+			await say(X, 'x'.repeat(5000));
+			await X.locator('#send-error', { hasText: 'at most 4096 bytes' }).waitFor();
+			await X.fill('#composer-input', '');
+		});
+
+		await step('http(s) links are links, other schemes stay text', async () => {
+			const text = 'see https://example.com/a?b=1&c=<2>, (http://example.org/x) and ' +
+			    'javascript:alert(1) or data:text/html,hi or JAVASCRIPT://x.';
+			await say(Y, text);
+			const msg = row(X, text).or(X.locator('#log li.msg').filter({ hasText: 'JAVASCRIPT://x' }));
+			await msg.first().waitFor();
+			const links = await msg.first().locator('a').evaluateAll((as) =>
+			    as.map((a) => [a.getAttribute('href'), a.rel, a.target, a.textContent]));
+			check(links.length === 2, `two links, got ${JSON.stringify(links)}`);
+			check(links[0][0] === 'https://example.com/a?b=1&c=' && links[0][3] === 'https://example.com/a?b=1&c=',
+			    `first link ${JSON.stringify(links[0])}`);
+			check(links[1][0] === 'http://example.org/x', `second link ${JSON.stringify(links[1])}`);
+			for (const l of links)
+				check(l[1] === 'noopener noreferrer' && l[2] === '_blank', `rel/target ${l}`);
+			check(await msg.first().locator('.text').textContent() === text, 'all the text shown');
+			check(await msg.first().locator('.text[dir="auto"]').count() === 1, 'dir=auto on the text');
+			await sleep(200);
+			check(dialogs.length === 0, 'no dialog');
+		});
+
+		await step('mentions: highlighted, counted apart, notified when hidden', async () => {
+			await X.fill('#create-input', 'lounge');
+			await X.press('#create-input', 'Enter');
+			await roomTitle(X, 'lounge');
+			await Y.click('#other-list .room:has-text("lounge")');
+			await roomTitle(Y, 'lounge');
+			await X.click('#joined-list .room:has-text("general")');
+			await roomTitle(X, 'general');
+			await say(Y, 'hello there');
+			await say(Y, 'hey @xena, lunch?');
+			const b = X.locator('#joined-list .room:has-text("lounge")');
+			await b.locator('.badge.unread', { hasText: '2' }).waitFor();
+			await b.locator('.mention-badge', { hasText: '@1' }).waitFor();
+			/* hidden tab, opted in: a desktop notification */
+			await X.evaluate(() => { window.fakeHidden = true; });
+			await X.click('#notify-btn');
+			await X.locator('#notify-btn[aria-pressed="true"]').waitFor();
+			await say(Y, 'XENA are you there?');
+			await X.waitForFunction(() => window.notes.some((n) => n.includes('XENA are you there?')));
+			await say(Y, 'no mention here');
+			await sleep(300);
+			check(await X.evaluate(() => window.notes.length) === 1, 'only mentions notify');
+			await X.evaluate(() => { window.fakeHidden = false; });
+			/* the "new since you were here" line sits above the first unread */
+			await X.click('#joined-list .room:has-text("lounge")');
+			await roomTitle(X, 'lounge');
+			const first = await X.evaluate(() => {
+				const sep = document.querySelector('#log .sep.new-line');
+				return sep?.nextElementSibling?.querySelector('.text')?.textContent;
+			});
+			check(first === 'hello there', `new line above "${first}"`);
+			const marks = await row(X, 'hey @xena, lunch?').locator('mark.mention').allTextContents();
+			check(marks.join() === '@xena', `mention marked: ${marks}`);
+			check(await row(X, 'hey @xena, lunch?').evaluate((e) => e.classList.contains('mention')), 'row marked');
+			check(await row(X, 'hello there').evaluate((e) => !e.classList.contains('mention')), 'plain row not marked');
+			await b.locator('.badge').waitFor({ state: 'detached' });
+			/* a day separator opens the day */
+			await X.locator('#log .sep.day', { hasText: 'Today' }).first().waitFor();
+			/* read now: switching away and back drops the line */
+			await X.click('#joined-list .room:has-text("general")');
+			await X.click('#joined-list .room:has-text("lounge")');
+			check(await X.locator('#log .sep.new-line').count() === 0, 'line gone once read');
+		});
+
+		await step('a draft per room; Up recalls; Tab completes; Alt+Up/Down switch rooms', async () => {
+			await X.fill('#composer-input', 'half a thought');
+			await X.click('#joined-list .room:has-text("general")');
+			await roomTitle(X, 'general');
+			check(await X.inputValue('#composer-input') === '', 'other room has its own draft');
+			await X.click('#joined-list .room:has-text("lounge")');
+			check(await X.inputValue('#composer-input') === 'half a thought', 'draft kept');
+			await X.fill('#composer-input', '');
+			await say(X, 'recall me');
+			await message(Y, 'recall me').waitFor();
+			await X.press('#composer-input', 'ArrowUp');
+			check(await X.inputValue('#composer-input') === 'recall me', 'Up recalls');
+			await X.fill('#composer-input', 'yu');
+			await X.press('#composer-input', 'Tab');
+			check(await X.inputValue('#composer-input') === 'yuri: ', `Tab completes: "${await X.inputValue('#composer-input')}"`);
+			await X.fill('#composer-input', 'ask @YU');
+			await X.press('#composer-input', 'Tab');
+			check(await X.inputValue('#composer-input') === 'ask @yuri ', 'Tab completes after @');
+			/* nothing to complete: Tab moves on, the keyboard is not trapped */
+			await X.fill('#composer-input', 'zz');
+			await X.press('#composer-input', 'Tab');
+			check(await X.evaluate(() => document.activeElement.id) !== 'composer-input', 'Tab moves on');
+			await X.fill('#composer-input', '');
+			await X.focus('#composer-input');
+			await X.keyboard.press('Alt+ArrowUp');
+			await roomTitle(X, 'general');
+			await X.keyboard.press('Alt+ArrowDown');
+			await roomTitle(X, 'lounge');
+			check(await X.evaluate(() => document.activeElement.id) === 'composer-input', 'focus stays in the box');
+		});
+
+		await step('focus stays on the room list when it redraws', async () => {
+			await X.focus('#joined-list .room:has-text("general")');
+			await say(Y, 'redraw your list');
+			await X.locator('#joined-list .room:has-text("lounge") .count').waitFor();
+			await message(X, 'redraw your list').waitFor();
+			await Y.click('#joined-list .room:has-text("general")');
+			await say(Y, 'and again');
+			await X.locator('#joined-list .room:has-text("general") .badge', { hasText: '1' }).waitFor();
+			const focus = await X.evaluate(() => document.activeElement?.dataset?.key);
+			check(focus === 'general', `focus on ${focus}`);
+			await X.click('#joined-list .room:has-text("lounge")');
+			await Y.click('#joined-list .room:has-text("lounge")');
+		});
+
+		await step('joins and leaves in a row make one line', async () => {
+			for (const n of ['p1', 'p2', 'p3', 'p4']) await wsUser(Y, base, n, ['lounge']);
+			await wsSend(Y, 'p2', { type: 'leave_room', roomName: 'lounge' });
+			const line = X.locator('#log li.presence').last();
+			await line.filter({ hasText: 'p2 left' }).waitFor();
+			const text = await line.textContent();
+			check(/p1, p2 and 2 others joined · p2 left/.test(text), `one line: "${text}"`);
+			check(await X.locator('#log li.presence').filter({ hasText: 'p1' }).count() === 1, 'once');
+			await Y.evaluate(() => { for (const ws of Object.values(window.socks)) ws.close(1000); });
+		});
+
+		await step('a long name does not squash the avatar', async () => {
+			const long = 'W'.repeat(32);
+			await wsUser(Y, base, long, ['lounge']);
+			await wsSend(Y, long, { type: 'send_message', roomName: 'lounge', message: 'wide' });
+			await message(X, 'wide').waitFor();
+			for (const sel of ['#log li.msg:has-text("wide") .avatar',
+			    `#people-list .person:has-text("${long}") .avatar`]) {
+				const box = await X.locator(sel).first().boundingBox();
+				check(box && Math.abs(box.width - box.height) < 1 && box.width >= 20,
+				    `${sel} is ${box?.width}x${box?.height}`);
+			}
+			await X.setViewportSize({ width: 360, height: 740 });
+			const box = await X.locator('#log li.msg:has-text("wide") .avatar').boundingBox();
+			check(Math.abs(box.width - box.height) < 1, `phone avatar ${box.width}x${box.height}`);
+			await X.setViewportSize({ width: 1280, height: 800 });
+			await Y.evaluate(() => { for (const ws of Object.values(window.socks)) ws.close(1000); });
+		});
+
+		await step('"not connected" clears on reconnection', async () => {
+			allowWsErrors = true;
+			relay.cut();
+			await X.locator('#conn:not([data-state="open"])').waitFor();
+			await X.evaluate(() => {
+				const b = document.getElementById('send-btn');
+				b.disabled = false;
+			});
+			await say(X, 'into the void');
+			await X.locator('#send-error', { hasText: /not connected/i }).waitFor();
+			await X.locator('#conn[data-state="open"]').waitFor({ timeout: 20000 });
+			await X.locator('#send-error').waitFor({ state: 'hidden' });
+			await X.waitForFunction(() => document.getElementById('name-input').value === 'xena',
+			    null, { timeout: 25000 });
+			allowWsErrors = false;
+		});
+
+		await step('a second tab gets its own name at once and says so', async () => {
+			const X2 = await xena.context.newPage();
+			pages.push({ label: 'xena-tab2', page: X2 });
+			const t0 = Date.now();
+			await X2.goto(relay.url);
+			await connected(X2);
+			await X2.locator('#name-error.info', { hasText: 'another tab' }).waitFor();
+			const said = await X2.textContent('#name-error');
+			check(/this tab is “xena-2”/.test(said), `says which: "${said}"`);
+			await X2.waitForFunction(() => document.getElementById('name-input').value === 'xena-2');
+			check(Date.now() - t0 < 8000, `took ${Date.now() - t0} ms`);
+			check(await X2.evaluate(() => localStorage.getItem('parley.name')) === '"xena"',
+			    'the remembered name stays');
+			await X2.close();
+			pages.splice(pages.findIndex((p) => p.label === 'xena-tab2'), 1);
+		});
+
+		await step('sign in and create an account when the server keeps them', async () => {
+			const feats = await Y.evaluate(() => [...window.parley.chat.features]);
+			if (!feats.includes('accounts')) throw new Skip('server without accounts');
+			await Y.click('#login-btn');
+			await Y.locator('#account-dialog[open]').waitFor();
+			await Y.fill('#account-name', 'yuri');
+			await Y.fill('#account-password', 'short');
+			await Y.click('#account-form button[value="register"]');
+			await Y.locator('#account-error', { hasText: '8 to 1024 bytes' }).waitFor();
+			await Y.fill('#account-password', 'correct horse battery');
+			await Y.click('#account-form button[value="register"]');
+			await Y.locator('#account-dialog').waitFor({ state: 'hidden' });
+			await Y.locator('#me-tag', { hasText: 'account' }).waitFor();
+			await Y.locator('#logout-btn').waitFor();
+			await Y.click('#logout-btn');
+			await Y.locator('#login-btn').waitFor();
+			await Y.click('#login-btn');
+			await Y.fill('#account-name', 'yuri');
+			await Y.fill('#account-password', 'wrong password!');
+			await Y.press('#account-password', 'Enter');
+			await Y.locator('#account-error', { hasText: /wrong/i }).waitFor();
+			await Y.fill('#account-password', 'correct horse battery');
+			await Y.press('#account-password', 'Enter');
+			await Y.locator('#account-dialog').waitFor({ state: 'hidden' });
+			await Y.waitForFunction(() => document.getElementById('me-name').textContent === 'yuri');
+		});
+	} finally {
+		relay.close();
+	}
+	await closeUser(xena);
+	await closeUser(yuri);
+}
+
+/* axe-core from tests/browser/node_modules, evaluated in the page (not a
+ * script tag, which the page's CSP rightly refuses). */
+let axeSource = null;
+async function axe(page, what) {
+	if (axeSource === null) {
+		try {
+			axeSource = readFileSync(join(here, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+		} catch {
+			throw new Skip('axe-core is missing; run npm ci in tests/browser');
+		}
+	}
+	if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(axeSource);
+	const result = await page.evaluate(() => window.axe.run(document, {
+		resultTypes: ['violations'],
+	}));
+	const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+	check(bad.length === 0, `${what}: ${bad.map((v) => `${v.id} (${v.impact}): ${
+	    v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('; ')}`).join(' | ')}`);
+	return result.violations.length;
+}
+
+/* Issue 17, point 5: axe-core on the desktop and phone layouts in light
+ * and dark mode, and the screenshots of those four. */
+async function accessibility(browser, base) {
+	const ana = await newUser(browser, 'ana');
+	const ben = await newUser(browser, 'ben');
+	const P = ana.page;
+	const Q = ben.page;
+	const docDir = process.env.PARLEY_DOC_SCREENSHOTS;
+	await step('a conversation to look at', async () => {
+		await Q.goto(`${base}#product`);
+		await connected(Q);
+		await setName(Q, 'ben');
+		await Q.fill('#create-input', 'product');
+		await Q.press('#create-input', 'Enter');
+		await roomTitle(Q, 'product');
+		await P.goto(`${base}#product`);
+		await connected(P);
+		await setName(P, 'ana');
+		await roomTitle(P, 'product');
+		const talk = [
+			[Q, 'Morning! The release notes draft is up: https://example.com/notes/0.3'],
+			[P, 'Reading it now. The resume section reads well.'],
+			[Q, '@ana can you check the screenshots on a phone?'],
+			[P, 'Will do after standup.'],
+			[Q, 'Thanks! I will tag the release at 15:00.'],
+		];
+		for (const [page, text] of talk) {
+			await say(page, text);
+			await message(page === P ? Q : P, text).waitFor();
+		}
+		await P.click('#sidebar .room:has-text("general")');
+		await roomTitle(P, 'general');
+		await say(Q, 'Ana, one more: the dark mode colours look off on my laptop.');
+		await P.locator('#joined-list .room:has-text("product") .badge').first().waitFor();
+		await P.click('#joined-list .room:has-text("product")');
+		await P.fill('#composer-input', 'Looking at it');
+		await P.locator('#composer-input').blur();
+		await P.mouse.move(0, 0);
+	});
+	const layouts = [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]];
+	for (const [layout, size] of layouts) {
+		for (const scheme of ['light', 'dark']) {
+			await step(`axe-core: no serious or critical violation, ${layout}, ${scheme}`, async () => {
+				await P.setViewportSize(size);
+				await P.emulateMedia({ colorScheme: scheme });
+				await sleep(350);
+				await axe(P, `${layout} ${scheme}`);
+				const file = `${layout}-${scheme}.png`;
+				await P.screenshot({ path: join(OUT, file) });
+				if (docDir) copyFileSync(join(OUT, file), join(docDir, `screenshot-${file}`));
+			});
+		}
+	}
+	await step('axe-core: the sign-in dialog and the participant menu', async () => {
+		await P.setViewportSize({ width: 1280, height: 800 });
+		for (const scheme of ['light', 'dark']) {
+			await P.emulateMedia({ colorScheme: scheme });
+			if (await P.locator('#login-btn').isVisible()) {
+				await P.click('#login-btn');
+				await axe(P, `sign-in dialog, ${scheme}`);
+				await P.keyboard.press('Escape');
+			}
+			await P.click('#people-list .person-btn:has-text("ben")');
+			await P.locator('#person-menu').waitFor();
+			await axe(P, `participant menu, ${scheme}`);
+			await P.keyboard.press('Escape');
+			await P.locator('#person-menu').waitFor({ state: 'hidden' });
+		}
+		await P.emulateMedia({ colorScheme: 'light' });
+	});
+	await closeUser(ana);
+	await closeUser(ben);
 }
 
 const watchdog = setTimeout(async () => {
 	console.log(`FAIL: the whole test took longer than ${TOTAL_MS} ms`);
-	server?.kill('SIGKILL');
+	for (const { proc } of servers) proc.kill('SIGKILL');
 	process.exit(1);
 }, TOTAL_MS);
 
