@@ -828,7 +828,8 @@ function renderRoom() {
 }
 
 function renderMe() {
-	const tag = S.account ? (S.siteAccount ? 'signed in by the site' : 'account') :
+	const tag = S.account ? (S.siteAccount ? `account ${S.account}, signed in by the site` :
+	    fold(S.account) === fold(S.me ?? '') ? 'account' : `account ${S.account}`) :
 	    S.me && !S.wanted ? 'guest' : '';
 	$('me-name').textContent = S.me ?? '';
 	$('me-tag').textContent = tag;

@@ -17,6 +17,7 @@ import { createServer, connect } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync,
     createWriteStream, copyFileSync, accessSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createHmac } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -98,6 +99,8 @@ async function startServer(extra = [], dir = null) {
 		'ping_timeout = 2',
 		/* small, so that a room of a few is a large room (protocol 1.1) */
 		'presence_limit = 3',
+		/* a client sends eighty messages in a row in the resume test */
+		'message_burst = 200',
 		/* the tree's scripts (/help, /me, ...), not the installed ones */
 		existsSync(join(TOP, 'scripts', 'commands.lua')) ?
 		    `script_dirs = { ${luaString(join(TOP, 'scripts'))} }` : '',
@@ -150,7 +153,12 @@ async function stopServer() {
 async function startRelay(base) {
 	let target = new URL(base);
 	const pairs = new Set();
+	let down = false;
 	const srv = createServer((c) => {
+		if (down) {
+			c.resetAndDestroy();
+			return;
+		}
 		const s = connect(Number(target.port), target.hostname);
 		const pair = { c, s };
 		pairs.add(pair);
@@ -165,6 +173,10 @@ async function startRelay(base) {
 		url: `http://127.0.0.1:${srv.address().port}/`,
 		retarget(url) {
 			target = new URL(url);
+		},
+		/* Refuses new connections too, as a network that is down. */
+		down(on) {
+			down = on;
 		},
 		cut() {
 			for (const { c, s } of pairs) {
@@ -328,6 +340,9 @@ async function run(browser, base) {
 		relay.close();
 	}
 	await comforts(browser, base);
+	await conversations(browser, base);
+	await resume(browser, base);
+	await siteAccount(browser);
 	await accessibility(browser, base);
 	check(problems.length === 0, problems.join('\n'));
 }
@@ -968,6 +983,310 @@ async function comforts(browser, base) {
 	}
 	await closeUser(xena);
 	await closeUser(yuri);
+}
+
+/* Issue 17, point 2: direct conversations, the participant menu,
+ * typing, the topic and deleting messages, with two users. */
+async function conversations(browser, base) {
+	const olga = await newUser(browser, 'olga');
+	const pete = await newUser(browser, 'pete');
+	const O = olga.page;
+	const P = pete.page;
+	const feats = async () => O.evaluate(() => [...window.parley.chat.features]);
+	await step('two users in a room of one of them', async () => {
+		await O.goto(base);
+		await connected(O);
+		await setName(O, 'olga');
+		await P.goto(base);
+		await connected(P);
+		await setName(P, 'pete');
+		await O.fill('#create-input', 'ops');
+		await O.press('#create-input', 'Enter');
+		await roomTitle(O, 'ops');
+		await P.click('#sidebar .room:has-text("ops")');
+		await roomTitle(P, 'ops');
+		await waitPeople(O, ['olga', 'pete']);
+	});
+
+	await step('direct messages: from the participant menu, in the sidebar with unread counts', async () => {
+		if (!(await feats()).includes('direct')) throw new Skip('server without direct messages');
+		await O.click('#people-list .person-btn:has-text("pete")');
+		await O.locator('#person-menu .menu-item', { hasText: 'Message' }).click();
+		await O.locator('#room-title', { hasText: 'pete' }).waitFor();
+		check(await O.evaluate(() => document.activeElement.id) === 'composer-input', 'focus in the box');
+		await say(O, 'psst, a word?');
+		await message(O, 'psst, a word?').waitFor();
+		const dm = P.locator('#dm-list .room', { hasText: 'olga' });
+		await dm.locator('.badge', { hasText: '1' }).waitFor();
+		await say(O, 'second one');
+		await dm.locator('.badge', { hasText: '2' }).waitFor();
+		await dm.click();
+		await message(P, 'psst, a word?').waitFor();
+		await message(P, 'second one').waitFor();
+		await dm.locator('.badge').waitFor({ state: 'detached' });
+		await say(P, 'sure, go ahead');
+		await message(O, 'sure, go ahead').waitFor();
+		check(await row(O, 'sure, go ahead').getAttribute('data-sender') === 'pete', 'sender');
+		await P.click('#joined-list .room:has-text("ops")');
+		await roomTitle(P, 'ops');
+	});
+
+	await step('"X is typing" under the composer', async () => {
+		if (!(await feats()).includes('typing')) throw new Skip('server without typing');
+		await O.click('#joined-list .room:has-text("ops")');
+		await roomTitle(O, 'ops');
+		await P.locator('#composer-input').pressSequentially('I am wri');
+		await O.locator('#typing', { hasText: 'pete is typing…' }).waitFor();
+		await P.press('#composer-input', 'Enter');
+		await message(O, 'I am wri').waitFor();
+		await O.locator('#typing', { hasText: /^$/ }).waitFor();
+	});
+
+	await step('the topic, in the header, editable by those allowed', async () => {
+		await O.locator('#topic-btn').waitFor({ timeout: 3000 }).catch(() => {
+			throw new Skip('server without room roles and topics');
+		});
+		check(await P.locator('#topic-btn').isHidden(), 'not for a plain member');
+		await O.click('#topic-btn');
+		await O.fill('#topic-input', 'Release day: see https://example.com/plan');
+		await O.press('#topic-input', 'Enter');
+		await O.locator('#room-topic', { hasText: 'Release day' }).waitFor();
+		await P.locator('#room-topic', { hasText: 'Release day' }).waitFor();
+		await P.locator('#log li.line', { hasText: 'olga set the topic' }).waitFor();
+		await O.click('#topic-btn');
+		await O.fill('#topic-input', 't'.repeat(257));
+		await O.press('#topic-input', 'Enter');
+		await O.locator('#topic-error', { hasText: 'at most 256 bytes' }).waitFor();
+		await O.press('#topic-input', 'Escape');
+		await O.locator('#topic-form').waitFor({ state: 'hidden' });
+	});
+
+	await step('deleting one\'s own message, and others\' as the owner', async () => {
+		await say(P, 'oops, wrong room');
+		await message(O, 'oops, wrong room').waitFor();
+		const mine = row(P, 'oops, wrong room');
+		check(await row(P, 'I am wri').locator('.msg-del').count() === 1, 'own message can be deleted');
+		await mine.hover();
+		await mine.locator('.msg-del').click();
+		await P.locator('#log li.msg.deleted').first().waitFor();
+		await O.locator('#log li.msg.deleted', { hasText: 'This message was deleted.' }).waitFor();
+		await say(O, 'owner speaking');
+		await message(P, 'owner speaking').waitFor();
+		check(await row(P, 'owner speaking').locator('.msg-del').count() === 0,
+		    'no delete button on others\' messages for a member');
+		const theirs = row(O, 'I am wri');
+		await theirs.hover();
+		await theirs.locator('.msg-del').click();
+		await P.locator('#log li.msg.deleted').nth(1).waitFor();
+		/* and history says so too, after a reload */
+		await P.reload();
+		await connected(P);
+		await roomTitle(P, 'ops');
+		await P.locator('#log li.msg.deleted').nth(1).waitFor();
+		check(await message(P, 'oops, wrong room').count() === 0, 'text gone from history');
+	});
+
+	await step('the participant menu: moderation for those allowed', async () => {
+		await P.click('#people-list .person-btn:has-text("olga")');
+		const pItems = await P.locator('#person-menu .menu-item').allTextContents();
+		check(pItems.join() === 'Message', `a member sees ${pItems}`);
+		await P.keyboard.press('Escape');
+		await P.locator('#person-menu').waitFor({ state: 'hidden' });
+		check(await P.evaluate(() => document.activeElement?.classList.contains('person-btn')),
+		    'Escape gives the focus back');
+		await O.click('#people-list .person-btn:has-text("pete")');
+		const oItems = await O.locator('#person-menu .menu-item').allTextContents();
+		check(oItems.join() === 'Message,Kick,Ban,Mute,Make moderator', `the owner sees ${oItems}`);
+		await O.keyboard.press('ArrowDown');
+		check(await O.evaluate(() => document.activeElement.textContent) === 'Kick', 'arrow keys move');
+		await O.locator('#person-menu .menu-item', { hasText: 'Make moderator' }).click();
+		await P.locator('#people-list .person-btn:has-text("pete") .role-tag', { hasText: 'mod' }).waitFor();
+		await P.locator('#topic-btn').waitFor();
+		await O.click('#people-list .person-btn:has-text("pete")');
+		await O.locator('#person-menu .menu-item', { hasText: 'Remove moderator' }).click();
+		await P.locator('#topic-btn').waitFor({ state: 'hidden' });
+		await O.click('#people-list .person-btn:has-text("pete")');
+		await O.locator('#person-menu .menu-item', { hasText: 'Mute' }).click();
+		await O.locator('#log li.line', { hasText: /mute/i }).first().waitFor();
+		await say(P, 'can I still talk?');
+		await P.locator('#send-error', { hasText: /mute/i }).waitFor();
+		await P.fill('#composer-input', '');
+		await O.click('#people-list .person-btn:has-text("pete")');
+		await O.locator('#person-menu .menu-item', { hasText: 'Kick' }).click();
+		await P.locator('#not-member').waitFor();
+		await waitPeople(O, ['olga']);
+	});
+	await closeUser(olga);
+	await closeUser(pete);
+}
+
+/* Issue 16, point 5: the web client resumes, catches up on every missed
+ * message in order, marks a gap it cannot fill, and after a restart of
+ * the server joins afresh without ghosts. */
+async function resume(browser, base) {
+	const relay = await startRelay(base);
+	const rita = await newUser(browser, 'rita');
+	const sam = await newUser(browser, 'sam');
+	const R = rita.page;
+	const S = sam.page;
+	const drop = async () => {
+		allowWsErrors = true;
+		relay.down(true);
+		relay.cut();
+		await R.locator('#conn:not([data-state="open"])').waitFor();
+	};
+	const back = async () => {
+		relay.down(false);
+		await R.evaluate(() => window.parley.chat.reconnectNow());
+		await R.locator('#conn[data-state="open"]').waitFor({ timeout: 20000 });
+	};
+	const burst = (room, n, tag) => S.evaluate(async ([room, n, tag]) => {
+		for (let i = 1; i <= n; i++)
+			window.parley.chat.send('send_message', { roomName: room, message: `${tag} ${i}` });
+		await window.parley.chat.request('ping');
+	}, [room, n, tag]);
+	const shown = (tag) => R.evaluate((tag) => [...document.querySelectorAll('#log li.msg .text')]
+	    .map((e) => e.textContent).filter((t) => t.startsWith(`${tag} `)), tag);
+	try {
+		await step('resume: a client that missed 80 messages shows all of them, in order', async () => {
+			await R.goto(relay.url);
+			await connected(R);
+			if (!(await R.evaluate(() => window.parley.chat.features.has('resume'))))
+				throw new Skip('server without resume');
+			await setName(R, 'rita');
+			await S.goto(base);
+			await connected(S);
+			await setName(S, 'sam');
+			await S.fill('#create-input', 'night-shift');
+			await S.press('#create-input', 'Enter');
+			await R.click('#sidebar .room:has-text("night-shift")');
+			await roomTitle(R, 'night-shift');
+			await say(S, 'before the drop');
+			await message(R, 'before the drop').waitFor();
+			await drop();
+			await burst('night-shift', 80, 'missed');
+			await back();
+			await R.locator('.toast', { hasText: 'resumed as rita' }).waitFor();
+			await R.waitForFunction(() => document.querySelectorAll('#log li.msg').length >= 81);
+			const got = await shown('missed');
+			const want = Array.from({ length: 80 }, (_, i) => `missed ${i + 1}`);
+			check(got.join('|') === want.join('|'), `shown ${got.length}: ${got.slice(0, 3)}…${got.slice(-2)}`);
+			const seqs = await R.evaluate(() => [...document.querySelectorAll('#log li.msg')]
+			    .map((e) => Number(e.dataset.seq)));
+			check(seqs.every((x, i) => i === 0 || x === seqs[i - 1] + 1), 'seqs consecutive');
+			check(await R.locator('#log .sep.gap').count() === 0, 'no gap mark');
+			check(await R.inputValue('#name-input') === 'rita', 'same name');
+			/* sam saw no leave or join */
+			check(await S.locator('#log li.presence', { hasText: 'rita' }).count() === 1,
+			    `sam's view: ${await S.locator('#log li.presence').allTextContents()}`);
+			await message(R, 'before the drop').waitFor();
+			check(await message(R, 'before the drop').count() === 1, 'no duplicate');
+			allowWsErrors = false;
+		});
+	} finally {
+		relay.close();
+	}
+
+	/* A server whose history is shorter than the gap, then restarted. */
+	const extra = ['plugins = {}', 'history_size = 20', 'message_burst = 200'];
+	const gbase = await startServer(extra);
+	const gdir = servers[servers.length - 1].dir;
+	const grelay = await startRelay(gbase);
+	try {
+		await step('resume: a gap the server cannot fill is marked', async () => {
+			await R.goto(grelay.url);
+			await connected(R);
+			if (!(await R.evaluate(() => window.parley.chat.features.has('resume'))))
+				throw new Skip('server without resume');
+			await setName(R, 'rita');
+			await S.goto(gbase);
+			await connected(S);
+			await setName(S, 'sam');
+			await S.fill('#create-input', 'short-memory');
+			await S.press('#create-input', 'Enter');
+			await R.click('#sidebar .room:has-text("short-memory")');
+			await roomTitle(R, 'short-memory');
+			await say(S, 'still here');
+			await message(R, 'still here').waitFor();
+			allowWsErrors = true;
+			grelay.down(true);
+			grelay.cut();
+			await R.locator('#conn:not([data-state="open"])').waitFor();
+			await burst('short-memory', 40, 'lost');
+			grelay.down(false);
+			await R.evaluate(() => window.parley.chat.reconnectNow());
+			await R.locator('#conn[data-state="open"]').waitFor({ timeout: 20000 });
+			await R.locator('#log .sep.gap', { hasText: 'Some messages are not available' }).waitFor();
+			const got = await shown('lost');
+			const want = Array.from({ length: 20 }, (_, i) => `lost ${i + 21}`);
+			check(got.join('|') === want.join('|'), `shown ${got}`);
+			const before = await R.evaluate(() => {
+				let e = document.querySelector('#log .sep.gap');
+				while (e && !e.classList.contains('msg')) e = e.nextElementSibling;
+				return e?.querySelector('.text')?.textContent;
+			});
+			check(before === 'lost 21', `the mark stands before ${before}`);
+			allowWsErrors = false;
+		});
+
+		await step('a restart of the server: a fresh join, without ghost rooms', async () => {
+			const proc = servers.find((x) => x.dir === gdir).proc;
+			allowWsErrors = true;
+			grelay.down(true);
+			await stopOne(proc, 'SIGKILL');
+			grelay.cut();
+			await R.locator('#conn:not([data-state="open"])').waitFor();
+			/* A new server with nothing from before: no sessions, no
+			 * rooms but the configured one. */
+			const nbase = await startServer(extra);
+			grelay.retarget(nbase);
+			grelay.down(false);
+			await R.evaluate(() => window.parley.chat.reconnectNow());
+			await R.locator('#conn[data-state="open"]').waitFor({ timeout: 20000 });
+			await R.locator('.toast', { hasText: '#short-memory no longer exists' }).waitFor();
+			await R.locator('#sidebar .room', { hasText: 'short-memory' }).waitFor({ state: 'detached' });
+			await R.waitForFunction(() => document.getElementById('name-input').value === 'rita');
+			await roomTitle(R, 'general');
+			await waitPeople(R, ['rita']);
+			const rooms = await R.locator('#sidebar .room .room-name').allTextContents();
+			check(rooms.join() === 'general', `rooms listed: ${rooms}`);
+			allowWsErrors = false;
+		});
+	} finally {
+		grelay.close();
+	}
+	await closeUser(rita);
+	await closeUser(sam);
+}
+
+/* Issue 17, point 2: the account shown when it came from the site (a
+ * token checked before the upgrade). */
+async function siteAccount(browser) {
+	const plugin = join(dirname(dirname(PARLEYD)), 'plugins', '.libs', 'auth-jwt.so');
+	const secret = 'a shared secret of the site, 32 bytes or more long!';
+	await step('an account that came from the site is shown', async () => {
+		if (!existsSync(plugin)) throw new Skip('the auth-jwt plugin is not built');
+		const jbase = await startServer([
+			`plugins = { ${luaString(plugin)} }`,
+			`plugin_options = { ["auth-jwt"] = { algorithm = "HS256", key = ${luaString(secret)}, audience = "parley", token_from = "cookie:site_jwt" } }`,
+		]);
+		const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+		const now = Math.floor(Date.now() / 1000);
+		const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: 'vera', name: 'Vera', iat: now, exp: now + 600, aud: 'parley' })}`;
+		const sig = createHmac('sha256', secret).update(body).digest('base64url');
+		const vera = await newUser(browser, 'vera');
+		const u = new URL(jbase);
+		await vera.context.addCookies([{ name: 'site_jwt', value: `${body}.${sig}`,
+		    domain: u.hostname, path: '/' }]);
+		await vera.page.goto(jbase);
+		await connected(vera.page);
+		await vera.page.locator('#me-tag', { hasText: 'signed in by the site' }).waitFor();
+		const shown = await vera.page.textContent('#me');
+		check(/\bvera\b/i.test(shown), `the account name: "${shown}"`);
+		check(await vera.page.locator('#login-btn').isHidden(), 'no sign-in offered');
+		check(await vera.page.locator('#logout-btn').isHidden(), 'no sign-out of the site\'s account');
+		await closeUser(vera);
+	});
 }
 
 /* axe-core from tests/browser/node_modules, evaluated in the page (not a
