@@ -1340,6 +1340,12 @@ async function accessibility(browser, base) {
 			await say(page, text);
 			await message(page === P ? Q : P, text).waitFor();
 		}
+		await Q.evaluate(() => window.parley.chat.request('set_topic', { roomName: 'product',
+		    topic: 'Release 0.3: notes, screenshots, the tag at 15:00' }, { sync: true }))
+		    .catch(() => {});
+		await Q.evaluate(() => window.parley.chat.request('direct_message',
+		    { username: 'ana', message: 'Got a minute after standup?' }, { sync: true }))
+		    .catch(() => {});
 		await P.click('#sidebar .room:has-text("general")');
 		await roomTitle(P, 'general');
 		await say(Q, 'Ana, one more: the dark mode colours look off on my laptop.');
