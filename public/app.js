@@ -336,16 +336,24 @@ function messageEl(r, m) {
 		body.append(meta, text);
 		li.append(avatar(sender), body);
 	}
-	if (!r.dm && typeof m.seq === 'number' && !m.deleted &&
-	    (isMe(sender) || canModerate(r))) {
-		const del = h('button', 'msg-del link-btn', 'Delete');
-		del.type = 'button';
-		del.setAttribute('aria-label', `Delete message from ${sender}`);
-		del.addEventListener('click', () => deleteMessage(r, m.seq, del));
-		li.append(del);
-	}
 	fillText(li, m);
+	deletable(r, li);
 	return li;
+}
+
+/* A Delete button on what this user may delete: own messages, and
+ * everyone's for the room's moderators. */
+function deletable(r, li) {
+	const may = !r.dm && li.dataset.seq !== undefined &&
+	    !li.classList.contains('deleted') && (isMe(li.dataset.sender) || canModerate(r));
+	const had = li.querySelector('.msg-del');
+	if (!may) had?.remove();
+	if (!may || had) return;
+	const del = h('button', 'msg-del link-btn', 'Delete');
+	del.type = 'button';
+	del.setAttribute('aria-label', `Delete message from ${li.dataset.sender}`);
+	del.addEventListener('click', () => deleteMessage(r, Number(li.dataset.seq), del));
+	li.append(del);
 }
 
 /* A message continues the one above when the same person wrote it soon
@@ -1180,6 +1188,8 @@ async function welcomed(m) {
 		} catch (e) {
 			if (e.code === 'disconnected') return;
 			/* too late (or the server restarted): join afresh below */
+			if (e.code === 'resume_failed')
+				toast('The earlier session had expired: rejoining your rooms.');
 		}
 	}
 	gotName(String(m.username));
@@ -1419,20 +1429,8 @@ chat.on('role_changed', (m) => {
 		addLine(r, m.role ? `${name} is now ${m.role === 'moderator' ? 'a moderator' : m.role}` :
 		    `${name} is no longer a moderator`, 'event');
 	}
-	if (r.view) {
-		/* Who may delete what changed: redraw the buttons. */
-		for (const li of r.view.seqs.values()) {
-			if (li.classList.contains('deleted')) continue;
-			const may = isMe(li.dataset.sender) || canModerate(r);
-			if (may === !li.querySelector('.msg-del')) {
-				const m2 = { sender: li.dataset.sender, ts: Number(li.dataset.ts),
-				    seq: Number(li.dataset.seq), message: '' };
-				const fresh = messageEl(r, m2);
-				li.querySelector('.msg-del')?.remove();
-				if (may) li.append(fresh.querySelector('.msg-del'));
-			}
-		}
-	}
+	/* Who may delete what changed. */
+	for (const li of r.view?.seqs.values() ?? []) deletable(r, li);
 	render();
 });
 

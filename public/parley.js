@@ -119,7 +119,11 @@ export class Parley {
 		this.#held = null;
 		if (!session || !this.features.has('resume'))
 			return Promise.reject(FAIL('unsupported', 'nothing to resume'));
-		return this.request('resume', { session });
+		return this.request('resume', { session }).catch((e) => {
+			/* Lost on the way: the next connection tries it again. */
+			if (e.code === 'disconnected') this.session = session;
+			throw e;
+		});
 	}
 
 	async historySince(roomName, after, { limit = 100, pages = 100 } = {}) {

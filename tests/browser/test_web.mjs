@@ -15,6 +15,7 @@
 import { spawn } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync,
+    readdirSync, statSync,
     createWriteStream, copyFileSync, accessSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createHmac } from 'node:crypto';
@@ -350,6 +351,14 @@ async function run(browser, base) {
 async function steps(browser, base, relay, alice, bob) {
 	const A = alice.page;
 	const B = bob.page;
+
+	await step('the client is small: under 100 KiB, no build step', async () => {
+		const files = readdirSync(WEB_ROOT);
+		const size = files.reduce((n, f) => n + statSync(join(WEB_ROOT, f)).size, 0);
+		check(size < 100 * 1024, `public/ holds ${size} bytes`);
+		check(files.every((f) => /^[\w-]+\.(html|js|css|svg)$/.test(f)), `files: ${files}`);
+		console.log(`  public/: ${files.length} files, ${size} bytes`);
+	});
 
 	await step('page loads with a Content-Security-Policy and connects', async () => {
 		/* alice goes through the relay, to be cut off later */
@@ -1243,6 +1252,7 @@ async function resume(browser, base) {
 			grelay.down(false);
 			await R.evaluate(() => window.parley.chat.reconnectNow());
 			await R.locator('#conn[data-state="open"]').waitFor({ timeout: 20000 });
+			await R.locator('.toast', { hasText: 'session had expired' }).waitFor();
 			await R.locator('.toast', { hasText: '#short-memory no longer exists' }).waitFor();
 			await R.locator('#sidebar .room', { hasText: 'short-memory' }).waitFor({ state: 'detached' });
 			await R.waitForFunction(() => document.getElementById('name-input').value === 'rita');
@@ -1362,7 +1372,8 @@ async function accessibility(browser, base) {
 				await P.setViewportSize(size);
 				await P.emulateMedia({ colorScheme: scheme });
 				await sleep(350);
-				await axe(P, `${layout} ${scheme}`);
+				const n = await axe(P, `${layout} ${scheme}`);
+				console.log(`  axe-core ${layout} ${scheme}: ${n} minor or moderate findings`);
 				const file = `${layout}-${scheme}.png`;
 				await P.screenshot({ path: join(OUT, file) });
 				if (docDir) copyFileSync(join(OUT, file), join(docDir, `screenshot-${file}`));
