@@ -1665,7 +1665,7 @@ function complete(ta, back) {
 		return fillCompletion(ta, c);
 	}
 	const m = /(^|\s)(@?)([^\s@]+)$/u.exec(ta.value.slice(0, pos));
-	if (!m) return false;
+	if (!m || back) return false; /* Shift+Tab goes back, unless cycling */
 	const prefix = fold(m[3]);
 	const names = r.dm ? [r.dm] : r.participants;
 	const options = names.filter((n) => !isMe(n) && fold(n).startsWith(prefix))
