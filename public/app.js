@@ -1156,13 +1156,18 @@ function resumed(m) {
 	if (Array.isArray(m.roles)) S.roles = m.roles.map(String);
 	const have = new Map((Array.isArray(m.rooms) ? m.rooms : [])
 	    .map((x) => [String(x.roomName), x.seq]));
-	for (const r of S.rooms.values()) {
-		if (!r.dm && r.joined && !have.has(r.name)) {
-			r.joined = false;
-			r.participants = [];
-			addLine(r, `You are no longer in #${r.name}.`, 'warn');
-		}
+	const lost = [...S.rooms.values()].filter((r) => !r.dm && r.joined && !have.has(r.name));
+	for (const r of lost) {
+		r.joined = false;
+		r.participants = [];
+		addLine(r, `You are no longer in #${r.name}.`, 'warn');
 	}
+	/* Those deleted meanwhile go, as room_deleted would have done. */
+	if (lost.length) chat.request('list_rooms').then((x) => {
+		const live = new Set((x?.rooms ?? []).map((y) => String(y.roomName)));
+		for (const r of lost)
+			if (!live.has(r.name)) roomGone(r.name, `#${r.name} no longer exists; it was removed from your list.`);
+	}).catch(() => {});
 	for (const [name, seq] of have) {
 		const r = room(name);
 		r.joined = true;

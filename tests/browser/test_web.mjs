@@ -1170,11 +1170,28 @@ async function resume(browser, base) {
 			await S.press('#create-input', 'Enter');
 			await R.click('#sidebar .room:has-text("night-shift")');
 			await roomTitle(R, 'night-shift');
+			await S.fill('#create-input', 'scratch');
+			await S.press('#create-input', 'Enter');
+			await roomTitle(S, 'scratch');
+			await R.click('#sidebar .room:has-text("scratch")');
+			await roomTitle(R, 'scratch');
+			await R.click('#sidebar .room:has-text("night-shift")');
+			await roomTitle(R, 'night-shift');
+			await S.click('#sidebar .room:has-text("night-shift")');
+			await roomTitle(S, 'night-shift');
 			await say(S, 'before the drop');
 			await message(R, 'before the drop').waitFor();
 			await drop();
 			await burst('night-shift', 80, 'missed');
+			/* a room deleted meanwhile */
+			const deleted = await S.evaluate(() => window.parley.chat.request('delete_room',
+			    { roomName: 'scratch' }, { sync: true }).then(() => true, () => false));
 			await back();
+			if (!deleted) console.log('  (this server deletes no rooms: not checked)');
+			if (deleted) {
+				await R.locator('.toast', { hasText: '#scratch no longer exists' }).waitFor();
+				await R.locator('#sidebar .room', { hasText: 'scratch' }).waitFor({ state: 'detached' });
+			}
 			await R.locator('.toast', { hasText: 'resumed as rita' }).waitFor();
 			await R.waitForFunction(() => document.querySelectorAll('#log li.msg').length >= 81);
 			const got = await shown('missed');
