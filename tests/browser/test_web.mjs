@@ -1202,6 +1202,11 @@ async function resume(browser, base) {
 			check(seqs.every((x, i) => i === 0 || x === seqs[i - 1] + 1), 'seqs consecutive');
 			check(await R.locator('#log .sep.gap').count() === 0, 'no gap mark');
 			check(await R.inputValue('#name-input') === 'rita', 'same name');
+			check(await R.evaluate(() => {
+				const secret = window.parley.chat.session;
+				const kept = JSON.stringify({ ...localStorage, ...sessionStorage }) + document.cookie;
+				return typeof secret === 'string' && secret.length >= 16 && !kept.includes(secret);
+			}), 'the session secret is in memory only');
 			/* sam saw no leave or join */
 			check(await S.locator('#log li.presence', { hasText: 'rita' }).count() === 1,
 			    `sam's view: ${await S.locator('#log li.presence').allTextContents()}`);
