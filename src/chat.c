@@ -2008,7 +2008,7 @@ chat_direct(const struct chat_actor *by, struct client *c, const char *to,
 		return PROTO_ERR_BAD_REQUEST;
 	}
 	if (len > cfg->max_message_bytes)
-		return PROTO_ERR_MESSAGE_TOO_LONG;
+		return chat_too_long(len, reason);
 	if ((flags & CHAT_LIMITS) &&
 	    !bucket_take(
 		&c->rl_messages, cfg->messages_per_minute, cfg->message_burst))
@@ -2021,7 +2021,7 @@ chat_direct(const struct chat_actor *by, struct client *c, const char *to,
 		if (a.text_len == 0)
 			dropped = true;
 		else if (a.text_len > cfg->max_message_bytes)
-			e = PROTO_ERR_MESSAGE_TOO_LONG;
+			e = chat_too_long(a.text_len, reason);
 		else if (!utf8_valid(a.text, a.text_len))
 			e = PROTO_ERR_INTERNAL;
 	}

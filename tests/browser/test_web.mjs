@@ -1033,6 +1033,9 @@ async function conversations(browser, base) {
 		await message(P, 'psst, a word?').waitFor();
 		await message(P, 'second one').waitFor();
 		await dm.locator('.badge').waitFor({ state: 'detached' });
+		await say(P, 'y'.repeat(4097));
+		await P.locator('#send-error', { hasText: 'at most 4096 bytes' }).waitFor();
+		await P.fill('#composer-input', '');
 		await say(P, 'sure, go ahead');
 		await message(O, 'sure, go ahead').waitFor();
 		check(await row(O, 'sure, go ahead').getAttribute('data-sender') === 'pete', 'sender');
