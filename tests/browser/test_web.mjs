@@ -1417,11 +1417,13 @@ async function accessibility(browser, base) {
 			if (await P.locator('#login-btn').isVisible()) {
 				await P.click('#login-btn');
 				await axe(P, `sign-in dialog, ${scheme}`);
+				await P.screenshot({ path: join(OUT, `sign-in-${scheme}.png`) });
 				await P.keyboard.press('Escape');
 			}
 			await P.click('#people-list .person-btn:has-text("ben")');
 			await P.locator('#person-menu').waitFor();
 			await axe(P, `participant menu, ${scheme}`);
+			await P.screenshot({ path: join(OUT, `menu-${scheme}.png`) });
 			await P.keyboard.press('Escape');
 			await P.locator('#person-menu').waitFor({ state: 'hidden' });
 		}
