@@ -536,6 +536,11 @@ async def test_script_hooks(t):
 	check_eq(r["message"], "the script says no", "reason")
 	await command(owner, room, "/mute %s 1" % b.welcome["username"])
 	await command(owner, room, "/oper " + OPER_PASSWORD)
+	check_eq((await command(owner, room, "/bans"))["message"], "none",
+	    "no bans")
+	await command(owner, room, "/ban %s 1" % b.welcome["username"])
+	check_eq((await command(owner, room, "/bans"))["message"],
+	    b.welcome["username"], "room:restrictions")
 	log = (await command(owner, room, "/modlog 5"))["message"]
 	check("script lua:topicrule (seen-mute): %s" % b.welcome["username"]
 	    in log, "the script's record:\n" + log)

@@ -26,3 +26,13 @@ end)
 parley.command("recall", { usage = "/recall" }, function(user, room)
 	return parley.store["topicrule:note"] or "nothing"
 end)
+
+-- The bans of a room in force, by name.
+parley.command("bans", { usage = "/bans" }, function(user, room)
+	local names = {}
+	for _, b in ipairs(room:restrictions("ban")) do
+		names[#names + 1] = b.name
+	end
+	table.sort(names)
+	return #names > 0 and table.concat(names, ",") or "none"
+end)
