@@ -1910,6 +1910,26 @@ chat_unmute(const struct chat_actor *by, struct room *r, const char *name,
 	return chat_lift("mute", by, r, name, reason);
 }
 
+json_t *
+chat_restrictions(const char *kind, const struct room *r)
+{
+	json_t *out = json_array(), *v;
+	const char *key;
+	char prefix[20];
+	uint64_t now = loop_wall_ms() / 1000;
+
+	snprintf(prefix, sizeof prefix, "%016llx/", (unsigned long long)r->rid);
+	json_object_foreach(state_all(kind), key, v)
+	{
+		uint64_t until = (uint64_t)json_integer_value(
+		    json_object_get(v, "until"));
+		if (strncmp(key, prefix, 17) == 0 &&
+		    (until == 0 || until > now))
+			json_array_append(out, v);
+	}
+	return out;
+}
+
 /* A room is gone: its record, bans, mutes and tombstones go too. */
 static void
 chat_room_forget(struct room *r)

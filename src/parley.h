@@ -1123,6 +1123,10 @@ enum proto_err chat_unmute(const struct chat_actor *by, struct room *r,
  * never for r's owner or operators. */
 json_t *chat_restriction(const char *kind, const struct room *r,
     const struct client *c);
+/* The "ban" or "mute" records of r in force (a new array of {room, name,
+ * account or session and addr, until (Unix s, 0: none), reason, by,
+ * set}), for the admin API. */
+json_t *chat_restrictions(const char *kind, const struct room *r);
 /* True when a mute of some room holds c now (a direct message is no way
  * around it). */
 bool chat_muted_anywhere(const struct client *c);

@@ -1453,6 +1453,22 @@ script_room_restriction(lua_State *L)
 	return 1;
 }
 
+/* room:restrictions("ban" | "mute"): the records in force, a list */
+static int
+script_room_restrictions(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	const char *kind = luaL_checkstring(L, 2);
+	json_t *a;
+
+	if (strcmp(kind, "ban") != 0 && strcmp(kind, "mute") != 0)
+		return luaL_argerror(L, 2, "\"ban\" or \"mute\"");
+	a = chat_restrictions(kind, r);
+	script_push_json(L, a);
+	json_decref(a);
+	return 1;
+}
+
 /* parley.audit{action =, target =, room =, reason =, expires =}: adds a
  * record to the audit trail, as this script. */
 static int
@@ -1575,6 +1591,7 @@ script_api_init(lua_State *L, struct script_state *st)
 		{ "mute", script_room_mute },
 		{ "unmute", script_room_unmute },
 		{ "restriction", script_room_restriction },
+		{ "restrictions", script_room_restrictions },
 		{ NULL, NULL },
 	};
 
