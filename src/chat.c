@@ -961,3 +961,47 @@ chat_notice_room(struct room *r, const char *text)
 	    json_pack("{s:s, s:s, s:s%}", "type", "notice", "message", text,
 		"roomName", r->name, r->name_len));
 }
+
+/* ---- The admin API's own actions */
+
+size_t
+chat_announce(const struct chat_actor *by, struct room *r, const char *text,
+    size_t len)
+{
+	char buf[64];
+	json_t *n = json_pack("{s:s, s:s%}", "type", "notice", "message", text,
+	    len);
+	struct buf *b;
+	size_t count;
+
+	log_info(chat_actor_name(by, buf, sizeof buf), "announces in %s",
+	    r != NULL ? r->name : "every room");
+	if (r != NULL) {
+		json_object_set_new(
+		    n, "roomName", json_stringn(r->name, r->name_len));
+		count = r->count;
+		room_broadcast_new(r, n);
+		return count;
+	}
+	b = buf_json(n);
+	json_decref(n);
+	client_broadcast_all(b);
+	buf_unref(b);
+	return conn_count();
+}
+
+enum proto_err
+chat_server_post(const struct chat_actor *by, struct room *r,
+    const char *text, size_t len, bool action, char **reason)
+{
+	char buf[64];
+
+	if (len == 0) {
+		chat_set_reason(reason, "empty message");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (len > cfg->max_message_bytes)
+		return PROTO_ERR_MESSAGE_TOO_LONG;
+	log_info(chat_actor_name(by, buf, sizeof buf), "posts in %s", r->name);
+	return chat_post(r, NULL, "server", text, len, action, reason);
+}
