@@ -39,6 +39,7 @@ struct admin_peer {
 static struct map admin_peers;
 static bool admin_peers_ready;
 static uint64_t admin_started; /* loop_wall_ms() at start */
+static int (*admin_reload_fn)(char **result);
 
 /* One request while it is read. */
 struct admin_req {
@@ -414,7 +415,12 @@ admin_reload(struct admin_ctx *x)
 {
 	char *cause = NULL;
 
-	if (main_reload(&cause) == -1) {
+	if (admin_reload_fn == NULL) {
+		admin_error(x, MHD_HTTP_NOT_IMPLEMENTED, "unsupported",
+		    "this server cannot reload");
+		return;
+	}
+	if (admin_reload_fn(&cause) == -1) {
 		admin_error(x, 422, "reload_failed",
 		    cause != NULL ? cause : "the configuration was refused");
 		free(cause);
@@ -848,6 +854,12 @@ admin_request_done(void *req_cls)
 		free(rq->body);
 		free(rq);
 	}
+}
+
+void
+admin_set_reload(int (*fn)(char **result))
+{
+	admin_reload_fn = fn;
 }
 
 void

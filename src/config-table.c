@@ -301,6 +301,8 @@ const struct config_option config_options[] = {
 	    "mode of the admin unix socket (octal)"),
 	STR(admin_socket_owner, 1, 255, NULL, config_check_text,
 	    "USER or USER:GROUP owning the admin unix socket; unset: parleyd's"),
+	STR(admin_token_file, 1, 4095, NULL, NULL,
+	    "parleyctl's token file; unset: admin.token beside this file"),
 	LIST(admin_tokens, 1, 1024, NULL, config_check_admin_token, true,
 	    "admin API tokens: \"NAME:sha256:<hex>\"; none: the API refuses"),
 	LIST(plugins, 1, 4095, config_plugins_default, config_check_text, true,

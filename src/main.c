@@ -287,7 +287,7 @@ main_reload_result(char **result, char *cause)
 /* Re-reads the configuration; applies it only when all of it is good.
  * Returns 0, or -1 with *result (allocated) saying why nothing changed;
  * warnings about restart-only settings do not fail it. */
-int
+static int
 main_reload(char **result)
 {
 	struct config next, old;
@@ -754,6 +754,7 @@ main(int argc, char **argv)
 	loop_before_sleep(conn_flush_pending);
 	loop_before_sleep(client_reap);
 	loop_before_sleep(room_reap);
+	admin_set_reload(main_reload);
 	if (http_start(listen_fd, admin_fd, &cause) == -1)
 		fatal("%s", cause);
 	main_server_event(HOOK_SERVER_START);

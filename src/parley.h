@@ -451,6 +451,7 @@ struct config {
 	char *admin_socket_mode;  /* "0660" */
 	char *admin_socket_owner; /* "USER[:GROUP]"; NULL: parleyd's */
 	struct strlist admin_tokens; /* "NAME:sha256:<hex>" */
+	char *admin_token_file;   /* parleyctl's token; NULL: the default */
 	/* native plugins (plugin.c) */
 	struct strlist plugins;   /* names or paths, loaded in order:
 				     {"history-sqlite"} when it is built */
@@ -533,6 +534,10 @@ int admin_request(struct MHD_Connection *conn, const char *addr,
 void admin_request_done(void *req_cls);
 void admin_start(void);
 void admin_free(void);
+/* The reload the API's reload runs (main.c's, as SIGHUP does): 0, or -1
+ * with *result (allocated, may stay NULL) saying why the configuration
+ * was kept. */
+void admin_set_reload(int (*fn)(char **result));
 /* Request parsing, apart for the fuzzer: the route of METHOD path (plen
  * bytes, after the prefix): 0 with its index and the room name in it
  * (a pointer into path), -1 for no such path, -2 for another method. */
@@ -542,11 +547,6 @@ int admin_route_match(const char *method, const char *path, size_t plen,
 const char *admin_bearer(const char *header, size_t *len);
 /* A body as a JSON object (an empty body: {}); NULL with *why. */
 json_t *admin_body_parse(const char *body, size_t len, const char **why);
-
-/* main.c: the reload (SIGHUP, the admin API) */
-/* 0, or -1 with *result (allocated, may stay NULL) saying why the
- * configuration was kept. */
-int main_reload(char **result);
 
 /* listen.c: accepting connections within the open-file budget */
 /* Watches a listening socket (non-blocking) for the main or the admin
