@@ -113,12 +113,43 @@ admin_status_of(enum proto_err e)
 	}
 }
 
+/* What an error means to an admin, when the action said nothing more. */
+static const char *
+admin_error_text(enum proto_err e)
+{
+	switch (e) {
+	case PROTO_ERR_ROOM_EXISTS:
+		return "the room already exists";
+	case PROTO_ERR_ROOM_NOT_FOUND:
+		return "there is no such room";
+	case PROTO_ERR_NOT_IN_ROOM:
+		return "the user is not in that room";
+	case PROTO_ERR_INVALID_NAME:
+		return "names are 1 to 32 bytes (rooms 64) of text without "
+		       "control characters or leading or trailing spaces";
+	case PROTO_ERR_NAME_TAKEN:
+		return "the name is taken";
+	case PROTO_ERR_MESSAGE_TOO_LONG:
+		return "the message is too long";
+	case PROTO_ERR_FORBIDDEN:
+	case PROTO_ERR_REJECTED:
+		return "refused by the server";
+	case PROTO_ERR_RATE_LIMITED:
+		return "too much work waiting; try again";
+	case PROTO_ERR_UNSUPPORTED:
+		return "this server does not do that";
+	default:
+		return "the action failed";
+	}
+}
+
 /* Answers a chat action's result: ok (reply as it is) or its error. */
 static void
 admin_result(struct admin_ctx *x, enum proto_err e, char *reason)
 {
 	if (e != PROTO_OK)
-		admin_error(x, admin_status_of(e), proto_err_code(e), reason);
+		admin_error(x, admin_status_of(e), proto_err_code(e),
+		    reason != NULL ? reason : admin_error_text(e));
 	free(reason);
 }
 

@@ -30,10 +30,10 @@
 #include "parley.h"
 
 #define CTL_OK 0
-#define CTL_FAILED 1      /* the server refused the request */
-#define CTL_USAGE 2       /* wrong arguments or configuration */
-#define CTL_NOT_FOUND 3   /* no such room, user or account */
-#define CTL_DENIED 4      /* 401 or 429: the token */
+#define CTL_FAILED 1 /* the server refused the request */
+#define CTL_USAGE 2 /* wrong arguments or configuration */
+#define CTL_NOT_FOUND 3 /* no such room, user or account */
+#define CTL_DENIED 4 /* 401 or 429: the token */
 #define CTL_UNREACHABLE 5 /* no server, or no HTTP from it */
 
 #define CTL_TIMEOUT_MS 30000
@@ -71,8 +71,7 @@ ctl_usage(FILE *f)
 	    "4 token refused, 5 server unreachable.\n");
 }
 
-static void __attribute__((format(printf, 1, 2)))
-ctl_warn(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2))) ctl_warn(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -146,8 +145,8 @@ ctl_read_line(const char *path)
 		errno = ENODATA;
 		return NULL;
 	}
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' ||
-			    line[n - 1] == ' '))
+	while (n > 0 &&
+	    (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
 		line[--n] = '\0';
 	return line;
 }
@@ -281,7 +280,8 @@ ctl_wait(int fd, short events, uint64_t deadline)
 
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+		now = (uint64_t)ts.tv_sec * 1000 +
+		    (uint64_t)ts.tv_nsec / 1000000;
 		if (now >= deadline) {
 			errno = ETIMEDOUT;
 			return -1;
@@ -522,7 +522,8 @@ static int
 ctl_outcome(const struct ctl_reply *r)
 {
 	const char *code = ctl_str(r->json, "error");
-	const char *msg = json_string_value(json_object_get(r->json, "message"));
+	const char *msg = json_string_value(
+	    json_object_get(r->json, "message"));
 
 	if (r->status >= 200 && r->status < 300)
 		return CTL_OK;
@@ -612,8 +613,9 @@ ctl_token(const char *name)
 	for (size_t i = 0; i < sizeof digest; i++)
 		sprintf(hex + 2 * i, "%02x", digest[i]);
 	if (ctl_json)
-		printf("{\"name\":\"%s\",\"token\":\"%s\",\"entry\":\"%s:sha256:"
-		       "%s\"}\n",
+		printf(
+		    "{\"name\":\"%s\",\"token\":\"%s\",\"entry\":\"%s:sha256:"
+		    "%s\"}\n",
 		    name, token, name, hex);
 	else
 		printf("token: %s\nadmin_tokens entry: \"%s:sha256:%s\"\n",
@@ -685,14 +687,14 @@ main(int argc, char **argv)
 	cmd = argv[0];
 	argc--;
 	argv++;
-#define ARGS(lo, hi)                                                         \
-	do {                                                                 \
-		if (argc < (lo) || argc > (hi)) {                            \
-			ctl_warn("%s: wrong number of arguments (see "      \
-				 "parleyctl --help)",                        \
-			    cmd);                                            \
-			return CTL_USAGE;                                    \
-		}                                                            \
+#define ARGS(lo, hi)                                                   \
+	do {                                                           \
+		if (argc < (lo) || argc > (hi)) {                      \
+			ctl_warn("%s: wrong number of arguments (see " \
+				 "parleyctl --help)",                  \
+			    cmd);                                      \
+			return CTL_USAGE;                              \
+		}                                                      \
 	} while (0)
 	if (strcmp(cmd, "token") == 0) {
 		ARGS(1, 1);
@@ -740,12 +742,14 @@ main(int argc, char **argv)
 		path = ctl_path(ADMIN_PREFIX "rooms/", argv[0], "/kick");
 		body = json_pack("{s:s}", "user", argv[1]);
 		if (argc == 3)
-			json_object_set_new(body, "reason", json_string(argv[2]));
+			json_object_set_new(
+			    body, "reason", json_string(argv[2]));
 		done = "kicked";
 	} else if (strcmp(cmd, "announce") == 0) {
 		const char *room = NULL;
-		if (argc >= 2 && (strcmp(argv[0], "-r") == 0 ||
-				     strcmp(argv[0], "--room") == 0)) {
+		if (argc >= 2 &&
+		    (strcmp(argv[0], "-r") == 0 ||
+			strcmp(argv[0], "--room") == 0)) {
 			room = argv[1];
 			argc -= 2;
 			argv += 2;
@@ -785,7 +789,7 @@ main(int argc, char **argv)
 		return CTL_USAGE;
 	}
 	rc = ctl_http(&t, method, path, body, &r) == -1 ? CTL_UNREACHABLE
-							 : ctl_outcome(&r);
+							: ctl_outcome(&r);
 	if (rc == CTL_OK) {
 		if (ctl_json) {
 			char *s = r.json != NULL

@@ -1,0 +1,543 @@
+#!/usr/bin/python3
+#
+# test_admin.py: the admin API (doc/ADMIN-API.md) and parleyctl(8)
+# against the built daemon. The API lives only on admin_listen (TCP or a
+# unix socket) and wants a bearer token of admin_tokens: none or a wrong
+# one is 401 without detail, an address that keeps guessing waits (429),
+# and the public port does not know the paths (404). Each action is
+# checked as WebSocket clients see it; bodies and parameters are bounded;
+# parleyctl's output and exit codes are what scripts may rely on.
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Suite, TestFailure, check, check_eq, uniq,  # noqa
+    Skip, parleyd_path, scaled, http_raw, HOST)
+
+BUILD = os.path.dirname(os.path.dirname(parleyd_path()))
+PARLEYCTL = os.environ.get("PARLEYCTL") or os.path.join(BUILD, "tools",
+    "parleyctl")
+
+TOKEN = "t0ken-for-the-tests-" + "x" * 20
+OTHER = "another-token-of-the-tests"
+
+
+def entry(name, token):
+	return "%s:sha256:%s" % (name, hashlib.sha256(token.encode()).hexdigest())
+
+
+def admin_config(**extra):
+	c = {"admin_listen": "127.0.0.1:0",
+	    "admin_tokens": [entry("ops", TOKEN), entry("deploy", OTHER)]}
+	c.update(extra)
+	return c
+
+
+suite = Suite("admin")
+case = suite.case
+
+
+def admin_of(server):
+	m = re.search(r"^parleyd: admin listening on http://127\.0\.0\.1:"
+	    r"(\d+)/$", server.stdout(), re.M)
+	check(m is not None, "no admin listening line: %r" % server.stdout())
+	return types.SimpleNamespace(port=int(m.group(1)))
+
+
+async def api(port, method, path, body=None, token=TOKEN, raw_body=None,
+    headers=None):
+	"""One request to the admin API on port (an object with .port);
+	returns (status, parsed JSON body or None, response)."""
+	data = raw_body if raw_body is not None else (
+	    json.dumps(body).encode() if body is not None else b"")
+	h = {"Host": "localhost", "Connection": "close"}
+	if token is not None:
+		h["Authorization"] = "Bearer " + token
+	if data or method in ("POST", "PUT"):
+		h["Content-Type"] = "application/json"
+		h["Content-Length"] = str(len(data))
+	h.update(headers or {})
+	req = ("%s /admin/v1/%s HTTP/1.1\r\n" % (method, path) +
+	    "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n").encode()
+	r = await http_raw(port, req + data)
+	try:
+		j = json.loads(r.body) if r.body else None
+	except ValueError:
+		j = None
+	return r.status, j, r
+
+
+def ctl(args, env=None, stdin=None):
+	if not os.path.exists(PARLEYCTL):
+		raise Skip("parleyctl is not built")
+	e = dict(os.environ)
+	for k in ("PARLEY_ADMIN", "PARLEY_ADMIN_TOKEN",
+	    "PARLEY_ADMIN_TOKEN_FILE", "PARLEY_CONFIG"):
+		e.pop(k, None)
+	e.update(env or {})
+	p = subprocess.run([PARLEYCTL] + args, env=e, input=stdin,
+	    stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=scaled(20))
+	return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+async def actl(args, env=None):
+	"""parleyctl without blocking the loop the server's clients use."""
+	return await asyncio.get_running_loop().run_in_executor(None,
+	    lambda: ctl(args, env))
+
+
+# ---------------------------------------------------------------------------
+# Who may use it, and where
+
+
+@case()
+async def test_no_token(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	st, j, r = await api(a, "GET", "status", token=None)
+	check_eq(st, 401, "status without a token")
+	check_eq(j, {"error": "unauthorized"}, "body without detail")
+	check("bearer" in (r.header("www-authenticate") or "").lower(),
+	    "WWW-Authenticate: Bearer")
+	for bad in ("Basic " + TOKEN, "Bearer", "Bearer ", TOKEN):
+		st, j, _ = await api(a, "GET", "status", token=None,
+		    headers={"Authorization": bad})
+		check_eq(st, 401, "status with Authorization %r" % bad)
+		check_eq(j, {"error": "unauthorized"}, "body")
+
+
+@case()
+async def test_wrong_token_rate_limited(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	st, _, _ = await api(a, "GET", "status", token=TOKEN)
+	check_eq(st, 200, "the right token")
+	for i in range(4):
+		st, j, _ = await api(a, "GET", "status", token="wrong%d" % i)
+		check_eq(st, 401, "wrong token %d" % i)
+		check_eq(j, {"error": "unauthorized"}, "body")
+	# The fifth wrong guess is refused and locks the address out.
+	st, _, _ = await api(a, "GET", "status", token=TOKEN[:-1])
+	check_eq(st, 401, "a token one byte short")
+	st, j, r = await api(a, "GET", "status", token=TOKEN)
+	check_eq(st, 429, "even the right token waits now")
+	check_eq(j, {"error": "rate_limited"}, "429 body")
+	check(int(r.header("retry-after", "0")) > 0, "Retry-After")
+	check("a wrong token" in s.stderr(), "wrong tokens are logged")
+	check(TOKEN not in s.stderr(), "no token in the log")
+
+
+@case()
+async def test_public_port_404(t):
+	s = t.start_server(admin_config())
+	for method, path in (("GET", "status"), ("POST", "reload"),
+	    ("GET", "rooms"), ("DELETE", "rooms/general")):
+		st, _, _ = await api(s, method, path)
+		check_eq(st, 404, "%s %s on the public port" % (method, path))
+	st, j, _ = await api(admin_of(s), "GET", "rooms")
+	check_eq(st, 200, "the admin port")
+	check("general" in [r["name"] for r in j["rooms"]], "general")
+
+
+@case()
+async def test_no_listener_no_api(t):
+	"""Without admin_listen the API exists nowhere."""
+	s = t.start_server({"admin_tokens": [entry("ops", TOKEN)]})
+	st, _, _ = await api(s, "GET", "status")
+	check_eq(st, 404, "no admin listener: 404 on the public port")
+
+
+@case()
+async def test_unix_socket(t):
+	s0 = t.start_server()  # only for a directory of our own
+	path = os.path.join(s0.dir, "admin.sock")
+	s = t.start_server(admin_config(admin_listen=path,
+	    admin_socket_mode="0600"))
+	check("admin listening on unix:%s" % path in s.stdout(),
+	    "the unix listening line")
+	check(stat.S_ISSOCK(os.stat(path).st_mode), "a socket")
+	check_eq(oct(os.stat(path).st_mode & 0o777), oct(0o600), "its mode")
+	loop = asyncio.get_running_loop()
+
+	def get(token):
+		c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		c.settimeout(scaled(5))
+		c.connect(path)
+		c.sendall(("GET /admin/v1/status HTTP/1.1\r\nHost: x\r\n"
+		    "Authorization: Bearer %s\r\nConnection: close\r\n\r\n" %
+		    token).encode())
+		data = b""
+		while True:
+			b = c.recv(65536)
+			if not b:
+				break
+			data += b
+		c.close()
+		return data
+	data = await loop.run_in_executor(None, get, TOKEN)
+	check(data.startswith(b"HTTP/1.1 200"), "200 over the socket: %r" %
+	    data[:40])
+	body = json.loads(data.split(b"\r\n\r\n", 1)[1])
+	check_eq(body["status"], "ok", "status")
+	data = await loop.run_in_executor(None, get, "nope")
+	check(data.startswith(b"HTTP/1.1 401"), "401 over the socket")
+	rc, out, err = await actl(["-a", path, "status"],
+	    {"PARLEY_ADMIN_TOKEN": TOKEN})
+	check_eq(rc, 0, "parleyctl over the socket: %s" % err)
+	check("status:" in out and "ok" in out, "status table: %r" % out)
+	await s.astop()
+	check(not os.path.exists(path), "the socket is removed at exit")
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+@case()
+async def test_status(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	c = await t.client(s)
+	await c.set_name(uniq("st"))
+	st, j, r = await api(a, "GET", "status")
+	check_eq(st, 200, "status")
+	check_eq(r.header("content-type"), "application/json", "type")
+	check_eq(r.header("cache-control"), "no-store", "no-store")
+	for k in ("version", "uptime", "connections", "rooms", "loop_lag_ms",
+	    "history", "accounts", "plugins", "status"):
+		check(k in j, "status has %s: %r" % (k, j))
+	check_eq(j["connections"], 1, "connections")
+	check_eq(j["rooms"], 1, "rooms")
+	check_eq(j["status"], "ok", "health")
+	check_eq(j["history"]["store"], "ring", "history store")
+	check(isinstance(j["loop_lag_ms"]["max"], int), "lag")
+
+
+@case()
+async def test_rooms_room_users(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	alice, bob = await t.client(s), await t.client(s)
+	an, bn = uniq("alice"), uniq("bob")
+	await alice.join("general", an)
+	await bob.join("general", bn)
+	await alice.create("side")
+	await alice.say("general", "hello")
+	st, j, _ = await api(a, "GET", "rooms")
+	check_eq(st, 200, "rooms")
+	rooms = {r["name"]: r for r in j["rooms"]}
+	check_eq(sorted(rooms), ["general", "side"], "room names")
+	check_eq(rooms["general"]["members"], 2, "members")
+	check_eq(rooms["general"]["seq"], 1, "seq")
+	st, j, _ = await api(a, "GET", "rooms/general")
+	check_eq(st, 200, "one room")
+	check_eq([m["username"] for m in j["member_list"]], [an, bn],
+	    "members in join order")
+	st, j, _ = await api(a, "GET", "rooms/general?limit=1&offset=1")
+	check_eq([m["username"] for m in j["member_list"]], [bn], "paged")
+	st, j, _ = await api(a, "GET", "rooms/general?limit=x")
+	check_eq((st, j["error"]), (400, "bad_request"), "bad limit")
+	st, j, _ = await api(a, "GET", "rooms/nowhere")
+	check_eq((st, j["error"]), (404, "room_not_found"), "no such room")
+	st, j, _ = await api(a, "GET", "users")
+	check_eq(st, 200, "users")
+	users = {u["username"]: u for u in j["users"]}
+	check_eq(sorted(users), sorted([an, bn]), "user names")
+	check_eq(sorted(users[an]["rooms"]), ["general", "side"], "rooms")
+	check_eq(users[an]["address"], "127.0.0.1", "address")
+	check_eq(users[an]["account"], None, "a guest")
+	check(users[an]["connected_since"] > 1.6e12, "connected_since (ms)")
+
+
+# ---------------------------------------------------------------------------
+# Acting, as clients see it
+
+
+@case()
+async def test_announce(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	inside, outside = await t.client(s), await t.client(s)
+	await inside.join("general", uniq("in"))
+	await outside.set_name(uniq("out"))
+	st, j, _ = await api(a, "POST", "rooms/general/announce",
+	    {"message": "maintenance at ten"})
+	check_eq(st, 200, "announce in a room")
+	check_eq(j, {"recipients": 1}, "reply")
+	n = await inside.recv("notice")
+	check_eq((n["message"], n.get("roomName")),
+	    ("maintenance at ten", "general"), "the room's notice")
+	st, j, _ = await api(a, "POST", "announce", {"message": "to all"})
+	check_eq((st, j["recipients"]), (200, 2), "announce to everyone")
+	for c in (inside, outside):
+		n = await c.recv("notice", pred=lambda m: m["message"] == "to all")
+		check("roomName" not in n, "a server-wide notice")
+	st, j, _ = await api(a, "POST", "announce", {"message": ""})
+	check_eq((st, j["error"]), (400, "bad_request"), "empty message")
+	st, j, _ = await api(a, "POST", "announce", {"message": 5})
+	check_eq((st, j["error"]), (400, "bad_request"), "not a string")
+	st, j, _ = await api(a, "POST", "announce", {"message": "x" * 5000})
+	check_eq((st, j["error"]), (400, "bad_request"), "over max bytes")
+
+
+@case()
+async def test_post_as_server(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	c = await t.client(s)
+	await c.join("general", uniq("reader"))
+	st, j, _ = await api(a, "POST", "rooms/general/messages",
+	    {"message": "from the server"})
+	check_eq((st, j), (200, {"seq": 1}), "post")
+	m = await c.recv("new_message")
+	check_eq((m["sender"], m["message"], m["seq"]),
+	    ("server", "from the server", 1), "as clients see it")
+	st, j, _ = await api(a, "POST", "rooms/general/messages",
+	    {"message": "waves", "action": True})
+	m = await c.recv("new_message")
+	check_eq(m.get("action"), True, "an action")
+	st, j, _ = await api(a, "POST", "rooms/general/messages",
+	    {"message": "x", "action": "yes"})
+	check_eq((st, j["error"]), (400, "bad_request"), "action: a boolean")
+	st, j, _ = await api(a, "POST", "rooms/nope/messages",
+	    {"message": "x"})
+	check_eq((st, j["error"]), (404, "room_not_found"), "no such room")
+
+
+@case()
+async def test_kick(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	victim, witness = await t.client(s), await t.client(s)
+	vn = uniq("victim")
+	await victim.join("general", vn)
+	await witness.join("general", uniq("witness"))
+	st, j, _ = await api(a, "POST", "rooms/general/kick",
+	    {"user": vn, "reason": "spam"})
+	check_eq((st, j), (200, {"ok": True}), "kick")
+	k = await victim.recv("kicked")
+	check_eq((k["roomName"], k["reason"]), ("general", "spam"), "kicked")
+	left = await witness.recv("user_left")
+	check_eq((left["username"], left["reason"]), (vn, "kicked"),
+	    "the others see user_left")
+	st, j, _ = await api(a, "POST", "rooms/general/kick", {"user": vn})
+	check_eq((st, j["error"]), (404, "not_in_room"), "not in the room")
+	st, j, _ = await api(a, "POST", "rooms/general/kick",
+	    {"user": "nobody-here"})
+	check_eq((st, j["error"]), (404, "user_not_found"), "no such user")
+	st, j, _ = await api(a, "POST", "rooms/general/kick", {})
+	check_eq((st, j["error"]), (400, "bad_request"), "no user")
+	check(re.search(r"admin:ops.*kicks %s from general" % re.escape(vn),
+	    s.stderr()) is not None, "the log names the token: %s" %
+	    s.stderr(20))
+
+
+@case()
+async def test_create_delete_room(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	member, watcher = await t.client(s), await t.client(s)
+	await member.set_name(uniq("m"))
+	await watcher.set_name(uniq("w"))
+	name = "ops/room one"
+	st, j, _ = await api(a, "POST", "rooms", {"name": name})
+	check_eq(st, 201, "created")
+	check_eq(j["name"], name, "its name")
+	ev = await watcher.recv("room_created")
+	check_eq(ev["roomName"], name, "everyone is told")
+	st, j, _ = await api(a, "POST", "rooms", {"name": name})
+	check_eq((st, j["error"]), (409, "room_exists"), "twice")
+	st, j, _ = await api(a, "POST", "rooms", {"name": " bad"})
+	check_eq((st, j["error"]), (400, "invalid_name"), "a bad name")
+	await member.join(name)
+	path = "rooms/" + name.replace(" ", "%20").replace("/", "%2F")
+	st, j, _ = await api(a, "GET", path)
+	check_eq((st, j["members"]), (200, 1), "percent-encoded name")
+	st, j, _ = await api(a, "DELETE", path, {"reason": "closing time"})
+	check_eq((st, j), (200, {"ok": True}), "deleted")
+	k = await member.recv("kicked")
+	check_eq((k["roomName"], k["reason"]), (name, "closing time"),
+	    "the member is kicked with the reason")
+	ev = await watcher.recv("room_deleted")
+	check_eq(ev["roomName"], name, "everyone is told")
+	st, j, _ = await api(a, "DELETE", path)
+	check_eq((st, j["error"]), (404, "room_not_found"), "gone")
+
+
+@case()
+async def test_reload(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	watcher = await t.client(s)
+	with open(s.config_path, "a") as f:
+		f.write('\nrooms = { "general", "added" }\n')
+	st, j, _ = await api(a, "POST", "reload")
+	check_eq((st, j), (200, {"reloaded": True}), "reload")
+	ev = await watcher.recv("room_created")
+	check_eq(ev["roomName"], "added", "the new configuration's room")
+	with open(s.config_path, "a") as f:
+		f.write('\nmax_rooms = "many"\n')
+	st, j, _ = await api(a, "POST", "reload")
+	check_eq((st, j["error"]), (422, "reload_failed"), "a bad file")
+	check("max_rooms" in j["message"], "says why: %r" % j)
+	st, j, _ = await api(a, "GET", "status")
+	check_eq(st, 200, "still serving with the token of the old file")
+
+
+@case()
+async def test_reload_changes_tokens(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	with open(s.config_path, "a") as f:
+		f.write('\nadmin_tokens = { "%s" }\n' % entry("new", OTHER))
+	st, j, _ = await api(a, "POST", "reload")
+	check_eq(st, 200, "reload")
+	st, _, _ = await api(a, "GET", "status")
+	check_eq(st, 401, "the old token is gone")
+	st, _, _ = await api(a, "GET", "status", token=OTHER)
+	check_eq(st, 200, "the new one works")
+
+
+# ---------------------------------------------------------------------------
+# Hostile input
+
+
+@case()
+async def test_bounds(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	st, j, _ = await api(a, "GET", "nothing-here")
+	check_eq((st, j["error"]), (404, "not_found"), "unknown endpoint")
+	st, j, _ = await api(a, "PUT", "status", {})
+	check_eq((st, j["error"]), (405, "method_not_allowed"), "method")
+	st, j, _ = await api(a, "POST", "rooms", raw_body=b"{nope")
+	check_eq((st, j["error"]), (400, "bad_json"), "not JSON")
+	st, j, _ = await api(a, "POST", "rooms", raw_body=b"[1]")
+	check_eq((st, j["error"]), (400, "bad_json"), "not an object")
+	st, j, _ = await api(a, "POST", "rooms",
+	    raw_body=b'{"name":"a","name":"b"}')
+	check_eq((st, j["error"]), (400, "bad_json"), "duplicate keys")
+	st, j, _ = await api(a, "POST", "rooms",
+	    raw_body=b'{"a":' * 100 + b"1" + b"}" * 100)
+	check_eq((st, j["error"]), (400, "bad_json"), "too deep")
+	st, j, _ = await api(a, "POST", "rooms",
+	    raw_body=b'{"name":"' + b"x" * (70 * 1024) + b'"}')
+	check_eq((st, j["error"]), (413, "too_large"), "over 64 KiB")
+	st, j, _ = await api(a, "POST", "rooms",
+	    raw_body=b'{"name":"a\\u0000b"}')
+	check_eq((st, j["error"]), (400, "bad_json"), "a NUL")
+	st, j, _ = await api(a, "POST", "rooms/general/kick",
+	    {"user": "a\u0007b"})
+	check_eq((st, j["error"]), (400, "bad_request"), "control characters")
+	st, j, _ = await api(a, "GET", "status", token="x" * 600)
+	check_eq(st, 401, "an overlong token")
+	# The server is still well.
+	st, j, _ = await api(a, "GET", "status", token=OTHER)
+	check_eq(st, 200, "still serving")
+
+
+# ---------------------------------------------------------------------------
+# parleyctl
+
+
+@case()
+async def test_parleyctl(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	env = {"PARLEY_ADMIN_TOKEN": TOKEN}
+	c = await t.client(s)
+	cn = uniq("carol")
+	await c.join("general", cn)
+	# The address from the configuration file, with parleyd's reader;
+	# the token from the environment.
+	cfg = os.path.join(s.dir, "ctl.conf")
+	with open(cfg, "w") as f:
+		f.write('admin_listen = "127.0.0.1:%d"\n' % a.port)
+	rc, out, err = await actl(["-c", cfg, "status"], env)
+	check_eq(rc, 0, "status: %s" % err)
+	check(re.search(r"^connections: +1$", out, re.M), "table: %r" % out)
+	rc, out, err = await actl(["-c", cfg, "--json", "status"], env)
+	check_eq((rc, json.loads(out)["connections"]), (0, 1), "--json")
+	# The token from the file the configuration names.
+	tf = os.path.join(s.dir, "tok")
+	with open(tf, "w") as f:
+		f.write(TOKEN + "\n")
+	with open(cfg, "a") as f:
+		f.write('admin_token_file = "%s"\n' % tf)
+	rc, out, err = await actl(["-c", cfg, "rooms"])
+	check_eq(rc, 0, "rooms with the token file: %s" % err)
+	check(re.search(r"^general +1 +0 +-$", out, re.M), "rooms: %r" % out)
+	rc, out, err = await actl(["-c", cfg, "room", "general"])
+	check(cn in out, "room: %r" % out)
+	rc, out, _ = await actl(["-c", cfg, "users"])
+	check(re.search(r"^%s +- +127\.0\.0\.1 " % re.escape(cn), out, re.M),
+	    "users: %r" % out)
+	rc, out, _ = await actl(["-c", cfg, "announce", "-r", "general",
+	    "hello", "all"])
+	check_eq(rc, 0, "announce")
+	n = await c.recv("notice")
+	check_eq(n["message"], "hello all", "announced words joined")
+	rc, out, _ = await actl(["-c", cfg, "say", "general", "hi"])
+	check_eq(rc, 0, "say")
+	m = await c.recv("new_message")
+	check_eq((m["sender"], m["message"]), ("server", "hi"), "posted")
+	rc, out, _ = await actl(["-c", cfg, "create", "made by ctl"])
+	check_eq((rc, out), (0, "room created\n"), "create")
+	rc, out, err = await actl(["-c", cfg, "create", "made by ctl"])
+	check_eq(rc, 1, "create twice: refused")
+	check_eq(err, "parleyctl: room_exists: the room already exists\n",
+	    "a shell-friendly error")
+	rc, out, _ = await actl(["-c", cfg, "delete", "made by ctl"])
+	check_eq(rc, 0, "delete")
+	rc, out, err = await actl(["-c", cfg, "kick", "general", "nobody"])
+	check_eq(rc, 3, "kick nobody: not found")
+	rc, out, err = await actl(["-c", cfg, "--json", "room", "nowhere"])
+	check_eq(rc, 3, "no such room")
+	check_eq(json.loads(out)["error"], "room_not_found", "--json error")
+	rc, out, _ = await actl(["-c", cfg, "kick", "general", cn, "bye"])
+	check_eq(rc, 0, "kick")
+	k = await c.recv("kicked")
+	check_eq(k["reason"], "bye", "the kick's reason")
+	rc, out, _ = await actl(["-c", cfg, "reload"])
+	check_eq((rc, out), (0, "reloaded\n"), "reload")
+	rc, out, err = await actl(["-c", cfg, "status"],
+	    {"PARLEY_ADMIN_TOKEN": "wrong"})
+	check_eq(rc, 4, "a wrong token")
+	check("refused the token" in err, "says so: %r" % err)
+	rc, out, err = await actl(["-c", cfg, "bogus"])
+	check_eq(rc, 2, "an unknown command")
+	rc, out, err = await actl(["-c", cfg, "kick", "general"])
+	check_eq(rc, 2, "too few arguments")
+	rc, out, err = await actl(["-a", "127.0.0.1:1", "status"], env)
+	check_eq(rc, 5, "nobody listening")
+	rc, out, err = await actl(["-a", "127.0.0.1:%d" % a.port, "status"],
+	    {"PARLEY_ADMIN_TOKEN": OTHER})
+	check_eq(rc, 0, "-a and another token")
+
+
+@case()
+async def test_parleyctl_token(t):
+	rc, out, err = await actl(["--json", "token", "ci"])
+	check_eq(rc, 0, "token: %s" % err)
+	j = json.loads(out)
+	check_eq(j["entry"], entry("ci", j["token"]), "the entry hashes it")
+	check(len(j["token"]) >= 32, "a long token")
+	s = t.start_server({"admin_listen": "127.0.0.1:0",
+	    "admin_tokens": [j["entry"]]})
+	st, _, _ = await api(admin_of(s), "GET", "status", token=j["token"])
+	check_eq(st, 200, "the new token works")
+	rc, out, err = await actl(["token", "bad name"])
+	check_eq(rc, 2, "a bad name")
+
+
+if __name__ == "__main__":
+	suite.main()
