@@ -41,18 +41,36 @@ static bool admin_peers_ready;
 static uint64_t admin_started; /* loop_wall_ms() at start */
 static int (*admin_reload_fn)(char **result);
 
-/* One request while it is read. */
+/* Work on an account handed to the worker, and the request waiting for
+ * it (NULL once that request is gone). */
+struct admin_job {
+	uint64_t ticket;
+	enum account_op op;
+	char *name;
+	struct admin_req *rq;
+	struct admin_job *next;
+};
+static struct admin_job *admin_jobs;
+static uint64_t admin_last_ticket;
+
+/* One request while it is read (and, suspended, while it waits). */
 struct admin_req {
+	struct MHD_Connection *conn;
 	char *body;
 	size_t len;
 	bool too_big;
 	bool authed;
+	struct admin_job *job; /* waiting for it (suspended) */
+	unsigned answer_status;
+	json_t *answer; /* the answer once the job is done */
 	char token[ADMIN_TOKEN_NAME_MAX + 1]; /* its name */
 };
 
 /* What a handler works with and answers. */
 struct admin_ctx {
 	struct MHD_Connection *conn; /* NULL when fuzzing */
+	struct admin_req *rq;
+	bool later; /* answered when the worker is through */
 	const struct chat_actor *by;
 	struct room *room; /* the route's room, found */
 	const char *name; /* the route's room name as given */
@@ -64,13 +82,15 @@ struct admin_ctx {
 
 typedef void (*admin_fn)(struct admin_ctx *x);
 
-/* A route: METHOD and a path under the prefix. With room set the path
- * is "rooms/NAME" followed by "/" and action when action is not NULL;
- * the name is all between, so it may hold slashes. */
+/* A route: METHOD and a path under the prefix. With arg set the path
+ * is path (ending in '/') and a NAME, followed by "/" and action when
+ * action is not NULL; the name is all between, so it may hold slashes.
+ * arg 'r': the name is a room's, found before the handler runs; 'n':
+ * any name. */
 struct admin_route {
 	const char *method;
 	const char *path;
-	bool room;
+	char arg;
 	const char *action;
 	admin_fn fn;
 };
@@ -174,7 +194,7 @@ admin_field(
 	}
 	*len = json_string_length(v);
 	if (utf8_has_control(json_string_value(v), *len) &&
-	    strcmp(key, "message") != 0) {
+	    strcmp(key, "message") != 0 && strcmp(key, "password") != 0) {
 		snprintf(why, sizeof why, "%s: control characters", key);
 		admin_error(x, MHD_HTTP_BAD_REQUEST, "bad_request", why);
 		return NULL;
@@ -460,19 +480,180 @@ admin_reload(struct admin_ctx *x)
 	x->reply = json_pack("{s:b}", "reloaded", 1);
 }
 
+/* ---- Accounts: the worker answers, the request waits suspended */
+
+static struct admin_job *
+admin_job_find(uint64_t ticket)
+{
+	for (struct admin_job *j = admin_jobs; j != NULL; j = j->next) {
+		if (j->ticket == ticket)
+			return j;
+	}
+	return NULL;
+}
+
+static void
+admin_job_free(struct admin_job *job)
+{
+	struct admin_job **pp = &admin_jobs;
+
+	while (*pp != NULL && *pp != job)
+		pp = &(*pp)->next;
+	if (*pp != NULL)
+		*pp = job->next;
+	if (job->rq != NULL)
+		job->rq->job = NULL;
+	free(job->name);
+	free(job);
+}
+
+/* Wakes the suspended request of job with its answer (taken). */
+static void
+admin_job_answer(struct admin_job *job, unsigned status, json_t *answer)
+{
+	struct admin_req *rq = job->rq;
+
+	if (rq == NULL) {
+		json_decref(answer);
+		return;
+	}
+	rq->answer_status = status;
+	rq->answer = answer;
+	rq->job = NULL;
+	job->rq = NULL;
+	MHD_resume_connection(rq->conn);
+	http_kick();
+}
+
+/* The worker is through with an account (in the loop). */
+static void
+admin_account_done(uint64_t ticket, enum account_status st)
+{
+	struct admin_job *job = admin_job_find(ticket);
+	unsigned status = MHD_HTTP_OK;
+	json_t *a;
+
+	if (job == NULL)
+		return;
+	switch (st) {
+	case ACCOUNT_OK:
+		if (job->op == ACCOUNT_OP_DELETE)
+			chat_account_gone(job->name);
+		if (job->op == ACCOUNT_OP_CREATE) {
+			status = MHD_HTTP_CREATED;
+			a = json_pack("{s:s}", "name", job->name);
+		} else
+			a = json_pack("{s:b}", "ok", 1);
+		break;
+	case ACCOUNT_DENIED:
+		status = MHD_HTTP_NOT_FOUND;
+		a = json_pack("{s:s, s:s}", "error", "account_not_found",
+		    "message", "there is no such account");
+		break;
+	case ACCOUNT_EXISTS:
+		status = MHD_HTTP_CONFLICT;
+		a = json_pack("{s:s, s:s}", "error", "name_taken", "message",
+		    "an account of that name exists");
+		break;
+	default:
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		a = json_pack("{s:s, s:s}", "error", "internal", "message",
+		    "the account store failed (see the server's log)");
+		break;
+	}
+	admin_job_answer(job, status, a);
+	admin_job_free(job);
+}
+
+static void
+admin_account_submit(struct admin_ctx *x, enum account_op op, const char *name,
+    size_t len, const char *password, size_t pwlen)
+{
+	uint64_t ticket = ++admin_last_ticket;
+	char *reason = NULL;
+	struct admin_job *job;
+	enum proto_err e;
+
+	if (!account_enabled()) {
+		admin_error(x, MHD_HTTP_NOT_IMPLEMENTED, "unsupported",
+		    "this server keeps no accounts");
+		return;
+	}
+	if (op != ACCOUNT_OP_CREATE && account_holder(name, len) == NULL) {
+		admin_error(x, MHD_HTTP_NOT_FOUND, "account_not_found",
+		    "there is no such account");
+		return;
+	}
+	e = chat_account_admin(x->by, op, name, len, password, pwlen,
+	    admin_account_done, ticket, &reason);
+	if (e != PROTO_OK) {
+		admin_result(x, e, reason);
+		return;
+	}
+	job = xcalloc(1, sizeof *job);
+	job->ticket = ticket;
+	job->op = op;
+	job->name = op == ACCOUNT_OP_CREATE
+	    ? xstrndup(name, len)
+	    : xstrdup(account_holder(name, len));
+	job->rq = x->rq;
+	job->next = admin_jobs;
+	admin_jobs = job;
+	if (x->rq != NULL)
+		x->rq->job = job;
+	x->later = true;
+}
+
+static void
+admin_account_create(struct admin_ctx *x)
+{
+	size_t len, pwlen;
+	const char *name = admin_field(x, "name", true, 256, &len);
+	const char *pw;
+
+	if (name == NULL)
+		return;
+	if ((pw = admin_field(
+		 x, "password", true, ACCOUNT_PASSWORD_MAX, &pwlen)) == NULL)
+		return;
+	admin_account_submit(x, ACCOUNT_OP_CREATE, name, len, pw, pwlen);
+}
+
+static void
+admin_account_delete(struct admin_ctx *x)
+{
+	admin_account_submit(
+	    x, ACCOUNT_OP_DELETE, x->name, x->name_len, NULL, 0);
+}
+
+static void
+admin_account_password(struct admin_ctx *x)
+{
+	size_t pwlen;
+	const char *pw = admin_field(
+	    x, "password", true, ACCOUNT_PASSWORD_MAX, &pwlen);
+
+	if (pw != NULL)
+		admin_account_submit(
+		    x, ACCOUNT_OP_PASSWORD, x->name, x->name_len, pw, pwlen);
+}
+
 /* Kept in the order they are matched; a path of another method is 405. */
 static const struct admin_route admin_routes[] = {
-	{ "GET", "status", false, NULL, admin_status },
-	{ "GET", "rooms", false, NULL, admin_rooms },
-	{ "POST", "rooms", false, NULL, admin_room_create },
-	{ "GET", "users", false, NULL, admin_users },
-	{ "POST", "announce", false, NULL, admin_announce },
-	{ "POST", "reload", false, NULL, admin_reload },
-	{ "POST", "rooms/", true, "announce", admin_announce },
-	{ "POST", "rooms/", true, "messages", admin_post },
-	{ "POST", "rooms/", true, "kick", admin_kick },
-	{ "GET", "rooms/", true, NULL, admin_room },
-	{ "DELETE", "rooms/", true, NULL, admin_room_delete },
+	{ "GET", "status", 0, NULL, admin_status },
+	{ "GET", "rooms", 0, NULL, admin_rooms },
+	{ "POST", "rooms", 0, NULL, admin_room_create },
+	{ "GET", "users", 0, NULL, admin_users },
+	{ "POST", "announce", 0, NULL, admin_announce },
+	{ "POST", "reload", 0, NULL, admin_reload },
+	{ "POST", "accounts", 0, NULL, admin_account_create },
+	{ "POST", "rooms/", 'r', "announce", admin_announce },
+	{ "POST", "rooms/", 'r', "messages", admin_post },
+	{ "POST", "rooms/", 'r', "kick", admin_kick },
+	{ "GET", "rooms/", 'r', NULL, admin_room },
+	{ "DELETE", "rooms/", 'r', NULL, admin_room_delete },
+	{ "POST", "accounts/", 'n', "password", admin_account_password },
+	{ "DELETE", "accounts/", 'n', NULL, admin_account_delete },
 };
 
 /* ---- Parsing, shared with the fuzzer */
@@ -492,7 +673,7 @@ admin_route_match(const char *method, const char *path, size_t plen,
 		const char *rest;
 		size_t rlen;
 
-		if (!r->room) {
+		if (r->arg == 0) {
 			if (plen != n || memcmp(path, r->path, n) != 0)
 				continue;
 		} else {
@@ -795,10 +976,16 @@ admin_dispatch(struct MHD_Connection *conn, const char *method, const char *url,
 	const char *path = url + strlen(ADMIN_PREFIX), *why, *name;
 	size_t route, name_len;
 	char actor[ADMIN_TOKEN_NAME_MAX + 8];
-	struct admin_ctx x = { .conn = conn, .status = MHD_HTTP_OK };
+	struct admin_ctx x = { .conn = conn, .rq = rq, .status = MHD_HTTP_OK };
 	enum MHD_Result ret;
 	int m;
 
+	if (rq->answer != NULL) {
+		ret = admin_respond(conn, rq->answer_status, rq->answer, 0);
+		json_decref(rq->answer);
+		rq->answer = NULL;
+		return ret;
+	}
 	if (rq->too_big)
 		return admin_respond_error(
 		    conn, 413, "too_large", "the body is over 64 KiB", 0);
@@ -819,13 +1006,20 @@ admin_dispatch(struct MHD_Connection *conn, const char *method, const char *url,
 	x.by = CHAT_BY(CHAT_ACTOR_ADMIN, actor);
 	x.name = name;
 	x.name_len = name_len;
-	if (admin_routes[route].room &&
+	if (admin_routes[route].arg == 'r' &&
 	    (x.room = room_find(name, name_len)) == NULL) {
 		admin_error(&x, MHD_HTTP_NOT_FOUND, "room_not_found",
 		    "there is no such room");
 	} else {
 		log_debug("admin", "%s %s by %s", method, url, actor);
 		admin_routes[route].fn(&x);
+	}
+	if (x.later) {
+		/* The worker's answer resumes it (admin_job_answer). */
+		json_decref(x.reply);
+		json_decref(x.body);
+		MHD_suspend_connection(conn);
+		return MHD_YES;
 	}
 	if (x.reply == NULL)
 		x.reply = json_pack("{s:b}", "ok", 1);
@@ -846,6 +1040,7 @@ admin_request(struct MHD_Connection *conn, const char *addr, const char *url,
 
 	if (rq == NULL) {
 		rq = xcalloc(1, sizeof *rq);
+		rq->conn = conn;
 		*req_cls = rq;
 		if (admin_authenticate(conn, addr, rq, &ret) == -1)
 			return ret;
@@ -857,6 +1052,8 @@ admin_request(struct MHD_Connection *conn, const char *addr, const char *url,
 	}
 	if (!rq->authed)
 		return MHD_NO; /* refused already */
+	if (rq->job != NULL)
+		return MHD_YES; /* suspended, waiting for the worker */
 	if (*upload_data_size != 0) {
 		size_t n = *upload_data_size;
 		if (!rq->too_big && rq->len + n > ADMIN_BODY_MAX) {
@@ -882,8 +1079,22 @@ admin_request_done(void *req_cls)
 	struct admin_req *rq = req_cls;
 
 	if (rq != NULL) {
+		if (rq->job != NULL)
+			rq->job->rq = NULL;
+		json_decref(rq->answer);
 		free(rq->body);
 		free(rq);
+	}
+}
+
+void
+admin_stop(void)
+{
+	/* MHD must not be stopped with a connection suspended. */
+	for (struct admin_job *j = admin_jobs; j != NULL; j = j->next) {
+		if (j->rq != NULL)
+			admin_job_answer(j, MHD_HTTP_SERVICE_UNAVAILABLE,
+			    json_pack("{s:s}", "error", "shutting_down"));
 	}
 }
 
@@ -910,6 +1121,8 @@ admin_free(void)
 	const char *key;
 	void *v;
 
+	while (admin_jobs != NULL)
+		admin_job_free(admin_jobs);
 	if (!admin_peers_ready)
 		return;
 	while (map_next(&admin_peers, &pos, &key, &v))

@@ -1082,8 +1082,10 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 	const union MHD_DaemonInfo *info;
 
 	/* No listening socket for MHD: listen.c accepts (see there). */
+	/* The admin API waits for the accounts' worker suspended. */
 	d->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
-		MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET,
+		MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+		(d->admin ? MHD_ALLOW_SUSPEND_RESUME : 0),
 	    0, NULL, NULL, http_on_request, d, MHD_OPTION_EXTERNAL_LOGGER,
 	    http_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
 	    MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, NULL,
@@ -1159,6 +1161,9 @@ http_quiesce(void)
 void
 http_stop(void)
 {
+	admin_stop();
+	if (http_daemons[1].mhd != NULL)
+		MHD_run(http_daemons[1].mhd);
 	for (size_t i = 0; i < 2; i++) {
 		struct http_daemon *d = &http_daemons[i];
 		if (d->mhd == NULL)

@@ -533,6 +533,8 @@ int admin_request(struct MHD_Connection *conn, const char *addr,
     size_t *upload_data_size, void **req_cls);
 void admin_request_done(void *req_cls);
 void admin_start(void);
+/* Answers the requests waiting for the worker (before MHD stops). */
+void admin_stop(void);
 void admin_free(void);
 /* The reload the API's reload runs (main.c's, as SIGHUP does): 0, or -1
  * with *result (allocated, may stay NULL) saying why the configuration
@@ -1001,6 +1003,27 @@ int account_register(struct client *c, const char *name, size_t len,
     const char *password, size_t pwlen, const json_t *id);
 int account_login(struct client *c, const char *name, size_t len,
     const char *password, size_t pwlen, const json_t *id);
+/* The admin API's work on accounts: create (name and password), delete,
+ * or a new password. The result goes to done with ticket, in the loop:
+ * ACCOUNT_DENIED when there is no such account. -1 when too much work is
+ * waiting, the name is held already (create), or there are no accounts. */
+enum account_op {
+	ACCOUNT_OP_CREATE,
+	ACCOUNT_OP_DELETE,
+	ACCOUNT_OP_PASSWORD,
+};
+typedef void (*account_admin_fn)(uint64_t ticket, enum account_status st);
+int account_admin(enum account_op op, const char *name, size_t len,
+    const char *password, size_t pwlen, account_admin_fn done,
+    uint64_t ticket);
+/* chat.c: by (the admin API) creates (name, password), deletes or sets
+ * the password of an account on the worker; the result goes to done with
+ * ticket. PROTO_OK: under way; a refusal names why. */
+enum proto_err chat_account_admin(const struct chat_actor *by,
+    enum account_op op, const char *name, size_t len, const char *password,
+    size_t pwlen, account_admin_fn done, uint64_t ticket, char **reason);
+/* chat.c: the account was deleted: its connections become guests. */
+void chat_account_gone(const char *account);
 /* chat.c: a register or login of client (an id: it may have gone)
  * ended; id is the request's; account its name as stored. */
 void chat_account_done(uint64_t client, const json_t *id, bool registering,
