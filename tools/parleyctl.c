@@ -21,6 +21,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,10 @@ ctl_usage(FILE *f)
 	    "  say ROOM TEXT...             post in a room as the server\n"
 	    "  reload                       reload the configuration "
 	    "(SIGHUP)\n"
+	    "  account add NAME             create an account (password "
+	    "asked, or stdin)\n"
+	    "  account password NAME        give an account a new password\n"
+	    "  account delete NAME          delete an account\n"
 	    "  token NAME                   make a new token and its "
 	    "admin_tokens entry\n"
 	    "\n"
@@ -576,6 +581,67 @@ ctl_path(const char *prefix, const char *name, const char *suffix)
 	return out;
 }
 
+/* A password: asked twice on the terminal without echo, or the first
+ * line of standard input when that is not a terminal. NULL (said) when
+ * there is none or the two differ. */
+static char *
+ctl_password(void)
+{
+	char *pw = NULL, *again = NULL;
+	size_t cap = 0, cap2 = 0;
+	ssize_t n;
+	FILE *tty;
+	struct termios old, quiet;
+
+	if (!isatty(STDIN_FILENO)) {
+		n = getline(&pw, &cap, stdin);
+		while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+			pw[--n] = '\0';
+		if (n <= 0) {
+			ctl_warn("no password on standard input");
+			free(pw);
+			return NULL;
+		}
+		return pw;
+	}
+	if ((tty = fopen("/dev/tty", "r+")) == NULL ||
+	    tcgetattr(fileno(tty), &old) == -1) {
+		ctl_warn("cannot ask for a password: %s", strerror(errno));
+		if (tty != NULL)
+			fclose(tty);
+		return NULL;
+	}
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+	quiet.c_lflag |= ICANON;
+	tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+	fputs("Password: ", tty);
+	fflush(tty);
+	n = getline(&pw, &cap, tty);
+	fputs("\nAgain: ", tty);
+	fflush(tty);
+	if (n > 0)
+		n = getline(&again, &cap2, tty);
+	fputc('\n', tty);
+	tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fclose(tty);
+	if (n > 0) {
+		pw[strcspn(pw, "\r\n")] = '\0';
+		again[strcspn(again, "\r\n")] = '\0';
+	}
+	if (n <= 0 || strcmp(pw, again) != 0) {
+		ctl_warn(n <= 0 ? "no password" : "the passwords differ");
+		if (pw != NULL)
+			explicit_bzero(pw, strlen(pw));
+		free(pw);
+		pw = NULL;
+	}
+	if (again != NULL)
+		explicit_bzero(again, strlen(again));
+	free(again);
+	return pw;
+}
+
 /* The words joined with spaces. */
 static char *
 ctl_join(int argc, char **argv)
@@ -769,6 +835,38 @@ main(int argc, char **argv)
 		text = ctl_join(argc - 1, argv + 1);
 		body = json_pack("{s:s}", "message", text);
 		done = "posted";
+	} else if (strcmp(cmd, "account") == 0) {
+		ARGS(2, 2);
+		if (strcmp(argv[0], "delete") == 0) {
+			method = "DELETE";
+			path = ctl_path(
+			    ADMIN_PREFIX "accounts/", argv[1], NULL);
+			done = "account deleted";
+		} else if (strcmp(argv[0], "add") == 0 ||
+		    strcmp(argv[0], "password") == 0) {
+			bool add = strcmp(argv[0], "add") == 0;
+			char *pw = ctl_password();
+			if (pw == NULL)
+				return CTL_USAGE;
+			method = "POST";
+			path = add ? xstrdup(ADMIN_PREFIX "accounts")
+				   : ctl_path(ADMIN_PREFIX "accounts/", argv[1],
+					 "/password");
+			body = add ? json_pack("{s:s, s:s}", "name", argv[1],
+					 "password", pw)
+				   : json_pack("{s:s}", "password", pw);
+			explicit_bzero(pw, strlen(pw));
+			free(pw);
+			if (body == NULL) {
+				ctl_warn("the password is not UTF-8");
+				free(path);
+				return CTL_USAGE;
+			}
+			done = add ? "account created" : "password set";
+		} else {
+			ctl_warn("account: add, password or delete");
+			return CTL_USAGE;
+		}
 	} else if (strcmp(cmd, "reload") == 0) {
 		ARGS(0, 0);
 		method = "POST";

@@ -408,6 +408,102 @@ async def test_reload_changes_tokens(t):
 
 
 # ---------------------------------------------------------------------------
+# Accounts (on the worker: the request waits for its answer)
+
+PW = "a good password"
+
+
+def accounts_config():
+	return admin_config(accounts=True, password_memory_kib=1024,
+	    password_iterations=1)
+
+
+async def login(c, name, password):
+	await c.send({"type": "login", "username": name, "password": password})
+	return await c.recv(pred=lambda m: m["type"] in ("logged_in", "error"))
+
+
+@case()
+async def test_accounts(t):
+	s = t.start_server(accounts_config())
+	a = admin_of(s)
+	name = uniq("acct")
+	st, j, _ = await api(a, "POST", "accounts",
+	    {"name": name, "password": PW})
+	check_eq((st, j), (201, {"name": name}), "create")
+	st, j, _ = await api(a, "POST", "accounts",
+	    {"name": name.upper(), "password": PW})
+	check_eq((st, j["error"]), (409, "name_taken"), "create twice")
+	st, j, _ = await api(a, "POST", "accounts",
+	    {"name": uniq("short"), "password": "seven.."})
+	check_eq((st, j["error"]), (400, "bad_request"), "a short password")
+	st, j, _ = await api(a, "POST", "accounts",
+	    {"name": "guest-12", "password": PW})
+	check_eq((st, j["error"]), (400, "invalid_name"), "a guest name")
+	c = await t.client(s)
+	r = await login(c, name, PW)
+	check_eq((r["type"], r["username"]), ("logged_in", name),
+	    "a client logs in to the account made")
+	st, j, _ = await api(a, "POST", "accounts/%s/password" % name,
+	    {"password": "another password"})
+	check_eq((st, j), (200, {"ok": True}), "a new password")
+	d = await t.client(s)
+	r = await login(d, name, PW)
+	check_eq((r["type"], r.get("code")), ("error", "unauthorized"),
+	    "the old password is refused")
+	r = await login(d, name, "another password")
+	check_eq(r["type"], "logged_in", "the new one works")
+	st, j, _ = await api(a, "DELETE", "accounts/" + name)
+	check_eq((st, j), (200, {"ok": True}), "delete")
+	# (c was displaced by d's login to the same account.)
+	n = await d.recv("notice", pred=lambda m: "deleted" in m["message"])
+	check(re.search(r"you are guest-\d+ now", n["message"]),
+	    "a guest again, told so: %r" % n)
+	st, j, _ = await api(a, "DELETE", "accounts/" + name)
+	check_eq((st, j["error"]), (404, "account_not_found"), "gone")
+	st, j, _ = await api(a, "POST", "accounts/nobody-x/password",
+	    {"password": PW})
+	check_eq((st, j["error"]), (404, "account_not_found"), "no account")
+	r = await login(await t.client(s), name, "another password")
+	check_eq(r.get("code"), "unauthorized", "no login to a deleted one")
+	check(PW not in s.stderr() and "another password" not in s.stderr(),
+	    "no password in the log")
+	check(re.search(r"admin:ops: creates account %s" % re.escape(name),
+	    s.stderr()), "the log names the token")
+
+
+@case()
+async def test_accounts_off(t):
+	s = t.start_server(admin_config(accounts=False))
+	st, j, _ = await api(admin_of(s), "POST", "accounts",
+	    {"name": "x", "password": PW})
+	check_eq((st, j["error"]), (501, "unsupported"), "no accounts kept")
+
+
+@case()
+async def test_parleyctl_account(t):
+	s = t.start_server(accounts_config())
+	a = admin_of(s)
+	env = {"PARLEY_ADMIN_TOKEN": TOKEN}
+	addr = "127.0.0.1:%d" % a.port
+	name = uniq("ctl")
+	rc, out, err = await asyncio.get_running_loop().run_in_executor(None,
+	    lambda: ctl(["-a", addr, "account", "add", name], env,
+		stdin=(PW + "\n").encode()))
+	check_eq((rc, out), (0, "account created\n"), "account add: %s" % err)
+	r = await login(await t.client(s), name, PW)
+	check_eq(r["type"], "logged_in", "the password came from stdin")
+	rc, out, err = await asyncio.get_running_loop().run_in_executor(None,
+	    lambda: ctl(["-a", addr, "account", "add", name], env,
+		stdin=(PW + "\n").encode()))
+	check_eq(rc, 1, "account add twice")
+	rc, out, err = await actl(["-a", addr, "account", "delete", name], env)
+	check_eq((rc, out), (0, "account deleted\n"), "account delete")
+	rc, out, err = await actl(["-a", addr, "account", "delete", name], env)
+	check_eq(rc, 3, "no such account")
+
+
+# ---------------------------------------------------------------------------
 # Hostile input
 
 
