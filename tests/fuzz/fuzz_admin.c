@@ -60,14 +60,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	token = admin_bearer(auth, &tlen);
 	if (token != NULL) {
-		PARLEY_ASSERT(token > auth && token + tlen <= auth + strlen(auth));
+		PARLEY_ASSERT(
+		    token > auth && token + tlen <= auth + strlen(auth));
 		PARLEY_ASSERT(tlen > 0 && tlen <= ADMIN_TOKEN_MAX);
 	}
 	if (admin_path(path))
 		PARLEY_ASSERT(strncmp(path, "/admin/v1", 9) == 0);
 	if ((size_t)(end - p) <= ADMIN_BODY_MAX) {
 		body = admin_body_parse(p, (size_t)(end - p), &why);
-		PARLEY_ASSERT(body != NULL ? json_is_object(body) : why != NULL);
+		PARLEY_ASSERT(
+		    body != NULL ? json_is_object(body) : why != NULL);
 		json_decref(body);
 	}
 	free(method);
