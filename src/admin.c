@@ -288,11 +288,12 @@ admin_room(struct admin_ctx *x)
 	long long offset = admin_param_num(x, "offset", 0, UINT32_MAX);
 	long long limit = admin_param_num(
 	    x, "limit", ADMIN_MEMBERS_DEFAULT, ADMIN_MEMBERS_MAX);
-	json_t *o, *members = json_array();
+	json_t *o, *members;
 	long long i = 0;
 
 	if (offset < 0 || limit < 0)
 		return;
+	members = json_array();
 	for (struct membership *m = x->room->head; m != NULL; m = m->next) {
 		if (i++ < offset)
 			continue;
