@@ -107,6 +107,22 @@ static const char *const config_rooms_default[] = { "general", NULL };
 static const char *const config_proxies_default[] = { "127.0.0.1", "::1",
 	NULL };
 
+/* The embedded state store, or none that outlives the process. */
+static const char *
+config_check_state_store(const char *s, size_t len)
+{
+	if ((len == 6 && memcmp(s, "sqlite", 6) == 0) ||
+	    (len == 6 && memcmp(s, "memory", 6) == 0))
+		return NULL;
+	return "must be \"sqlite\" or \"memory\"";
+}
+
+#ifdef HAVE_SQLITE
+#define CONFIG_STATE_DEFAULT "sqlite"
+#else
+#define CONFIG_STATE_DEFAULT "memory"
+#endif
+
 /* Scripts: names are file names without .lua, so no paths. */
 static const char *
 config_check_script_name(const char *s, size_t len)
@@ -243,6 +259,12 @@ const struct config_option config_options[] = {
 	    "rooms on the server"),
 	NUM(max_rooms_per_client, CONFIG_UINT, 1, 100000, 100,
 	    "rooms one client may be in at once"),
+	NUM(max_rooms_per_address, CONFIG_UINT, 1, 10000000, 50,
+	    "rooms the guests of one address may own at once"),
+	NUM(max_rooms_per_account, CONFIG_UINT, 1, 10000000, 100,
+	    "rooms one account may own at once"),
+	NUM(empty_room_ttl, CONFIG_UINT, 0, 31536000, 3600,
+	    "seconds a guest's room lasts empty; 0: removed once empty"),
 	NUM(max_members_per_room, CONFIG_UINT, 1, 10000000, 100000,
 	    "members of one room"),
 	NUM(presence_limit, CONFIG_UINT, 0, 10000000, 200,
@@ -311,6 +333,9 @@ const struct config_option config_options[] = {
 	    "directory of plugins named without a path; unset: the installed"),
 	STR(state_dir, 1, 4095, NULL, NULL,
 	    "directory for state (history); unset: the installed one"),
+	STR(state_store, 6, 6, CONFIG_STATE_DEFAULT, config_check_state_store,
+	    "rooms, roles, bans and the audit trail: \"sqlite\" "
+	    "(state_dir/state.db) or \"memory\""),
 	JSON(plugin_options,
 	    "per-plugin options: { [\"name\"] = { key = value, ... } }"),
 	LIST(script_dirs, 1, 4095, config_script_dirs_default, NULL, true,

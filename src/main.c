@@ -264,6 +264,7 @@ main_keep_running(struct config *next, struct config *running)
 	MAIN_SWAP(next->plugin_dir, running->plugin_dir);
 	MAIN_SWAP(next->state_dir, running->state_dir);
 	MAIN_SWAP(next->accounts, running->accounts);
+	MAIN_SWAP(next->state_store, running->state_store);
 	/* libmicrohttpd's socket cap was fixed at start. */
 	if (next->max_connections > main_start_max_connections) {
 		log_warn("core", "reload: max_connections can rise above %u "
@@ -357,12 +358,7 @@ main_reload(char **result)
 		log_error("core", "reload: %s", cause);
 		free(cause);
 	}
-	for (size_t i = 0; i < cfg->rooms.n; i++) {
-		size_t len = strlen(cfg->rooms.v[i]);
-		if (room_find(cfg->rooms.v[i], len) == NULL)
-			chat_room_create(&chat_by_server, cfg->rooms.v[i],
-			    len, NULL, NULL, NULL);
-	}
+	chat_rooms_configured();
 	script_reload_commit();
 	/* Plugins see the new plugin_options, then are told. */
 	plugin_reload();
@@ -728,7 +724,8 @@ main(int argc, char **argv)
 		xasprintf(&cfg->state_dir, "%s/state", path_build_tree());
 	else if (cfg->state_dir == NULL)
 		cfg->state_dir = xstrdup(PARLEY_STATEDIR);
-	if ((cfg->plugins.n > 0 || cfg->accounts) &&
+	if ((cfg->plugins.n > 0 || cfg->accounts ||
+		strcmp(cfg->state_store, "memory") != 0) &&
 	    main_state_dir(run_user, &cause) == -1)
 		fatal("%s", cause);
 	/* Sockets are bound: give up root before any script or plugin
@@ -741,10 +738,11 @@ main(int argc, char **argv)
 	atexit(main_remove_pidfile); /* also when a later step fails */
 	limit_init();
 	metrics_init();
-	for (size_t i = 0; i < cfg->rooms.n; i++)
-		room_create(cfg->rooms.v[i], strlen(cfg->rooms.v[i]), 0);
 	/* Account names are known before anyone can take a name. */
 	if (account_init(&cause) == -1)
+		fatal("%s", cause);
+	/* The rooms that last, then the configured ones. */
+	if (state_init(&cause) == -1 || chat_rooms_restore(&cause) == -1)
 		fatal("%s", cause);
 	/* Plugins see the configured rooms; a refused one stops us here. */
 	if (plugin_load_all(&cause) == -1)
@@ -780,6 +778,7 @@ main(int argc, char **argv)
 	script_free();
 	room_free_all();
 	history_free_all();
+	state_free();
 	command_free_all();
 	hook_free_all();
 	handle_free_all();

@@ -420,6 +420,10 @@ struct config {
 	size_t max_header_bytes;  /* HTTP request memory: 64 KiB */
 	unsigned max_rooms;       /* rooms on the server: 10000 */
 	unsigned max_rooms_per_client; /* rooms one client is in: 100 */
+	unsigned max_rooms_per_address; /* guest rooms one address owns: 50 */
+	unsigned max_rooms_per_account; /* rooms one account owns: 100 */
+	unsigned empty_room_ttl;  /* seconds a guest's room lives empty: 3600 */
+	char *state_store;        /* "sqlite" (state_dir/state.db) or "memory" */
 	unsigned max_members_per_room; /* 100000 */
 	unsigned presence_limit;  /* full member lists up to 200 members */
 	unsigned message_timeout; /* seconds to finish a message: 30 */
@@ -600,6 +604,10 @@ struct client {
 	char *name;
 	uint64_t name_hash; /* of name_key(name), what the name is held by */
 	char *account;  /* the account logged in, NULL for a guest */
+	/* What a guest's ownership, roles, bans and mutes bind to: an opaque
+	 * key (never a secret) of its session, random per connection until
+	 * sessions outlive connections, then the session's. */
+	char *session_key;
 	const char *addr; /* the address as text, shared (limit_addr_ref) */
 	struct membership **rooms; /* rooms joined, in join order */
 	uint16_t flood; /* rate-limited requests in a row */
@@ -675,6 +683,18 @@ struct room {
 	size_t name_len;
 	uint64_t owner; /* id of the creating client, 0 for configured */
 	char *owner_account; /* the creator's account, NULL for a guest's */
+	/* Rooms that last (state.c keeps them): */
+	uint64_t rid;        /* durable id, 64 random bits: never reused */
+	char *hkey;          /* its history's key: name, US, rid in hex */
+	size_t hkey_len;
+	char *owner_session; /* a guest owner's session key, or NULL */
+	char *owner_addr;    /* the creating guest's address (quotas) */
+	char *topic;         /* NULL when none */
+	uint64_t created;    /* Unix ms */
+	uint64_t empty_since; /* Unix ms it became empty; 0: it is not */
+	json_t *roles;       /* object: member key -> "moderator" */
+	bool configured;     /* named in the configuration */
+	struct room_authors *authors; /* who wrote the recent messages */
 	uint64_t seq;   /* last seq given */
 	struct membership *head, *tail; /* members in join order */
 	size_t count;
@@ -689,8 +709,15 @@ struct membership {
 /* The id of the client owning r now: the one logged in as its owner
  * account (0 while none is), else its creator's. */
 uint64_t room_owner_id(const struct room *r);
-/* Creates a room (seq 0); NULL when the name is taken. */
+/* Creates a room (seq 0) with a fresh durable id; NULL when the name is
+ * taken. */
 struct room *room_create(const char *name, size_t len, uint64_t owner);
+/* Gives r the durable id rid (a room restored from the state store). */
+void room_set_id(struct room *r, uint64_t rid);
+/* Remembers that seq was written by key (an account or session key) and
+ * finds it again: a bounded memory of the newest messages' authors. */
+void room_author_add(struct room *r, uint64_t seq, const char *key);
+const char *room_author(const struct room *r, uint64_t seq);
 struct room *room_find(const char *name, size_t len);
 struct membership *room_membership(const struct room *r,
     const struct client *c);
@@ -756,12 +783,59 @@ enum proto_err history_request(struct client *c, const json_t *id,
 /* A late answer: msgs (taken; NULL = the store failed) goes to the
  * client if it is still there; w is freed. */
 void history_answer(struct history_waiter *w, json_t *msgs);
-uint64_t history_last_seq(const char *room, size_t len);
+uint64_t history_last_seq(const struct room *r);
 /* A room is gone: the ring drops its messages (a durable store keeps
  * them for now). */
 void history_forget(const char *room, size_t len);
+/* Makes r's message seq a tombstone (deleted: no text); false when the
+ * store does not have it. */
+bool history_delete(struct room *r, uint64_t seq);
 /* Frees the ring's messages (at exit). */
 void history_free_all(void);
+
+/* state.c: the community's durable state (rooms, roles, bans, mutes,
+ * the audit trail, scripts' store) as JSON records of a kind under a
+ * key, all kept in memory and written behind by the store in service:
+ * the embedded SQLite database (state_dir/state.db, WAL, a thread of its
+ * own), or a plugin's. Kinds: "room" (by name), "ban" and "mute" (by
+ * room id and target), "audit" (by time), "store" (by script). */
+struct state_store {
+	const char *owner; /* the plugin's name, for logs */
+	/* Writes (value: a JSON text) or deletes (value NULL) a record;
+	 * must not block the loop. */
+	int (*put)(void *arg, const char *kind, const char *key,
+	    const char *value);
+	void *arg;
+};
+struct chat_actor;
+/* Registers a plugin's store in place of the embedded one; NULL goes
+ * back. -1 when one is registered already. */
+int state_set_store(const struct state_store *s);
+/* Opens the store of cfg->state_store and reads every record; -1 with
+ * *cause (caller frees). */
+int state_init(char **cause);
+/* Writes what waits and closes the store. */
+void state_free(void);
+/* True when the state outlives the process. */
+bool state_durable(void);
+/* Sets kind/key to value (taken), or deletes it (value NULL). */
+void state_put_new(const char *kind, const char *key, json_t *value);
+/* The record (borrowed), or NULL. */
+json_t *state_get(const char *kind, const char *key);
+/* Every record of kind: an object key -> value (borrowed; do not change
+ * it while walking, copy the keys). */
+json_t *state_all(const char *kind);
+/* A change made elsewhere (a plugin's, from another server): value
+ * (taken; NULL: deleted) goes to memory and the embedded store, not back
+ * to the plugin. */
+void state_remote(const char *kind, const char *key, json_t *value);
+/* Writes one audit record {time, actor, actor_kind, action, target,
+ * room, reason, expires} and one log line. */
+void state_audit(const struct chat_actor *by, const char *action,
+    const char *target, const struct room *r, const char *reason,
+    uint64_t expires_s);
+/* The newest n audit records, oldest first (a new array). */
+json_t *state_audit_read(size_t n);
 
 /* handle.c: the registry of live objects handed to plugins, so that a
  * handle coming back from a plugin is checked before it is used */
@@ -798,6 +872,8 @@ enum proto_err {
 	PROTO_ERR_UNSUPPORTED,
 	PROTO_ERR_INTERNAL,
 	PROTO_ERR_UNAUTHORIZED,
+	PROTO_ERR_MESSAGE_NOT_FOUND,
+	PROTO_ERR_USER_NOT_FOUND,
 	PROTO_ERR_COUNT
 };
 const char *proto_err_code(enum proto_err e);
@@ -966,6 +1042,66 @@ enum proto_err chat_logout(
 void chat_login_as(struct client *c, const char *account,
     const json_t *id, const char *reply_type);
 
+/* Rooms that last (protocol 1.1): owners, roles, topics, deletion, bans
+ * and mutes, each an action taken by someone (a client's request runs
+ * the hooks and the default rule: owner, moderators, operators; a
+ * script, plugin, the admin API or the server has authority). Moderation
+ * writes an audit record (state_audit). */
+/* Restores the rooms of the state store and creates the configured ones
+ * (marked as such); starts the sweep of expired guest rooms. */
+int chat_rooms_restore(char **cause);
+/* Creates the configured rooms that do not exist (start, reload). */
+void chat_rooms_configured(void);
+/* A record changed elsewhere (value taken, NULL: deleted): kept, and a
+ * room's applied to the live room (created, its topic and roles, or
+ * removed). */
+void chat_state_changed(const char *kind, const char *key, json_t *value);
+/* Writes r's record (owner, topic, roles, ...) to the state store. */
+void chat_room_save(struct room *r);
+/* True when c owns r (its account, or its session for a guest's). */
+bool chat_is_owner(const struct client *c, const struct room *r);
+/* "owner", "moderator" or NULL: c's role in r. */
+const char *chat_room_role(const struct room *r, const struct client *c);
+/* A new object: member name -> role, for the members who hold one. */
+json_t *chat_roles(const struct room *r);
+/* Sets r's topic (0 to 256 bytes; empty clears it): topic_changed to
+ * every member (and to a requester from outside). */
+enum proto_err chat_set_topic(const struct chat_actor *by, struct room *r,
+    const char *topic, size_t len, const json_t *id, char **reason);
+/* Deletes r as chat_room_remove does, with the reason "room deleted". */
+enum proto_err chat_delete_room(const struct chat_actor *by, struct room *r,
+    const json_t *id, char **reason);
+/* Makes message seq of r a tombstone in every history store:
+ * message_deleted to the members; message_not_found when unknown. */
+enum proto_err chat_delete_message(const struct chat_actor *by,
+    struct room *r, uint64_t seq, const json_t *id, char **reason);
+/* Gives target the room role ("moderator") or takes it (role NULL):
+ * role_changed to the members. Bound to target's account, or its
+ * session for a guest. */
+enum proto_err chat_set_role(const struct chat_actor *by, struct room *r,
+    struct client *target, const char *role, char **reason);
+/* Bans target from r for seconds (0: until lifted) with why (may be
+ * NULL): a member is kicked; joins get forbidden. Bound to the account,
+ * or to the session and the address of a guest (either matches). */
+enum proto_err chat_ban(const struct chat_actor *by, struct room *r,
+    struct client *target, uint64_t seconds, const char *why,
+    char **reason);
+/* Lifts the bans of r on the user called name (connected or not);
+ * user_not_found when there is none. */
+enum proto_err chat_unban(const struct chat_actor *by, struct room *r,
+    const char *name, char **reason);
+/* Mutes target in r, as chat_ban binds: its chat messages there get
+ * forbidden (commands still run). */
+enum proto_err chat_mute(const struct chat_actor *by, struct room *r,
+    struct client *target, uint64_t seconds, const char *why,
+    char **reason);
+enum proto_err chat_unmute(const struct chat_actor *by, struct room *r,
+    const char *name, char **reason);
+/* The "ban" or "mute" record that holds c in r now (borrowed), or NULL;
+ * never for r's owner or operators. */
+json_t *chat_restriction(const char *kind, const struct room *r,
+    const struct client *c);
+
 /* account.c: accounts kept by the server: a SQLite database in the
  * state directory and argon2id hashes, both worked on by a thread of
  * their own whose results come back to the loop; the account names, kept
@@ -1049,6 +1185,14 @@ enum hook_event {
 	HOOK_ROOM_REMOVED, /* room: about to go (members already out) */
 	HOOK_RELOAD,      /* no client: the configuration was reloaded */
 	HOOK_TOKEN,       /* client, text = a fresh token: stop accepts it */
+	/* Authority over a room (client = who asks, room): DENY refuses,
+	 * STOP allows what the default rule refuses. */
+	HOOK_TOPIC,       /* text = the new topic */
+	HOOK_DELETE_MESSAGE, /* text = the seq (decimal) */
+	HOOK_DELETE_ROOM,
+	HOOK_ROLE,        /* text = the target's name, reason = role or "" */
+	HOOK_MODERATION,  /* text = the target's name, reason = "ban",
+			     "mute", "unban" or "unmute" */
 	HOOK_COUNT
 };
 enum hook_verdict {
@@ -1076,6 +1220,7 @@ struct hook_args {
 	char *new_text;        /* owned by args; hook_args_free frees it */
 	enum proto_err deny_code;
 	char *deny_reason;     /* owned by args; may be NULL */
+	bool stopped;          /* a hook said STOP (hook_run says PASS) */
 };
 struct hook;
 typedef enum hook_verdict (*hook_fn)(struct hook_args *a, void *arg);

@@ -32,6 +32,11 @@ static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
 	[PARLEY_EV_ROOM_REMOVED] = HOOK_ROOM_REMOVED,
 	[PARLEY_EV_RELOAD] = HOOK_RELOAD,
 	[PARLEY_EV_TOKEN] = HOOK_TOKEN,
+	[PARLEY_EV_TOPIC] = HOOK_TOPIC,
+	[PARLEY_EV_DELETE_MESSAGE] = HOOK_DELETE_MESSAGE,
+	[PARLEY_EV_DELETE_ROOM] = HOOK_DELETE_ROOM,
+	[PARLEY_EV_ROLE] = HOOK_ROLE,
+	[PARLEY_EV_MODERATION] = HOOK_MODERATION,
 };
 
 const char *
@@ -137,7 +142,11 @@ plugin_hook_add(
 {
 	struct plugin_hook *ph;
 
-	if (event <= 0 || event >= PARLEY_EV_LIMIT || fn == NULL) {
+	/* An id this host has no event for (a gap in the numbering) maps
+	 * to 0, which only PARLEY_EV_CONNECT may. */
+	if (event <= 0 || event >= PARLEY_EV_LIMIT || fn == NULL ||
+	    (plugin_events[event] == HOOK_CONNECT &&
+		event != PARLEY_EV_CONNECT)) {
 		log_error(p->owner, "hook_add: %s",
 		    fn == NULL ? "no function" : "unknown event");
 		return 0;

@@ -72,7 +72,7 @@ extern "C" {
 
 /* The ABI this header describes. since 1.0 */
 #define PARLEY_PLUGIN_ABI_MAJOR 1
-#define PARLEY_PLUGIN_ABI_MINOR 3
+#define PARLEY_PLUGIN_ABI_MINOR 4
 
 /* The name of the one symbol a plugin exports. since 1.0 */
 #define PARLEY_PLUGIN_SYMBOL "parley_plugin"
@@ -242,13 +242,26 @@ enum parley_event_type {
 	 * client_expires with the token's expiry and returns PARLEY_STOP;
 	 * one that refuses returns PARLEY_DENY (deny_code
 	 * PARLEY_ERR_UNAUTHORIZED). Nobody accepting it is a refusal. */
-	PARLEY_EV_TOKEN = 16
+	PARLEY_EV_TOKEN = 16,
+	/* Authority over a room (since 1.4): a client asks to set its topic
+	 * (text = the topic), delete a message (text = its seq in decimal),
+	 * delete the room, give or take a role (text = the target's name,
+	 * reason = "moderator" or "" to take it) or ban, mute, unban or
+	 * unmute someone (text = the target's name, reason = "ban",
+	 * "mute", "unban" or "unmute"). client and room set. Verdicts: DENY
+	 * refuses; STOP allows what the default rule (the room's owner,
+	 * moderators and the server's operators) would refuse. */
+	PARLEY_EV_TOPIC = 19,
+	PARLEY_EV_DELETE_MESSAGE = 20,
+	PARLEY_EV_DELETE_ROOM = 21,
+	PARLEY_EV_ROLE = 22,
+	PARLEY_EV_MODERATION = 23
 };
 /* One more than the highest event id of this header. A plugin built
  * against a newer header checks the host's abi_minor before adding a
  * hook of a newer event (hook_add refuses an event the host does not
  * know). since 1.0 */
-#define PARLEY_EV_LIMIT 17
+#define PARLEY_EV_LIMIT 24
 
 /*
  * One event, given to a hook. The host fills a fresh one for each hook it
@@ -354,7 +367,10 @@ typedef void (*parley_fd_fn)(parley_ctx *ctx, uint64_t id, int fd,
 struct parley_history_msg {
 	uint32_t size;      /* sizeof(struct parley_history_msg), filler's */
 	uint32_t flags;     /* PARLEY_MSG_* */
-	const char *room;   /* room name; history_emit ignores it */
+	const char *room;   /* the room's history key (since 1.4: its name,
+			       US (0x1f), its durable id in hex; the name
+			       alone for a configured room older than
+			       ids); history_emit ignores it */
 	size_t room_len;
 	uint64_t seq;       /* per room, rising by one per message */
 	uint64_t ts;        /* milliseconds since the Unix epoch */
@@ -413,6 +429,30 @@ struct parley_history_store {
 	 * server). */
 	uint64_t (*last_seq)(parley_ctx *ctx, const char *room,
 	    size_t room_len, void *arg);
+	void *reserved[4];
+};
+
+/*
+ * The state store (since 1.4): the community's durable state (rooms with
+ * their owner, topic and roles; bans; mutes; message tombstones; the
+ * audit trail; scripts' parley.store) as records of a kind ("room",
+ * "ban", "mute", "tomb", "audit", "store", "meta") under a key, each a
+ * JSON text. The server keeps every record in memory and writes it to
+ * its embedded store (SQLite in state_dir, unless state_store =
+ * "memory"); a plugin that registers a parley_state_store is given every
+ * change as well, to share it (across a cluster, say), and tells the
+ * server of changes made elsewhere with parley_host.state_changed. put
+ * runs on the event loop: it must not block. since 1.4
+ */
+struct parley_state_store {
+	uint32_t size;      /* sizeof(struct parley_state_store) */
+	uint32_t reserved0;
+	void *arg;          /* passed back to put */
+	/* kind/key is now value (a JSON text of value_len bytes), or was
+	 * deleted (value NULL). Every pointer is borrowed for the call.
+	 * Returns 0, or -1 after logging why. */
+	int (*put)(parley_ctx *ctx, const char *kind, const char *key,
+	    const char *value, size_t value_len, void *arg);
 	void *reserved[4];
 };
 
@@ -808,6 +848,35 @@ struct parley_host {
 	 * connection admitted with a token that expires. since 1.3 */
 	void (*client_expires)(parley_ctx *ctx, parley_client *c,
 	    uint64_t expires_s);
+
+	/* ---- Rooms that last (since 1.4) */
+
+	/* Adds a record to the audit trail {time, actor (this plugin),
+	 * actor_kind "plugin", action, target, room, reason, expires} and
+	 * a line to the log. action is required (at most 64 bytes); target,
+	 * r and reason may be NULL; expires_s is Unix seconds, 0 for none.
+	 * Returns PARLEY_OK, or PARLEY_ERR_BAD_REQUEST (logged). since 1.4 */
+	int (*audit_add)(parley_ctx *ctx, const char *action,
+	    const char *target, parley_room *r, const char *reason,
+	    uint64_t expires_s);
+	/* Makes the plugin a state store (see struct parley_state_store;
+	 * copied). At most one. Returns PARLEY_OK, or
+	 * PARLEY_ERR_BAD_REQUEST (logged) for a malformed store or when
+	 * another plugin is the state store. since 1.4 */
+	int (*state_store_register)(parley_ctx *ctx,
+	    const struct parley_state_store *store);
+	/* A record was changed elsewhere (another server): the server takes
+	 * value (a JSON text; NULL: deleted) into memory and its embedded
+	 * store, without calling put back. A room record changes the live
+	 * room's topic and roles (members get topic_changed); bans, mutes
+	 * and tombstones apply from then on. Returns PARLEY_OK, or
+	 * PARLEY_ERR_BAD_REQUEST (logged) for a value that is not JSON.
+	 * since 1.4 */
+	int (*state_changed)(parley_ctx *ctx, const char *kind,
+	    const char *key, const char *value, size_t value_len);
+	/* The topic of room r ("" when none; valid until it changes), or
+	 * NULL for a handle that is not a room. since 1.4 */
+	const char *(*room_topic)(parley_ctx *ctx, parley_room *r);
 };
 
 /* True when the host table has function fn (it may be older than this

@@ -3,7 +3,8 @@
  * to Redis, the options, this server's id, and one section per file.
  * redis.c: options, connections, the hiredis adapter on parleyd's loop;
  * members.c: which clients of which server are in which room, and names;
- * messages.c: chat messages ordered through Redis, and room history.
+ * messages.c: chat messages ordered through Redis, and room history;
+ * state.c: rooms, roles, bans and tombstones shared.
  */
 #ifndef PARLEY_REDIS_H
 #define PARLEY_REDIS_H
@@ -95,5 +96,13 @@ void rd_messages_channel(const char *kind, const char *room, size_t len,
 int rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg);
 /* Makes Redis the history store, unless another one is. */
 void rd_history_register(void);
+
+/* state.c: rooms, roles, bans, mutes and tombstones shared (ABI 1.4) */
+/* Becomes the server's state store when the server offers it. */
+void rd_state_init(void);
+/* Connected (again): read the cluster's records. */
+void rd_state_up(void);
+/* A change another server announced on the state channel. */
+void rd_state_event(const char *data, size_t len);
 
 #endif

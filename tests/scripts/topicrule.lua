@@ -1,0 +1,17 @@
+-- topicrule.lua: for tests/integration/test_state.py. Narrows and widens
+-- who may set a topic: "lua-allows ..." is allowed to anyone,
+-- "lua-refuses ..." refused to everyone, others as the server decides.
+parley.on("topic", function(user, room, topic)
+	if topic:match("^lua%-allows") then
+		return parley.STOP
+	end
+	if topic:match("^lua%-refuses") then
+		return false, "the script says no", "forbidden"
+	end
+end)
+
+-- A moderation action it records itself.
+parley.on("moderation", function(user, room, target, action)
+	parley.audit{ action = "seen-" .. action, target = target,
+	    room = room.name, reason = "by " .. user.name }
+end)
