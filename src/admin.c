@@ -115,6 +115,8 @@ admin_status_of(enum proto_err e)
 		return MHD_HTTP_OK;
 	case PROTO_ERR_ROOM_NOT_FOUND:
 	case PROTO_ERR_NOT_IN_ROOM:
+	case PROTO_ERR_USER_NOT_FOUND:
+	case PROTO_ERR_MESSAGE_NOT_FOUND:
 		return MHD_HTTP_NOT_FOUND;
 	case PROTO_ERR_ROOM_EXISTS:
 	case PROTO_ERR_NAME_TAKEN:
@@ -144,6 +146,10 @@ admin_error_text(enum proto_err e)
 		return "there is no such room";
 	case PROTO_ERR_NOT_IN_ROOM:
 		return "the user is not in that room";
+	case PROTO_ERR_USER_NOT_FOUND:
+		return "no such user";
+	case PROTO_ERR_MESSAGE_NOT_FOUND:
+		return "no such message in that room";
 	case PROTO_ERR_INVALID_NAME:
 		return "names are 1 to 32 bytes (rooms 64) of text without "
 		       "control characters or leading or trailing spaces";
@@ -171,6 +177,14 @@ admin_result(struct admin_ctx *x, enum proto_err e, char *reason)
 		admin_error(x, admin_status_of(e), proto_err_code(e),
 		    reason != NULL ? reason : admin_error_text(e));
 	free(reason);
+}
+
+/* Records an action the chat action does not record itself. */
+static void
+admin_audit(struct admin_ctx *x, const char *action, const char *target,
+    const char *reason)
+{
+	state_audit(x->by, action, target, x->room, reason, 0);
 }
 
 /* A string field of the body: NULL (and a 400 set) when it is absent and
@@ -237,6 +251,11 @@ admin_room_json(const struct room *r)
 	json_object_set_new(o, "owner",
 	    r->owner_account != NULL ? json_string(r->owner_account)
 				     : json_null());
+	json_object_set_new(
+	    o, "topic", r->topic != NULL ? json_string(r->topic) : json_null());
+	json_object_set_new(o, "roles", chat_roles(r));
+	json_object_set_new(o, "configured", json_boolean(r->configured));
+	json_object_set_new(o, "created", json_integer((json_int_t)r->created));
 	return o;
 }
 
@@ -347,6 +366,8 @@ admin_status(struct admin_ctx *x)
 	    "loop_lag_ms", "last", (json_int_t)lag, "max", (json_int_t)lag_max,
 	    "history", "store", history_store_name(), "enabled",
 	    history_enabled(), "accounts", accounts, "plugins", plugins);
+	json_object_set_new(
+	    x->reply, "state", json_pack("{s:b}", "durable", state_durable()));
 }
 
 /* ---- Acting */
@@ -367,6 +388,8 @@ admin_room_create(struct admin_ctx *x)
 	if (e == PROTO_OK && r != NULL) {
 		x->status = MHD_HTTP_CREATED;
 		x->reply = admin_room_json(r);
+		x->room = r;
+		admin_audit(x, "create_room", r->name, NULL);
 	}
 	admin_result(x, e, reason);
 }
@@ -380,7 +403,15 @@ admin_room_delete(struct admin_ctx *x)
 
 	if (why == NULL && x->reply != NULL)
 		return;
-	text = why != NULL ? xstrndup(why, len) : xstrdup(CHAT_ROOM_DELETED);
+	if (why == NULL) {
+		char *reason = NULL;
+		admin_result(
+		    x, chat_delete_room(x->by, x->room, NULL, &reason), reason);
+		return;
+	}
+	/* As chat_delete_room, with the admin's words for the members. */
+	text = xstrndup(why, len);
+	admin_audit(x, "delete_room", x->room->name, text);
 	admin_result(x, chat_room_remove(x->by, x->room, text), NULL);
 	free(text);
 }
@@ -398,9 +429,11 @@ admin_announce(struct admin_ctx *x)
 	size_t len;
 	const char *text = admin_message(x, &len);
 
-	if (text != NULL)
+	if (text != NULL) {
 		x->reply = json_pack("{s:I}", "recipients",
 		    (json_int_t)chat_announce(x->by, x->room, text, len));
+		admin_audit(x, "announce", NULL, NULL);
+	}
 }
 
 static void
@@ -421,8 +454,10 @@ admin_post(struct admin_ctx *x)
 	}
 	e = chat_server_post(
 	    x->by, x->room, text, len, json_is_true(action), &reason);
-	if (e == PROTO_OK)
+	if (e == PROTO_OK) {
 		x->reply = json_pack("{s:I}", "seq", (json_int_t)x->room->seq);
+		admin_audit(x, "post", NULL, NULL);
+	}
 	admin_result(x, e, reason);
 }
 
@@ -451,6 +486,7 @@ admin_kick(struct admin_ctx *x)
 	size_t len;
 	const char *why;
 	char *text;
+	enum proto_err e;
 
 	if (c == NULL)
 		return;
@@ -458,7 +494,10 @@ admin_kick(struct admin_ctx *x)
 	if (why == NULL && x->reply != NULL)
 		return;
 	text = why != NULL ? xstrndup(why, len) : NULL;
-	admin_result(x, chat_kick(x->by, c, x->room, text, NULL), NULL);
+	e = chat_kick(x->by, c, x->room, text, NULL);
+	if (e == PROTO_OK)
+		admin_audit(x, "kick", c->name, text);
+	admin_result(x, e, NULL);
 	free(text);
 }
 
@@ -479,6 +518,208 @@ admin_reload(struct admin_ctx *x)
 		return;
 	}
 	x->reply = json_pack("{s:b}", "reloaded", 1);
+	admin_audit(x, "reload", NULL, NULL);
+}
+
+/* ---- Moderation (the chat actions of rooms that last) */
+
+/* "seconds" of the body: 0 (for good) when absent; -1 and a 400 when it
+ * is not a whole number of seconds up to ten years. */
+static long long
+admin_seconds(struct admin_ctx *x)
+{
+	json_t *v = json_object_get(x->body, "seconds");
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > 10LL * 366 * 86400) {
+		admin_error(x, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "seconds: a whole number from 0 (for good) up to ten years");
+		return -1;
+	}
+	return json_integer_value(v);
+}
+
+static void
+admin_restrict(struct admin_ctx *x, bool ban)
+{
+	struct client *c = admin_user(x);
+	long long seconds;
+	size_t len;
+	const char *why;
+	char *text, *reason = NULL;
+	enum proto_err e;
+
+	if (c == NULL || (seconds = admin_seconds(x)) < 0)
+		return;
+	why = admin_field(x, "reason", false, 256, &len);
+	if (why == NULL && x->reply != NULL)
+		return;
+	text = why != NULL ? xstrndup(why, len) : NULL;
+	e = ban
+	    ? chat_ban(x->by, x->room, c, (uint64_t)seconds, text, &reason)
+	    : chat_mute(x->by, x->room, c, (uint64_t)seconds, text, &reason);
+	admin_result(x, e, reason);
+	free(text);
+}
+
+static void
+admin_ban(struct admin_ctx *x)
+{
+	admin_restrict(x, true);
+}
+
+static void
+admin_mute(struct admin_ctx *x)
+{
+	admin_restrict(x, false);
+}
+
+static void
+admin_lift(struct admin_ctx *x, bool ban)
+{
+	size_t len;
+	const char *name = admin_field(x, "user", true, 256, &len);
+	char *who, *reason = NULL;
+
+	if (name == NULL)
+		return;
+	who = xstrndup(name, len);
+	admin_result(x,
+	    ban ? chat_unban(x->by, x->room, who, &reason)
+		: chat_unmute(x->by, x->room, who, &reason),
+	    reason);
+	free(who);
+}
+
+static void
+admin_unban(struct admin_ctx *x)
+{
+	admin_lift(x, true);
+}
+
+static void
+admin_unmute(struct admin_ctx *x)
+{
+	admin_lift(x, false);
+}
+
+static void
+admin_role(struct admin_ctx *x)
+{
+	struct client *c = admin_user(x);
+	json_t *role = json_object_get(x->body, "role");
+	char *reason = NULL;
+
+	if (c == NULL)
+		return;
+	if (!json_is_null(role) &&
+	    !(json_is_string(role) &&
+		strcmp(json_string_value(role), "moderator") == 0)) {
+		admin_error(x, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "role: \"moderator\" or null");
+		return;
+	}
+	admin_result(x,
+	    chat_set_role(x->by, x->room, c,
+		json_is_string(role) ? "moderator" : NULL, &reason),
+	    reason);
+}
+
+static void
+admin_topic(struct admin_ctx *x)
+{
+	json_t *v = json_object_get(x->body, "topic");
+	char *reason = NULL;
+
+	if (!json_is_string(v)) {
+		admin_error(x, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "topic: a string (empty clears it)");
+		return;
+	}
+	admin_result(x,
+	    chat_set_topic(x->by, x->room, json_string_value(v),
+		json_string_length(v), NULL, &reason),
+	    reason);
+}
+
+static void
+admin_delete_message(struct admin_ctx *x)
+{
+	json_t *v = json_object_get(x->body, "seq");
+	char *reason = NULL;
+
+	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+		admin_error(x, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "seq: a message's seq");
+		return;
+	}
+	admin_result(x,
+	    chat_delete_message(
+		x->by, x->room, (uint64_t)json_integer_value(v), NULL, &reason),
+	    reason);
+}
+
+/* GET bans[?room=NAME]: the bans and mutes in force. */
+static void
+admin_bans(struct admin_ctx *x)
+{
+	const char *room = x->conn != NULL
+	    ? MHD_lookup_connection_value(
+		  x->conn, MHD_GET_ARGUMENT_KIND, "room")
+	    : NULL;
+	uint64_t now = loop_wall_ms() / 1000;
+	static const char *const kinds[] = { "ban", "mute" };
+	json_t *out = json_object();
+
+	if (room != NULL && room_find(room, strlen(room)) == NULL) {
+		json_decref(out);
+		admin_error(x, MHD_HTTP_NOT_FOUND, "room_not_found",
+		    "there is no such room");
+		return;
+	}
+	for (size_t k = 0; k < 2; k++) {
+		json_t *all = state_all(kinds[k]), *v, *list = json_array();
+		const char *key;
+		json_object_foreach(all, key, v)
+		{
+			json_int_t until = json_integer_value(
+			    json_object_get(v, "until"));
+			const char *r = json_string_value(
+			    json_object_get(v, "room"));
+			if (until != 0 && (uint64_t)until <= now)
+				continue;
+			if (room != NULL && (r == NULL || strcmp(r, room) != 0))
+				continue;
+			json_array_append(list, v);
+		}
+		json_object_set_new(out, k == 0 ? "bans" : "mutes", list);
+	}
+	x->reply = out;
+}
+
+/* GET audit?limit=N&offset=M: the newest records but offset, oldest
+ * first. */
+static void
+admin_audit_read(struct admin_ctx *x)
+{
+	long long limit = admin_param_num(x, "limit", 100, 1000);
+	long long offset = admin_param_num(x, "offset", 0, 1000000);
+	json_t *all, *page;
+	size_t n, end, start;
+
+	if (limit < 0 || offset < 0)
+		return;
+	all = state_audit_read((size_t)(limit + offset));
+	n = json_array_size(all);
+	end = n > (size_t)offset ? n - (size_t)offset : 0;
+	start = end > (size_t)limit ? end - (size_t)limit : 0;
+	page = json_array();
+	for (size_t i = start; i < end; i++)
+		json_array_append(page, json_array_get(all, i));
+	json_decref(all);
+	x->reply = json_pack("{s:o}", "audit", page);
 }
 
 /* ---- Accounts: the worker answers, the request waits suspended */
@@ -603,6 +844,11 @@ admin_account_submit(struct admin_ctx *x, enum account_op op, const char *name,
 	if (x->rq != NULL)
 		x->rq->job = job;
 	x->later = true;
+	admin_audit(x,
+	    op == ACCOUNT_OP_CREATE	  ? "create_account"
+		: op == ACCOUNT_OP_DELETE ? "delete_account"
+					  : "set_password",
+	    job->name, NULL);
 }
 
 static void
@@ -645,12 +891,21 @@ static const struct admin_route admin_routes[] = {
 	{ "GET", "rooms", 0, NULL, admin_rooms },
 	{ "POST", "rooms", 0, NULL, admin_room_create },
 	{ "GET", "users", 0, NULL, admin_users },
+	{ "GET", "bans", 0, NULL, admin_bans },
+	{ "GET", "audit", 0, NULL, admin_audit_read },
 	{ "POST", "announce", 0, NULL, admin_announce },
 	{ "POST", "reload", 0, NULL, admin_reload },
 	{ "POST", "accounts", 0, NULL, admin_account_create },
 	{ "POST", "rooms/", 'r', "announce", admin_announce },
 	{ "POST", "rooms/", 'r', "messages", admin_post },
 	{ "POST", "rooms/", 'r', "kick", admin_kick },
+	{ "POST", "rooms/", 'r', "ban", admin_ban },
+	{ "POST", "rooms/", 'r', "unban", admin_unban },
+	{ "POST", "rooms/", 'r', "mute", admin_mute },
+	{ "POST", "rooms/", 'r', "unmute", admin_unmute },
+	{ "POST", "rooms/", 'r', "role", admin_role },
+	{ "POST", "rooms/", 'r', "topic", admin_topic },
+	{ "POST", "rooms/", 'r', "delete_message", admin_delete_message },
 	{ "GET", "rooms/", 'r', NULL, admin_room },
 	{ "DELETE", "rooms/", 'r', NULL, admin_room_delete },
 	{ "POST", "accounts/", 'n', "password", admin_account_password },

@@ -408,6 +408,108 @@ async def test_reload_changes_tokens(t):
 
 
 # ---------------------------------------------------------------------------
+# Moderation and the audit trail
+
+
+@case()
+async def test_ban_mute_role_topic(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	bad, mod, watcher = (await t.client(s), await t.client(s),
+	    await t.client(s))
+	bn, mn = uniq("bad"), uniq("mod")
+	await bad.join("general", bn)
+	await mod.join("general", mn)
+	await watcher.join("general", uniq("watch"))
+	# mute: the user's messages are refused
+	st, j, _ = await api(a, "POST", "rooms/general/mute",
+	    {"user": bn, "seconds": 600, "reason": "calm down"})
+	check_eq((st, j), (200, {"ok": True}), "mute")
+	await bad.expect_error({"type": "send_message", "roomName": "general",
+	    "message": "hey"}, "forbidden")
+	st, j, _ = await api(a, "GET", "bans?room=general")
+	check_eq(st, 200, "bans")
+	check_eq([m["name"] for m in j["mutes"]], [bn], "the mute is listed")
+	check_eq(j["mutes"][0]["reason"], "calm down", "with its reason")
+	st, j, _ = await api(a, "POST", "rooms/general/unmute", {"user": bn})
+	check_eq((st, j), (200, {"ok": True}), "unmute")
+	await bad.say("general", "sorry")
+	st, j, _ = await api(a, "POST", "rooms/general/unmute", {"user": bn})
+	check_eq((st, j["error"]), (404, "user_not_found"), "not muted")
+	# ban: kicked, cannot come back
+	st, j, _ = await api(a, "POST", "rooms/general/ban",
+	    {"user": bn, "reason": "spam"})
+	check_eq((st, j), (200, {"ok": True}), "ban")
+	k = await bad.recv("kicked")
+	check("spam" in k["reason"], "kicked with the reason: %r" % k)
+	await bad.expect_error({"type": "join_room", "roomName": "general"},
+	    "forbidden")
+	st, j, _ = await api(a, "GET", "bans")
+	check_eq([b["name"] for b in j["bans"]], [bn], "the ban is listed")
+	st, j, _ = await api(a, "POST", "rooms/general/unban", {"user": bn})
+	check_eq(st, 200, "unban")
+	await bad.join("general")
+	st, j, _ = await api(a, "POST", "rooms/general/ban",
+	    {"user": bn, "seconds": -1})
+	check_eq((st, j["error"]), (400, "bad_request"), "bad seconds")
+	st, j, _ = await api(a, "GET", "bans?room=nowhere")
+	check_eq((st, j["error"]), (404, "room_not_found"), "bans of nothing")
+	# role
+	st, j, _ = await api(a, "POST", "rooms/general/role",
+	    {"user": mn, "role": "moderator"})
+	check_eq((st, j), (200, {"ok": True}), "role")
+	ev = await watcher.recv("role_changed")
+	check_eq((ev["username"], ev["role"]), (mn, "moderator"), "told")
+	st, j, _ = await api(a, "GET", "rooms/general")
+	check_eq(list(j["roles"].values()), ["moderator"], "roles shown")
+	st, j, _ = await api(a, "POST", "rooms/general/role",
+	    {"user": mn, "role": "king"})
+	check_eq((st, j["error"]), (400, "bad_request"), "no such role")
+	# topic
+	st, j, _ = await api(a, "POST", "rooms/general/topic",
+	    {"topic": "Welcome"})
+	check_eq((st, j), (200, {"ok": True}), "topic")
+	ev = await watcher.recv("topic_changed")
+	check_eq(ev["topic"], "Welcome", "members see the topic")
+	st, j, _ = await api(a, "GET", "rooms")
+	check_eq(j["rooms"][0]["topic"], "Welcome", "rooms show it")
+	st, j, _ = await api(a, "POST", "rooms/general/topic",
+	    {"topic": "x" * 300})
+	check_eq((st, j["error"]), (400, "bad_request"), "a long topic")
+
+
+@case()
+async def test_delete_message_and_audit(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	c = await t.client(s)
+	cn = uniq("author")
+	await c.join("general", cn)
+	await c.say("general", "oops")
+	st, j, _ = await api(a, "POST", "rooms/general/delete_message",
+	    {"seq": 1})
+	check_eq((st, j), (200, {"ok": True}), "delete a message")
+	ev = await c.recv("message_deleted")
+	check_eq(ev["seq"], 1, "members are told")
+	st, j, _ = await api(a, "POST", "rooms/general/delete_message",
+	    {"seq": 99})
+	check_eq((st, j["error"]), (404, "message_not_found"), "no such seq")
+	await api(a, "POST", "rooms/general/kick", {"user": cn, "reason": "r"})
+	await api(a, "POST", "rooms", {"name": "audited"}, token=OTHER)
+	st, j, _ = await api(a, "GET", "audit")
+	check_eq(st, 200, "audit")
+	acts = [(r["actor"], r["actor_kind"], r["action"]) for r in j["audit"]]
+	check_eq(acts[-3:], [("admin:ops", "admin", "delete_message"),
+	    ("admin:ops", "admin", "kick"),
+	    ("admin:deploy", "admin", "create_room")],
+	    "the trail names each token, oldest first")
+	st, j, _ = await api(a, "GET", "audit?limit=1&offset=1")
+	check_eq([r["action"] for r in j["audit"]], ["kick"], "paged")
+	st, j, _ = await api(a, "GET", "audit?limit=5000")
+	check_eq((st, j["error"]), (400, "bad_request"), "limit bounded")
+
+
+# ---------------------------------------------------------------------------
 # Accounts (on the worker: the request waits for its answer)
 
 PW = "a good password"
