@@ -64,6 +64,15 @@ ctl_usage(FILE *f)
 	    "  say ROOM TEXT...             post in a room as the server\n"
 	    "  reload                       reload the configuration "
 	    "(SIGHUP)\n"
+	    "  ban [-t SECONDS] ROOM USER [REASON]   ban (for good without "
+	    "-t)\n"
+	    "  mute [-t SECONDS] ROOM USER [REASON]  mute\n"
+	    "  unban ROOM USER | unmute ROOM USER\n"
+	    "  bans [ROOM]                  the bans and mutes in force\n"
+	    "  role ROOM USER moderator|none\n"
+	    "  topic ROOM [TEXT...]         set (or clear) a room's topic\n"
+	    "  delete-message ROOM SEQ      delete a message\n"
+	    "  audit [-n COUNT]             the newest audit records\n"
 	    "  account add NAME             create an account (password "
 	    "asked, or stdin)\n"
 	    "  account password NAME        give an account a new password\n"
@@ -522,6 +531,60 @@ ctl_print_users(const json_t *j)
 	}
 }
 
+static void
+ctl_print_restrictions(const json_t *list, const char *what)
+{
+	size_t i;
+	json_t *b;
+
+	json_array_foreach(list, i, b)
+	{
+		long long until = ctl_int(b, "until");
+		char when[32] = "for good";
+		time_t t = (time_t)until;
+		struct tm tm;
+
+		if (until != 0)
+			strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ",
+			    gmtime_r(&t, &tm));
+		printf("%-5s %-24s %-24s %-20s %-16s %s\n", what,
+		    ctl_str(b, "room"), ctl_str(b, "name"), when,
+		    ctl_str(b, "by"), ctl_str(b, "reason"));
+	}
+}
+
+static void
+ctl_print_bans(const json_t *j)
+{
+	printf("%-5s %-24s %-24s %-20s %-16s %s\n", "KIND", "ROOM", "USER",
+	    "UNTIL", "BY", "REASON");
+	ctl_print_restrictions(json_object_get(j, "bans"), "ban");
+	ctl_print_restrictions(json_object_get(j, "mutes"), "mute");
+}
+
+static void
+ctl_print_audit(const json_t *j)
+{
+	size_t i;
+	json_t *r;
+
+	printf("%-20s %-20s %-16s %-20s %-16s %s\n", "TIME", "ACTOR", "ACTION",
+	    "TARGET", "ROOM", "REASON");
+	json_array_foreach(json_object_get(j, "audit"), i, r)
+	{
+		time_t t = (time_t)ctl_int(r, "time");
+		char when[32];
+		struct tm tm;
+
+		strftime(
+		    when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+		printf("%-20s %-20s %-16s %-20s %-16s %s\n", when,
+		    ctl_str(r, "actor"), ctl_str(r, "action"),
+		    ctl_str(r, "target"), ctl_str(r, "room"),
+		    ctl_str(r, "reason"));
+	}
+}
+
 /* The exit status for an HTTP status and prints what went wrong. */
 static int
 ctl_outcome(const struct ctl_reply *r)
@@ -835,6 +898,91 @@ main(int argc, char **argv)
 		text = ctl_join(argc - 1, argv + 1);
 		body = json_pack("{s:s}", "message", text);
 		done = "posted";
+	} else if (strcmp(cmd, "ban") == 0 || strcmp(cmd, "mute") == 0) {
+		long long secs = -1;
+		if (argc >= 2 && strcmp(argv[0], "-t") == 0) {
+			char *end;
+			secs = strtoll(argv[1], &end, 10);
+			if (*argv[1] == '\0' || *end != '\0' || secs < 0) {
+				ctl_warn("%s: -t takes seconds", cmd);
+				return CTL_USAGE;
+			}
+			argc -= 2;
+			argv += 2;
+		}
+		ARGS(2, 3);
+		method = "POST";
+		path = ctl_path(ADMIN_PREFIX "rooms/", argv[0],
+		    cmd[0] == 'b' ? "/ban" : "/mute");
+		body = json_pack("{s:s}", "user", argv[1]);
+		if (secs >= 0)
+			json_object_set_new(
+			    body, "seconds", json_integer(secs));
+		if (argc == 3)
+			json_object_set_new(
+			    body, "reason", json_string(argv[2]));
+		done = cmd[0] == 'b' ? "banned" : "muted";
+	} else if (strcmp(cmd, "unban") == 0 || strcmp(cmd, "unmute") == 0) {
+		ARGS(2, 2);
+		method = "POST";
+		path = ctl_path(ADMIN_PREFIX "rooms/", argv[0],
+		    strcmp(cmd, "unban") == 0 ? "/unban" : "/unmute");
+		body = json_pack("{s:s}", "user", argv[1]);
+		done = strcmp(cmd, "unban") == 0 ? "unbanned" : "unmuted";
+	} else if (strcmp(cmd, "bans") == 0) {
+		ARGS(0, 1);
+		path = argc == 1
+		    ? ctl_path(ADMIN_PREFIX "bans?room=", argv[0], NULL)
+		    : xstrdup(ADMIN_PREFIX "bans");
+		print = ctl_print_bans;
+	} else if (strcmp(cmd, "audit") == 0) {
+		const char *n = "100";
+		if (argc >= 2 && strcmp(argv[0], "-n") == 0) {
+			n = argv[1];
+			argc -= 2;
+			argv += 2;
+		}
+		ARGS(0, 0);
+		if (strspn(n, "0123456789") != strlen(n) || *n == '\0') {
+			ctl_warn("audit: -n takes a count");
+			return CTL_USAGE;
+		}
+		xasprintf(&path, ADMIN_PREFIX "audit?limit=%s", n);
+		print = ctl_print_audit;
+	} else if (strcmp(cmd, "role") == 0) {
+		ARGS(3, 3);
+		if (strcmp(argv[2], "moderator") != 0 &&
+		    strcmp(argv[2], "none") != 0) {
+			ctl_warn("role: moderator or none");
+			return CTL_USAGE;
+		}
+		method = "POST";
+		path = ctl_path(ADMIN_PREFIX "rooms/", argv[0], "/role");
+		body = json_pack("{s:s, s:o}", "user", argv[1], "role",
+		    strcmp(argv[2], "none") == 0 ? json_null()
+						 : json_string("moderator"));
+		done = "role set";
+	} else if (strcmp(cmd, "topic") == 0) {
+		ARGS(1, 1000);
+		method = "POST";
+		path = ctl_path(ADMIN_PREFIX "rooms/", argv[0], "/topic");
+		text = ctl_join(argc - 1, argv + 1);
+		body = json_pack("{s:s}", "topic", text);
+		done = "topic set";
+	} else if (strcmp(cmd, "delete-message") == 0) {
+		char *end;
+		long long seq;
+		ARGS(2, 2);
+		seq = strtoll(argv[1], &end, 10);
+		if (*argv[1] == '\0' || *end != '\0' || seq <= 0) {
+			ctl_warn("delete-message: SEQ is a message's number");
+			return CTL_USAGE;
+		}
+		method = "POST";
+		path = ctl_path(
+		    ADMIN_PREFIX "rooms/", argv[0], "/delete_message");
+		body = json_pack("{s:I}", "seq", (json_int_t)seq);
+		done = "message deleted";
 	} else if (strcmp(cmd, "account") == 0) {
 		ARGS(2, 2);
 		if (strcmp(argv[0], "delete") == 0) {

@@ -723,6 +723,49 @@ async def test_parleyctl(t):
 
 
 @case()
+async def test_parleyctl_moderation(t):
+	s = t.start_server(admin_config())
+	a = admin_of(s)
+	env = {"PARLEY_ADMIN_TOKEN": TOKEN}
+	addr = ["-a", "127.0.0.1:%d" % a.port]
+	c, w = await t.client(s), await t.client(s)
+	cn = uniq("dave")
+	await c.join("general", cn)
+	await w.join("general", uniq("w"))
+	rc, out, err = await actl(addr + ["mute", "-t", "60", "general", cn,
+	    "shh"], env)
+	check_eq((rc, out), (0, "muted\n"), "mute: %s" % err)
+	rc, out, _ = await actl(addr + ["bans"], env)
+	check(re.search(r"^mute +general +%s +\S+Z +admin:ops +shh$" %
+	    re.escape(cn), out, re.M), "bans table: %r" % out)
+	rc, out, _ = await actl(addr + ["unmute", "general", cn], env)
+	check_eq(rc, 0, "unmute")
+	rc, out, _ = await actl(addr + ["unmute", "general", cn], env)
+	check_eq(rc, 3, "unmute again: not found")
+	rc, out, _ = await actl(addr + ["ban", "general", cn, "spam"], env)
+	check_eq((rc, out), (0, "banned\n"), "ban")
+	await c.recv("kicked")
+	rc, out, _ = await actl(addr + ["--json", "bans", "general"], env)
+	check_eq([b["name"] for b in json.loads(out)["bans"]], [cn], "--json")
+	rc, out, _ = await actl(addr + ["unban", "general", cn], env)
+	check_eq(rc, 0, "unban")
+	rc, out, _ = await actl(addr + ["topic", "general", "Be", "kind"], env)
+	check_eq(rc, 0, "topic")
+	ev = await w.recv("topic_changed")
+	check_eq(ev["topic"], "Be kind", "the topic's words joined")
+	rc, out, _ = await actl(addr + ["role", "general", cn, "king"], env)
+	check_eq(rc, 2, "no such role: usage")
+	rc, out, _ = await actl(addr + ["delete-message", "general", "7"], env)
+	check_eq(rc, 3, "no such message")
+	rc, out, _ = await actl(addr + ["audit", "-n", "3"], env)
+	check_eq(rc, 0, "audit")
+	lines = out.splitlines()
+	check_eq(len(lines), 4, "a header and three records: %r" % out)
+	check(re.search(r"admin:ops +ban +%s +general +spam" % re.escape(cn),
+	    out), "the ban is in the trail: %r" % out)
+
+
+@case()
 async def test_parleyctl_token(t):
 	rc, out, err = await actl(["--json", "token", "ci"])
 	check_eq(rc, 0, "token: %s" % err)
