@@ -169,14 +169,20 @@ admin_error_text(enum proto_err e)
 	}
 }
 
-/* Answers a chat action's result: ok (reply as it is) or its error. */
+/* Answers a chat action's result: ok (reply as it is) or its error, with
+ * the action's *reason (taken; reason may be NULL). A pointer, so that
+ * it is read after the action that sets it ran. */
 static void
-admin_result(struct admin_ctx *x, enum proto_err e, char *reason)
+admin_result(struct admin_ctx *x, enum proto_err e, char **reason)
 {
+	char *why = reason != NULL ? *reason : NULL;
+
 	if (e != PROTO_OK)
 		admin_error(x, admin_status_of(e), proto_err_code(e),
-		    reason != NULL ? reason : admin_error_text(e));
-	free(reason);
+		    why != NULL ? why : admin_error_text(e));
+	free(why);
+	if (reason != NULL)
+		*reason = NULL;
 }
 
 /* Records an action the chat action does not record itself. */
@@ -391,7 +397,7 @@ admin_room_create(struct admin_ctx *x)
 		x->room = r;
 		admin_audit(x, "create_room", r->name, NULL);
 	}
-	admin_result(x, e, reason);
+	admin_result(x, e, &reason);
 }
 
 static void
@@ -405,8 +411,8 @@ admin_room_delete(struct admin_ctx *x)
 		return;
 	if (why == NULL) {
 		char *reason = NULL;
-		admin_result(
-		    x, chat_delete_room(x->by, x->room, NULL, &reason), reason);
+		admin_result(x, chat_delete_room(x->by, x->room, NULL, &reason),
+		    &reason);
 		return;
 	}
 	/* As chat_delete_room, with the admin's words for the members. */
@@ -458,7 +464,7 @@ admin_post(struct admin_ctx *x)
 		x->reply = json_pack("{s:I}", "seq", (json_int_t)x->room->seq);
 		admin_audit(x, "post", NULL, NULL);
 	}
-	admin_result(x, e, reason);
+	admin_result(x, e, &reason);
 }
 
 /* The connected client named by the body's "user"; NULL (404 set) when
@@ -560,7 +566,7 @@ admin_restrict(struct admin_ctx *x, bool ban)
 	e = ban
 	    ? chat_ban(x->by, x->room, c, (uint64_t)seconds, text, &reason)
 	    : chat_mute(x->by, x->room, c, (uint64_t)seconds, text, &reason);
-	admin_result(x, e, reason);
+	admin_result(x, e, &reason);
 	free(text);
 }
 
@@ -589,7 +595,7 @@ admin_lift(struct admin_ctx *x, bool ban)
 	admin_result(x,
 	    ban ? chat_unban(x->by, x->room, who, &reason)
 		: chat_unmute(x->by, x->room, who, &reason),
-	    reason);
+	    &reason);
 	free(who);
 }
 
@@ -624,7 +630,7 @@ admin_role(struct admin_ctx *x)
 	admin_result(x,
 	    chat_set_role(x->by, x->room, c,
 		json_is_string(role) ? "moderator" : NULL, &reason),
-	    reason);
+	    &reason);
 }
 
 static void
@@ -641,7 +647,7 @@ admin_topic(struct admin_ctx *x)
 	admin_result(x,
 	    chat_set_topic(x->by, x->room, json_string_value(v),
 		json_string_length(v), NULL, &reason),
-	    reason);
+	    &reason);
 }
 
 static void
@@ -658,7 +664,7 @@ admin_delete_message(struct admin_ctx *x)
 	admin_result(x,
 	    chat_delete_message(
 		x->by, x->room, (uint64_t)json_integer_value(v), NULL, &reason),
-	    reason);
+	    &reason);
 }
 
 /* GET bans[?room=NAME]: the bans and mutes in force. */
@@ -829,9 +835,10 @@ admin_account_submit(struct admin_ctx *x, enum account_op op, const char *name,
 	e = chat_account_admin(x->by, op, name, len, password, pwlen,
 	    admin_account_done, ticket, &reason);
 	if (e != PROTO_OK) {
-		admin_result(x, e, reason);
+		admin_result(x, e, &reason);
 		return;
 	}
+	free(reason);
 	job = xcalloc(1, sizeof *job);
 	job->ticket = ticket;
 	job->op = op;
