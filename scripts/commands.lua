@@ -412,6 +412,20 @@ parley.command("modlog", {
 	return table.concat(lines, "\n")
 end)
 
+-- A muted user may still write directly to an operator (to ask why).
+-- The core refuses a muted sender too; this lifts an expired mute first
+-- and says for how long.
+parley.on("direct", function(user, to)
+	local left = muted(user)
+	if left == nil or is_oper(to) then
+		return
+	elseif left == true then
+		return false, "you are muted", "forbidden"
+	end
+	return false, string.format("you are muted for %d more seconds", left),
+	    "forbidden"
+end, 60)
+
 -- Mutes hold whether or not moderation.lua runs.
 parley.on("message", function(user)
 	local left = muted(user)

@@ -25,6 +25,8 @@ static void chat_room_occupancy(struct room *r);
 static void chat_room_forget(struct room *r);
 static char *chat_member_key(const struct client *c);
 static void chat_until_text(uint64_t until, char *buf, size_t size);
+static void chat_mute_reason(const json_t *mute, char **reason);
+static const json_t *chat_mute_anywhere(const struct client *c);
 static void chat_room_from_record(
     struct room *r, const json_t *v, uint64_t now);
 
@@ -920,21 +922,7 @@ chat_may_speak(const struct client *c, const struct room *r, char **reason)
 	if (!c->remote) {
 		json_t *mute = chat_restriction("mute", r, c);
 		if (mute != NULL) {
-			uint64_t until = (uint64_t)json_integer_value(
-			    json_object_get(mute, "until"));
-			uint64_t now = loop_wall_ms() / 1000;
-			char *text;
-			if (until == 0)
-				text = xstrdup("you are muted");
-			else
-				xasprintf(&text,
-				    "you are muted for %llu more seconds",
-				    (unsigned long long)(until - now));
-			if (reason != NULL) {
-				free(*reason);
-				*reason = text;
-			} else
-				free(text);
+			chat_mute_reason(mute, reason);
 			return PROTO_ERR_FORBIDDEN;
 		}
 	}
@@ -1731,6 +1719,68 @@ chat_restriction_key(const struct room *r, const char *member_key)
 	return k;
 }
 
+/* Whether the restriction record v names c: its account, or for a
+ * guest its session or its address. */
+static bool
+chat_restriction_holds(const json_t *v, const struct client *c)
+{
+	const char *acc = json_string_value(json_object_get(v, "account"));
+	const char *ses = json_string_value(json_object_get(v, "session"));
+	const char *addr = json_string_value(json_object_get(v, "addr"));
+
+	return (acc != NULL && c->account != NULL &&
+		   strcmp(acc, c->account) == 0) ||
+	    (ses != NULL && c->session_key != NULL &&
+		strcmp(ses, c->session_key) == 0) ||
+	    (addr != NULL && c->account == NULL && c->addr != NULL &&
+		strcmp(addr, c->addr) == 0);
+}
+
+/* "you are muted" or "you are muted for N more seconds". */
+static void
+chat_mute_reason(const json_t *mute, char **reason)
+{
+	uint64_t until = (uint64_t)json_integer_value(
+	    json_object_get(mute, "until"));
+	uint64_t now = loop_wall_ms() / 1000;
+	char *text;
+
+	if (until == 0)
+		text = xstrdup("you are muted");
+	else
+		xasprintf(&text, "you are muted for %llu more seconds",
+		    (unsigned long long)(until > now ? until - now : 1));
+	if (reason != NULL) {
+		free(*reason);
+		*reason = text;
+	} else
+		free(text);
+}
+
+/* A mute of some room that holds c now, or NULL. */
+static const json_t *
+chat_mute_anywhere(const struct client *c)
+{
+	json_t *v;
+	const char *key;
+	uint64_t now = loop_wall_ms() / 1000;
+
+	json_object_foreach(state_all("mute"), key, v)
+	{
+		uint64_t until = (uint64_t)json_integer_value(
+		    json_object_get(v, "until"));
+		if ((until == 0 || until > now) && chat_restriction_holds(v, c))
+			return v;
+	}
+	return NULL;
+}
+
+bool
+chat_muted_anywhere(const struct client *c)
+{
+	return chat_mute_anywhere(c) != NULL;
+}
+
 /* The restriction (a "ban" or "mute" record) that holds c in r now, or
  * NULL; expired ones are lifted on the way. */
 json_t *
@@ -1748,7 +1798,6 @@ chat_restriction(const char *kind, const struct room *r, const struct client *c)
 	snprintf(prefix, sizeof prefix, "%016llx/", (unsigned long long)r->rid);
 	json_object_foreach(all, key, v)
 	{
-		const char *acc, *ses, *addr;
 		uint64_t until;
 		if (strncmp(key, prefix, 17) != 0)
 			continue;
@@ -1760,15 +1809,7 @@ chat_restriction(const char *kind, const struct room *r, const struct client *c)
 			expired[nexpired++] = xstrdup(key);
 			continue;
 		}
-		acc = json_string_value(json_object_get(v, "account"));
-		ses = json_string_value(json_object_get(v, "session"));
-		addr = json_string_value(json_object_get(v, "addr"));
-		if ((acc != NULL && c->account != NULL &&
-			strcmp(acc, c->account) == 0) ||
-		    (ses != NULL && c->session_key != NULL &&
-			strcmp(ses, c->session_key) == 0) ||
-		    (addr != NULL && c->account == NULL && c->addr != NULL &&
-			strcmp(addr, c->addr) == 0)) {
+		if (chat_restriction_holds(v, c)) {
 			found = v;
 			break;
 		}
@@ -1998,4 +2039,145 @@ chat_room_forget(struct room *r)
 	}
 	state_put_new("tomb", r->hkey, NULL);
 	state_put_new("room", r->name, NULL);
+}
+/* ---- Direct messages and typing (protocol 1.1) */
+
+/* Whether c may not send a direct message to target: muted (the role
+ * "muted", server-wide: the mute scripts give; or in any room: a
+ * direct message is no way around a room's mute), unless target is an
+ * operator, whom a muted user may still reach. */
+static bool
+chat_direct_muted(const struct client *c, const struct client *target)
+{
+	if (!client_has_role(c, CHAT_ROLE_MUTED) && !chat_muted_anywhere(c))
+		return false;
+	return !client_has_role(target, CLIENT_ROLE_OPERATOR);
+}
+
+/* The recipient a direct message names: a connected client, here or on
+ * another server (a remote member); NULL when there is none. */
+static struct client *
+chat_direct_target(const char *name, size_t len)
+{
+	struct client *t = client_find_by_name(name, len);
+
+	if (t == NULL || t->dead || (t->closing && !t->remote))
+		return NULL;
+	return t;
+}
+
+/* Sends the direct message to both; a recipient on another server gets
+ * it through the plugins that relay (plugin_relay_direct). */
+static void
+chat_direct_deliver(struct client *from, struct client *to, const char *text,
+    size_t len, uint64_t ts)
+{
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:s%, s:I}", "type",
+	    "direct_message", "from", from->name, "to", to->name, "message",
+	    text, len, "ts", (json_int_t)ts);
+	struct buf *b = buf_json(ev);
+
+	json_decref(ev);
+	/* Not kept and not logged: only the two of them see it. */
+	conn_send(from, b);
+	if (to != from)
+		conn_send(to, b);
+	buf_unref(b);
+	if (to->remote)
+		plugin_relay_direct(from, to, text, len, ts);
+}
+
+enum proto_err
+chat_direct(const struct chat_actor *by, struct client *c, const char *to,
+    size_t to_len, const char *text, size_t len, const json_t *id,
+    unsigned flags, char **reason)
+{
+	struct hook_args a = { .event = HOOK_DIRECT,
+		.client = c,
+		.text = text,
+		.text_len = len,
+		.id = id };
+	enum proto_err e = PROTO_OK;
+	bool dropped = false;
+	struct client *t;
+
+	(void)by;
+	if ((t = chat_direct_target(to, to_len)) == NULL)
+		return PROTO_ERR_USER_NOT_FOUND;
+	if (len == 0) {
+		chat_set_reason(reason, "empty message");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (len > cfg->max_message_bytes)
+		return PROTO_ERR_MESSAGE_TOO_LONG;
+	if ((flags & CHAT_LIMITS) &&
+	    !bucket_take(
+		&c->rl_messages, cfg->messages_per_minute, cfg->message_burst))
+		return PROTO_ERR_RATE_LIMITED;
+	a.target = t;
+	if (flags & CHAT_HOOKS)
+		e = chat_run_hooks(&a, &dropped, reason);
+	if (e == PROTO_OK && !dropped && a.new_text != NULL) {
+		/* A hook's text gets the checks the client's got. */
+		if (a.text_len == 0)
+			dropped = true;
+		else if (a.text_len > cfg->max_message_bytes)
+			e = PROTO_ERR_MESSAGE_TOO_LONG;
+		else if (!utf8_valid(a.text, a.text_len))
+			e = PROTO_ERR_INTERNAL;
+	}
+	/* A hook may have muted or disconnected either of them. */
+	if (e == PROTO_OK && !dropped && (c->dead || c->closing))
+		dropped = true;
+	if (e == PROTO_OK && !dropped && chat_direct_target(to, to_len) != t)
+		e = PROTO_ERR_USER_NOT_FOUND;
+	if (e == PROTO_OK && !dropped && chat_direct_muted(c, t)) {
+		const json_t *mute = chat_mute_anywhere(c);
+		if (mute != NULL && !client_has_role(c, CHAT_ROLE_MUTED))
+			chat_mute_reason(mute, reason);
+		else
+			chat_set_reason(reason, "you are muted");
+		e = PROTO_ERR_FORBIDDEN;
+	}
+	if (e == PROTO_OK && !dropped)
+		chat_direct_deliver(c, t, a.text, a.text_len, loop_wall_ms());
+	hook_args_free(&a);
+	return e;
+}
+
+/* Passes a typing on to r's other members, at most once per member and
+ * room every CHAT_TYPING_MS (counted from the last one passed on). The
+ * time is kept in the membership, so it costs no memory per client and
+ * goes with the membership. */
+#define CHAT_TYPING_MS 3000u
+
+enum proto_err
+chat_typing(struct client *c, struct room *r)
+{
+	struct membership *m = room_membership(r, c);
+	uint32_t now = (uint32_t)loop_now();
+	json_t *ev;
+	struct buf *b;
+
+	if (m == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	/* Someone who may not speak is not shown as about to. */
+	if (client_has_role(c, CHAT_ROLE_MUTED) ||
+	    chat_restriction("mute", r, c) != NULL)
+		return PROTO_OK;
+	if (m->typed != 0 && now - m->typed < CHAT_TYPING_MS)
+		return PROTO_OK; /* dropped without a word, as specified */
+	m->typed = now != 0 ? now : 1;
+	ev = json_pack("{s:s, s:s%, s:s}", "type", "typing", "roomName",
+	    r->name, r->name_len, "username", c->name);
+	b = buf_json(ev);
+	json_decref(ev);
+	for (struct membership *o = r->head; o != NULL; o = o->next) {
+		if (o != m && !o->client->closing)
+			conn_send(o->client, b);
+	}
+	buf_unref(b);
+	if (!c->remote)
+		plugin_relay_typing(c, r);
+	return PROTO_OK;
 }

@@ -57,6 +57,7 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_DELETE_ROOM] = "delete_room",
 	[HOOK_ROLE] = "role",
 	[HOOK_MODERATION] = "moderation",
+	[HOOK_DIRECT] = "direct",
 };
 
 static const char *const hook_verdict_names[HOOK_STOP + 1] = {

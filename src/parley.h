@@ -704,7 +704,10 @@ struct membership {
 	struct room *room;
 	struct client *client;
 	struct membership *prev, *next;
-	size_t index; /* position in client->rooms */
+	uint32_t index; /* position in client->rooms */
+	/* loop_now() (ms, wrapping) of the last typing passed on, 0 for
+	 * none: the one word typing needs, per member and room (chat.c) */
+	uint32_t typed;
 };
 /* The id of the client owning r now: the one logged in as its owner
  * account (0 while none is), else its creator's. */
@@ -872,8 +875,8 @@ enum proto_err {
 	PROTO_ERR_UNSUPPORTED,
 	PROTO_ERR_INTERNAL,
 	PROTO_ERR_UNAUTHORIZED,
+	PROTO_ERR_USER_NOT_FOUND, /* 1.1: direct_message to nobody */
 	PROTO_ERR_MESSAGE_NOT_FOUND,
-	PROTO_ERR_USER_NOT_FOUND,
 	PROTO_ERR_COUNT
 };
 const char *proto_err_code(enum proto_err e);
@@ -1006,6 +1009,17 @@ enum proto_err chat_post(struct room *r, struct client *from,
  * seq becomes seq, even backwards. */
 void chat_post_at(struct room *r, const char *sender, const char *text,
     size_t len, bool action, uint64_t seq, uint64_t ts);
+/* c sends a direct message to the connected user named to (protocol
+ * 1.1): the message rules of chat_say, its rate limit (CHAT_LIMITS) and
+ * the direct hooks (CHAT_HOOKS); a muted c may only write to operators.
+ * Both get direct_message; nothing is kept or logged. */
+enum proto_err chat_direct(const struct chat_actor *by, struct client *c,
+    const char *to, size_t to_len, const char *text, size_t len,
+    const json_t *id, unsigned flags, char **reason);
+/* c is typing in r: r's other members get typing, at most once every 3
+ * seconds per member and room; extra ones, and a muted c's, are dropped
+ * silently. No hooks, no history, no log. */
+enum proto_err chat_typing(struct client *c, struct room *r);
 /* Sends a notice to c (room may be NULL; id may be NULL). */
 void chat_notice(struct client *c, const struct room *r, const char *text,
     const json_t *id);
@@ -1101,6 +1115,9 @@ enum proto_err chat_unmute(const struct chat_actor *by, struct room *r,
  * never for r's owner or operators. */
 json_t *chat_restriction(const char *kind, const struct room *r,
     const struct client *c);
+/* True when a mute of some room holds c now (a direct message is no way
+ * around it). */
+bool chat_muted_anywhere(const struct client *c);
 
 /* account.c: accounts kept by the server: a SQLite database in the
  * state directory and argon2id hashes, both worked on by a thread of
@@ -1193,6 +1210,7 @@ enum hook_event {
 	HOOK_ROLE,        /* text = the target's name, reason = role or "" */
 	HOOK_MODERATION,  /* text = the target's name, reason = "ban",
 			     "mute", "unban" or "unmute" */
+	HOOK_DIRECT,      /* client, target, text: deny, modify or drop */
 	HOOK_COUNT
 };
 enum hook_verdict {
@@ -1213,6 +1231,7 @@ struct hook_args {
 	const char *sender;    /* post */
 	bool action;           /* post: a /me action */
 	const json_t *id;      /* message: the request's id, or NULL */
+	struct client *target; /* direct: the recipient */
 	/* Results, filled by the chain. */
 	char *admit_account;   /* connect: the identity to admit with */
 	char *admit_name;      /* its name to show, or NULL */
@@ -1279,6 +1298,12 @@ int plugin_info(const char *file);
 /* What plugins said of their health ({name: {ok, detail}}, only those
  * that said anything); *all_ok false when one is degraded. */
 json_t *plugin_health(bool *all_ok);
+/* Tells the plugins' relays (plugin-chat.c) of a direct message from a
+ * local client to a remote member, which the core cannot deliver, and
+ * of a typing passed on, for the other servers of a cluster. */
+void plugin_relay_direct(struct client *from, struct client *to,
+    const char *text, size_t len, uint64_t ts);
+void plugin_relay_typing(struct client *c, struct room *r);
 /* Calls fn for each counter plugins keep (for the metrics). */
 void plugin_counter_each(void (*fn)(const char *plugin, const char *name,
     int64_t value, void *arg), void *arg);

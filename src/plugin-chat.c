@@ -530,6 +530,93 @@ host_room_post_seq(parley_ctx *ctx, parley_room *pr, const char *sender,
 	return PARLEY_OK;
 }
 
+/* ---- Relays (since 1.4): what goes to the other servers of a cluster
+ * once the core has done its part. One relay per plugin, in the order
+ * they were set. */
+
+struct plugin_relay {
+	struct plugin_relay *next;
+	struct plugin *p;
+	parley_relay_fn fn;
+	void *arg;
+};
+static struct plugin_relay *plugin_relays;
+
+static int
+host_relay_set(parley_ctx *ctx, parley_relay_fn fn, void *arg)
+{
+	struct plugin *p = plugin_of(ctx);
+	struct plugin_relay **pp = &plugin_relays;
+
+	while (*pp != NULL && (*pp)->p != p)
+		pp = &(*pp)->next;
+	if (fn == NULL) {
+		plugin_relays_forget(p);
+		return PARLEY_OK;
+	}
+	if (p->info_only)
+		return PARLEY_OK;
+	if (*pp == NULL) {
+		*pp = xcalloc(1, sizeof **pp);
+		(*pp)->p = p;
+	}
+	(*pp)->fn = fn;
+	(*pp)->arg = arg;
+	return PARLEY_OK;
+}
+
+void
+plugin_relays_forget(struct plugin *p)
+{
+	for (struct plugin_relay **pp = &plugin_relays; *pp != NULL;
+	     pp = &(*pp)->next) {
+		if ((*pp)->p == p) {
+			struct plugin_relay *dead = *pp;
+			*pp = dead->next;
+			free(dead);
+			return;
+		}
+	}
+}
+
+static void
+plugin_relay(struct parley_relay *rl)
+{
+	struct plugin_relay *next;
+
+	rl->size = sizeof *rl;
+	/* A relay may drop itself (relay_set NULL) while it runs. */
+	for (struct plugin_relay *pr = plugin_relays; pr != NULL; pr = next) {
+		next = pr->next;
+		pr->fn(plugin_ctx(pr->p), rl, pr->arg);
+	}
+}
+
+void
+plugin_relay_direct(struct client *from, struct client *to, const char *text,
+    size_t len, uint64_t ts)
+{
+	struct parley_relay rl = { .kind = PARLEY_RELAY_DIRECT,
+		.client = (parley_client *)from,
+		.target = (parley_client *)to,
+		.text = text,
+		.text_len = len,
+		.wall_ms = ts };
+
+	plugin_relay(&rl);
+}
+
+void
+plugin_relay_typing(struct client *c, struct room *r)
+{
+	struct parley_relay rl = { .kind = PARLEY_RELAY_TYPING,
+		.client = (parley_client *)c,
+		.room = (parley_room *)r,
+		.wall_ms = loop_wall_ms() };
+
+	plugin_relay(&rl);
+}
+
 void
 plugin_chat_host(struct parley_host *h)
 {
@@ -566,4 +653,5 @@ plugin_chat_host(struct parley_host *h)
 	h->room_remove = host_room_remove;
 	h->client_account = host_client_account;
 	h->room_owner_account = host_room_owner_account;
+	h->relay_set = host_relay_set;
 }

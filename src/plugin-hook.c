@@ -37,12 +37,23 @@ static const enum hook_event plugin_events[PARLEY_EV_LIMIT] = {
 	[PARLEY_EV_DELETE_ROOM] = HOOK_DELETE_ROOM,
 	[PARLEY_EV_ROLE] = HOOK_ROLE,
 	[PARLEY_EV_MODERATION] = HOOK_MODERATION,
+	[PARLEY_EV_DIRECT] = HOOK_DIRECT,
 };
+
+/* Whether event is one this host knows: ids are not contiguous (some
+ * are kept for events that come later), and a gap maps to 0. */
+static bool
+plugin_event_known(int event)
+{
+	return event > 0 && event < PARLEY_EV_LIMIT &&
+	    (event == PARLEY_EV_CONNECT ||
+		plugin_events[event] != HOOK_CONNECT);
+}
 
 const char *
 plugin_event_name(int event)
 {
-	if (event <= 0 || event >= PARLEY_EV_LIMIT)
+	if (!plugin_event_known(event))
 		return "?";
 	return hook_event_name(plugin_events[event]);
 }
@@ -85,6 +96,7 @@ plugin_hook_call(struct hook_args *a, void *arg)
 		call.ev.request_id_len = strlen(id_text);
 	}
 	call.ev.request = (const parley_request *)a->request;
+	call.ev.target = (parley_client *)a->target;
 	handle_add(&call.ev, HANDLE_EVENT);
 	v = ph->fn(plugin_ctx(p), &call.ev, ph->arg);
 	handle_remove(&call.ev);
@@ -110,7 +122,8 @@ plugin_hook_call(struct hook_args *a, void *arg)
 		return HOOK_DENY;
 	}
 	case PARLEY_MODIFY:
-		if (a->event != HOOK_USERNAME && a->event != HOOK_MESSAGE)
+		if (a->event != HOOK_USERNAME && a->event != HOOK_MESSAGE &&
+		    a->event != HOOK_DIRECT)
 			return HOOK_PASS;
 		if (call.ev.new_text == NULL) {
 			log_warn(p->owner,
@@ -142,11 +155,7 @@ plugin_hook_add(
 {
 	struct plugin_hook *ph;
 
-	/* An id this host has no event for (a gap in the numbering) maps
-	 * to 0, which only PARLEY_EV_CONNECT may. */
-	if (event <= 0 || event >= PARLEY_EV_LIMIT || fn == NULL ||
-	    (plugin_events[event] == HOOK_CONNECT &&
-		event != PARLEY_EV_CONNECT)) {
+	if (!plugin_event_known(event) || fn == NULL) {
 		log_error(p->owner, "hook_add: %s",
 		    fn == NULL ? "no function" : "unknown event");
 		return 0;

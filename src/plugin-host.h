@@ -138,6 +138,8 @@ void plugin_timer_host(struct parley_host *h);
 
 /* plugin-chat.c: clients, rooms and remote members. */
 void plugin_chat_host(struct parley_host *h);
+/* Drops p's relay (relay_set). */
+void plugin_relays_forget(struct plugin *p);
 
 /* history-plugin.c: the history store. Forgetting answers the reads
  * left open with "internal" and gives history back to the ring. */

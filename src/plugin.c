@@ -964,6 +964,7 @@ plugin_forget(struct plugin *p)
 	plugin_timers_stop(p);
 	plugin_watches_free(p);
 	plugin_hooks_forget(p);
+	plugin_relays_forget(p);
 	plugin_store_forget(p);
 	plugin_state_forget(p);
 	if (p->name != NULL)

@@ -62,7 +62,7 @@ static const struct {
 	[PROTO_ERR_MESSAGE_NOT_FOUND] = { "message_not_found",
 	    "there is no such message in that room" },
 	[PROTO_ERR_USER_NOT_FOUND] = { "user_not_found",
-	    "there is no such user" },
+	    "nobody of that name is connected" },
 };
 
 const char *
@@ -416,6 +416,32 @@ proto_ping(struct proto_req *req)
 	return PROTO_OK;
 }
 
+/* ---- Direct messages and typing (1.1) */
+
+static enum proto_err
+proto_direct_message(struct proto_req *req)
+{
+	const char *to, *text;
+	size_t to_len, len;
+
+	if (proto_string(req->msg, "username", &to, &to_len, false) == -1 ||
+	    proto_string(req->msg, "message", &text, &len, false) == -1)
+		return PROTO_ERR_BAD_REQUEST;
+	return chat_direct(CHAT_BY_CLIENT(req->client), req->client, to, to_len,
+	    text, len, req->id, CHAT_AS_CLIENT, &req->err_owned);
+}
+
+static enum proto_err
+proto_typing(struct proto_req *req)
+{
+	struct room *r;
+	enum proto_err e;
+
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
+	return chat_typing(req->client, r);
+}
+
 static const struct {
 	const char *type;
 	proto_handler fn;
@@ -423,6 +449,7 @@ static const struct {
 	{ "create_room", proto_create_room },
 	{ "delete_message", proto_delete_message },
 	{ "delete_room", proto_delete_room },
+	{ "direct_message", proto_direct_message },
 	{ "get_participants", proto_get_participants },
 	{ "history", proto_history },
 	{ "join_room", proto_join_room },
@@ -436,6 +463,7 @@ static const struct {
 	{ "send_message", proto_send_message },
 	{ "set_topic", proto_set_topic },
 	{ "set_username", proto_set_username },
+	{ "typing", proto_typing },
 };
 
 static proto_handler
@@ -563,6 +591,8 @@ proto_welcome(struct client *c)
 	json_array_append_new(features, json_string("presence_delta"));
 	if (account_enabled())
 		json_array_append_new(features, json_string("accounts"));
+	json_array_append_new(features, json_string("direct"));
+	json_array_append_new(features, json_string("typing"));
 	conn_send_new(c,
 	    json_pack("{s:s, s:s, s:s, s:i, s:i, s:o, s:s, s:o, s:o, s:o}",
 		"type", "welcome", "server", cfg->server_name, "version",

@@ -234,6 +234,37 @@ script_user_say(lua_State *L)
 	return 1;
 }
 
+/* user:direct(to, text): a direct message from the user to to (a user
+ * or a name), as if the user had sent it, direct hooks included;
+ * refusals come back as nil, reason, code. */
+static int
+script_user_direct(lua_State *L)
+{
+	struct client *c = script_check_user(L, 1, true), *t;
+	size_t tlen, len;
+	const char *to, *text;
+	char *reason = NULL, buf[SCRIPT_REASON_MAX];
+	enum proto_err e;
+
+	if (lua_type(L, 2) == LUA_TSTRING)
+		to = lua_tolstring(L, 2, &tlen);
+	else {
+		t = script_check_user(L, 2, true);
+		to = t->name;
+		tlen = strlen(to);
+	}
+	text = script_check_text(L, 3, SIZE_MAX, &len);
+	/* From here to the pushes nothing may raise: reason is C memory. */
+	e = chat_direct(SCRIPT_ACTOR(L), c, to, tlen, text, len, NULL,
+	    CHAT_HOOKS, &reason);
+	if (e != PROTO_OK)
+		return script_refuse(L, script_take_reason(reason, buf,
+		    sizeof buf), e);
+	free(reason);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static const char *
 script_check_role(lua_State *L, int idx)
 {
@@ -1523,6 +1554,7 @@ script_api_init(lua_State *L, struct script_state *st)
 		{ "disconnect", script_user_disconnect },
 		{ "rename", script_user_rename },
 		{ "say", script_user_say },
+		{ "direct", script_user_direct },
 		{ "has_role", script_user_has_role },
 		{ "add_role", script_user_add_role },
 		{ "remove_role", script_user_remove_role },

@@ -374,7 +374,7 @@ script_event_decides(enum hook_event ev)
 	    ev == HOOK_CREATE_ROOM || ev == HOOK_JOIN || ev == HOOK_MESSAGE ||
 	    ev == HOOK_POST || ev == HOOK_TOKEN || ev == HOOK_TOPIC ||
 	    ev == HOOK_DELETE_MESSAGE || ev == HOOK_DELETE_ROOM ||
-	    ev == HOOK_ROLE || ev == HOOK_MODERATION;
+	    ev == HOOK_ROLE || ev == HOOK_MODERATION || ev == HOOK_DIRECT;
 }
 
 static void script_push_id(lua_State *L, const json_t *id);
@@ -518,6 +518,12 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		else
 			lua_pushnil(L);
 		return 4;
+	case HOOK_DIRECT:
+		script_push_user(L, a->client);
+		script_push_user(L, a->target);
+		lua_pushlstring(L, a->text, a->text_len);
+		script_push_id(L, a->id);
+		return 4;
 	default:
 		return 0;
 	}
@@ -638,7 +644,8 @@ script_hook_results(lua_State *L, struct script_call *call, int first,
 	case LUA_TSTRING:
 		/* Replaces the text where there is text to replace; the core
 		 * checks the result as it checks what clients send. */
-		if (a->event == HOOK_USERNAME || a->event == HOOK_MESSAGE) {
+		if (a->event == HOOK_USERNAME || a->event == HOOK_MESSAGE ||
+		    a->event == HOOK_DIRECT) {
 			text = lua_tolstring(L, first, &len);
 			call->verdict = HOOK_MODIFY;
 			if (call->script->shadow)

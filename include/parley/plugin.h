@@ -255,13 +255,20 @@ enum parley_event_type {
 	PARLEY_EV_DELETE_MESSAGE = 20,
 	PARLEY_EV_DELETE_ROOM = 21,
 	PARLEY_EV_ROLE = 22,
-	PARLEY_EV_MODERATION = 23
+	PARLEY_EV_MODERATION = 23,
+	/* A direct message (protocol 1.1, since 1.4): client (the sender)
+	 * and target (the recipient, a local client or a remote member) and
+	 * text set; request_id as for a message. Verdicts: DENY, MODIFY (the
+	 * text to deliver instead), DROP. Muted senders are refused after
+	 * the chain (unless target is an operator). A plugin that carries
+	 * direct messages to other servers uses relay_set, not this. */
+	PARLEY_EV_DIRECT = 24
 };
 /* One more than the highest event id of this header. A plugin built
  * against a newer header checks the host's abi_minor before adding a
  * hook of a newer event (hook_add refuses an event the host does not
  * know). since 1.0 */
-#define PARLEY_EV_LIMIT 24
+#define PARLEY_EV_LIMIT 25
 
 /*
  * One event, given to a hook. The host fills a fresh one for each hook it
@@ -296,7 +303,9 @@ struct parley_event {
 				   (42 or "abc"), or NULL without one */
 	size_t request_id_len;
 	const parley_request *request; /* connect: the HTTP request */
-	void *reserved[2];
+	/* since 1.4 (read it only when the host's abi_minor >= 4) */
+	parley_client *target; /* direct: the recipient; else NULL */
+	void *reserved[1];
 };
 
 /*
@@ -468,6 +477,45 @@ typedef int (*parley_client_each_fn)(parley_ctx *ctx, parley_client *c,
     void *arg);
 typedef int (*parley_room_each_fn)(parley_ctx *ctx, parley_room *r,
     void *arg);
+
+/* ---------------------------------------------------------------------
+ * Relays (since 1.4)
+ */
+
+/* What a relay is told. since 1.4 */
+enum parley_relay_kind {
+	/* A local client's direct message to a remote member passed every
+	 * check and hook and reached the sender: carry it to the
+	 * recipient's server, which sends it with client_send_json. client,
+	 * target, text and wall_ms (its ts) set. */
+	PARLEY_RELAY_DIRECT = 1,
+	/* A local client's typing in room was passed on to the local
+	 * members (at most once per 3 seconds per client and room): carry
+	 * it to the other servers, which send it with room_send_json.
+	 * client and room set. */
+	PARLEY_RELAY_TYPING = 2
+};
+
+/*
+ * One thing to carry to the other servers of a cluster. Every pointer is
+ * valid until the relay function returns. since 1.4
+ */
+struct parley_relay {
+	uint32_t size;        /* sizeof(struct parley_relay) in the host */
+	uint32_t kind;        /* enum parley_relay_kind */
+	parley_client *client; /* who sent it: a local client */
+	parley_client *target; /* direct: the recipient; else NULL */
+	parley_room *room;    /* typing: the room; else NULL */
+	const char *text;     /* direct: the message as delivered; else NULL */
+	size_t text_len;
+	uint64_t wall_ms;     /* direct: its ts; else the time now */
+	void *reserved[4];
+};
+
+/* Told of each relay (see relay_set). It cannot refuse or change it.
+ * since 1.4 */
+typedef void (*parley_relay_fn)(parley_ctx *ctx,
+    const struct parley_relay *relay, void *arg);
 
 /* ---------------------------------------------------------------------
  * The host table
@@ -848,6 +896,15 @@ struct parley_host {
 	 * connection admitted with a token that expires. since 1.3 */
 	void (*client_expires)(parley_ctx *ctx, parley_client *c,
 	    uint64_t expires_s);
+
+	/* ---- Direct messages and typing across servers (since 1.4) */
+
+	/* Makes fn (with arg) this plugin's relay: it is told of what the
+	 * core cannot deliver itself (enum parley_relay_kind) once every
+	 * check and hook has passed. Typing never reaches hooks; this is
+	 * how a cluster carries it. NULL stops it. Returns PARLEY_OK.
+	 * since 1.4 */
+	int (*relay_set)(parley_ctx *ctx, parley_relay_fn fn, void *arg);
 
 	/* ---- Rooms that last (since 1.4) */
 

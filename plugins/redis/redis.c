@@ -6,7 +6,8 @@
  * (fd_watch): nothing here ever blocks. When Redis goes away each server
  * serves its own clients alone, says so in /healthz, retries with
  * backoff, and publishes its whole state again when Redis is back.
- * members.c keeps who is where; messages.c orders the messages.
+ * members.c keeps who is where; messages.c orders the messages;
+ * direct.c carries direct messages and typing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -187,7 +188,11 @@ rd_on_sub(redisAsyncContext *ac, void *r, void *priv)
 			rd_state_event(data->str, data->len);
 		else if (strcmp(kind->str, "subscribe") == 0 && rd_up)
 			rd_state_up();
-	} else if (memcmp(name, "m:", 2) == 0)
+	} else if (nlen == 2 && memcmp(name, "dt", 2) == 0)
+		rd_direct_channel(kind->str,
+		    data->type == REDIS_REPLY_STRING ? data->str : "",
+		    data->type == REDIS_REPLY_STRING ? data->len : 0);
+	else if (memcmp(name, "m:", 2) == 0)
 		rd_messages_channel(kind->str, name + 2, nlen - 2,
 		    data->type == REDIS_REPLY_STRING ? data->str : "",
 		    data->type == REDIS_REPLY_STRING ? data->len : 0);
@@ -237,6 +242,7 @@ rd_on_connected(const redisAsyncContext *ac, int status)
 		rd_command(&rd_sub, rd_on_sub, NULL, 2, argv, lens);
 	}
 	free(ch);
+	rd_direct_up();
 	/* The state goes out and is read once the subscription holds, so
 	 * that no change announced meanwhile is missed. */
 	rd_gauges();
@@ -456,6 +462,7 @@ rd_init(parley_ctx *ctx, const struct parley_host *h)
 		return 0;
 	rd_members_init();
 	rd_messages_init();
+	rd_direct_init();
 	rd_state_init();
 	rd_make_sid();
 	h->counter_set(ctx, "cluster_up", 0);

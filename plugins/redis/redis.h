@@ -5,6 +5,7 @@
  * members.c: which clients of which server are in which room, and names;
  * messages.c: chat messages ordered through Redis, and room history;
  * state.c: rooms, roles, bans and tombstones shared.
+ * direct.c: direct messages and typing to the other servers.
  */
 #ifndef PARLEY_REDIS_H
 #define PARLEY_REDIS_H
@@ -104,5 +105,12 @@ void rd_state_init(void);
 void rd_state_up(void);
 /* A change another server announced on the state channel. */
 void rd_state_event(const char *data, size_t len);
+/* direct.c */
+/* Makes our relay the host's (ABI 1.4): direct messages and typing. */
+void rd_direct_init(void);
+/* Connected: listen to the channel of direct messages and typing. */
+void rd_direct_up(void);
+/* A reply on that channel. */
+void rd_direct_channel(const char *kind, const char *data, size_t len);
 
 #endif

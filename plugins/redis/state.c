@@ -128,6 +128,31 @@ rd_state_up(void)
 	}
 }
 
+/* A room ended (deleted, expired): its past goes with it, as its
+ * history in the server's own stores is keyed by the room's id. The
+ * cluster's history is kept by name, so it is dropped here; its seq
+ * stays, so that a later room of the name never repeats one. */
+static int
+rd_state_room_removed(parley_ctx *ctx, struct parley_event *ev, void *arg)
+{
+	size_t len;
+	const char *name;
+	char *key;
+
+	(void)arg;
+	if (!rd_up || rd_stopping || ev->room == NULL ||
+	    (name = rd_host->room_name(ctx, ev->room, &len)) == NULL)
+		return PARLEY_PASS;
+	key = rd_key("history:", name, len);
+	{
+		const char *argv[] = { "DEL", key };
+		size_t lens[] = { 3, strlen(key) };
+		rd_command(&rd_cmd, rd_on_reply_ignore, NULL, 2, argv, lens);
+	}
+	free(key);
+	return PARLEY_PASS;
+}
+
 void
 rd_state_init(void)
 {
@@ -143,4 +168,7 @@ rd_state_init(void)
 	}
 	rd_state_on = rd_host->state_store_register(rd_ctx, &store) ==
 	    PARLEY_OK;
+	if (rd_state_on)
+		rd_host->hook_add(rd_ctx, PARLEY_EV_ROOM_REMOVED, 0,
+		    rd_state_room_removed, NULL);
 }

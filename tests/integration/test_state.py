@@ -543,6 +543,29 @@ async def test_script_hooks(t):
 	    "the mute's record:\n" + log)
 
 
+@case(timeout=30)
+async def test_store_survives_restart(t):
+	"""parley.store is kept by the state store across a restart."""
+	state = state_dir()
+	cfg = dict(CONFIG, state_dir=state, script_dirs=[
+	    os.path.abspath(os.path.join(SRC, "tests", "scripts")),
+	    os.path.abspath(os.path.join(SRC, "scripts"))],
+	    scripts=["usernames", "commands", "topicrule"])
+	s = t.start_server(cfg)
+	a = await client(t, s, label="a")
+	await a.join("general")
+	r = await command(a, "general", "/remember tea at five")
+	check_eq(r["message"], "remembered", "/remember")
+	await s.astop()
+	s = t.start_server(cfg)
+	b = await client(t, s, label="b")
+	await b.join("general")
+	r = await command(b, "general", "/recall")
+	check_eq(r["message"], "tea at five", "parley.store after a restart")
+	await s.astop()
+	shutil.rmtree(state, ignore_errors=True)
+
+
 def test_plugin(name):
 	build = os.path.dirname(os.path.dirname(os.path.abspath(
 	    os.environ.get("PARLEYD") or os.path.join(os.path.dirname(
@@ -663,6 +686,14 @@ async def test_across_servers(t):
 		r = await cb.expect({"type": "list_rooms"}, "rooms")
 		check(room not in [x["roomName"] for x in r["rooms"]],
 		    "gone on b")
+		# made again, on b by another: no past, no owner from before
+		await cb.create(room)
+		check_eq(await history(cb, room), [], "the new room's history")
+		await ca.recv("room_created", pred=lambda x:
+		    x["roomName"] == room, timeout=5)
+		await ca.join(room)
+		await ca.expect_error({"type": "set_topic", "roomName": room,
+		    "topic": "old owner"}, "forbidden")
 	finally:
 		redis.cleanup()
 

@@ -15,3 +15,14 @@ parley.on("moderation", function(user, room, target, action)
 	parley.audit{ action = "seen-" .. action, target = target,
 	    room = room.name, reason = "by " .. user.name }
 end)
+
+-- parley.store outlives a restart (the state store keeps it).
+parley.command("remember", { usage = "/remember <text>" },
+    function(user, room, args)
+	parley.store["topicrule:note"] = args
+	return "remembered"
+end)
+
+parley.command("recall", { usage = "/recall" }, function(user, room)
+	return parley.store["topicrule:note"] or "nothing"
+end)
