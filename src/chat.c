@@ -1078,6 +1078,122 @@ chat_notice_room(struct room *r, const char *text)
 		"roomName", r->name, r->name_len));
 }
 
+/* ---- The admin API's own actions */
+
+size_t
+chat_announce(
+    const struct chat_actor *by, struct room *r, const char *text, size_t len)
+{
+	char buf[64];
+	json_t *n = json_pack(
+	    "{s:s, s:s%}", "type", "notice", "message", text, len);
+	struct buf *b;
+	size_t count;
+
+	log_info(chat_actor_name(by, buf, sizeof buf), "announces in %s",
+	    r != NULL ? r->name : "every room");
+	if (r != NULL) {
+		json_object_set_new(
+		    n, "roomName", json_stringn(r->name, r->name_len));
+		count = r->count;
+		room_broadcast_new(r, n);
+		return count;
+	}
+	b = buf_json(n);
+	json_decref(n);
+	client_broadcast_all(b);
+	buf_unref(b);
+	return conn_count();
+}
+
+enum proto_err
+chat_server_post(const struct chat_actor *by, struct room *r, const char *text,
+    size_t len, bool action, char **reason)
+{
+	char buf[64];
+
+	if (len == 0) {
+		chat_set_reason(reason, "empty message");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (len > cfg->max_message_bytes)
+		return PROTO_ERR_MESSAGE_TOO_LONG;
+	log_info(chat_actor_name(by, buf, sizeof buf), "posts in %s", r->name);
+	return chat_post(r, NULL, "server", text, len, action, reason);
+}
+
+/* by (the admin API) creates, deletes or sets the password of an
+ * account; the result goes to done (ticket) once the worker is through
+ * (PROTO_OK means it is under way). */
+enum proto_err
+chat_account_admin(const struct chat_actor *by, enum account_op op,
+    const char *name, size_t len, const char *password, size_t pwlen,
+    account_admin_fn done, uint64_t ticket, char **reason)
+{
+	static const char *const what[] = { "creates", "deletes",
+		"sets the password of" };
+	const char *held = account_holder(name, len);
+	char buf[64];
+	enum proto_err e;
+
+	if (!account_enabled()) {
+		chat_set_reason(reason, "this server keeps no accounts");
+		return PROTO_ERR_UNSUPPORTED;
+	}
+	if (op != ACCOUNT_OP_DELETE &&
+	    (e = chat_password_check(pwlen, reason)) != PROTO_OK)
+		return e;
+	if (op == ACCOUNT_OP_CREATE) {
+		char *why = NULL;
+		if (!proto_name_valid(name, len, PROTO_USERNAME_MAX) ||
+		    name_check(name, len, &why) == -1 ||
+		    (len >= 6 && strncasecmp(name, "guest-", 6) == 0)) {
+			chat_set_reason(reason,
+			    why != NULL ? why
+					: "not a name an account may have");
+			free(why);
+			return PROTO_ERR_INVALID_NAME;
+		}
+		if (held != NULL)
+			return PROTO_ERR_NAME_TAKEN;
+	} else if (held == NULL) {
+		chat_set_reason(reason, "there is no such account");
+		return PROTO_ERR_BAD_REQUEST;
+	} else {
+		name = held; /* as registered */
+		len = strlen(held);
+	}
+	if (op != ACCOUNT_OP_PASSWORD && account_read_only()) {
+		chat_set_reason(
+		    reason, "the server cannot change accounts now; try later");
+		return PROTO_ERR_INTERNAL;
+	}
+	if (account_admin(op, name, len, password, pwlen, done, ticket) == -1) {
+		chat_set_reason(reason, "the server is busy; try again");
+		return PROTO_ERR_RATE_LIMITED;
+	}
+	log_info(chat_actor_name(by, buf, sizeof buf), "%s account %.*s",
+	    what[op], (int)len, name);
+	return PROTO_OK;
+}
+
+/* The account is gone: whoever is logged in as it is a guest now. */
+void
+chat_account_gone(const char *account)
+{
+	for (struct client *c = clients; c != NULL; c = c->next) {
+		char *text;
+		if (c->dead || c->account == NULL ||
+		    strcmp(c->account, account) != 0)
+			continue;
+		chat_become_guest(c, NULL);
+		xasprintf(&text, "the account %s was deleted; you are %s now",
+		    account, c->name);
+		chat_notice(c, NULL, text, NULL);
+		free(text);
+	}
+}
+
 /* ---- Rooms that last: owners, roles, topics, deletion, bans, mutes */
 
 #define CHAT_TOPIC_MAX 256

@@ -234,6 +234,12 @@ history_set_store(const struct history_store *s)
 	return 0;
 }
 
+const char *
+history_store_name(void)
+{
+	return history_store->owner;
+}
+
 bool
 history_enabled(void)
 {

@@ -291,6 +291,8 @@ void metrics_close(int code);
 void metrics_error(int e); /* an enum proto_err */
 /* Loop lag: how late the 1 s metrics timer fired, in ms. */
 void metrics_init(void);
+/* The lag of the last run of that timer and the largest seen, in ms. */
+void metrics_loop_lag(uint64_t *last_ms, uint64_t *max_ms);
 void metrics_free(void);
 /* Returns the exposition text (caller frees). */
 char *metrics_render(size_t *len);
@@ -449,7 +451,12 @@ struct config {
 	bool log_syslog;          /* false */
 	char *log_format;         /* "text" or "json" */
 	struct strlist trusted_proxies; /* CIDR blocks: loopback */
-	char *admin_listen;       /* "ADDR:PORT" for /metrics; NULL: off */
+	char *admin_listen;       /* "ADDR:PORT" or a unix socket path for
+				     the admin API and /metrics; NULL: off */
+	char *admin_socket_mode;  /* "0660" */
+	char *admin_socket_owner; /* "USER[:GROUP]"; NULL: parleyd's */
+	struct strlist admin_tokens; /* "NAME:sha256:<hex>" */
+	char *admin_token_file;   /* parleyctl's token; NULL: the default */
 	/* native plugins (plugin.c) */
 	struct strlist plugins;   /* names or paths, loaded in order:
 				     {"history-sqlite"} when it is built */
@@ -516,6 +523,37 @@ unsigned http_count(void);
 /* Closes the HTTP connection idle the longest (at least a second) to
  * make room; false when there is none. */
 bool http_evict_idle(void);
+
+/* admin.c: the admin API under /admin/v1/ on the admin listener */
+#define ADMIN_PREFIX "/admin/v1/"
+#define ADMIN_BODY_MAX (64 * 1024)
+#define ADMIN_TOKEN_MAX 512      /* bytes of a bearer token */
+#define ADMIN_TOKEN_NAME_MAX 32
+/* True for the URLs of the admin API (the public port answers 404). */
+bool admin_path(const char *url);
+/* The MHD access handler for those URLs on the admin listener; addr is
+ * the peer's. *req_cls is admin.c's (admin_request_done frees it). */
+int admin_request(struct MHD_Connection *conn, const char *addr,
+    const char *url, const char *method, const char *upload_data,
+    size_t *upload_data_size, void **req_cls);
+void admin_request_done(void *req_cls);
+void admin_start(void);
+/* Answers the requests waiting for the worker (before MHD stops). */
+void admin_stop(void);
+void admin_free(void);
+/* The reload the API's reload runs (main.c's, as SIGHUP does): 0, or -1
+ * with *result (allocated, may stay NULL) saying why the configuration
+ * was kept. */
+void admin_set_reload(int (*fn)(char **result));
+/* Request parsing, apart for the fuzzer: the route of METHOD path (plen
+ * bytes, after the prefix): 0 with its index and the room name in it
+ * (a pointer into path), -1 for no such path, -2 for another method. */
+int admin_route_match(const char *method, const char *path, size_t plen,
+    size_t *route, const char **name, size_t *name_len);
+/* The token of an "Authorization: Bearer" value, or NULL. */
+const char *admin_bearer(const char *header, size_t *len);
+/* A body as a JSON object (an empty body: {}); NULL with *why. */
+json_t *admin_body_parse(const char *body, size_t len, const char **why);
 
 /* listen.c: accepting connections within the open-file budget */
 /* Watches a listening socket (non-blocking) for the main or the admin
@@ -782,6 +820,8 @@ struct history_store {
  * back to the ring. Returns -1 if another store is already registered. */
 int history_set_store(const struct history_store *s);
 bool history_enabled(void);
+/* "ring" or the name of the plugin whose store is in service. */
+const char *history_store_name(void);
 void history_append(struct room *r, uint64_t seq, uint64_t ts,
     const char *sender, const char *text, size_t len, bool action);
 /* Answers c's history request (id) now, or later when the store is slow;
@@ -1031,6 +1071,14 @@ void chat_notice(struct client *c, const struct room *r, const char *text,
     const json_t *id);
 /* Sends a notice to every member of r. */
 void chat_notice_room(struct room *r, const char *text);
+/* by (the admin API) announces text: a notice to every member of r, or
+ * to every connected client when r is NULL. Returns the recipients. */
+size_t chat_announce(const struct chat_actor *by, struct room *r,
+    const char *text, size_t len);
+/* by posts text in r as the server ("server" as the sender): the post
+ * hooks run, as for a script's post. */
+enum proto_err chat_server_post(const struct chat_actor *by, struct room *r,
+    const char *text, size_t len, bool action, char **reason);
 /* Core checks of a username for c: the name rules, uniqueness and the
  * names accounts hold. */
 enum proto_err chat_username_check(const struct client *c, const char *name,
@@ -1168,6 +1216,27 @@ int account_register(struct client *c, const char *name, size_t len,
     const char *password, size_t pwlen, const json_t *id);
 int account_login(struct client *c, const char *name, size_t len,
     const char *password, size_t pwlen, const json_t *id);
+/* The admin API's work on accounts: create (name and password), delete,
+ * or a new password. The result goes to done with ticket, in the loop:
+ * ACCOUNT_DENIED when there is no such account. -1 when too much work is
+ * waiting, the name is held already (create), or there are no accounts. */
+enum account_op {
+	ACCOUNT_OP_CREATE,
+	ACCOUNT_OP_DELETE,
+	ACCOUNT_OP_PASSWORD,
+};
+typedef void (*account_admin_fn)(uint64_t ticket, enum account_status st);
+int account_admin(enum account_op op, const char *name, size_t len,
+    const char *password, size_t pwlen, account_admin_fn done,
+    uint64_t ticket);
+/* chat.c: by (the admin API) creates (name, password), deletes or sets
+ * the password of an account on the worker; the result goes to done with
+ * ticket. PROTO_OK: under way; a refusal names why. */
+enum proto_err chat_account_admin(const struct chat_actor *by,
+    enum account_op op, const char *name, size_t len, const char *password,
+    size_t pwlen, account_admin_fn done, uint64_t ticket, char **reason);
+/* chat.c: the account was deleted: its connections become guests. */
+void chat_account_gone(const char *account);
 /* chat.c: a register or login of client (an id: it may have gone)
  * ended; id is the request's; account its name as stored. */
 void chat_account_done(uint64_t client, const json_t *id, bool registering,

@@ -1025,6 +1025,7 @@ script_config_index(lua_State *L)
 		}
 	}
 	if (o == NULL || strcmp(o->name, "oper_password") == 0 ||
+	    strcmp(o->name, "admin_tokens") == 0 ||
 	    o->type == CONFIG_JSON)
 		return 0;
 	p = (char *)cfg + o->offset;
