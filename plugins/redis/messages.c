@@ -409,7 +409,11 @@ rd_history_read_after(parley_ctx *ctx, const char *room, size_t room_len,
 
 	if (limit == 0 || after >= before)
 		return 0;
-	if (!rd_up) {
+	/* As in rd_history_read: the cluster's history is the name's. */
+	if (memchr(room, '\x1f', room_len) != NULL)
+		room_len = (size_t)((const char *)memchr(room, '\x1f',
+		    room_len) - room);
+	if (!rd_ok()) {
 		rd_host->log_printf(ctx, PARLEY_LOG_DEBUG, "history asked while "
 		    "Redis is away");
 		return -1;
