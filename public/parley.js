@@ -1,5 +1,5 @@
 /*
- * parley.js: a small client for the parley chat protocol, version 1
+ * parley.js: a small client for the parley chat protocol, version 1.1
  * (JSON over WebSocket), with promise-based requests, events and
  * automatic reconnection. No dependencies; works in any page that has a
  * WebSocket global and can be copied into third-party pages as it is.
@@ -41,6 +41,43 @@
  * chat.send(type, fields) -> boolean
  *   Fire and forget, no id; false when not connected.
  *
+ * Protocol 1.1 (see PROTOCOL.md, "Version 1.1 additions"):
+ * chat.features        Set of the features the server's welcome names
+ *                      ('history', 'resume', 'accounts', 'direct',
+ *                      'typing', 'presence_delta')
+ * chat.session         the secret for resuming this connection's session
+ *                      (from welcome or resumed); kept in memory only
+ * chat.resume() -> Promise
+ *   On a new connection, takes over the session of the connection before
+ *   it: sends { type: 'resume', session } and resolves with the resumed
+ *   reply ({ username, account, roles, session, rooms: [{ roomName,
+ *   seq }] }); rejects (code 'resume_failed', or 'unsupported' when there
+ *   is nothing to resume) and the connection goes on as a new guest.
+ *   A connection closed by the server with code 4001 (the session was
+ *   resumed elsewhere) is not reconnected: state becomes 'closed', code
+ *   4001.
+ * chat.historySince(roomName, after, { limit, pages }) -> Promise of
+ *   { messages, gap }: every message with seq > after, oldest first,
+ *   fetched page by page with history's 'after'; gap is true when the
+ *   oldest one returned is not after + 1 (the server no longer has some).
+ * The 1.1 messages, sent with request() or send():
+ *   register/login { username, password } -> registered/logged_in
+ *   logout -> username_set
+ *   direct_message { username, message }: both ends get direct_message
+ *     { from, to, message, ts }; unknown user: error user_not_found
+ *   typing { roomName } (send, no reply): the others get typing
+ *     { roomName, username }; the server passes one per 3 s
+ *   set_topic { roomName, topic } -> topic_changed { roomName, topic,
+ *     username }
+ *   delete_message { roomName, seq } -> message_deleted { roomName, seq,
+ *     username }
+ *   delete_room { roomName } -> kicked, then room_deleted { roomName }
+ *   /op, /deop <user> (commands) -> role_changed { roomName, username,
+ *     role }; /ban, /unban, /mute, /unmute <user> [minutes]
+ *   The broadcasts carry no id: request(..., { sync: true }) resolves
+ *   with null once the server has dealt with the request, or rejects
+ *   with its error.
+ *
  * chat.on(type, fn) -> function that removes the listener
  * chat.off(type, fn)
  *   type is a server message type ('welcome', 'new_message', 'error',
@@ -59,6 +96,7 @@ export class Parley {
 	#attempt = 0;
 	#timer = null; /* reconnection or welcome deadline */
 	#beat = null;
+	#held = null; /* the session of the connection before this one */
 
 	constructor(url, options = {}) {
 		const u = new URL(url, globalThis.location?.href);
@@ -72,6 +110,39 @@ export class Parley {
 		this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
 		this.state = 'idle';
 		this.welcome = null;
+		this.features = new Set();
+		this.session = null;
+	}
+
+	resume() {
+		const session = this.#held;
+		this.#held = null;
+		if (!session || !this.features.has('resume'))
+			return Promise.reject(FAIL('unsupported', 'nothing to resume'));
+		return this.request('resume', { session }).catch((e) => {
+			/* Lost on the way: the next connection tries it again. */
+			if (e.code === 'disconnected') this.session = session;
+			throw e;
+		});
+	}
+
+	async historySince(roomName, after, { limit = 100, pages = 100 } = {}) {
+		const messages = [];
+		let gap = false;
+		let since = after;
+		for (let page = 0; page < pages; page++) {
+			const reply = await this.request('history',
+			    { roomName, after: since, limit });
+			const got = (Array.isArray(reply?.messages) ? reply.messages : [])
+			    .filter((m) => typeof m.seq === 'number' && m.seq > since)
+			    .sort((a, b) => a.seq - b.seq);
+			if (got.length === 0) break;
+			if (messages.length === 0 && got[0].seq > after + 1) gap = true;
+			messages.push(...got);
+			since = got[got.length - 1].seq;
+			if (got.length < limit) break;
+		}
+		return { messages, gap };
 	}
 
 	on(type, fn) {
@@ -179,10 +250,16 @@ export class Parley {
 		if (msg.type === 'welcome') {
 			clearTimeout(this.#timer);
 			this.welcome = msg;
+			this.features = new Set(Array.isArray(msg.features) ?
+			    msg.features : []);
+			this.#held = this.session;
+			this.session = typeof msg.session === 'string' ? msg.session : null;
 			this.#attempt = 0;
 			this.#startBeat();
 			this.#setState('open');
 		}
+		if (msg.type === 'resumed' && typeof msg.session === 'string')
+			this.session = msg.session;
 		this.#emit('message', msg);
 		this.#emit(msg.type, msg);
 		if (msg.id !== undefined && this.#pending.has(msg.id))
@@ -228,6 +305,13 @@ export class Parley {
 		clearTimeout(this.#timer);
 		this.#failAll('disconnected', 'connection lost');
 		if (this.state === 'closed') return;
+		if (code === 4001) {
+			/* Taken over by a resume elsewhere: coming back would take
+			 * it back, and the two would pass it to and fro. */
+			this.session = null;
+			this.#setState('closed', { code });
+			return;
+		}
 		const delay = Math.min(this.maxDelay, this.minDelay * 2 ** this.#attempt) *
 		    (0.5 + Math.random() / 2);
 		this.#attempt++;

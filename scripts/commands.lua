@@ -14,12 +14,14 @@
 --   /oper <password>      become a server operator (oper_password)
 --   /kick <user> [reason] operators and the room's owner (its creator;
 --                         for a room an account made, that account)
---   /topic [text]         show or (owner, operators) set the topic
---   /mute <user> [min]    operators: refuse the user's messages
---   /unmute <user>        operators
+--   /topic [text]         show or (owner, moderators, operators) set it
+--   /ban <user> [min] [reason], /unban <user>
+--   /mute <user> [min], /unmute <user>
+--   /op <user>, /deop <user>   the room's moderator role
+--   /modlog [n]           operators: the moderation log
 --
 -- Names with spaces are written in double quotes: /kick "Ada L" spam.
--- The topic and mutes are kept in parley.store, so a reload keeps them.
+-- Topics, roles, bans and mutes are the room's, kept by the server.
 
 local OPER = "oper"
 
@@ -198,34 +200,29 @@ parley.command("kick", {
 	return "kicked " .. target.name
 end)
 
-local TOPIC_MAX = 300
-
+-- The topic lives with the room (room.topic, set_topic): it survives a
+-- restart, and set_topic's rule (the owner, moderators and operators)
+-- and hooks decide who may change it.
 parley.command("topic", {
 	usage = "/topic [text]",
-	help = "shows the room's topic; the owner and operators set it",
+	help = "shows the room's topic; the owner, moderators and operators set it",
 }, function(user, room, args)
-	local key = "topic:" .. room.name
 	local text = args:match("^%s*(.-)%s*$")
 	if text == "" then
-		local topic = parley.store[key]
-		return topic and ("Topic: " .. topic) or "No topic is set"
+		local topic = room.topic
+		return topic ~= "" and ("Topic: " .. topic) or "No topic is set"
 	end
-	if not is_oper(user) and room.owner_id ~= user.id then
-		return false, "only operators and the room's owner may set the topic",
-		    "forbidden"
+	local ok, why, code = room:set_topic(text, { by = user })
+	if not ok then
+		return false, why, code
 	end
-	if #text > TOPIC_MAX then
-		return false, "topics are at most " .. TOPIC_MAX .. " bytes",
-		    "bad_request"
-	end
-	parley.store[key] = text
 	room:notice(user.name .. " set the topic: " .. text)
 end)
 
 -- Whoever joins a room with a topic is told it, once the join is done.
 parley.on("join", function(user, room)
-	local topic = parley.store["topic:" .. room.name]
-	if topic then
+	local topic = room.topic
+	if topic ~= "" then
 		parley.after(0, function()
 			if user.connected and user:in_room(room) then
 				user:notice("Topic: " .. topic, room)
@@ -234,47 +231,185 @@ parley.on("join", function(user, room)
 	end
 end)
 
-parley.command("mute", {
-	usage = "/mute <user> [minutes]",
-	help = "operators: stops someone's messages (for good, or minutes)",
-}, function(user, room, args)
-	if not is_oper(user) then
-		return false, "only operators may mute", "forbidden"
-	end
+-- Bans, mutes and room roles are the room's, kept by the server's state
+-- store: they bind to the target's account, or to a guest's session and
+-- address, survive reconnects and restarts, and end on time. The room's
+-- owner, its moderators and operators may use them (the server decides,
+-- through the same rule and hooks as the protocol's requests); each is
+-- written to the audit trail (/modlog).
+
+local function target_of(room, args, usage)
 	local name, rest = take_name(args)
 	local target = name and parley.user(name)
-	if target == nil then
-		return false, "usage: /mute <user> [minutes]", "bad_request"
+	if name == nil then
+		return nil, usage
 	end
-	local minutes = tonumber(rest)
-	if rest ~= "" and (minutes == nil or minutes <= 0) then
+	if target == nil then
+		return nil, name .. " is not connected"
+	end
+	return target, rest
+end
+
+-- "[minutes] [reason]" -> minutes or nil, reason or nil; or false, why.
+local function minutes_reason(rest)
+	local first, more = rest:match("^(%S+)%s*(.*)$")
+	if first == nil then
+		return nil, nil
+	end
+	local minutes = tonumber(first)
+	if minutes == nil then
+		return nil, rest
+	end
+	if minutes <= 0 then
+		return false, "minutes must be a positive number"
+	end
+	return minutes, more ~= "" and more or nil
+end
+
+local function plural(n, what)
+	return string.format("%g %s%s", n, what, n == 1 and "" or "s")
+end
+
+parley.command("ban", {
+	usage = "/ban <user> [minutes] [reason]",
+	help = "bans someone from this room (for good, or minutes)",
+}, function(user, room, args)
+	local target, rest = target_of(room, args,
+	    "usage: /ban <user> [minutes] [reason]")
+	if target == nil then
+		return false, rest, rest:match("^usage") and "bad_request"
+		    or "user_not_found"
+	end
+	local minutes, reason = minutes_reason(rest)
+	if minutes == false then
+		return false, reason, "bad_request"
+	end
+	local ok, why, code = room:ban(target, { by = user,
+	    minutes = minutes, reason = reason })
+	if not ok then
+		return false, why, code
+	end
+	return "banned " .. target.name ..
+	    (minutes and (" for " .. plural(minutes, "minute")) or "")
+end)
+
+parley.command("unban", {
+	usage = "/unban <user>",
+	help = "lifts a ban in this room",
+}, function(user, room, args)
+	local name = take_name(args)
+	if name == nil then
+		return false, "usage: /unban <user>", "bad_request"
+	end
+	local ok, why, code = room:unban(name, { by = user })
+	if not ok then
+		return false, why, code
+	end
+	return "unbanned " .. name
+end)
+
+parley.command("mute", {
+	usage = "/mute <user> [minutes]",
+	help = "stops someone's messages in this room (for good, or minutes)",
+}, function(user, room, args)
+	local target, rest = target_of(room, args,
+	    "usage: /mute <user> [minutes]")
+	if target == nil then
+		return false, rest, rest:match("^usage") and "bad_request"
+		    or "user_not_found"
+	end
+	local minutes, reason = minutes_reason(rest)
+	if minutes == false or (rest ~= "" and minutes == nil) then
 		return false, "minutes must be a positive number", "bad_request"
 	end
-	target:add_role("muted")
-	parley.store["mute_until:" .. target.key] = minutes and
-	    parley.time() + minutes * 60 or (target.account ~= nil or nil)
+	local ok, why, code = room:mute(target, { by = user,
+	    minutes = minutes, reason = reason })
+	if not ok then
+		return false, why, code
+	end
 	target:notice(minutes and string.format("%s muted you for %g minutes",
-	    user.name, minutes) or (user.name .. " muted you"))
+	    user.name, minutes) or (user.name .. " muted you"), room)
 	return "muted " .. target.name
 end)
 
 parley.command("unmute", {
 	usage = "/unmute <user>",
-	help = "operators: lets someone speak again",
+	help = "lets someone speak again in this room",
 }, function(user, room, args)
-	if not is_oper(user) then
-		return false, "only operators may unmute", "forbidden"
-	end
 	local name = take_name(args)
-	local target = name and parley.user(name)
-	if target == nil then
+	if name == nil then
 		return false, "usage: /unmute <user>", "bad_request"
 	end
-	target:remove_role("muted")
-	parley.store["mute_until:" .. target.key] = nil
-	parley.store["mute_until:" .. target.id] = nil
-	target:notice(user.name .. " unmuted you")
-	return "unmuted " .. target.name
+	local ok, why, code = room:unmute(name, { by = user })
+	if not ok then
+		return false, why, code
+	end
+	-- A mute a script gave with the "muted" role ends too.
+	local target = parley.user(name)
+	if target ~= nil and target:has_role("muted") then
+		target:remove_role("muted")
+		parley.store["mute_until:" .. target.key] = nil
+	end
+	if target ~= nil then
+		target:notice(user.name .. " unmuted you", room)
+	end
+	return "unmuted " .. name
+end)
+
+local function set_role(user, room, args, role, usage)
+	local target, rest = target_of(room, args, usage)
+	if target == nil then
+		return false, rest, rest:match("^usage") and "bad_request"
+		    or "user_not_found"
+	end
+	-- role_changed, which every member gets, is the answer.
+	local ok, why, code = room:set_role(target, role, { by = user })
+	if not ok then
+		return false, why, code
+	end
+end
+
+parley.command("op", {
+	usage = "/op <user>",
+	help = "makes someone a moderator of this room",
+}, function(user, room, args)
+	return set_role(user, room, args, "moderator", "usage: /op <user>")
+end)
+
+parley.command("deop", {
+	usage = "/deop <user>",
+	help = "takes the moderator role from someone in this room",
+}, function(user, room, args)
+	return set_role(user, room, args, nil, "usage: /deop <user>")
+end)
+
+parley.command("modlog", {
+	usage = "/modlog [n]",
+	help = "operators: the last n moderation actions (default 10)",
+}, function(user, room, args)
+	if not is_oper(user) then
+		return false, "only operators may read the moderation log",
+		    "forbidden"
+	end
+	local n = tonumber(args:match("^%s*(%d+)")) or 10
+	local lines = {}
+	for _, r in ipairs(parley.modlog(n)) do
+		local line = string.format("%s %s %s (%s): %s %s",
+		    os.date("!%Y-%m-%d %H:%M:%S", r.time), r.actor_kind, r.actor,
+		    r.action, r.target, r.room and ("in " .. r.room) or "")
+		if r.reason then
+			line = line .. ": " .. r.reason
+		end
+		if r.expires and r.expires > 0 then
+			line = line .. os.date(" (until %Y-%m-%d %H:%M:%S UTC)",
+			    r.expires)
+		end
+		lines[#lines + 1] = line
+	end
+	if #lines == 0 then
+		return "the moderation log is empty"
+	end
+	return table.concat(lines, "\n")
 end)
 
 -- A muted user may still write directly to an operator (to ask why).

@@ -211,7 +211,14 @@ account_sweep(struct loop_timer *t)
 
 /* ---- The thread: jobs in, results out */
 
-enum account_kind { ACCOUNT_JOB_REGISTER, ACCOUNT_JOB_LOGIN };
+enum account_kind {
+	ACCOUNT_JOB_REGISTER,
+	ACCOUNT_JOB_LOGIN,
+	/* the admin API's (no client; the result goes to done) */
+	ACCOUNT_JOB_CREATE,
+	ACCOUNT_JOB_DELETE,
+	ACCOUNT_JOB_PASSWORD,
+};
 
 struct account_job {
 	enum account_kind kind;
@@ -223,6 +230,8 @@ struct account_job {
 	char *name_key; /* failure records to settle (login) */
 	char *addr_key;
 	uint32_t m_cost, t_cost, lanes;
+	account_admin_fn done; /* the admin API's jobs */
+	uint64_t ticket;
 	/* results */
 	enum account_status status;
 	char *account; /* the name as stored */
@@ -419,6 +428,42 @@ account_do_login(struct account_job *j)
 	free(stored);
 }
 
+/* Deletes an account, or gives it a new password (the admin API).
+ * DENIED when there is no such account. Thread only. */
+static void
+account_do_admin(struct account_job *j)
+{
+	sqlite3_stmt *s = NULL;
+	char *hash = NULL;
+	bool del = j->kind == ACCOUNT_JOB_DELETE;
+
+	j->status = ACCOUNT_FAILED;
+	if (!del &&
+	    (hash = account_hash(j->password, j->pwlen, j->m_cost, j->t_cost,
+		 j->lanes)) == NULL)
+		return;
+	if (astore.db == NULL ||
+	    sqlite3_prepare_v2(astore.db,
+		del ? "DELETE FROM accounts WHERE name = ?1"
+		    : "UPDATE accounts SET hash = ?2 WHERE name = ?1",
+		-1, &s, NULL) != SQLITE_OK) {
+		if (astore.db != NULL)
+			account_db_error(del ? "delete" : "password");
+		free(hash);
+		return;
+	}
+	sqlite3_bind_text(s, 1, j->name, -1, SQLITE_STATIC);
+	if (!del)
+		sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_DONE)
+		j->status = sqlite3_changes(astore.db) > 0 ? ACCOUNT_OK
+							   : ACCOUNT_DENIED;
+	else
+		account_db_error(del ? "delete" : "password");
+	sqlite3_finalize(s);
+	free(hash);
+}
+
 /* Reads every account's name into astore.loaded; -1 on a failure. */
 static int
 account_load_names(void)
@@ -577,10 +622,13 @@ account_thread(void *arg)
 		if (astore.jobs == NULL)
 			astore.jobs_tail = &astore.jobs;
 		pthread_mutex_unlock(&astore.lock);
-		if (j->kind == ACCOUNT_JOB_REGISTER)
+		if (j->kind == ACCOUNT_JOB_REGISTER ||
+		    j->kind == ACCOUNT_JOB_CREATE)
 			account_do_register(j);
-		else
+		else if (j->kind == ACCOUNT_JOB_LOGIN)
 			account_do_login(j);
+		else
+			account_do_admin(j);
 		account_wipe_free(j->password, j->pwlen + 1);
 		j->password = NULL;
 		pthread_mutex_lock(&astore.lock);
@@ -627,17 +675,27 @@ account_on_done(struct loop_fd *lfd, uint32_t events)
 			    account_holder(j->account, strlen(j->account)) ==
 				NULL)
 				account_hold(j->account, strlen(j->account));
-		} else if (j->status == ACCOUNT_FAILED)
+		} else if (j->status != ACCOUNT_OK &&
+		    (j->kind == ACCOUNT_JOB_REGISTER ||
+			j->kind == ACCOUNT_JOB_CREATE))
 			account_release(j->name, strlen(j->name));
-		chat_account_done(j->client, j->id,
-		    j->kind == ACCOUNT_JOB_REGISTER, j->status, j->account);
+		else if (j->status == ACCOUNT_OK &&
+		    j->kind == ACCOUNT_JOB_DELETE)
+			account_release(j->name, strlen(j->name));
+		if (j->done != NULL)
+			j->done(j->ticket, j->status);
+		else
+			chat_account_done(j->client, j->id,
+			    j->kind == ACCOUNT_JOB_REGISTER, j->status,
+			    j->account);
 		account_job_free(j);
 	}
 }
 
 static int
 account_submit(enum account_kind kind, struct client *c, const char *name,
-    size_t len, const char *password, size_t pwlen, const json_t *id)
+    size_t len, const char *password, size_t pwlen, const json_t *id,
+    account_admin_fn done, uint64_t ticket)
 {
 	struct account_job *j;
 
@@ -645,7 +703,9 @@ account_submit(enum account_kind kind, struct client *c, const char *name,
 		return -1;
 	j = xcalloc(1, sizeof *j);
 	j->kind = kind;
-	j->client = c->id;
+	j->client = c != NULL ? c->id : 0;
+	j->done = done;
+	j->ticket = ticket;
 	j->id = id != NULL ? json_incref((json_t *)id) : NULL;
 	j->name = xstrndup(name, len);
 	j->password = xmalloc(pwlen + 1);
@@ -677,7 +737,7 @@ account_register(struct client *c, const char *name, size_t len,
 	if (!account_hold(name, len))
 		return -1;
 	if (account_submit(ACCOUNT_JOB_REGISTER, c, name, len, password, pwlen,
-		id) == -1) {
+		id, NULL, 0) == -1) {
 		account_release(name, len);
 		return -1;
 	}
@@ -696,7 +756,29 @@ account_login(struct client *c, const char *name, size_t len,
 		len = strlen(held);
 	}
 	return account_submit(
-	    ACCOUNT_JOB_LOGIN, c, name, len, password, pwlen, id);
+	    ACCOUNT_JOB_LOGIN, c, name, len, password, pwlen, id, NULL, 0);
+}
+
+int
+account_admin(enum account_op op, const char *name, size_t len,
+    const char *password, size_t pwlen, account_admin_fn done, uint64_t ticket)
+{
+	static const enum account_kind kinds[] = {
+		[ACCOUNT_OP_CREATE] = ACCOUNT_JOB_CREATE,
+		[ACCOUNT_OP_DELETE] = ACCOUNT_JOB_DELETE,
+		[ACCOUNT_OP_PASSWORD] = ACCOUNT_JOB_PASSWORD,
+	};
+
+	if (op == ACCOUNT_OP_CREATE && !account_hold(name, len))
+		return -1;
+	if (account_submit(kinds[op], NULL, name, len,
+		password != NULL ? password : "", password != NULL ? pwlen : 0,
+		NULL, done, ticket) == -1) {
+		if (op == ACCOUNT_OP_CREATE)
+			account_release(name, len);
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -822,6 +904,13 @@ account_free(void)
 }
 
 #else /* built without SQLite or argon2: no accounts */
+
+int
+account_admin(enum account_op op, const char *name, size_t len,
+    const char *password, size_t pwlen, account_admin_fn done, uint64_t ticket)
+{
+	return -1;
+}
 
 int
 account_register(struct client *c, const char *name, size_t len,

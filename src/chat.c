@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "parley.h"
 
@@ -19,6 +20,15 @@
 #define CHAT_ROLE_MUTED "muted"
 
 const struct chat_actor chat_by_server = { .kind = CHAT_ACTOR_SERVER };
+
+static void chat_room_occupancy(struct room *r);
+static void chat_room_forget(struct room *r);
+static char *chat_member_key(const struct client *c);
+static void chat_until_text(uint64_t until, char *buf, size_t size);
+static void chat_mute_reason(const json_t *mute, char **reason);
+static const json_t *chat_mute_anywhere(const struct client *c);
+static void chat_room_from_record(
+    struct room *r, const json_t *v, uint64_t now);
 
 /* Who acted, for the log: "client 12 (alice)", "lua:commands", ... */
 static const char *
@@ -88,9 +98,11 @@ static json_t *
 chat_presence(json_t *ev, const struct room *r)
 {
 	json_object_set_new(ev, "count", json_integer((json_int_t)r->count));
-	if (r->count <= cfg->presence_limit)
+	if (r->count <= cfg->presence_limit) {
 		json_object_set_new(
 		    ev, "participants", room_participants(r, 0, r->count));
+		json_object_set_new(ev, "roles", chat_roles(r));
+	}
 	return ev;
 }
 
@@ -131,6 +143,8 @@ chat_member_remove(struct client *c, struct room *r, const char *reason,
 
 	if (room_leave(r, c) == -1)
 		return;
+	if (r->count == 0)
+		chat_room_occupancy(r);
 	if (strcmp(reason, "kicked") == 0)
 		proto_reply_new(c, id,
 		    json_pack("{s:s, s:s%, s:s}", "type", "kicked", "roomName",
@@ -641,6 +655,48 @@ chat_logout(const struct chat_actor *by, struct client *c, const json_t *id)
 
 /* ---- Rooms */
 
+/* Rooms are bounded per owner as well as in all: the guests of one
+ * address, whatever their connections, own at most
+ * max_rooms_per_address; an account at most max_rooms_per_account. */
+static enum proto_err
+chat_room_quota(const struct client *c, char **reason)
+{
+	json_t *names = room_names(), *name;
+	unsigned n = 0;
+	size_t i;
+
+	json_array_foreach(names, i, name)
+	{
+		const struct room *r = room_find(
+		    json_string_value(name), json_string_length(name));
+		if (r == NULL)
+			continue;
+		if (c->account != NULL)
+			n += r->owner_account != NULL &&
+			    strcmp(r->owner_account, c->account) == 0;
+		else
+			n += r->owner_account == NULL &&
+			    r->owner_addr != NULL && c->addr != NULL &&
+			    strcmp(r->owner_addr, c->addr) == 0;
+	}
+	json_decref(names);
+	if (c->account != NULL && n >= cfg->max_rooms_per_account) {
+		chat_set_reason(
+		    reason, "your account owns as many rooms as one may");
+		return PROTO_ERR_FORBIDDEN;
+	}
+	/* The addresses the per-address limits spare (loopback, trusted
+	 * proxies) are spared here too. */
+	if (c->account == NULL && n >= cfg->max_rooms_per_address &&
+	    (c->addr == NULL || !http_address_exempt(c->addr))) {
+		chat_set_reason(reason,
+		    "your address owns as many rooms as one may; log in, or "
+		    "wait for empty ones to expire");
+		return PROTO_ERR_FORBIDDEN;
+	}
+	return PROTO_OK;
+}
+
 enum proto_err
 chat_room_create(const struct chat_actor *by, const char *name, size_t len,
     const json_t *id, struct room **out, char **reason)
@@ -673,6 +729,8 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 			    reason, "you are in as many rooms as one may be");
 			return PROTO_ERR_FORBIDDEN;
 		}
+		if ((e = chat_room_quota(c, reason)) != PROTO_OK)
+			return e;
 		if (!bucket_take(
 			&c->rl_rooms, cfg->rooms_per_minute, cfg->room_burst))
 			return PROTO_ERR_RATE_LIMITED;
@@ -684,12 +742,19 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 			return PROTO_OK;
 	}
 	r = room_create(name, len, c ? c->id : 0);
-	/* An account's room stays its own across connections. */
+	/* An account's room stays its own across connections; a guest's
+	 * is its session's. */
 	if (c != NULL && c->account != NULL)
 		r->owner_account = xstrdup(c->account);
+	else if (c != NULL) {
+		r->owner_session = xstrdup(c->session_key);
+		r->owner_addr = xstrdup(c->addr ? c->addr : "");
+	}
 	/* A durable store remembers the room's messages: go on from there
 	 * so a seq is never reused. */
-	r->seq = history_last_seq(name, len);
+	r->seq = history_last_seq(r);
+	r->empty_since = c != NULL ? 0 : loop_wall_ms();
+	chat_room_save(r);
 	if (c != NULL) {
 		room_join(r, c);
 		proto_reply_new(c, id,
@@ -734,8 +799,10 @@ chat_room_remove(const struct chat_actor *by, struct room *r, const char *why)
 	client_broadcast_all(b);
 	buf_unref(b);
 	chat_tell_hooks(&a);
-	/* Its past goes with it: a later room of that name starts empty. */
-	history_forget(r->name, r->name_len);
+	/* Its past goes with it: a later room of that name has another id,
+	 * so it starts with an empty history and no owner, roles or bans. */
+	history_forget(r->hkey, r->hkey_len);
+	chat_room_forget(r);
 	room_remove(r);
 	return PROTO_OK;
 }
@@ -764,6 +831,23 @@ chat_join(const struct chat_actor *by, struct client *c, struct room *r,
 			e = PROTO_ERR_FORBIDDEN;
 		}
 	}
+	if (e == PROTO_OK && !member && (flags & CHAT_LIMITS)) {
+		json_t *ban = chat_restriction("ban", r, c);
+		if (ban != NULL) {
+			char until[64], *text;
+			chat_until_text((uint64_t)json_integer_value(
+					    json_object_get(ban, "until")),
+			    until, sizeof until);
+			xasprintf(
+			    &text, "you are banned from %s %s", r->name, until);
+			if (reason != NULL) {
+				free(*reason);
+				*reason = text;
+			} else
+				free(text);
+			e = PROTO_ERR_FORBIDDEN;
+		}
+	}
 	if (e == PROTO_OK && !member && (flags & CHAT_HOOKS))
 		e = chat_run_hooks(&ja, NULL, reason);
 	if (e != PROTO_OK)
@@ -771,13 +855,17 @@ chat_join(const struct chat_actor *by, struct client *c, struct room *r,
 	if (username != NULL)
 		chat_apply_rename(c, ua.new_text ? ua.text : username,
 		    ua.new_text ? ua.text_len : ulen, id, true);
-	if (!member)
+	if (!member) {
 		room_join(r, c);
+		if (r->count == 1)
+			chat_room_occupancy(r);
+	}
 	if (!c->remote)
 		proto_reply_new(c, id,
-		    chat_presence(json_pack("{s:s, s:s%, s:s}", "type",
+		    chat_presence(json_pack("{s:s, s:s%, s:s, s:s}", "type",
 				      "room_joined", "roomName", r->name,
-				      r->name_len, "username", c->name),
+				      r->name_len, "username", c->name, "topic",
+				      r->topic ? r->topic : ""),
 			r));
 	if (!member)
 		room_broadcast_new(r,
@@ -831,7 +919,29 @@ chat_may_speak(const struct client *c, const struct room *r, char **reason)
 		chat_set_reason(reason, "you are muted");
 		return PROTO_ERR_FORBIDDEN;
 	}
+	if (!c->remote) {
+		json_t *mute = chat_restriction("mute", r, c);
+		if (mute != NULL) {
+			chat_mute_reason(mute, reason);
+			return PROTO_ERR_FORBIDDEN;
+		}
+	}
 	return PROTO_OK;
+}
+
+/* A refusal that says the limit, so that a person knows how much to cut. */
+static enum proto_err
+chat_too_long(size_t len, char **reason)
+{
+	char *text;
+
+	if (reason != NULL) {
+		xasprintf(&text, "the message is %zu bytes; at most %zu bytes",
+		    len, cfg->max_message_bytes);
+		free(*reason);
+		*reason = text;
+	}
+	return PROTO_ERR_MESSAGE_TOO_LONG;
 }
 
 enum proto_err
@@ -856,7 +966,7 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 		return PROTO_ERR_BAD_REQUEST;
 	}
 	if (len > cfg->max_message_bytes)
-		return PROTO_ERR_MESSAGE_TOO_LONG;
+		return chat_too_long(len, reason);
 	if ((flags & CHAT_LIMITS) &&
 	    !bucket_take(
 		&c->rl_messages, cfg->messages_per_minute, cfg->message_burst))
@@ -872,7 +982,7 @@ chat_say(const struct chat_actor *by, struct client *c, struct room *r,
 		if (a.text_len == 0)
 			dropped = true;
 		else if (a.text_len > cfg->max_message_bytes)
-			e = PROTO_ERR_MESSAGE_TOO_LONG;
+			e = chat_too_long(a.text_len, reason);
 		else if (!utf8_valid(a.text, a.text_len))
 			e = PROTO_ERR_INTERNAL;
 	}
@@ -921,6 +1031,12 @@ chat_post(struct room *r, struct client *from, const char *sender,
 			return e;
 	}
 	chat_post_at(r, sender, text, len, action, r->seq + 1, loop_wall_ms());
+	if (from != NULL) {
+		/* Its author may delete it. */
+		char *key = chat_member_key(from);
+		room_author_add(r, r->seq, key);
+		free(key);
+	}
 	return PROTO_OK;
 }
 
@@ -962,15 +1078,1013 @@ chat_notice_room(struct room *r, const char *text)
 		"roomName", r->name, r->name_len));
 }
 
+/* ---- The admin API's own actions */
+
+size_t
+chat_announce(
+    const struct chat_actor *by, struct room *r, const char *text, size_t len)
+{
+	char buf[64];
+	json_t *n = json_pack(
+	    "{s:s, s:s%}", "type", "notice", "message", text, len);
+	struct buf *b;
+	size_t count;
+
+	log_info(chat_actor_name(by, buf, sizeof buf), "announces in %s",
+	    r != NULL ? r->name : "every room");
+	if (r != NULL) {
+		json_object_set_new(
+		    n, "roomName", json_stringn(r->name, r->name_len));
+		count = r->count;
+		room_broadcast_new(r, n);
+		return count;
+	}
+	b = buf_json(n);
+	json_decref(n);
+	client_broadcast_all(b);
+	buf_unref(b);
+	return conn_count();
+}
+
+enum proto_err
+chat_server_post(const struct chat_actor *by, struct room *r, const char *text,
+    size_t len, bool action, char **reason)
+{
+	char buf[64];
+
+	if (len == 0) {
+		chat_set_reason(reason, "empty message");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (len > cfg->max_message_bytes)
+		return PROTO_ERR_MESSAGE_TOO_LONG;
+	log_info(chat_actor_name(by, buf, sizeof buf), "posts in %s", r->name);
+	return chat_post(r, NULL, "server", text, len, action, reason);
+}
+
+/* by (the admin API) creates, deletes or sets the password of an
+ * account; the result goes to done (ticket) once the worker is through
+ * (PROTO_OK means it is under way). */
+enum proto_err
+chat_account_admin(const struct chat_actor *by, enum account_op op,
+    const char *name, size_t len, const char *password, size_t pwlen,
+    account_admin_fn done, uint64_t ticket, char **reason)
+{
+	static const char *const what[] = { "creates", "deletes",
+		"sets the password of" };
+	const char *held = account_holder(name, len);
+	char buf[64];
+	enum proto_err e;
+
+	if (!account_enabled()) {
+		chat_set_reason(reason, "this server keeps no accounts");
+		return PROTO_ERR_UNSUPPORTED;
+	}
+	if (op != ACCOUNT_OP_DELETE &&
+	    (e = chat_password_check(pwlen, reason)) != PROTO_OK)
+		return e;
+	if (op == ACCOUNT_OP_CREATE) {
+		char *why = NULL;
+		if (!proto_name_valid(name, len, PROTO_USERNAME_MAX) ||
+		    name_check(name, len, &why) == -1 ||
+		    (len >= 6 && strncasecmp(name, "guest-", 6) == 0)) {
+			chat_set_reason(reason,
+			    why != NULL ? why
+					: "not a name an account may have");
+			free(why);
+			return PROTO_ERR_INVALID_NAME;
+		}
+		if (held != NULL)
+			return PROTO_ERR_NAME_TAKEN;
+	} else if (held == NULL) {
+		chat_set_reason(reason, "there is no such account");
+		return PROTO_ERR_BAD_REQUEST;
+	} else {
+		name = held; /* as registered */
+		len = strlen(held);
+	}
+	if (op != ACCOUNT_OP_PASSWORD && account_read_only()) {
+		chat_set_reason(
+		    reason, "the server cannot change accounts now; try later");
+		return PROTO_ERR_INTERNAL;
+	}
+	if (account_admin(op, name, len, password, pwlen, done, ticket) == -1) {
+		chat_set_reason(reason, "the server is busy; try again");
+		return PROTO_ERR_RATE_LIMITED;
+	}
+	log_info(chat_actor_name(by, buf, sizeof buf), "%s account %.*s",
+	    what[op], (int)len, name);
+	return PROTO_OK;
+}
+
+/* The account is gone: whoever is logged in as it is a guest now. */
+void
+chat_account_gone(const char *account)
+{
+	for (struct client *c = clients; c != NULL; c = c->next) {
+		char *text;
+		if (c->dead || c->account == NULL ||
+		    strcmp(c->account, account) != 0)
+			continue;
+		chat_become_guest(c, NULL);
+		xasprintf(&text, "the account %s was deleted; you are %s now",
+		    account, c->name);
+		chat_notice(c, NULL, text, NULL);
+		free(text);
+	}
+}
+
+/* ---- Rooms that last: owners, roles, topics, deletion, bans, mutes */
+
+#define CHAT_TOPIC_MAX 256
+#define CHAT_ROLE_MODERATOR "moderator"
+#define CHAT_SWEEP_MS 1000
+
+static struct loop_timer chat_sweep_timer;
+
+/* What a client's room roles, bans and mutes bind to: its account, else
+ * its session (allocated). */
+static char *
+chat_member_key(const struct client *c)
+{
+	char *k;
+
+	if (c->account != NULL)
+		xasprintf(&k, "a:%s", c->account);
+	else
+		xasprintf(&k, "s:%s", c->session_key ? c->session_key : "");
+	return k;
+}
+
+static bool
+chat_is_oper(const struct client *c)
+{
+	return client_has_role(c, CLIENT_ROLE_OPERATOR);
+}
+
+bool
+chat_is_owner(const struct client *c, const struct room *r)
+{
+	if (r->owner_account != NULL)
+		return c->account != NULL &&
+		    strcmp(c->account, r->owner_account) == 0;
+	if (r->owner_session != NULL)
+		return c->session_key != NULL &&
+		    strcmp(c->session_key, r->owner_session) == 0;
+	return r->owner != 0 && r->owner == c->id;
+}
+
+const char *
+chat_room_role(const struct room *r, const struct client *c)
+{
+	char *k;
+	json_t *v;
+
+	if (chat_is_owner(c, r))
+		return "owner";
+	if (r->roles == NULL)
+		return NULL;
+	k = chat_member_key(c);
+	v = json_object_get(r->roles, k);
+	free(k);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Owner, moderator or operator: may moderate r. */
+static bool
+chat_may_moderate(const struct client *c, const struct room *r)
+{
+	return chat_is_oper(c) || chat_room_role(r, c) != NULL;
+}
+
+json_t *
+chat_roles(const struct room *r)
+{
+	json_t *o = json_object();
+
+	for (struct membership *m = r->head; m != NULL; m = m->next) {
+		const char *role = chat_room_role(r, m->client);
+		if (role != NULL)
+			json_object_set_new(
+			    o, m->client->name, json_string(role));
+	}
+	return o;
+}
+
+void
+chat_room_save(struct room *r)
+{
+	char hex[17];
+	json_t *rec;
+
+	if (r->removed)
+		return;
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->rid);
+	rec = json_pack("{s:s, s:s?, s:s?, s:s?, s:s, s:I, s:I, s:b, s:O?}",
+	    "id", hex, "owner_account", r->owner_account, "owner_session",
+	    r->owner_session, "owner_addr", r->owner_addr, "topic",
+	    r->topic ? r->topic : "", "created", (json_int_t)r->created,
+	    "empty_since", (json_int_t)r->empty_since, "configured",
+	    r->configured, "roles", r->roles);
+	state_put_new("room", r->name, rec);
+}
+
+/* A guest's room: it goes once it has been empty for empty_room_ttl. */
+static bool
+chat_room_expires(const struct room *r)
+{
+	return !r->configured && r->owner_account == NULL &&
+	    r->owner_session != NULL;
+}
+
+static void
+chat_room_sweep(struct loop_timer *t)
+{
+	uint64_t now = loop_wall_ms(), ttl = cfg->empty_room_ttl * 1000ull;
+	size_t n = 0;
+	struct room **v = NULL;
+	json_t *names = room_names(), *name;
+	size_t i;
+
+	/* By name: removing changes the room list. */
+	json_array_foreach(names, i, name)
+	{
+		struct room *r = room_find(
+		    json_string_value(name), json_string_length(name));
+		if (r != NULL && r->count == 0 && chat_room_expires(r) &&
+		    r->empty_since != 0 && now - r->empty_since >= ttl) {
+			v = xreallocarray(v, n + 1, sizeof *v);
+			v[n++] = r;
+		}
+	}
+	json_decref(names);
+	for (i = 0; i < n; i++) {
+		log_info("core", "room %s was empty for %u s: removed",
+		    v[i]->name, cfg->empty_room_ttl);
+		chat_room_remove(&chat_by_server, v[i], "room expired");
+	}
+	free(v);
+	loop_timer_set(t, CHAT_SWEEP_MS, chat_room_sweep);
+}
+
+/* r's last member left, or its first came. */
+static void
+chat_room_occupancy(struct room *r)
+{
+	uint64_t since = r->count == 0 ? loop_wall_ms() : 0;
+
+	if ((since == 0) != (r->empty_since == 0) && chat_room_expires(r)) {
+		r->empty_since = since;
+		chat_room_save(r);
+	} else
+		r->empty_since = since;
+}
+
+static uint64_t
+chat_hex_id(const char *s)
+{
+	return s != NULL ? strtoull(s, NULL, 16) : 0;
+}
+
+int
+chat_rooms_restore(char **cause)
+{
+	json_t *all = json_deep_copy(state_all("room")), *v;
+	const char *name;
+	uint64_t now = loop_wall_ms();
+	size_t restored = 0;
+
+	(void)cause;
+	json_object_foreach(all, name, v)
+	{
+		struct room *r = room_create(name, strlen(name), 0);
+		if (r == NULL)
+			continue;
+		chat_room_from_record(r, v, now);
+		restored++;
+	}
+	json_decref(all);
+	if (restored > 0)
+		log_info("state", "%zu rooms restored", restored);
+	chat_rooms_configured();
+	loop_timer_set(&chat_sweep_timer, CHAT_SWEEP_MS, chat_room_sweep);
+	return 0;
+}
+
+/* Fills r from its record. */
+static void
+chat_room_from_record(struct room *r, const json_t *v, uint64_t now)
+{
+	json_t *roles = json_object_get(v, "roles");
+	const char *s;
+	room_set_id(
+	    r, chat_hex_id(json_string_value(json_object_get(v, "id"))));
+	if ((s = json_string_value(json_object_get(v, "owner_account"))))
+		r->owner_account = xstrdup(s);
+	if ((s = json_string_value(json_object_get(v, "owner_session"))))
+		r->owner_session = xstrdup(s);
+	if ((s = json_string_value(json_object_get(v, "owner_addr"))))
+		r->owner_addr = xstrdup(s);
+	free(r->topic);
+	r->topic = NULL;
+	if ((s = json_string_value(json_object_get(v, "topic"))) && *s != '\0')
+		r->topic = xstrdup(s);
+	r->created = (uint64_t)json_integer_value(
+	    json_object_get(v, "created"));
+	r->empty_since = (uint64_t)json_integer_value(
+	    json_object_get(v, "empty_since"));
+	if (r->empty_since == 0)
+		r->empty_since = now;
+	r->configured = json_is_true(json_object_get(v, "configured"));
+	json_decref(r->roles);
+	r->roles = NULL;
+	if (json_is_object(roles) && json_object_size(roles) > 0)
+		r->roles = json_deep_copy(roles);
+}
+
+void
+chat_state_changed(const char *kind, const char *key, json_t *value)
+{
+	struct room *r;
+	const char *topic;
+
+	if (strcmp(kind, "room") != 0) {
+		state_remote(kind, key, value);
+		return;
+	}
+	r = room_find(key, strlen(key));
+	if (value == NULL) {
+		state_remote(kind, key, NULL);
+		if (r != NULL)
+			chat_room_remove(&chat_by_server, r, CHAT_ROOM_DELETED);
+		return;
+	}
+	if (r != NULL &&
+	    r->rid !=
+		chat_hex_id(json_string_value(json_object_get(value, "id")))) {
+		/* Two servers made a room of that name at once. Every server
+		 * settles it the same way: a record with an owner beats one
+		 * without, then the smaller id wins. The winner is announced
+		 * again, so that the cluster's copy is the winner too. */
+		uint64_t in = chat_hex_id(
+		    json_string_value(json_object_get(value, "id")));
+		bool in_owned = json_object_get(value, "owner_account") !=
+			NULL ||
+		    json_object_get(value, "owner_session") != NULL;
+		bool owned = r->owner_account != NULL ||
+		    r->owner_session != NULL;
+		if (owned != in_owned ? owned : r->rid < in) {
+			json_decref(value);
+			chat_room_save(r);
+			return;
+		}
+		log_info("state", "room %s: another server's record wins", key);
+		free(r->owner_account);
+		free(r->owner_session);
+		free(r->owner_addr);
+		r->owner_account = r->owner_session = r->owner_addr = NULL;
+		chat_room_from_record(r, value, loop_wall_ms());
+		if (r->count > 0)
+			r->empty_since = 0;
+		state_put_new(kind, key, value);
+		return;
+	}
+	if (r == NULL) {
+		json_t *ev;
+		struct buf *b;
+		r = room_create(key, strlen(key), 0);
+		if (r == NULL) {
+			json_decref(value);
+			return;
+		}
+		chat_room_from_record(r, value, loop_wall_ms());
+		r->seq = history_last_seq(r);
+		ev = json_pack("{s:s, s:s%}", "type", "room_created",
+		    "roomName", r->name, r->name_len);
+		b = buf_json(ev);
+		json_decref(ev);
+		client_broadcast_all(b);
+		buf_unref(b);
+		state_remote(kind, key, value);
+		return;
+	}
+	topic = json_string_value(json_object_get(value, "topic"));
+	if (topic == NULL)
+		topic = "";
+	if (strcmp(topic, r->topic ? r->topic : "") != 0) {
+		free(r->topic);
+		r->topic = *topic != '\0' ? xstrdup(topic) : NULL;
+		room_broadcast_new(r,
+		    json_pack("{s:s, s:s%, s:s, s:s}", "type", "topic_changed",
+			"roomName", r->name, r->name_len, "topic", topic,
+			"username", "server"));
+	}
+	json_decref(r->roles);
+	r->roles = NULL;
+	if (json_is_object(json_object_get(value, "roles")) &&
+	    json_object_size(json_object_get(value, "roles")) > 0)
+		r->roles = json_deep_copy(json_object_get(value, "roles"));
+	state_remote(kind, key, value);
+}
+
+void
+chat_rooms_configured(void)
+{
+	/* The first start with a state store: the configured rooms are
+	 * those of before, and keep the history kept under their names. */
+	bool legacy = state_get("meta", "ids") == NULL;
+
+	if (legacy)
+		state_put_new("meta", "ids", json_integer(1));
+	for (size_t i = 0; i < cfg->rooms.n; i++) {
+		size_t len = strlen(cfg->rooms.v[i]);
+		struct room *r = room_find(cfg->rooms.v[i], len);
+		bool made = r == NULL;
+		if (r == NULL &&
+		    chat_room_create(&chat_by_server, cfg->rooms.v[i], len,
+			NULL, &r, NULL) != PROTO_OK)
+			continue;
+		if (r != NULL && made && legacy) {
+			room_set_id(r, 0);
+			r->seq = history_last_seq(r);
+		}
+		if (r != NULL && (!r->configured || (made && legacy))) {
+			r->configured = true;
+			chat_room_save(r);
+		}
+	}
+}
+
+/* Runs an authority chain (topic, delete_*, role, moderation) for a
+ * client's request: a hook may refuse (DENY) or allow what the default
+ * rule refuses (STOP); otherwise the default decides. */
+static enum proto_err
+chat_decide(struct hook_args *a, bool allowed, char **reason)
+{
+	enum hook_verdict v = HOOK_PASS;
+
+	if (hook_any(a->event))
+		v = hook_run(a);
+	if (v == HOOK_DENY) {
+		if (reason != NULL && a->deny_reason != NULL) {
+			free(*reason);
+			*reason = a->deny_reason;
+			a->deny_reason = NULL;
+		}
+		hook_args_free(a);
+		return a->deny_code;
+	}
+	hook_args_free(a);
+	if (a->stopped || allowed)
+		return PROTO_OK;
+	return PROTO_ERR_FORBIDDEN;
+}
+
+/* The name to show for who acted. */
+static const char *
+chat_actor_username(const struct chat_actor *by)
+{
+	if (by->kind == CHAT_ACTOR_CLIENT)
+		return by->client->name;
+	return by->name != NULL ? by->name : "server";
+}
+
+/* A broadcast to every member and to the requester when it is not one
+ * (an operator acting from outside). */
+static void
+chat_room_tell(struct room *r, const struct chat_actor *by, json_t *ev)
+{
+	struct buf *b = buf_json(ev);
+
+	json_decref(ev);
+	room_broadcast(r, b);
+	if (by->kind == CHAT_ACTOR_CLIENT &&
+	    room_membership(r, by->client) == NULL && !by->client->closing)
+		conn_send(by->client, b);
+	buf_unref(b);
+}
+
+enum proto_err
+chat_set_topic(const struct chat_actor *by, struct room *r, const char *topic,
+    size_t len, const json_t *id, char **reason)
+{
+	enum proto_err e;
+
+	(void)id;
+	if (len > CHAT_TOPIC_MAX) {
+		chat_set_reason(reason, "a topic is at most 256 bytes");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (memchr(topic, '\0', len) != NULL || !utf8_valid(topic, len)) {
+		chat_set_reason(reason, "a topic is text");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (by->kind == CHAT_ACTOR_CLIENT) {
+		struct hook_args a = { .event = HOOK_TOPIC,
+			.client = by->client,
+			.room = r,
+			.text = topic,
+			.text_len = len };
+		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
+		if (e != PROTO_OK) {
+			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
+				chat_set_reason(reason,
+				    "only the room's owner, its moderators "
+				    "and operators may set the topic");
+			return e;
+		}
+	}
+	free(r->topic);
+	r->topic = len > 0 ? xstrndup(topic, len) : NULL;
+	chat_room_save(r);
+	chat_room_tell(r, by,
+	    json_pack("{s:s, s:s%, s:s%, s:s}", "type", "topic_changed",
+		"roomName", r->name, r->name_len, "topic", topic, len,
+		"username", chat_actor_username(by)));
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_delete_room(const struct chat_actor *by, struct room *r, const json_t *id,
+    char **reason)
+{
+	enum proto_err e;
+
+	(void)id;
+	if (by->kind == CHAT_ACTOR_CLIENT) {
+		struct hook_args a = { .event = HOOK_DELETE_ROOM,
+			.client = by->client,
+			.room = r };
+		e = chat_decide(&a,
+		    chat_is_oper(by->client) || chat_is_owner(by->client, r),
+		    reason);
+		if (e != PROTO_OK) {
+			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
+				chat_set_reason(reason,
+				    "only the room's owner and operators may "
+				    "delete it");
+			return e;
+		}
+	}
+	state_audit(by, "delete_room", r->name, r, NULL, 0);
+	return chat_room_remove(by, r, CHAT_ROOM_DELETED);
+}
+
+enum proto_err
+chat_delete_message(const struct chat_actor *by, struct room *r, uint64_t seq,
+    const json_t *id, char **reason)
+{
+	enum proto_err e;
+	char text[24];
+
+	(void)id;
+	if (seq == 0 || seq > r->seq)
+		return PROTO_ERR_MESSAGE_NOT_FOUND;
+	if (by->kind == CHAT_ACTOR_CLIENT) {
+		const char *author = room_author(r, seq);
+		char *mine = chat_member_key(by->client);
+		bool allowed = chat_may_moderate(by->client, r) ||
+		    (author != NULL && strcmp(author, mine) == 0);
+		struct hook_args a = { .event = HOOK_DELETE_MESSAGE,
+			.client = by->client,
+			.room = r,
+			.text = text,
+			.text_len = (size_t)snprintf(text, sizeof text, "%llu",
+			    (unsigned long long)seq) };
+		free(mine);
+		e = chat_decide(&a, allowed, reason);
+		if (e != PROTO_OK) {
+			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
+				chat_set_reason(reason,
+				    "only its author, the room's moderators, "
+				    "its owner and operators may delete a "
+				    "message");
+			return e;
+		}
+	}
+	if (!history_delete(r, seq))
+		return PROTO_ERR_MESSAGE_NOT_FOUND;
+	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
+	if (by->kind != CHAT_ACTOR_CLIENT || chat_may_moderate(by->client, r))
+		state_audit(by, "delete_message", text, r, NULL, 0);
+	chat_room_tell(r, by,
+	    json_pack("{s:s, s:s%, s:I, s:s}", "type", "message_deleted",
+		"roomName", r->name, r->name_len, "seq", (json_int_t)seq,
+		"username", chat_actor_username(by)));
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_set_role(const struct chat_actor *by, struct room *r,
+    struct client *target, const char *role, char **reason)
+{
+	enum proto_err e;
+	char *key;
+
+	if (role != NULL && strcmp(role, CHAT_ROLE_MODERATOR) != 0) {
+		chat_set_reason(reason, "the room role is \"moderator\"");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (chat_is_owner(target, r)) {
+		chat_set_reason(reason, "the owner's role is its own");
+		return PROTO_ERR_FORBIDDEN;
+	}
+	if (by->kind == CHAT_ACTOR_CLIENT) {
+		struct hook_args a = { .event = HOOK_ROLE,
+			.client = by->client,
+			.room = r,
+			.text = target->name,
+			.text_len = strlen(target->name),
+			.reason = role ? role : "" };
+		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
+		if (e != PROTO_OK) {
+			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
+				chat_set_reason(reason,
+				    "only the room's owner, its moderators "
+				    "and operators may give or take roles");
+			return e;
+		}
+	}
+	key = chat_member_key(target);
+	if (role != NULL) {
+		if (r->roles == NULL)
+			r->roles = json_object();
+		json_object_set_new(r->roles, key, json_string(role));
+	} else if (r->roles != NULL)
+		json_object_del(r->roles, key);
+	free(key);
+	chat_room_save(r);
+	state_audit(by, role ? "op" : "deop", target->name, r, NULL, 0);
+	chat_room_tell(r, by,
+	    json_pack("{s:s, s:s%, s:s, s:s?}", "type", "role_changed",
+		"roomName", r->name, r->name_len, "username", target->name,
+		"role", role));
+	return PROTO_OK;
+}
+
+/* ---- Bans and mutes */
+
+/* The record key of a restriction on target in r. */
+static char *
+chat_restriction_key(const struct room *r, const char *member_key)
+{
+	char *k;
+
+	xasprintf(&k, "%016llx/%s", (unsigned long long)r->rid, member_key);
+	return k;
+}
+
+/* Whether the restriction record v names c: its account, or for a
+ * guest its session or its address. */
+static bool
+chat_restriction_holds(const json_t *v, const struct client *c)
+{
+	const char *acc = json_string_value(json_object_get(v, "account"));
+	const char *ses = json_string_value(json_object_get(v, "session"));
+	const char *addr = json_string_value(json_object_get(v, "addr"));
+
+	return (acc != NULL && c->account != NULL &&
+		   strcmp(acc, c->account) == 0) ||
+	    (ses != NULL && c->session_key != NULL &&
+		strcmp(ses, c->session_key) == 0) ||
+	    (addr != NULL && c->account == NULL && c->addr != NULL &&
+		strcmp(addr, c->addr) == 0);
+}
+
+/* "you are muted" or "you are muted for N more seconds". */
+static void
+chat_mute_reason(const json_t *mute, char **reason)
+{
+	uint64_t until = (uint64_t)json_integer_value(
+	    json_object_get(mute, "until"));
+	uint64_t now = loop_wall_ms() / 1000;
+	char *text;
+
+	if (until == 0)
+		text = xstrdup("you are muted");
+	else
+		xasprintf(&text, "you are muted for %llu more seconds",
+		    (unsigned long long)(until > now ? until - now : 1));
+	if (reason != NULL) {
+		free(*reason);
+		*reason = text;
+	} else
+		free(text);
+}
+
+/* A mute of some room that holds c now, or NULL. */
+static const json_t *
+chat_mute_anywhere(const struct client *c)
+{
+	json_t *v;
+	const char *key;
+	uint64_t now = loop_wall_ms() / 1000;
+
+	json_object_foreach(state_all("mute"), key, v)
+	{
+		uint64_t until = (uint64_t)json_integer_value(
+		    json_object_get(v, "until"));
+		if ((until == 0 || until > now) && chat_restriction_holds(v, c))
+			return v;
+	}
+	return NULL;
+}
+
+bool
+chat_muted_anywhere(const struct client *c)
+{
+	return chat_mute_anywhere(c) != NULL;
+}
+
+/* The restriction (a "ban" or "mute" record) that holds c in r now, or
+ * NULL; expired ones are lifted on the way. */
+json_t *
+chat_restriction(const char *kind, const struct room *r, const struct client *c)
+{
+	char prefix[20];
+	json_t *all = state_all(kind), *v, *found = NULL;
+	const char *key;
+	uint64_t now = loop_wall_ms() / 1000;
+	char **expired = NULL;
+	size_t nexpired = 0;
+
+	if (chat_is_oper(c) || chat_is_owner(c, r))
+		return NULL;
+	snprintf(prefix, sizeof prefix, "%016llx/", (unsigned long long)r->rid);
+	json_object_foreach(all, key, v)
+	{
+		uint64_t until;
+		if (strncmp(key, prefix, 17) != 0)
+			continue;
+		until = (uint64_t)json_integer_value(
+		    json_object_get(v, "until"));
+		if (until != 0 && until <= now) {
+			expired = xreallocarray(
+			    expired, nexpired + 1, sizeof *expired);
+			expired[nexpired++] = xstrdup(key);
+			continue;
+		}
+		if (chat_restriction_holds(v, c)) {
+			found = v;
+			break;
+		}
+	}
+	for (size_t i = 0; i < nexpired; i++) {
+		state_put_new(kind, expired[i], NULL);
+		free(expired[i]);
+	}
+	free(expired);
+	return found;
+}
+
+/* "until 2026-12-02 09:00 UTC" or "for good". */
+static void
+chat_until_text(uint64_t until, char *buf, size_t size)
+{
+	time_t t = (time_t)until;
+	struct tm tm;
+
+	if (until == 0) {
+		snprintf(buf, size, "for good");
+		return;
+	}
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "until %Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static enum proto_err
+chat_restrict(const char *kind, const struct chat_actor *by, struct room *r,
+    struct client *target, uint64_t seconds, const char *why, char **reason)
+{
+	enum proto_err e;
+	char *mkey, *key;
+	uint64_t until = seconds ? loop_wall_ms() / 1000 + seconds : 0;
+	json_t *rec;
+
+	if (chat_is_oper(target) || chat_is_owner(target, r)) {
+		chat_set_reason(reason,
+		    "the room's owner and operators cannot be banned or "
+		    "muted");
+		return PROTO_ERR_FORBIDDEN;
+	}
+	if (by->kind == CHAT_ACTOR_CLIENT) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.client = by->client,
+			.room = r,
+			.text = target->name,
+			.text_len = strlen(target->name),
+			.reason = kind };
+		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
+		if (e != PROTO_OK) {
+			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
+				chat_set_reason(reason,
+				    "only the room's owner, its moderators "
+				    "and operators may do that");
+			return e;
+		}
+	}
+	mkey = chat_member_key(target);
+	key = chat_restriction_key(r, mkey);
+	rec = json_pack("{s:s, s:s, s:I, s:s?, s:s, s:I}", "room", r->name,
+	    "name", target->name, "until", (json_int_t)until, "reason", why,
+	    "by", chat_actor_username(by), "set",
+	    (json_int_t)(loop_wall_ms() / 1000));
+	if (target->account != NULL)
+		json_object_set_new(
+		    rec, "account", json_string(target->account));
+	else {
+		json_object_set_new(
+		    rec, "session", json_string(target->session_key));
+		/* Not an address many share and the per-address limits
+		 * spare (loopback, a trusted proxy): it would hold them
+		 * all. */
+		if (target->addr != NULL && !http_address_exempt(target->addr))
+			json_object_set_new(
+			    rec, "addr", json_string(target->addr));
+	}
+	state_put_new(kind, key, rec);
+	free(key);
+	free(mkey);
+	state_audit(by, kind, target->name, r, why, until);
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_ban(const struct chat_actor *by, struct room *r, struct client *target,
+    uint64_t seconds, const char *why, char **reason)
+{
+	enum proto_err e;
+	char until[64], *text;
+
+	e = chat_restrict("ban", by, r, target, seconds, why, reason);
+	if (e != PROTO_OK)
+		return e;
+	chat_until_text(
+	    seconds ? loop_wall_ms() / 1000 + seconds : 0, until, sizeof until);
+	xasprintf(
+	    &text, "banned %s%s%s", until, why ? ": " : "", why ? why : "");
+	if (room_membership(r, target) != NULL)
+		chat_member_remove(target, r, "kicked", text, NULL);
+	free(text);
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_mute(const struct chat_actor *by, struct room *r, struct client *target,
+    uint64_t seconds, const char *why, char **reason)
+{
+	return chat_restrict("mute", by, r, target, seconds, why, reason);
+}
+
+/* Lifts kind's restrictions on name (as it was banned or muted, compared
+ * as usernames are) in r; not_found... user_not_found when none. */
+static enum proto_err
+chat_lift(const char *kind, const struct chat_actor *by, struct room *r,
+    const char *name, char **reason)
+{
+	char prefix[20];
+	json_t *all = state_all(kind), *v;
+	const char *key;
+	char *want = client_key(name, strlen(name));
+	struct client *c = client_find_by_name(name, strlen(name));
+	char **drop = NULL;
+	size_t n = 0;
+	enum proto_err e;
+
+	if (by->kind == CHAT_ACTOR_CLIENT) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.client = by->client,
+			.room = r,
+			.text = name,
+			.text_len = strlen(name),
+			.reason = strcmp(kind, "ban") == 0 ? "unban"
+							   : "unmute" };
+		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
+		if (e != PROTO_OK) {
+			free(want);
+			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
+				chat_set_reason(reason,
+				    "only the room's owner, its moderators "
+				    "and operators may do that");
+			return e;
+		}
+	}
+	snprintf(prefix, sizeof prefix, "%016llx/", (unsigned long long)r->rid);
+	json_object_foreach(all, key, v)
+	{
+		const char *rname = json_string_value(
+		    json_object_get(v, "name"));
+		const char *acc = json_string_value(
+		    json_object_get(v, "account"));
+		const char *ses = json_string_value(
+		    json_object_get(v, "session"));
+		char *have;
+		bool match;
+		if (strncmp(key, prefix, 17) != 0)
+			continue;
+		have = rname ? client_key(rname, strlen(rname)) : NULL;
+		match = (have != NULL && strcmp(have, want) == 0) ||
+		    (c != NULL && acc != NULL && c->account != NULL &&
+			strcmp(acc, c->account) == 0) ||
+		    (c != NULL && ses != NULL && c->session_key != NULL &&
+			strcmp(ses, c->session_key) == 0);
+		free(have);
+		if (match) {
+			drop = xreallocarray(drop, n + 1, sizeof *drop);
+			drop[n++] = xstrdup(key);
+		}
+	}
+	free(want);
+	for (size_t i = 0; i < n; i++) {
+		state_put_new(kind, drop[i], NULL);
+		free(drop[i]);
+	}
+	free(drop);
+	if (n == 0) {
+		chat_set_reason(reason,
+		    strcmp(kind, "ban") == 0
+			? "nobody of that name is banned here"
+			: "nobody of that name is muted here");
+		return PROTO_ERR_USER_NOT_FOUND;
+	}
+	state_audit(by, strcmp(kind, "ban") == 0 ? "unban" : "unmute", name, r,
+	    NULL, 0);
+	return PROTO_OK;
+}
+
+enum proto_err
+chat_unban(const struct chat_actor *by, struct room *r, const char *name,
+    char **reason)
+{
+	return chat_lift("ban", by, r, name, reason);
+}
+
+enum proto_err
+chat_unmute(const struct chat_actor *by, struct room *r, const char *name,
+    char **reason)
+{
+	return chat_lift("mute", by, r, name, reason);
+}
+
+json_t *
+chat_restrictions(const char *kind, const struct room *r)
+{
+	json_t *out = json_array(), *v;
+	const char *key;
+	char prefix[20];
+	uint64_t now = loop_wall_ms() / 1000;
+
+	snprintf(prefix, sizeof prefix, "%016llx/", (unsigned long long)r->rid);
+	json_object_foreach(state_all(kind), key, v)
+	{
+		uint64_t until = (uint64_t)json_integer_value(
+		    json_object_get(v, "until"));
+		if (strncmp(key, prefix, 17) == 0 &&
+		    (until == 0 || until > now))
+			json_array_append(out, v);
+	}
+	return out;
+}
+
+/* A room is gone: its record, bans, mutes and tombstones go too. */
+static void
+chat_room_forget(struct room *r)
+{
+	static const char *const kinds[] = { "ban", "mute" };
+	char prefix[20];
+
+	snprintf(prefix, sizeof prefix, "%016llx/", (unsigned long long)r->rid);
+	for (size_t k = 0; k < 2; k++) {
+		json_t *all = state_all(kinds[k]), *v;
+		const char *key;
+		char **drop = NULL;
+		size_t n = 0;
+		json_object_foreach(all, key, v)
+		{
+			if (strncmp(key, prefix, 17) == 0) {
+				drop = xreallocarray(drop, n + 1, sizeof *drop);
+				drop[n++] = xstrdup(key);
+			}
+		}
+		for (size_t i = 0; i < n; i++) {
+			state_put_new(kinds[k], drop[i], NULL);
+			free(drop[i]);
+		}
+		free(drop);
+	}
+	state_put_new("tomb", r->hkey, NULL);
+	state_put_new("room", r->name, NULL);
+}
 /* ---- Direct messages and typing (protocol 1.1) */
 
 /* Whether c may not send a direct message to target: muted (the role
- * "muted", server-wide: the mute scripts and operators give), unless
- * target is an operator, whom a muted user may still reach. */
+ * "muted", server-wide: the mute scripts give; or in any room: a
+ * direct message is no way around a room's mute), unless target is an
+ * operator, whom a muted user may still reach. */
 static bool
 chat_direct_muted(const struct client *c, const struct client *target)
 {
-	if (!client_has_role(c, CHAT_ROLE_MUTED))
+	if (!client_has_role(c, CHAT_ROLE_MUTED) && !chat_muted_anywhere(c))
 		return false;
 	return !client_has_role(target, CLIENT_ROLE_OPERATOR);
 }
@@ -1030,7 +2144,7 @@ chat_direct(const struct chat_actor *by, struct client *c, const char *to,
 		return PROTO_ERR_BAD_REQUEST;
 	}
 	if (len > cfg->max_message_bytes)
-		return PROTO_ERR_MESSAGE_TOO_LONG;
+		return chat_too_long(len, reason);
 	if ((flags & CHAT_LIMITS) &&
 	    !bucket_take(
 		&c->rl_messages, cfg->messages_per_minute, cfg->message_burst))
@@ -1043,7 +2157,7 @@ chat_direct(const struct chat_actor *by, struct client *c, const char *to,
 		if (a.text_len == 0)
 			dropped = true;
 		else if (a.text_len > cfg->max_message_bytes)
-			e = PROTO_ERR_MESSAGE_TOO_LONG;
+			e = chat_too_long(a.text_len, reason);
 		else if (!utf8_valid(a.text, a.text_len))
 			e = PROTO_ERR_INTERNAL;
 	}
@@ -1053,7 +2167,11 @@ chat_direct(const struct chat_actor *by, struct client *c, const char *to,
 	if (e == PROTO_OK && !dropped && chat_direct_target(to, to_len) != t)
 		e = PROTO_ERR_USER_NOT_FOUND;
 	if (e == PROTO_OK && !dropped && chat_direct_muted(c, t)) {
-		chat_set_reason(reason, "you are muted");
+		const json_t *mute = chat_mute_anywhere(c);
+		if (mute != NULL && !client_has_role(c, CHAT_ROLE_MUTED))
+			chat_mute_reason(mute, reason);
+		else
+			chat_set_reason(reason, "you are muted");
 		e = PROTO_ERR_FORBIDDEN;
 	}
 	if (e == PROTO_OK && !dropped)
@@ -1079,7 +2197,8 @@ chat_typing(struct client *c, struct room *r)
 	if (m == NULL)
 		return PROTO_ERR_NOT_IN_ROOM;
 	/* Someone who may not speak is not shown as about to. */
-	if (client_has_role(c, CHAT_ROLE_MUTED))
+	if (client_has_role(c, CHAT_ROLE_MUTED) ||
+	    chat_restriction("mute", r, c) != NULL)
 		return PROTO_OK;
 	if (m->typed != 0 && now - m->typed < CHAT_TYPING_MS)
 		return PROTO_OK; /* dropped without a word, as specified */

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/random.h>
+
 #include "parley.h"
 
 struct client *clients;
@@ -153,6 +155,21 @@ client_guest_name(const struct client *c)
 	}
 }
 
+/* A key for a guest's session: 128 random bits in hex. Not a secret (it
+ * names an owner, a ban's target), only unique. */
+static char *
+client_new_session_key(void)
+{
+	uint8_t b[16];
+	char *hex = xmalloc(2 * sizeof b + 1);
+
+	if (getrandom(b, sizeof b, 0) != sizeof b)
+		fatal("getrandom: cannot make a session key");
+	for (size_t i = 0; i < sizeof b; i++)
+		snprintf(hex + 2 * i, 3, "%02x", b[i]);
+	return hex;
+}
+
 struct client *
 client_create(const char *addr)
 {
@@ -163,6 +180,7 @@ client_create(const char *addr)
 	c->refs = 1;
 	c->lfd.fd = -1;
 	c->addr = limit_addr_ref(addr);
+	c->session_key = client_new_session_key();
 	bucket_init(&c->rl_requests, cfg->request_burst);
 	bucket_init(&c->rl_messages, cfg->message_burst);
 	bucket_init(&c->rl_rooms, cfg->room_burst);
@@ -189,6 +207,7 @@ client_free(struct client *c)
 	free(c->rooms);
 	free(c->name);
 	free(c->account);
+	free(c->session_key);
 	json_decref(c->resume_id);
 	free(c);
 }

@@ -81,6 +81,9 @@ config_check_hostport(const char *s, size_t len)
 	char *end;
 	long port;
 
+	/* The admin listener may be a unix socket: an absolute path. */
+	if (len > 1 && s[0] == '/')
+		return len < 108 ? NULL : "is too long for a unix socket path";
 	if (colon == NULL || colon == s || colon + 1 == s + len)
 		return "must be ADDR:PORT";
 	port = strtol(colon + 1, &end, 10);
@@ -103,6 +106,22 @@ static const char *const config_rooms_default[] = { "general", NULL };
  * and its peers are otherwise all one address. */
 static const char *const config_proxies_default[] = { "127.0.0.1", "::1",
 	NULL };
+
+/* The embedded state store, or none that outlives the process. */
+static const char *
+config_check_state_store(const char *s, size_t len)
+{
+	if ((len == 6 && memcmp(s, "sqlite", 6) == 0) ||
+	    (len == 6 && memcmp(s, "memory", 6) == 0))
+		return NULL;
+	return "must be \"sqlite\" or \"memory\"";
+}
+
+#ifdef HAVE_SQLITE
+#define CONFIG_STATE_DEFAULT "sqlite"
+#else
+#define CONFIG_STATE_DEFAULT "memory"
+#endif
 
 /* Scripts: names are file names without .lua, so no paths. */
 static const char *
@@ -139,6 +158,44 @@ config_check_password_hash(const char *s, size_t len)
 		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
 		    (ch >= 'A' && ch <= 'F')))
 			return "must be \"sha256:\" followed by 64 hex digits";
+	}
+	return NULL;
+}
+
+/* An admin token: "NAME:sha256:" and the 64 hex digits of its SHA-256;
+ * the name is what the audit trail and the log say. */
+static const char *
+config_check_admin_token(const char *s, size_t len)
+{
+	const char *colon = memchr(s, ':', len);
+	size_t n;
+
+	if (colon == NULL || colon == s)
+		return "must be \"NAME:sha256:\" followed by the 64 hex digits "
+		    "of the token's SHA-256 (parleyctl token NAME makes one)";
+	n = (size_t)(colon - s);
+	if (n > 32)
+		return "has a name over 32 bytes";
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+		    ch == '.'))
+			return "has a name that is not letters, digits, _, - "
+			    "and .";
+	}
+	return config_check_password_hash(colon + 1, len - n - 1);
+}
+
+/* An octal file mode, "0660". */
+static const char *
+config_check_mode(const char *s, size_t len)
+{
+	if (len < 3 || len > 4)
+		return "must be an octal mode such as \"0660\"";
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			return "must be an octal mode such as \"0660\"";
 	}
 	return NULL;
 }
@@ -204,6 +261,12 @@ const struct config_option config_options[] = {
 	    "rooms on the server"),
 	NUM(max_rooms_per_client, CONFIG_UINT, 1, 100000, 100,
 	    "rooms one client may be in at once"),
+	NUM(max_rooms_per_address, CONFIG_UINT, 1, 10000000, 50,
+	    "rooms the guests of one address may own at once"),
+	NUM(max_rooms_per_account, CONFIG_UINT, 1, 10000000, 100,
+	    "rooms one account may own at once"),
+	NUM(empty_room_ttl, CONFIG_UINT, 0, 31536000, 3600,
+	    "seconds a guest's room lasts empty; 0: removed once empty"),
 	NUM(max_members_per_room, CONFIG_UINT, 1, 10000000, 100000,
 	    "members of one room"),
 	NUM(presence_limit, CONFIG_UINT, 0, 10000000, 200,
@@ -256,14 +319,25 @@ const struct config_option config_options[] = {
 	LIST(trusted_proxies, 1, 64, config_proxies_default, config_check_cidr,
 	    true,
 	    "proxies (address or CIDR) whose X-Forwarded-For is believed"),
-	STR(admin_listen, 3, 255, NULL, config_check_hostport,
-	    "ADDR:PORT of a listener for /metrics and /healthz; unset: off"),
+	STR(admin_listen, 2, 255, NULL, config_check_hostport,
+	    "ADDR:PORT or /unix/path of the admin API, /metrics, /healthz"),
+	STR(admin_socket_mode, 3, 4, "0660", config_check_mode,
+	    "mode of the admin unix socket (octal)"),
+	STR(admin_socket_owner, 1, 255, NULL, config_check_text,
+	    "USER or USER:GROUP owning the admin unix socket; unset: parleyd's"),
+	STR(admin_token_file, 1, 4095, NULL, NULL,
+	    "parleyctl's token file; unset: admin.token beside this file"),
+	LIST(admin_tokens, 1, 1024, NULL, config_check_admin_token, true,
+	    "admin API tokens: \"NAME:sha256:<hex>\"; none: the API refuses"),
 	LIST(plugins, 1, 4095, config_plugins_default, config_check_text, true,
 	    "native plugins to load: names in plugin_dir, or paths"),
 	STR(plugin_dir, 1, 4095, NULL, NULL,
 	    "directory of plugins named without a path; unset: the installed"),
 	STR(state_dir, 1, 4095, NULL, NULL,
 	    "directory for state (history); unset: the installed one"),
+	STR(state_store, 6, 6, CONFIG_STATE_DEFAULT, config_check_state_store,
+	    "rooms, roles, bans and the audit trail: \"sqlite\" "
+	    "(state_dir/state.db) or \"memory\""),
 	JSON(plugin_options,
 	    "per-plugin options: { [\"name\"] = { key = value, ... } }"),
 	LIST(script_dirs, 1, 4095, config_script_dirs_default, NULL, true,

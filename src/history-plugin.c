@@ -227,7 +227,7 @@ plugin_store_emit(struct plugin *p, parley_history_sink *s,
 static int
 plugin_store_catch_up(struct room *r, void *arg)
 {
-	uint64_t last = plugin_store_last_seq(arg, r->name, r->name_len);
+	uint64_t last = plugin_store_last_seq(arg, r->hkey, r->hkey_len);
 
 	if (last > r->seq)
 		r->seq = last;

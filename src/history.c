@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,6 +234,12 @@ history_set_store(const struct history_store *s)
 	return 0;
 }
 
+const char *
+history_store_name(void)
+{
+	return history_store->owner;
+}
+
 bool
 history_enabled(void)
 {
@@ -243,7 +250,7 @@ void
 history_append(struct room *r, uint64_t seq, uint64_t ts, const char *sender,
     const char *text, size_t len, bool action)
 {
-	history_store->append(history_store->arg, r->name, r->name_len, seq, ts,
+	history_store->append(history_store->arg, r->hkey, r->hkey_len, seq, ts,
 	    sender, text, len, action);
 }
 
@@ -254,9 +261,77 @@ struct history_waiter {
 	char *room;
 };
 
+/* Deleted messages are tombstones whatever the store: the state store
+ * keeps which seqs of a room's history are deleted, and every answer is
+ * filtered through it, so a store that cannot rewrite its past (a log, a
+ * cluster's) still never shows a deleted text. */
+static void
+history_tombstones(const char *room, json_t *msgs)
+{
+	struct room *r = room_find(room, strlen(room));
+	json_t *tomb, *m;
+	size_t i;
+
+	if (r == NULL || (tomb = state_get("tomb", r->hkey)) == NULL)
+		return;
+	json_array_foreach(msgs, i, m)
+	{
+		char key[24];
+		json_t *seq = json_object_get(m, "seq");
+		if (!json_is_integer(seq))
+			continue;
+		snprintf(key, sizeof key, "%lld",
+		    (long long)json_integer_value(seq));
+		if (json_object_get(tomb, key) != NULL) {
+			json_object_del(m, "message");
+			json_object_del(m, "action");
+			json_object_set_new(m, "deleted", json_true());
+		}
+	}
+}
+
+bool
+history_delete(struct room *r, uint64_t seq)
+{
+	struct history_ring *h;
+	json_t *tomb;
+	char key[24];
+	bool found = false;
+
+	if (seq == 0 || seq > r->seq)
+		return false;
+	if (history_store == &history_ring) {
+		/* The ring knows what it holds, and forgets the text. */
+		h = map_find(&history_rings, r->hkey, r->hkey_len);
+		for (size_t i = 0; h != NULL && i < h->len; i++) {
+			struct history_entry *e = history_ring_at(h, i);
+			if (e->seq == seq) {
+				found = true;
+				e->text[0] = '\0';
+				e->text_len = 0;
+			}
+		}
+		if (!found)
+			return false;
+	}
+	snprintf(key, sizeof key, "%llu", (unsigned long long)seq);
+	tomb = json_deep_copy(state_get("tomb", r->hkey));
+	if (tomb == NULL)
+		tomb = json_object();
+	if (json_object_get(tomb, key) != NULL) {
+		json_decref(tomb);
+		return true;
+	}
+	json_object_set_new(tomb, key, json_true());
+	state_put_new("tomb", r->hkey, tomb);
+	return true;
+}
+
 static void
 history_send(struct client *c, const json_t *id, const char *room, json_t *msgs)
 {
+	if (msgs != NULL)
+		history_tombstones(room, msgs);
 	if (msgs == NULL) {
 		proto_send_error(c, PROTO_ERR_INTERNAL, id, room, NULL);
 		return;
@@ -296,7 +371,7 @@ history_request(struct client *c, const json_t *id, const struct room *r,
 	w->client_id = c->id;
 	w->id = id != NULL ? json_deep_copy(id) : NULL;
 	w->room = xstrdup(r->name);
-	msgs = history_store->read(history_store->arg, r->name, r->name_len,
+	msgs = history_store->read(history_store->arg, r->hkey, r->hkey_len,
 	    after, before, limit, w, &later);
 	if (later)
 		return PROTO_OK; /* the store owns w now */
@@ -320,9 +395,10 @@ history_answer(struct history_waiter *w, json_t *msgs)
 }
 
 uint64_t
-history_last_seq(const char *room, size_t len)
+history_last_seq(const struct room *r)
 {
 	if (history_store->last_seq == NULL)
 		return 0;
-	return history_store->last_seq(history_store->arg, room, len);
+	return history_store->last_seq(
+	    history_store->arg, r->hkey, r->hkey_len);
 }

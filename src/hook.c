@@ -52,6 +52,11 @@ static const char *const hook_names[HOOK_COUNT] = {
 	[HOOK_ROOM_REMOVED] = "room_removed",
 	[HOOK_RELOAD] = "reload",
 	[HOOK_TOKEN] = "token",
+	[HOOK_TOPIC] = "topic",
+	[HOOK_DELETE_MESSAGE] = "delete_message",
+	[HOOK_DELETE_ROOM] = "delete_room",
+	[HOOK_ROLE] = "role",
+	[HOOK_MODERATION] = "moderation",
 	[HOOK_DIRECT] = "direct",
 	[HOOK_RESUME] = "resume",
 };
@@ -244,6 +249,8 @@ hook_run(struct hook_args *a)
 			result = HOOK_DENY;
 		} else if (vd == HOOK_DROP)
 			result = HOOK_DROP;
+		else if (vd == HOOK_STOP)
+			a->stopped = true;
 		break; /* DENY, DROP and STOP end the chain */
 	}
 	if (v != stack)

@@ -794,14 +794,41 @@ http_metrics(struct MHD_Connection *conn)
 	    conn, text, len, "text/plain; version=0.0.4; charset=utf-8");
 }
 
+/* The request state of every request but the admin API's. */
+static int http_seen;
+
 static enum MHD_Result
 http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **req_cls)
 {
-	static int seen;
 	struct http_daemon *d = cls;
 	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+	/* The admin API reads bodies, and lives on the admin listener
+	 * only: elsewhere it does not exist. */
+	if (admin_path(url)) {
+		struct http_conn *hc = http_conn_of(conn);
+		if (!d->admin) {
+			if (*req_cls == NULL) {
+				*req_cls = &http_seen;
+				return MHD_YES;
+			}
+			if (*upload_data_size != 0) {
+				*upload_data_size = 0;
+				return MHD_YES;
+			}
+			return http_respond_text(
+			    conn, MHD_HTTP_NOT_FOUND, "not found\n");
+		}
+		if (*req_cls == NULL && hc != NULL)
+			http_idle_remove(hc);
+		else if (*upload_data_size == 0)
+			http_request_received(conn);
+		return (enum MHD_Result)admin_request(conn,
+		    hc != NULL ? hc->addr : "unknown", url, method, upload_data,
+		    upload_data_size, req_cls);
+	}
 
 	/* MHD 0.9.75 closes the connection after a response queued on the
 	 * first call: answer on the second so keep-alive works. */
@@ -809,7 +836,7 @@ http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		struct http_conn *hc = http_conn_of(conn);
 		if (hc != NULL)
 			http_idle_remove(hc); /* busy: not to be evicted */
-		*req_cls = &seen;
+		*req_cls = &http_seen;
 		return MHD_YES;
 	}
 	/* Nothing here reads a body: refuse one rather than buffer it. */
@@ -936,6 +963,9 @@ http_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
 	struct http_conn *hc = http_conn_of(conn);
 
+	if (*req_cls != NULL && *req_cls != &http_seen)
+		admin_request_done(*req_cls);
+	*req_cls = NULL;
 	if (hc == NULL || hc->upgraded)
 		return;
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -1052,8 +1082,10 @@ http_start_daemon(struct http_daemon *d, int listen_fd, char **cause)
 	const union MHD_DaemonInfo *info;
 
 	/* No listening socket for MHD: listen.c accepts (see there). */
+	/* The admin API waits for the accounts' worker suspended. */
 	d->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
-		MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET,
+		MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+		(d->admin ? MHD_ALLOW_SUSPEND_RESUME : 0),
 	    0, NULL, NULL, http_on_request, d, MHD_OPTION_EXTERNAL_LOGGER,
 	    http_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
 	    MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, NULL,
@@ -1115,6 +1147,7 @@ http_start(int listen_fd, int admin_fd, char **cause)
 	    http_start_daemon(&http_daemons[1], admin_fd, cause) == -1)
 		return -1;
 	loop_before_sleep(http_before_sleep);
+	admin_start();
 	return 0;
 }
 
@@ -1128,6 +1161,9 @@ http_quiesce(void)
 void
 http_stop(void)
 {
+	admin_stop();
+	if (http_daemons[1].mhd != NULL)
+		MHD_run(http_daemons[1].mhd);
 	for (size_t i = 0; i < 2; i++) {
 		struct http_daemon *d = &http_daemons[i];
 		if (d->mhd == NULL)
@@ -1142,4 +1178,5 @@ http_stop(void)
 	http_proxies = NULL;
 	http_nproxies = 0;
 	map_free(&http_peer_counts);
+	admin_free();
 }

@@ -22,6 +22,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,6 +136,95 @@ main_listen(const char *addr, int port, int *bound, char **cause)
 	return fd;
 }
 
+static char *main_admin_socket; /* the unix socket to remove at exit */
+
+static void
+main_remove_admin_socket(void)
+{
+	if (main_admin_socket != NULL)
+		unlink(main_admin_socket);
+}
+
+/* Binds the admin API's unix socket at path with mode (octal text) and
+ * owner ("USER[:GROUP]", may be NULL), before privileges are dropped. A
+ * socket file left by a server that is gone is replaced; one that
+ * answers is not. */
+static int
+main_listen_unix(
+    const char *path, const char *mode, const char *owner, char **cause)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	mode_t m = (mode_t)strtoul(mode, NULL, 8), mask;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof sun.sun_path) {
+		xasprintf(cause, "%s: path too long", path);
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			xasprintf(cause, "%s exists and is not a socket", path);
+			return -1;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd != -1 &&
+		    connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0) {
+			close(fd);
+			xasprintf(cause, "%s: another server answers there",
+			    path);
+			return -1;
+		}
+		if (fd != -1)
+			close(fd);
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		xasprintf(cause, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Nobody else may connect before the mode is set. */
+	mask = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+	umask(mask);
+	if (rc == -1 || chmod(path, m) == -1 || listen(fd, 64) == -1) {
+		xasprintf(cause, "cannot listen on %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	main_admin_socket = xstrdup(path);
+	atexit(main_remove_admin_socket);
+	if (owner != NULL) {
+		char *user = xstrdup(owner), *group = strchr(user, ':');
+		struct passwd *pw = NULL;
+		struct group *gr = NULL;
+		if (group != NULL)
+			*group++ = '\0';
+		if ((*user != '\0' && (pw = getpwnam(user)) == NULL) ||
+		    (group != NULL && (gr = getgrnam(group)) == NULL)) {
+			xasprintf(cause, "admin_socket_owner: no such %s: %s",
+			    gr == NULL && group != NULL && (pw != NULL ||
+			    *user == '\0') ? "group" : "user", owner);
+			free(user);
+			close(fd);
+			return -1;
+		}
+		if (chown(path, pw != NULL ? pw->pw_uid : (uid_t)-1,
+		    gr != NULL ? gr->gr_gid : (gid_t)-1) == -1) {
+			xasprintf(cause, "cannot give %s to %s: %s", path,
+			    owner, strerror(errno));
+			free(user);
+			close(fd);
+			return -1;
+		}
+		free(user);
+	}
+	return fd;
+}
+
 /* True when a and b load the same plugins from the same place. */
 static bool
 main_plugins_same(const struct config *a, const struct config *b)
@@ -166,12 +256,15 @@ main_keep_running(struct config *next, struct config *running)
 	MAIN_SWAP(next->listen, running->listen);
 	MAIN_SWAP(next->port, running->port);
 	MAIN_SWAP(next->admin_listen, running->admin_listen);
+	MAIN_SWAP(next->admin_socket_mode, running->admin_socket_mode);
+	MAIN_SWAP(next->admin_socket_owner, running->admin_socket_owner);
 	MAIN_SWAP(next->http_timeout, running->http_timeout);
 	MAIN_SWAP(next->max_header_bytes, running->max_header_bytes);
 	MAIN_SWAP(next->plugins, running->plugins);
 	MAIN_SWAP(next->plugin_dir, running->plugin_dir);
 	MAIN_SWAP(next->state_dir, running->state_dir);
 	MAIN_SWAP(next->accounts, running->accounts);
+	MAIN_SWAP(next->state_store, running->state_store);
 	/* libmicrohttpd's socket cap was fixed at start. */
 	if (next->max_connections > main_start_max_connections) {
 		log_warn("core", "reload: max_connections can rise above %u "
@@ -182,9 +275,21 @@ main_keep_running(struct config *next, struct config *running)
 
 static void main_server_event(enum hook_event ev);
 
-/* Re-reads the configuration; applies it only when all of it is good. */
+/* Hands cause (taken) to whoever asked for the result, or frees it. */
 static void
-main_reload(void)
+main_reload_result(char **result, char *cause)
+{
+	if (result != NULL)
+		*result = cause;
+	else
+		free(cause);
+}
+
+/* Re-reads the configuration; applies it only when all of it is good.
+ * Returns 0, or -1 with *result (allocated) saying why nothing changed;
+ * warnings about restart-only settings do not fail it. */
+static int
+main_reload(char **result)
 {
 	struct config next, old;
 	char *cause = NULL;
@@ -195,10 +300,10 @@ main_reload(void)
 	    config_load(&next, main_config_path, &cause) == -1) {
 		log_error("core", "reload: %s; keeping the running "
 		    "configuration", cause);
-		free(cause);
+		main_reload_result(result, cause);
 		config_free(&next);
 		notify_send("READY=1\nSTATUS=reload failed");
-		return;
+		return -1;
 	}
 	if (main_listen_arg != NULL) {
 		free(next.listen);
@@ -233,10 +338,10 @@ main_reload(void)
 	if (script_reload_prepare(&next, &cause) == -1) {
 		log_error("core", "reload: %s; keeping the running "
 		    "configuration", cause);
-		free(cause);
+		main_reload_result(result, cause);
 		config_free(&next);
 		notify_send("READY=1\nSTATUS=reload failed");
-		return;
+		return -1;
 	}
 
 	/* Restart-only settings keep their running values, so that cfg
@@ -253,12 +358,7 @@ main_reload(void)
 		log_error("core", "reload: %s", cause);
 		free(cause);
 	}
-	for (size_t i = 0; i < cfg->rooms.n; i++) {
-		size_t len = strlen(cfg->rooms.v[i]);
-		if (room_find(cfg->rooms.v[i], len) == NULL)
-			chat_room_create(&chat_by_server, cfg->rooms.v[i],
-			    len, NULL, NULL, NULL);
-	}
+	chat_rooms_configured();
 	script_reload_commit();
 	/* Plugins see the new plugin_options, then are told. */
 	plugin_reload();
@@ -266,6 +366,7 @@ main_reload(void)
 	log_info("core", "reloaded %s", main_config_path ? main_config_path :
 	    "the built-in defaults");
 	notify_send("READY=1\nSTATUS=serving");
+	return 0;
 }
 
 static int
@@ -397,7 +498,7 @@ main_on_signal(struct loop_fd *lfd, uint32_t events)
 			log_info("core", "log file reopened");
 			break;
 		case SIGHUP:
-			main_reload();
+			main_reload(NULL);
 			break;
 		}
 	}
@@ -589,7 +690,14 @@ main(int argc, char **argv)
 	listen_fd = main_listen(cfg->listen, cfg->port, &bound, &cause);
 	if (listen_fd == -1)
 		fatal("%s", cause);
-	if (cfg->admin_listen != NULL) {
+	if (cfg->admin_listen != NULL && cfg->admin_listen[0] == '/') {
+		admin_fd = main_listen_unix(cfg->admin_listen,
+		    cfg->admin_socket_mode, cfg->admin_socket_owner, &cause);
+		if (admin_fd == -1)
+			fatal("admin_listen: %s", cause);
+		printf("parleyd: admin listening on unix:%s\n",
+		    cfg->admin_listen);
+	} else if (cfg->admin_listen != NULL) {
 		char *host = xstrdup(cfg->admin_listen), *colon;
 		int admin_port, admin_bound;
 		colon = strrchr(host, ':');
@@ -616,7 +724,8 @@ main(int argc, char **argv)
 		xasprintf(&cfg->state_dir, "%s/state", path_build_tree());
 	else if (cfg->state_dir == NULL)
 		cfg->state_dir = xstrdup(PARLEY_STATEDIR);
-	if ((cfg->plugins.n > 0 || cfg->accounts) &&
+	if ((cfg->plugins.n > 0 || cfg->accounts ||
+		strcmp(cfg->state_store, "memory") != 0) &&
 	    main_state_dir(run_user, &cause) == -1)
 		fatal("%s", cause);
 	/* Sockets are bound: give up root before any script or plugin
@@ -629,10 +738,11 @@ main(int argc, char **argv)
 	atexit(main_remove_pidfile); /* also when a later step fails */
 	limit_init();
 	metrics_init();
-	for (size_t i = 0; i < cfg->rooms.n; i++)
-		room_create(cfg->rooms.v[i], strlen(cfg->rooms.v[i]), 0);
 	/* Account names are known before anyone can take a name. */
 	if (account_init(&cause) == -1)
+		fatal("%s", cause);
+	/* The rooms that last, then the configured ones. */
+	if (state_init(&cause) == -1 || chat_rooms_restore(&cause) == -1)
 		fatal("%s", cause);
 	/* Plugins see the configured rooms; a refused one stops us here. */
 	if (plugin_load_all(&cause) == -1)
@@ -642,6 +752,7 @@ main(int argc, char **argv)
 	loop_before_sleep(conn_flush_pending);
 	loop_before_sleep(client_reap);
 	loop_before_sleep(room_reap);
+	admin_set_reload(main_reload);
 	if (http_start(listen_fd, admin_fd, &cause) == -1)
 		fatal("%s", cause);
 	main_server_event(HOOK_SERVER_START);
@@ -667,6 +778,7 @@ main(int argc, char **argv)
 	script_free();
 	room_free_all();
 	history_free_all();
+	state_free();
 	command_free_all();
 	hook_free_all();
 	handle_free_all();

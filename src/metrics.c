@@ -90,6 +90,13 @@ metrics_on_timer(struct loop_timer *t)
 }
 
 void
+metrics_loop_lag(uint64_t *last_ms, uint64_t *max_ms)
+{
+	*last_ms = metrics_lag_last;
+	*max_ms = metrics_lag_max;
+}
+
+void
 metrics_init(void)
 {
 	loop_timer_set(&metrics_timer, 1000, metrics_on_timer);

@@ -291,6 +291,8 @@ void metrics_close(int code);
 void metrics_error(int e); /* an enum proto_err */
 /* Loop lag: how late the 1 s metrics timer fired, in ms. */
 void metrics_init(void);
+/* The lag of the last run of that timer and the largest seen, in ms. */
+void metrics_loop_lag(uint64_t *last_ms, uint64_t *max_ms);
 void metrics_free(void);
 /* Returns the exposition text (caller frees). */
 char *metrics_render(size_t *len);
@@ -419,6 +421,10 @@ struct config {
 	size_t max_header_bytes;  /* HTTP request memory: 64 KiB */
 	unsigned max_rooms;       /* rooms on the server: 10000 */
 	unsigned max_rooms_per_client; /* rooms one client is in: 100 */
+	unsigned max_rooms_per_address; /* guest rooms one address owns: 50 */
+	unsigned max_rooms_per_account; /* rooms one account owns: 100 */
+	unsigned empty_room_ttl;  /* seconds a guest's room lives empty: 3600 */
+	char *state_store;        /* "sqlite" (state_dir/state.db) or "memory" */
 	unsigned max_members_per_room; /* 100000 */
 	unsigned presence_limit;  /* full member lists up to 200 members */
 	unsigned message_timeout; /* seconds to finish a message: 30 */
@@ -445,7 +451,12 @@ struct config {
 	bool log_syslog;          /* false */
 	char *log_format;         /* "text" or "json" */
 	struct strlist trusted_proxies; /* CIDR blocks: loopback */
-	char *admin_listen;       /* "ADDR:PORT" for /metrics; NULL: off */
+	char *admin_listen;       /* "ADDR:PORT" or a unix socket path for
+				     the admin API and /metrics; NULL: off */
+	char *admin_socket_mode;  /* "0660" */
+	char *admin_socket_owner; /* "USER[:GROUP]"; NULL: parleyd's */
+	struct strlist admin_tokens; /* "NAME:sha256:<hex>" */
+	char *admin_token_file;   /* parleyctl's token; NULL: the default */
 	/* native plugins (plugin.c) */
 	struct strlist plugins;   /* names or paths, loaded in order:
 				     {"history-sqlite"} when it is built */
@@ -512,6 +523,37 @@ unsigned http_count(void);
 /* Closes the HTTP connection idle the longest (at least a second) to
  * make room; false when there is none. */
 bool http_evict_idle(void);
+
+/* admin.c: the admin API under /admin/v1/ on the admin listener */
+#define ADMIN_PREFIX "/admin/v1/"
+#define ADMIN_BODY_MAX (64 * 1024)
+#define ADMIN_TOKEN_MAX 512      /* bytes of a bearer token */
+#define ADMIN_TOKEN_NAME_MAX 32
+/* True for the URLs of the admin API (the public port answers 404). */
+bool admin_path(const char *url);
+/* The MHD access handler for those URLs on the admin listener; addr is
+ * the peer's. *req_cls is admin.c's (admin_request_done frees it). */
+int admin_request(struct MHD_Connection *conn, const char *addr,
+    const char *url, const char *method, const char *upload_data,
+    size_t *upload_data_size, void **req_cls);
+void admin_request_done(void *req_cls);
+void admin_start(void);
+/* Answers the requests waiting for the worker (before MHD stops). */
+void admin_stop(void);
+void admin_free(void);
+/* The reload the API's reload runs (main.c's, as SIGHUP does): 0, or -1
+ * with *result (allocated, may stay NULL) saying why the configuration
+ * was kept. */
+void admin_set_reload(int (*fn)(char **result));
+/* Request parsing, apart for the fuzzer: the route of METHOD path (plen
+ * bytes, after the prefix): 0 with its index and the room name in it
+ * (a pointer into path), -1 for no such path, -2 for another method. */
+int admin_route_match(const char *method, const char *path, size_t plen,
+    size_t *route, const char **name, size_t *name_len);
+/* The token of an "Authorization: Bearer" value, or NULL. */
+const char *admin_bearer(const char *header, size_t *len);
+/* A body as a JSON object (an empty body: {}); NULL with *why. */
+json_t *admin_body_parse(const char *body, size_t len, const char **why);
 
 /* listen.c: accepting connections within the open-file budget */
 /* Watches a listening socket (non-blocking) for the main or the admin
@@ -610,6 +652,10 @@ struct client {
 	char *name;
 	uint64_t name_hash; /* of name_key(name), what the name is held by */
 	char *account;  /* the account logged in, NULL for a guest */
+	/* What a guest's ownership, roles, bans and mutes bind to: an opaque
+	 * key (never a secret) of its session, random per connection until
+	 * sessions outlive connections, then the session's. */
+	char *session_key;
 	const char *addr; /* the address as text, shared (limit_addr_ref) */
 	struct membership **rooms; /* rooms joined, in join order */
 	uint16_t flood; /* rate-limited requests in a row */
@@ -691,6 +737,18 @@ struct room {
 	size_t name_len;
 	uint64_t owner; /* id of the creating client, 0 for configured */
 	char *owner_account; /* the creator's account, NULL for a guest's */
+	/* Rooms that last (state.c keeps them): */
+	uint64_t rid;        /* durable id, 64 random bits: never reused */
+	char *hkey;          /* its history's key: name, US, rid in hex */
+	size_t hkey_len;
+	char *owner_session; /* a guest owner's session key, or NULL */
+	char *owner_addr;    /* the creating guest's address (quotas) */
+	char *topic;         /* NULL when none */
+	uint64_t created;    /* Unix ms */
+	uint64_t empty_since; /* Unix ms it became empty; 0: it is not */
+	json_t *roles;       /* object: member key -> "moderator" */
+	bool configured;     /* named in the configuration */
+	struct room_authors *authors; /* who wrote the recent messages */
 	uint64_t seq;   /* last seq given */
 	struct membership *head, *tail; /* members in join order */
 	size_t count;
@@ -708,8 +766,15 @@ struct membership {
 /* The id of the client owning r now: the one logged in as its owner
  * account (0 while none is), else its creator's. */
 uint64_t room_owner_id(const struct room *r);
-/* Creates a room (seq 0); NULL when the name is taken. */
+/* Creates a room (seq 0) with a fresh durable id; NULL when the name is
+ * taken. */
 struct room *room_create(const char *name, size_t len, uint64_t owner);
+/* Gives r the durable id rid (a room restored from the state store). */
+void room_set_id(struct room *r, uint64_t rid);
+/* Remembers that seq was written by key (an account or session key) and
+ * finds it again: a bounded memory of the newest messages' authors. */
+void room_author_add(struct room *r, uint64_t seq, const char *key);
+const char *room_author(const struct room *r, uint64_t seq);
 struct room *room_find(const char *name, size_t len);
 struct membership *room_membership(const struct room *r,
     const struct client *c);
@@ -769,6 +834,8 @@ struct history_store {
  * back to the ring. Returns -1 if another store is already registered. */
 int history_set_store(const struct history_store *s);
 bool history_enabled(void);
+/* "ring" or the name of the plugin whose store is in service. */
+const char *history_store_name(void);
 void history_append(struct room *r, uint64_t seq, uint64_t ts,
     const char *sender, const char *text, size_t len, bool action);
 /* Answers c's history request (id) now, or later when the store is slow;
@@ -778,12 +845,59 @@ enum proto_err history_request(struct client *c, const json_t *id,
 /* A late answer: msgs (taken; NULL = the store failed) goes to the
  * client if it is still there; w is freed. */
 void history_answer(struct history_waiter *w, json_t *msgs);
-uint64_t history_last_seq(const char *room, size_t len);
+uint64_t history_last_seq(const struct room *r);
 /* A room is gone: the ring drops its messages (a durable store keeps
  * them for now). */
 void history_forget(const char *room, size_t len);
+/* Makes r's message seq a tombstone (deleted: no text); false when the
+ * store does not have it. */
+bool history_delete(struct room *r, uint64_t seq);
 /* Frees the ring's messages (at exit). */
 void history_free_all(void);
+
+/* state.c: the community's durable state (rooms, roles, bans, mutes,
+ * the audit trail, scripts' store) as JSON records of a kind under a
+ * key, all kept in memory and written behind by the store in service:
+ * the embedded SQLite database (state_dir/state.db, WAL, a thread of its
+ * own), or a plugin's. Kinds: "room" (by name), "ban" and "mute" (by
+ * room id and target), "audit" (by time), "store" (by script). */
+struct state_store {
+	const char *owner; /* the plugin's name, for logs */
+	/* Writes (value: a JSON text) or deletes (value NULL) a record;
+	 * must not block the loop. */
+	int (*put)(void *arg, const char *kind, const char *key,
+	    const char *value);
+	void *arg;
+};
+struct chat_actor;
+/* Registers a plugin's store in place of the embedded one; NULL goes
+ * back. -1 when one is registered already. */
+int state_set_store(const struct state_store *s);
+/* Opens the store of cfg->state_store and reads every record; -1 with
+ * *cause (caller frees). */
+int state_init(char **cause);
+/* Writes what waits and closes the store. */
+void state_free(void);
+/* True when the state outlives the process. */
+bool state_durable(void);
+/* Sets kind/key to value (taken), or deletes it (value NULL). */
+void state_put_new(const char *kind, const char *key, json_t *value);
+/* The record (borrowed), or NULL. */
+json_t *state_get(const char *kind, const char *key);
+/* Every record of kind: an object key -> value (borrowed; do not change
+ * it while walking, copy the keys). */
+json_t *state_all(const char *kind);
+/* A change made elsewhere (a plugin's, from another server): value
+ * (taken; NULL: deleted) goes to memory and the embedded store, not back
+ * to the plugin. */
+void state_remote(const char *kind, const char *key, json_t *value);
+/* Writes one audit record {time, actor, actor_kind, action, target,
+ * room, reason, expires} and one log line. */
+void state_audit(const struct chat_actor *by, const char *action,
+    const char *target, const struct room *r, const char *reason,
+    uint64_t expires_s);
+/* The newest n audit records, oldest first (a new array). */
+json_t *state_audit_read(size_t n);
 
 /* handle.c: the registry of live objects handed to plugins, so that a
  * handle coming back from a plugin is checked before it is used */
@@ -822,6 +936,7 @@ enum proto_err {
 	PROTO_ERR_UNAUTHORIZED,
 	PROTO_ERR_USER_NOT_FOUND, /* 1.1: direct_message to nobody */
 	PROTO_ERR_RESUME_FAILED,
+	PROTO_ERR_MESSAGE_NOT_FOUND,
 	PROTO_ERR_COUNT
 };
 const char *proto_err_code(enum proto_err e);
@@ -970,6 +1085,14 @@ void chat_notice(struct client *c, const struct room *r, const char *text,
     const json_t *id);
 /* Sends a notice to every member of r. */
 void chat_notice_room(struct room *r, const char *text);
+/* by (the admin API) announces text: a notice to every member of r, or
+ * to every connected client when r is NULL. Returns the recipients. */
+size_t chat_announce(const struct chat_actor *by, struct room *r,
+    const char *text, size_t len);
+/* by posts text in r as the server ("server" as the sender): the post
+ * hooks run, as for a script's post. */
+enum proto_err chat_server_post(const struct chat_actor *by, struct room *r,
+    const char *text, size_t len, bool action, char **reason);
 /* Core checks of a username for c: the name rules, uniqueness and the
  * names accounts hold. */
 enum proto_err chat_username_check(const struct client *c, const char *name,
@@ -1003,6 +1126,72 @@ bool chat_dropped(struct client *c);
 #define CHAT_CLOSE_RESUMED 4001
 enum proto_err chat_resume(struct client *c, const char *secret, size_t len,
     const json_t *id, char **reason);
+/* Rooms that last (protocol 1.1): owners, roles, topics, deletion, bans
+ * and mutes, each an action taken by someone (a client's request runs
+ * the hooks and the default rule: owner, moderators, operators; a
+ * script, plugin, the admin API or the server has authority). Moderation
+ * writes an audit record (state_audit). */
+/* Restores the rooms of the state store and creates the configured ones
+ * (marked as such); starts the sweep of expired guest rooms. */
+int chat_rooms_restore(char **cause);
+/* Creates the configured rooms that do not exist (start, reload). */
+void chat_rooms_configured(void);
+/* A record changed elsewhere (value taken, NULL: deleted): kept, and a
+ * room's applied to the live room (created, its topic and roles, or
+ * removed). */
+void chat_state_changed(const char *kind, const char *key, json_t *value);
+/* Writes r's record (owner, topic, roles, ...) to the state store. */
+void chat_room_save(struct room *r);
+/* True when c owns r (its account, or its session for a guest's). */
+bool chat_is_owner(const struct client *c, const struct room *r);
+/* "owner", "moderator" or NULL: c's role in r. */
+const char *chat_room_role(const struct room *r, const struct client *c);
+/* A new object: member name -> role, for the members who hold one. */
+json_t *chat_roles(const struct room *r);
+/* Sets r's topic (0 to 256 bytes; empty clears it): topic_changed to
+ * every member (and to a requester from outside). */
+enum proto_err chat_set_topic(const struct chat_actor *by, struct room *r,
+    const char *topic, size_t len, const json_t *id, char **reason);
+/* Deletes r as chat_room_remove does, with the reason "room deleted". */
+enum proto_err chat_delete_room(const struct chat_actor *by, struct room *r,
+    const json_t *id, char **reason);
+/* Makes message seq of r a tombstone in every history store:
+ * message_deleted to the members; message_not_found when unknown. */
+enum proto_err chat_delete_message(const struct chat_actor *by,
+    struct room *r, uint64_t seq, const json_t *id, char **reason);
+/* Gives target the room role ("moderator") or takes it (role NULL):
+ * role_changed to the members. Bound to target's account, or its
+ * session for a guest. */
+enum proto_err chat_set_role(const struct chat_actor *by, struct room *r,
+    struct client *target, const char *role, char **reason);
+/* Bans target from r for seconds (0: until lifted) with why (may be
+ * NULL): a member is kicked; joins get forbidden. Bound to the account,
+ * or to the session and the address of a guest (either matches). */
+enum proto_err chat_ban(const struct chat_actor *by, struct room *r,
+    struct client *target, uint64_t seconds, const char *why,
+    char **reason);
+/* Lifts the bans of r on the user called name (connected or not);
+ * user_not_found when there is none. */
+enum proto_err chat_unban(const struct chat_actor *by, struct room *r,
+    const char *name, char **reason);
+/* Mutes target in r, as chat_ban binds: its chat messages there get
+ * forbidden (commands still run). */
+enum proto_err chat_mute(const struct chat_actor *by, struct room *r,
+    struct client *target, uint64_t seconds, const char *why,
+    char **reason);
+enum proto_err chat_unmute(const struct chat_actor *by, struct room *r,
+    const char *name, char **reason);
+/* The "ban" or "mute" record that holds c in r now (borrowed), or NULL;
+ * never for r's owner or operators. */
+json_t *chat_restriction(const char *kind, const struct room *r,
+    const struct client *c);
+/* The "ban" or "mute" records of r in force (a new array of {room, name,
+ * account or session and addr, until (Unix s, 0: none), reason, by,
+ * set}), for the admin API. */
+json_t *chat_restrictions(const char *kind, const struct room *r);
+/* True when a mute of some room holds c now (a direct message is no way
+ * around it). */
+bool chat_muted_anywhere(const struct client *c);
 /* Resume across servers: a plugin answers c's waiting resume (c->resuming)
  * with r, a remote member whose session it is (account and roles: who r
  * is): r takes over c's connection silently and becomes local; -1 (c
@@ -1053,6 +1242,27 @@ int account_register(struct client *c, const char *name, size_t len,
     const char *password, size_t pwlen, const json_t *id);
 int account_login(struct client *c, const char *name, size_t len,
     const char *password, size_t pwlen, const json_t *id);
+/* The admin API's work on accounts: create (name and password), delete,
+ * or a new password. The result goes to done with ticket, in the loop:
+ * ACCOUNT_DENIED when there is no such account. -1 when too much work is
+ * waiting, the name is held already (create), or there are no accounts. */
+enum account_op {
+	ACCOUNT_OP_CREATE,
+	ACCOUNT_OP_DELETE,
+	ACCOUNT_OP_PASSWORD,
+};
+typedef void (*account_admin_fn)(uint64_t ticket, enum account_status st);
+int account_admin(enum account_op op, const char *name, size_t len,
+    const char *password, size_t pwlen, account_admin_fn done,
+    uint64_t ticket);
+/* chat.c: by (the admin API) creates (name, password), deletes or sets
+ * the password of an account on the worker; the result goes to done with
+ * ticket. PROTO_OK: under way; a refusal names why. */
+enum proto_err chat_account_admin(const struct chat_actor *by,
+    enum account_op op, const char *name, size_t len, const char *password,
+    size_t pwlen, account_admin_fn done, uint64_t ticket, char **reason);
+/* chat.c: the account was deleted: its connections become guests. */
+void chat_account_gone(const char *account);
 /* chat.c: a register or login of client (an id: it may have gone)
  * ended; id is the request's; account its name as stored. */
 void chat_account_done(uint64_t client, const json_t *id, bool registering,
@@ -1078,6 +1288,14 @@ enum hook_event {
 	HOOK_ROOM_REMOVED, /* room: about to go (members already out) */
 	HOOK_RELOAD,      /* no client: the configuration was reloaded */
 	HOOK_TOKEN,       /* client, text = a fresh token: stop accepts it */
+	/* Authority over a room (client = who asks, room): DENY refuses,
+	 * STOP allows what the default rule refuses. */
+	HOOK_TOPIC,       /* text = the new topic */
+	HOOK_DELETE_MESSAGE, /* text = the seq (decimal) */
+	HOOK_DELETE_ROOM,
+	HOOK_ROLE,        /* text = the target's name, reason = role or "" */
+	HOOK_MODERATION,  /* text = the target's name, reason = "ban",
+			     "mute", "unban" or "unmute" */
 	HOOK_DIRECT,      /* client, target, text: deny, modify or drop */
 	HOOK_RESUME,      /* client: a new connection took over its session */
 	HOOK_COUNT
@@ -1108,6 +1326,7 @@ struct hook_args {
 	char *new_text;        /* owned by args; hook_args_free frees it */
 	enum proto_err deny_code;
 	char *deny_reason;     /* owned by args; may be NULL */
+	bool stopped;          /* a hook said STOP (hook_run says PASS) */
 };
 struct hook;
 typedef enum hook_verdict (*hook_fn)(struct hook_args *a, void *arg);

@@ -146,4 +146,9 @@ void plugin_relays_forget(struct plugin *p);
 void plugin_store_forget(struct plugin *p);
 void plugin_history_host(struct parley_host *h);
 
+/* plugin-state.c: the state store role and the audit trail. Forgetting
+ * gives the state back to the embedded store alone. */
+void plugin_state_forget(struct plugin *p);
+void plugin_state_host(struct parley_host *h);
+
 #endif

@@ -834,6 +834,7 @@ plugin_host_build(void)
 	plugin_timer_host(h);
 	plugin_chat_host(h);
 	plugin_history_host(h);
+	plugin_state_host(h);
 	plugin_host_info = plugin_host;
 	plugin_host_info.flags = PARLEY_HOST_INFO_ONLY;
 }
@@ -965,6 +966,7 @@ plugin_forget(struct plugin *p)
 	plugin_hooks_forget(p);
 	plugin_relays_forget(p);
 	plugin_store_forget(p);
+	plugin_state_forget(p);
 	if (p->name != NULL)
 		plugin_counters_remove(p);
 }

@@ -59,6 +59,8 @@ static const struct {
 	    "this server keeps no history" },
 	[PROTO_ERR_INTERNAL] = { "internal", "internal error" },
 	[PROTO_ERR_UNAUTHORIZED] = { "unauthorized", "wrong name or password" },
+	[PROTO_ERR_MESSAGE_NOT_FOUND] = { "message_not_found",
+	    "there is no such message in that room" },
 	[PROTO_ERR_USER_NOT_FOUND] = { "user_not_found",
 	    "nobody of that name is connected" },
 	[PROTO_ERR_RESUME_FAILED] = { "resume_failed",
@@ -326,10 +328,11 @@ proto_get_participants(struct proto_req *req)
 	if (limit > PROTO_PARTICIPANTS_MAX)
 		limit = PROTO_PARTICIPANTS_MAX;
 	proto_reply_new(req->client, req->id,
-	    json_pack("{s:s, s:s%, s:o, s:I, s:I}", "type", "participants",
+	    json_pack("{s:s, s:s%, s:o, s:I, s:I, s:o}", "type", "participants",
 		"roomName", r->name, r->name_len, "participants",
 		room_participants(r, (size_t)offset, (size_t)limit), "count",
-		(json_int_t)r->count, "offset", offset));
+		(json_int_t)r->count, "offset", offset, "roles",
+		chat_roles(r)));
 	return PROTO_OK;
 }
 
@@ -381,6 +384,51 @@ proto_resume(struct proto_req *req)
 }
 
 static enum proto_err
+proto_set_topic(struct proto_req *req)
+{
+	const char *topic;
+	size_t len;
+	struct room *r;
+	enum proto_err e;
+
+	if (proto_string(req->msg, "topic", &topic, &len, false) == -1 ||
+	    !json_is_string(json_object_get(req->msg, "roomName")))
+		return PROTO_ERR_BAD_REQUEST;
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
+	return chat_set_topic(CHAT_BY_CLIENT(req->client), r, topic, len,
+	    req->id, &req->err_owned);
+}
+
+static enum proto_err
+proto_delete_room(struct proto_req *req)
+{
+	struct room *r;
+	enum proto_err e;
+
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
+	return chat_delete_room(
+	    CHAT_BY_CLIENT(req->client), r, req->id, &req->err_owned);
+}
+
+static enum proto_err
+proto_delete_message(struct proto_req *req)
+{
+	json_t *seq = json_object_get(req->msg, "seq");
+	struct room *r;
+	enum proto_err e;
+
+	if (!json_is_integer(seq) || json_integer_value(seq) < 0 ||
+	    !json_is_string(json_object_get(req->msg, "roomName")))
+		return PROTO_ERR_BAD_REQUEST;
+	if ((e = proto_room(req, &r)) != PROTO_OK)
+		return e;
+	return chat_delete_message(CHAT_BY_CLIENT(req->client), r,
+	    (uint64_t)json_integer_value(seq), req->id, &req->err_owned);
+}
+
+static enum proto_err
 proto_ping(struct proto_req *req)
 {
 	proto_reply_new(
@@ -419,6 +467,8 @@ static const struct {
 	proto_handler fn;
 } proto_table[] = {
 	{ "create_room", proto_create_room },
+	{ "delete_message", proto_delete_message },
+	{ "delete_room", proto_delete_room },
 	{ "direct_message", proto_direct_message },
 	{ "get_participants", proto_get_participants },
 	{ "history", proto_history },
@@ -432,6 +482,7 @@ static const struct {
 	{ "register", proto_register },
 	{ "resume", proto_resume },
 	{ "send_message", proto_send_message },
+	{ "set_topic", proto_set_topic },
 	{ "set_username", proto_set_username },
 	{ "typing", proto_typing },
 };

@@ -8,8 +8,10 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "parley.h"
 
@@ -25,6 +27,70 @@ room_find(const char *name, size_t len)
 	return map_find(&room_map, name, len);
 }
 
+/* How many recent messages' authors a room remembers, for a message's
+ * author deleting it (moderators may delete any). */
+#define ROOM_AUTHORS 1024
+
+struct room_authors {
+	uint64_t seq[ROOM_AUTHORS];
+	char *key[ROOM_AUTHORS];
+};
+
+void
+room_set_id(struct room *r, uint64_t rid)
+{
+	char hex[17];
+
+	r->rid = rid;
+	free(r->hkey);
+	if (rid == 0) {
+		/* A room from before rooms had ids: its history is its
+		 * name's. */
+		r->hkey = xstrdup(r->name);
+		r->hkey_len = r->name_len;
+		return;
+	}
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rid);
+	/* Names hold no control characters: US cannot be part of one. */
+	r->hkey_len = (size_t)xasprintf(&r->hkey, "%s\x1f%s", r->name, hex);
+}
+
+/* A durable id no other room of any server has had: 64 random bits. */
+static uint64_t
+room_new_id(void)
+{
+	uint64_t rid = 0;
+
+	while (rid == 0) {
+		if (getrandom(&rid, sizeof rid, 0) != sizeof rid)
+			fatal("getrandom: cannot make a room id");
+	}
+	return rid;
+}
+
+void
+room_author_add(struct room *r, uint64_t seq, const char *key)
+{
+	size_t i;
+
+	if (r->authors == NULL)
+		r->authors = xcalloc(1, sizeof *r->authors);
+	i = seq % ROOM_AUTHORS;
+	free(r->authors->key[i]);
+	r->authors->seq[i] = seq;
+	r->authors->key[i] = key != NULL ? xstrdup(key) : NULL;
+}
+
+const char *
+room_author(const struct room *r, uint64_t seq)
+{
+	size_t i = seq % ROOM_AUTHORS;
+
+	if (r->authors == NULL || r->authors->seq[i] != seq)
+		return NULL;
+	return r->authors->key[i];
+}
+
 struct room *
 room_create(const char *name, size_t len, uint64_t owner)
 {
@@ -36,6 +102,8 @@ room_create(const char *name, size_t len, uint64_t owner)
 	r->name = xstrndup(name, len);
 	r->name_len = len;
 	r->owner = owner;
+	r->created = loop_wall_ms();
+	room_set_id(r, room_new_id());
 	map_add(&room_map, name, len, r);
 	if (room_n == room_cap) {
 		room_cap = room_cap ? room_cap * 2 : 16;
@@ -50,6 +118,16 @@ room_create(const char *name, size_t len, uint64_t owner)
 uint64_t
 room_owner_id(const struct room *r)
 {
+	if (r->owner_account == NULL && r->owner_session != NULL) {
+		/* A guest's room follows its session (a resume). */
+		for (struct client *c = clients; c != NULL; c = c->next) {
+			if (!c->dead && c->account == NULL &&
+			    c->session_key != NULL &&
+			    strcmp(c->session_key, r->owner_session) == 0)
+				return c->id;
+		}
+		return 0;
+	}
 	if (r->owner_account == NULL)
 		return r->owner;
 	/* Owner checks are rare (a /kick, a /topic): a walk will do. The
@@ -166,6 +244,16 @@ room_free(struct room *r)
 	handle_remove(r);
 	free(r->name);
 	free(r->owner_account);
+	free(r->hkey);
+	free(r->owner_session);
+	free(r->owner_addr);
+	free(r->topic);
+	json_decref(r->roles);
+	if (r->authors != NULL) {
+		for (size_t i = 0; i < ROOM_AUTHORS; i++)
+			free(r->authors->key[i]);
+		free(r->authors);
+	}
 	free(r);
 }
 
@@ -238,8 +326,9 @@ room_list(void)
 	for (size_t i = 0; i < room_n; i++) {
 		struct room *r = room_order[i];
 		json_array_append_new(a,
-		    json_pack("{s:s%, s:I}", "roomName", r->name, r->name_len,
-			"count", (json_int_t)r->count));
+		    json_pack("{s:s%, s:I, s:s}", "roomName", r->name,
+			r->name_len, "count", (json_int_t)r->count, "topic",
+			r->topic ? r->topic : ""));
 	}
 	return a;
 }

@@ -533,7 +533,13 @@ script_room_index(lua_State *L)
 		lua_pushinteger(L, (lua_Integer)r->count);
 	else if (strcmp(k, "owner_id") == 0)
 		lua_pushinteger(L, (lua_Integer)room_owner_id(r));
-	else if (strcmp(k, "owner_account") == 0) {
+	else if (strcmp(k, "topic") == 0)
+		lua_pushstring(L, r->topic ? r->topic : "");
+	else if (strcmp(k, "id") == 0) {
+		char hex[17];
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->rid);
+		lua_pushstring(L, hex);
+	} else if (strcmp(k, "owner_account") == 0) {
 		if (r->owner_account != NULL)
 			lua_pushstring(L, r->owner_account);
 		else
@@ -1019,6 +1025,7 @@ script_config_index(lua_State *L)
 		}
 	}
 	if (o == NULL || strcmp(o->name, "oper_password") == 0 ||
+	    strcmp(o->name, "admin_tokens") == 0 ||
 	    o->type == CONFIG_JSON)
 		return 0;
 	p = (char *)cfg + o->offset;
@@ -1074,12 +1081,29 @@ script_store_cost(const char *key, const json_t *v)
 	    json_string_length(v) : 0);
 }
 
+/* The store outlives the server: it starts from what the state store
+ * kept, and every change is written there too. */
+static void
+script_store_load(void)
+{
+	const char *key;
+	json_t *v;
+
+	if (script_store != NULL)
+		return;
+	script_store = json_deep_copy(state_all("store"));
+	script_store_bytes = 0;
+	json_object_foreach(script_store, key, v)
+		script_store_bytes += script_store_cost(key, v);
+}
+
 static int
 script_store_index(lua_State *L)
 {
 	const char *key = lua_tostring(L, 2);
 	json_t *v;
 
+	script_store_load();
 	if (key == NULL || script_store == NULL ||
 	    (v = json_object_get(script_store, key)) == NULL)
 		return 0;
@@ -1120,8 +1144,7 @@ script_store_newindex(lua_State *L)
 		    "and booleans");
 	}
 	/* Lua checks done: C memory from here on, nothing raises. */
-	if (script_store == NULL)
-		script_store = json_object();
+	script_store_load();
 	old = json_object_get(script_store, key);
 	if (old != NULL)
 		freed = script_store_cost(key, old);
@@ -1143,6 +1166,7 @@ script_store_newindex(lua_State *L)
 		if (old != NULL) {
 			json_object_del(script_store, key);
 			script_store_bytes -= freed;
+			state_put_new("store", key, NULL);
 		}
 		return 0;
 	}
@@ -1154,6 +1178,7 @@ script_store_newindex(lua_State *L)
 	}
 	json_object_set_new(script_store, key, v);
 	script_store_bytes = script_store_bytes - freed + cost;
+	state_put_new("store", key, json_deep_copy(v));
 	return 0;
 }
 
@@ -1178,6 +1203,7 @@ script_store_pairs(lua_State *L)
 
 	lua_pushcfunction(L, script_next);
 	lua_newtable(L);
+	script_store_load();
 	if (script_store != NULL) {
 		json_object_foreach(script_store, key, v) {
 			script_push_json(L, v);
@@ -1194,6 +1220,301 @@ script_store_free(void)
 	json_decref(script_store);
 	script_store = NULL;
 	script_store_bytes = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rooms that last: topics, roles, deletion, bans, mutes, the audit
+ * trail. Each action is taken by the script, or, with {by = user}, as
+ * that user asked it (the default rule and the hooks decide). */
+
+static const struct chat_actor *
+script_opt_actor(lua_State *L, int idx, struct chat_actor *buf)
+{
+	struct client *c;
+
+	if (!lua_istable(L, idx))
+		return NULL;
+	lua_getfield(L, idx, "by");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	c = script_check_user(L, lua_gettop(L), true);
+	lua_pop(L, 1);
+	buf->kind = CHAT_ACTOR_CLIENT;
+	buf->client = c;
+	buf->name = NULL;
+	return buf;
+}
+
+#define SCRIPT_OPT_ACTOR(L, idx, buf) \
+	(script_opt_actor((L), (idx), (buf)) ?: SCRIPT_ACTOR(L))
+
+static int
+script_result(lua_State *L, enum proto_err e, char *reason)
+{
+	if (e == PROTO_OK) {
+		free(reason);
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	lua_pushnil(L);
+	if (reason != NULL)
+		lua_pushstring(L, reason);
+	else
+		lua_pushnil(L);
+	lua_pushstring(L, proto_err_code(e));
+	free(reason);
+	return 3;
+}
+
+/* Optional field of an options table: minutes (a positive number) as
+ * seconds, 0 when absent. */
+static uint64_t
+script_opt_seconds(lua_State *L, int idx)
+{
+	lua_Number m;
+
+	if (!lua_istable(L, idx))
+		return 0;
+	lua_getfield(L, idx, "minutes");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	m = luaL_checknumber(L, -1);
+	lua_pop(L, 1);
+	if (!(m > 0) || m > 1e8)
+		luaL_error(L, "minutes must be a positive number");
+	return (uint64_t)(m * 60 + 0.5) ? (uint64_t)(m * 60 + 0.5) : 1;
+}
+
+static const char *
+script_opt_reason(lua_State *L, int idx)
+{
+	const char *s;
+
+	if (!lua_istable(L, idx))
+		return NULL;
+	lua_getfield(L, idx, "reason");
+	s = lua_isnil(L, -1)
+	    ? NULL
+	    : script_check_text(L, -1, SCRIPT_REASON_MAX, NULL);
+	lua_pop(L, 1); /* the string stays in the options table */
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+/* room:set_topic(text [, {by = user}]) */
+static int
+script_room_set_topic(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	size_t len;
+	const char *t = luaL_checklstring(L, 2, &len);
+	struct chat_actor buf;
+	char *reason = NULL;
+	enum proto_err e;
+
+	e = chat_set_topic(
+		SCRIPT_OPT_ACTOR(L, 3, &buf), r, t, len, NULL, &reason);
+	return script_result(L, e, reason);
+}
+
+/* room:delete([{by = user}]) */
+static int
+script_room_delete(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	struct chat_actor buf;
+	char *reason = NULL;
+	enum proto_err e;
+
+	e = chat_delete_room(SCRIPT_OPT_ACTOR(L, 2, &buf), r, NULL, &reason);
+	return script_result(L, e, reason);
+}
+
+/* room:delete_message(seq [, {by = user}]) */
+static int
+script_room_delete_message(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	lua_Integer seq = luaL_checkinteger(L, 2);
+	struct chat_actor buf;
+	char *reason = NULL;
+	enum proto_err e;
+
+	e = chat_delete_message(SCRIPT_OPT_ACTOR(L, 3, &buf), r,
+		seq > 0 ? (uint64_t)seq : 0, NULL, &reason);
+	return script_result(L, e, reason);
+}
+
+/* room:set_role(user, "moderator" | nil [, {by = user}]) */
+static int
+script_room_set_role(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	struct client *c = script_check_user(L, 2, true);
+	const char *role = luaL_optstring(L, 3, NULL);
+	struct chat_actor buf;
+	char *reason = NULL;
+	enum proto_err e;
+
+	e = chat_set_role(SCRIPT_OPT_ACTOR(L, 4, &buf), r, c, role, &reason);
+	return script_result(L, e, reason);
+}
+
+/* room:role(user): "owner", "moderator" or nil */
+static int
+script_room_role(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	struct client *c = script_check_user(L, 2, true);
+	const char *role = chat_room_role(r, c);
+
+	if (role != NULL)
+		lua_pushstring(L, role);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+/* room:ban(user [, {by, minutes, reason}]), room:mute(...) */
+static int
+script_room_restrict(lua_State *L, bool ban)
+{
+	struct room *r = script_check_room(L, 1);
+	struct client *c = script_check_user(L, 2, true);
+	uint64_t seconds = script_opt_seconds(L, 3);
+	const char *why = script_opt_reason(L, 3);
+	struct chat_actor buf;
+	const struct chat_actor *by = SCRIPT_OPT_ACTOR(L, 3, &buf);
+	char *reason = NULL;
+	enum proto_err e;
+
+	e = ban ? chat_ban(by, r, c, seconds, why, &reason)
+		: chat_mute(by, r, c, seconds, why, &reason);
+	return script_result(L, e, reason);
+}
+
+static int
+script_room_ban(lua_State *L)
+{
+	return script_room_restrict(L, true);
+}
+
+static int
+script_room_mute(lua_State *L)
+{
+	return script_room_restrict(L, false);
+}
+
+/* room:unban(name [, {by = user}]), room:unmute(...) */
+static int
+script_room_lift(lua_State *L, bool ban)
+{
+	struct room *r = script_check_room(L, 1);
+	const char *name = luaL_checkstring(L, 2);
+	struct chat_actor buf;
+	const struct chat_actor *by = SCRIPT_OPT_ACTOR(L, 3, &buf);
+	char *reason = NULL;
+	enum proto_err e;
+
+	e = ban ? chat_unban(by, r, name, &reason)
+		: chat_unmute(by, r, name, &reason);
+	return script_result(L, e, reason);
+}
+
+static int
+script_room_unban(lua_State *L)
+{
+	return script_room_lift(L, true);
+}
+
+static int
+script_room_unmute(lua_State *L)
+{
+	return script_room_lift(L, false);
+}
+
+/* room:restriction("ban" | "mute", user): {until, reason, by} or nil */
+static int
+script_room_restriction(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	const char *kind = luaL_checkstring(L, 2);
+	struct client *c = script_check_user(L, 3, true);
+	json_t *rec;
+
+	if (strcmp(kind, "ban") != 0 && strcmp(kind, "mute") != 0)
+		return luaL_argerror(L, 2, "\"ban\" or \"mute\"");
+	rec = chat_restriction(kind, r, c);
+	if (rec == NULL)
+		return 0;
+	script_push_json(L, rec);
+	return 1;
+}
+
+/* room:restrictions("ban" | "mute"): the records in force, a list */
+static int
+script_room_restrictions(lua_State *L)
+{
+	struct room *r = script_check_room(L, 1);
+	const char *kind = luaL_checkstring(L, 2);
+	json_t *a;
+
+	if (strcmp(kind, "ban") != 0 && strcmp(kind, "mute") != 0)
+		return luaL_argerror(L, 2, "\"ban\" or \"mute\"");
+	a = chat_restrictions(kind, r);
+	script_push_json(L, a);
+	json_decref(a);
+	return 1;
+}
+
+/* parley.audit{action =, target =, room =, reason =, expires =}: adds a
+ * record to the audit trail, as this script. */
+static int
+script_audit(lua_State *L)
+{
+	const char *action, *target, *reason, *room;
+	lua_Integer expires;
+	struct room *r = NULL;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "action");
+	action = script_check_text(L, -1, 64, NULL);
+	lua_getfield(L, 1, "target");
+	target = lua_isnil(L, -1) ? NULL : script_check_text(L, -1, 256, NULL);
+	lua_getfield(L, 1, "reason");
+	reason = lua_isnil(L, -1)
+	    ? NULL
+	    : script_check_text(L, -1, SCRIPT_REASON_MAX, NULL);
+	lua_getfield(L, 1, "room");
+	room = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+	lua_getfield(L, 1, "expires");
+	expires = lua_isnil(L, -1) ? 0 : luaL_checkinteger(L, -1);
+	if (room != NULL && (r = room_find(room, strlen(room))) == NULL)
+		return luaL_error(L, "no room %s", room);
+	state_audit(SCRIPT_ACTOR(L), action, target, r, reason,
+	    expires > 0 ? (uint64_t)expires : 0);
+	return 0;
+}
+
+/* parley.modlog([n]): the newest n (default 20, at most 1000) audit
+ * records, oldest first. */
+static int
+script_modlog(lua_State *L)
+{
+	lua_Integer n = luaL_optinteger(L, 1, 20);
+	json_t *a;
+
+	if (n < 1)
+		n = 1;
+	if (n > 1000)
+		n = 1000;
+	a = state_audit_read((size_t)n);
+	script_push_json(L, a);
+	json_decref(a);
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1261,6 +1582,17 @@ script_api_init(lua_State *L, struct script_state *st)
 		{ "say", script_room_say },
 		{ "has", script_room_has },
 		{ "remove", script_room_remove },
+		{ "set_topic", script_room_set_topic },
+		{ "delete", script_room_delete },
+		{ "delete_message", script_room_delete_message },
+		{ "set_role", script_room_set_role },
+		{ "role", script_room_role },
+		{ "ban", script_room_ban },
+		{ "unban", script_room_unban },
+		{ "mute", script_room_mute },
+		{ "unmute", script_room_unmute },
+		{ "restriction", script_room_restriction },
+		{ "restrictions", script_room_restrictions },
 		{ NULL, NULL },
 	};
 
@@ -1313,6 +1645,8 @@ script_api_open(lua_State *L, struct script *s)
 		{ "check_oper_password", script_check_oper_password },
 		{ "name_key", script_name_key },
 		{ "name_check", script_name_check },
+		{ "audit", script_audit },
+		{ "modlog", script_modlog },
 		{ NULL, NULL },
 	};
 

@@ -372,7 +372,9 @@ script_event_decides(enum hook_event ev)
 {
 	return ev == HOOK_CONNECT || ev == HOOK_USERNAME ||
 	    ev == HOOK_CREATE_ROOM || ev == HOOK_JOIN || ev == HOOK_MESSAGE ||
-	    ev == HOOK_POST || ev == HOOK_TOKEN || ev == HOOK_DIRECT;
+	    ev == HOOK_POST || ev == HOOK_TOKEN || ev == HOOK_TOPIC ||
+	    ev == HOOK_DELETE_MESSAGE || ev == HOOK_DELETE_ROOM ||
+	    ev == HOOK_ROLE || ev == HOOK_MODERATION || ev == HOOK_DIRECT;
 }
 
 static void script_push_id(lua_State *L, const json_t *id);
@@ -492,6 +494,30 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		script_push_user(L, a->client);
 		lua_pushlstring(L, a->text, a->text_len);
 		return 2;
+	case HOOK_TOPIC:
+		script_push_user(L, a->client);
+		script_push_room(L, a->room);
+		lua_pushlstring(L, a->text, a->text_len);
+		return 3;
+	case HOOK_DELETE_MESSAGE:
+		script_push_user(L, a->client);
+		script_push_room(L, a->room);
+		lua_pushinteger(L, (lua_Integer)strtoll(a->text, NULL, 10));
+		return 3;
+	case HOOK_DELETE_ROOM:
+		script_push_user(L, a->client);
+		script_push_room(L, a->room);
+		return 2;
+	case HOOK_ROLE:
+	case HOOK_MODERATION:
+		script_push_user(L, a->client);
+		script_push_room(L, a->room);
+		lua_pushlstring(L, a->text, a->text_len);
+		if (a->reason != NULL && *a->reason != '\0')
+			lua_pushstring(L, a->reason);
+		else
+			lua_pushnil(L);
+		return 4;
 	case HOOK_DIRECT:
 		script_push_user(L, a->client);
 		script_push_user(L, a->target);

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the integration tests with every parleyd they start under valgrind
+# Runs the integration tests (two at a time, or VALGRIND_JOBS) with every
+# parleyd they start under valgrind
 # memcheck: tests/valgrind.sh [TEST.py ...] (default: all of
 # tests/integration/test_*.py). The harness (PARLEY_VALGRIND=1) runs the
 # daemon as valgrind -q --error-exitcode=99 --leak-check=full and stretches
@@ -46,15 +47,25 @@ if [ $# -eq 0 ]; then
 	set -- "$srcdir"/tests/integration/test_*.py
 fi
 
+# Two (or VALGRIND_JOBS) tests at a time: each waits mostly on its
+# daemon, and every wait of the harness is stretched under valgrind.
+jobs=${VALGRIND_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
+outs=$(mktemp -d "${TMPDIR:-/tmp}/parley-valgrind-out.XXXXXX") || exit 1
+printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c '
+	name=$(basename "$1")
+	start=$(date +%s)
+	"$3" "$1" >"$2/$name.out" 2>&1
+	rc=$?
+	echo "$rc $(( $(date +%s) - start ))" >"$2/$name.rc"' _ {} "$outs" "$python"
+
 status=0
 ran=0
 for t in "$@"; do
 	name=$(basename "$t")
 	echo "=== $name under valgrind"
-	start=$(date +%s)
-	"$python" "$t"
-	rc=$?
-	took=$(( $(date +%s) - start ))
+	cat "$outs/$name.out" 2>/dev/null
+	read -r rc took <"$outs/$name.rc" 2>/dev/null || { rc=1; took=0; }
 	case $rc in
 	0) echo "PASS $name (${took}s)"; ran=$((ran + 1)) ;;
 	77) echo "SKIP $name" ;;
@@ -62,6 +73,7 @@ for t in "$@"; do
 	   ran=$((ran + 1)) ;;
 	esac
 done
+rm -rf "$outs"
 
 # With -q a report file holds only errors: any non-empty one is a finding.
 found=0

@@ -249,6 +249,19 @@ enum parley_event_type {
 	 * was told anything (no leave, no join). client set. The verdict is
 	 * ignored. */
 	PARLEY_EV_RESUME = 18,
+	/* Authority over a room (since 1.4): a client asks to set its topic
+	 * (text = the topic), delete a message (text = its seq in decimal),
+	 * delete the room, give or take a role (text = the target's name,
+	 * reason = "moderator" or "" to take it) or ban, mute, unban or
+	 * unmute someone (text = the target's name, reason = "ban",
+	 * "mute", "unban" or "unmute"). client and room set. Verdicts: DENY
+	 * refuses; STOP allows what the default rule (the room's owner,
+	 * moderators and the server's operators) would refuse. */
+	PARLEY_EV_TOPIC = 19,
+	PARLEY_EV_DELETE_MESSAGE = 20,
+	PARLEY_EV_DELETE_ROOM = 21,
+	PARLEY_EV_ROLE = 22,
+	PARLEY_EV_MODERATION = 23,
 	/* A direct message (protocol 1.1, since 1.4): client (the sender)
 	 * and target (the recipient, a local client or a remote member) and
 	 * text set; request_id as for a message. Verdicts: DENY, MODIFY (the
@@ -369,7 +382,10 @@ typedef void (*parley_fd_fn)(parley_ctx *ctx, uint64_t id, int fd,
 struct parley_history_msg {
 	uint32_t size;      /* sizeof(struct parley_history_msg), filler's */
 	uint32_t flags;     /* PARLEY_MSG_* */
-	const char *room;   /* room name; history_emit ignores it */
+	const char *room;   /* the room's history key (since 1.4: its name,
+			       US (0x1f), its durable id in hex; the name
+			       alone for a configured room older than
+			       ids); history_emit ignores it */
 	size_t room_len;
 	uint64_t seq;       /* per room, rising by one per message */
 	uint64_t ts;        /* milliseconds since the Unix epoch */
@@ -438,6 +454,30 @@ struct parley_history_store {
 	    uint64_t after, uint64_t before, uint32_t limit,
 	    parley_history_sink *sink, void *arg);
 	void *reserved[3];
+};
+
+/*
+ * The state store (since 1.4): the community's durable state (rooms with
+ * their owner, topic and roles; bans; mutes; message tombstones; the
+ * audit trail; scripts' parley.store) as records of a kind ("room",
+ * "ban", "mute", "tomb", "audit", "store", "meta") under a key, each a
+ * JSON text. The server keeps every record in memory and writes it to
+ * its embedded store (SQLite in state_dir, unless state_store =
+ * "memory"); a plugin that registers a parley_state_store is given every
+ * change as well, to share it (across a cluster, say), and tells the
+ * server of changes made elsewhere with parley_host.state_changed. put
+ * runs on the event loop: it must not block. since 1.4
+ */
+struct parley_state_store {
+	uint32_t size;      /* sizeof(struct parley_state_store) */
+	uint32_t reserved0;
+	void *arg;          /* passed back to put */
+	/* kind/key is now value (a JSON text of value_len bytes), or was
+	 * deleted (value NULL). Every pointer is borrowed for the call.
+	 * Returns 0, or -1 after logging why. */
+	int (*put)(parley_ctx *ctx, const char *kind, const char *key,
+	    const char *value, size_t value_len, void *arg);
+	void *reserved[4];
 };
 
 /* ---------------------------------------------------------------------
@@ -898,6 +938,34 @@ struct parley_host {
 	 * since 1.4 */
 	int (*relay_set)(parley_ctx *ctx, parley_relay_fn fn, void *arg);
 
+	/* ---- Rooms that last (since 1.4) */
+
+	/* Adds a record to the audit trail {time, actor (this plugin),
+	 * actor_kind "plugin", action, target, room, reason, expires} and
+	 * a line to the log. action is required (at most 64 bytes); target,
+	 * r and reason may be NULL; expires_s is Unix seconds, 0 for none.
+	 * Returns PARLEY_OK, or PARLEY_ERR_BAD_REQUEST (logged). since 1.4 */
+	int (*audit_add)(parley_ctx *ctx, const char *action,
+	    const char *target, parley_room *r, const char *reason,
+	    uint64_t expires_s);
+	/* Makes the plugin a state store (see struct parley_state_store;
+	 * copied). At most one. Returns PARLEY_OK, or
+	 * PARLEY_ERR_BAD_REQUEST (logged) for a malformed store or when
+	 * another plugin is the state store. since 1.4 */
+	int (*state_store_register)(parley_ctx *ctx,
+	    const struct parley_state_store *store);
+	/* A record was changed elsewhere (another server): the server takes
+	 * value (a JSON text; NULL: deleted) into memory and its embedded
+	 * store, without calling put back. A room record changes the live
+	 * room's topic and roles (members get topic_changed); bans, mutes
+	 * and tombstones apply from then on. Returns PARLEY_OK, or
+	 * PARLEY_ERR_BAD_REQUEST (logged) for a value that is not JSON.
+	 * since 1.4 */
+	int (*state_changed)(parley_ctx *ctx, const char *kind,
+	    const char *key, const char *value, size_t value_len);
+	/* The topic of room r ("" when none; valid until it changes), or
+	 * NULL for a handle that is not a room. since 1.4 */
+	const char *(*room_topic)(parley_ctx *ctx, parley_room *r);
 	/* ---- Sessions across servers (since 1.4) */
 
 	/* The local client (open or held) whose session secret has this

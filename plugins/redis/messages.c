@@ -349,6 +349,11 @@ rd_history_read(parley_ctx *ctx, const char *room, size_t room_len,
 
 	if (limit == 0)
 		return 0;
+	/* The server keys a room's history by name and room id; the
+	 * cluster's history is the name's (its rooms share no id yet). */
+	if (memchr(room, '\x1f', room_len) != NULL)
+		room_len = (size_t)((const char *)memchr(room, '\x1f',
+		    room_len) - room);
 	if (!rd_ok()) {
 		rd_host->log_printf(ctx, PARLEY_LOG_DEBUG, "history asked while "
 		    "Redis is away");
@@ -404,7 +409,11 @@ rd_history_read_after(parley_ctx *ctx, const char *room, size_t room_len,
 
 	if (limit == 0 || after >= before)
 		return 0;
-	if (!rd_up) {
+	/* As in rd_history_read: the cluster's history is the name's. */
+	if (memchr(room, '\x1f', room_len) != NULL)
+		room_len = (size_t)((const char *)memchr(room, '\x1f',
+		    room_len) - room);
+	if (!rd_ok()) {
 		rd_host->log_printf(ctx, PARLEY_LOG_DEBUG, "history asked while "
 		    "Redis is away");
 		return -1;
@@ -445,7 +454,9 @@ static uint64_t
 rd_history_last_seq(parley_ctx *ctx, const char *room, size_t room_len,
     void *arg)
 {
-	char *name = strndup(room, room_len);
+	char *name = strndup(room, memchr(room, '\x1f', room_len) != NULL ?
+	    (size_t)((const char *)memchr(room, '\x1f', room_len) - room) :
+	    room_len);
 	json_int_t last = rd_seqs != NULL ?
 	    json_integer_value(json_object_get(rd_seqs, name)) : 0;
 

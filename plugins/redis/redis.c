@@ -292,6 +292,12 @@ rd_on_sub(redisAsyncContext *ac, void *r, void *priv)
 			rd_members_event(data->str, data->len);
 		else if (strcmp(kind->str, "subscribe") == 0 && rd_up)
 			rd_members_up();
+	} else if (nlen == 2 && memcmp(name, "st", 2) == 0) {
+		if (strcmp(kind->str, "message") == 0 &&
+		    data->type == REDIS_REPLY_STRING)
+			rd_state_event(data->str, data->len);
+		else if (strcmp(kind->str, "subscribe") == 0 && rd_up)
+			rd_state_up();
 	} else if (nlen == 2 && memcmp(name, "dt", 2) == 0)
 		rd_direct_channel(kind->str,
 		    data->type == REDIS_REPLY_STRING ? data->str : "",
@@ -405,6 +411,13 @@ rd_on_hello(redisAsyncContext *ac, void *r, void *priv)
 	rd_host->health_report(rd_ctx, true, NULL);
 	rd_messages_reset();
 	ch = rd_key("ev", "", 0);
+	{
+		const char *argv[] = { "SUBSCRIBE", ch };
+		size_t lens[] = { 9, strlen(ch) };
+		rd_command(&rd_sub, rd_on_sub, NULL, 2, argv, lens);
+	}
+	free(ch);
+	ch = rd_key("st", "", 0);
 	{
 		const char *argv[] = { "SUBSCRIBE", ch };
 		size_t lens[] = { 9, strlen(ch) };
@@ -708,6 +721,7 @@ rd_init(parley_ctx *ctx, const struct parley_host *h)
 	rd_members_init();
 	rd_messages_init();
 	rd_direct_init();
+	rd_state_init();
 	rd_make_sid();
 	h->counter_set(ctx, "cluster_up", 0);
 	h->health_report(ctx, false, "connecting to Redis");

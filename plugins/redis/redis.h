@@ -4,6 +4,7 @@
  * redis.c: options, connections, the hiredis adapter on parleyd's loop;
  * members.c: which clients of which server are in which room, and names;
  * messages.c: chat messages ordered through Redis, and room history;
+ * state.c: rooms, roles, bans and tombstones shared;
  * direct.c: direct messages and typing to the other servers;
  * sessions.c: sessions resumed on another server.
  */
@@ -132,6 +133,13 @@ void rd_messages_fallback(void);
 /* Redis answers in time again. */
 void rd_messages_up(void);
 
+/* state.c: rooms, roles, bans, mutes and tombstones shared (ABI 1.4) */
+/* Becomes the server's state store when the server offers it. */
+void rd_state_init(void);
+/* Connected (again): read the cluster's records. */
+void rd_state_up(void);
+/* A change another server announced on the state channel. */
+void rd_state_event(const char *data, size_t len);
 /* direct.c */
 /* Makes our relay the host's (ABI 1.4): direct messages and typing. */
 void rd_direct_init(void);

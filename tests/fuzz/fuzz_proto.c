@@ -68,6 +68,8 @@ static const char *const fuzz_codes[] = {
 	"room_not_found", "not_in_room", "invalid_name", "name_taken",
 	"message_too_long", "rate_limited", "unknown_command", "forbidden",
 	"rejected", "unsupported", "internal",
+	/* 1.1 */
+	"unauthorized", "user_not_found", "message_not_found",
 };
 
 #define FUZZ_CHECK(e)                                                        \

@@ -575,6 +575,9 @@ async def test_message_length(t):
 			raise TestFailure("message of %d bytes (%d chars): got "
 			    "%r, want message_too_long" % (len(text.encode()),
 			    len(text), json.dumps(r)[:200]))
+		# The refusal says the limit, for the person who must cut.
+		check("at most 4096 bytes" in r.get("message", ""),
+		    "refusal names the limit: %r" % r.get("message"))
 	await b.sync()
 	b.assert_none("new_message", what="a too long message")
 

@@ -476,7 +476,9 @@ async def reload_with(server, **changes):
 
 @case()
 async def test_per_address_limit(t):
-	async with Proxied(t, {"max_connections_per_ip": 2}) as p:
+	# resume off: a dropped connection would be held, keeping its place
+	async with Proxied(t, {"max_connections_per_ip": 2,
+	    "resume_grace": 0}) as p:
 		port = p.nginx.port
 		for i in range(3):
 			await must_open(t, port, {"X-Forwarded-For":
