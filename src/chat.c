@@ -2328,7 +2328,7 @@ chat_resume_refuse(struct client *c)
 
 int
 chat_adopt(struct client *c, struct client *r, const char *account,
-    const char *const *roles)
+    const char *const *roles, const char *session_key)
 {
 	struct hook_args a = { .event = HOOK_RESUME };
 	json_t *id;
@@ -2348,6 +2348,10 @@ chat_adopt(struct client *c, struct client *r, const char *account,
 	limit_conn_open(r->addr);
 	conn_move_now(c, r);
 	client_set_identity(r, account, roles);
+	if (session_key != NULL) {
+		free(r->session_key);
+		r->session_key = xstrdup(session_key);
+	}
 	r->spoke = true;
 	session_resumed(r);
 	fresh = session_issue(r);

@@ -1193,11 +1193,11 @@ json_t *chat_restrictions(const char *kind, const struct room *r);
  * around it). */
 bool chat_muted_anywhere(const struct client *c);
 /* Resume across servers: a plugin answers c's waiting resume (c->resuming)
- * with r, a remote member whose session it is (account and roles: who r
- * is): r takes over c's connection silently and becomes local; -1 (c
+ * with r, a remote member whose session it is (account, roles and the
+ * session's key, by which a guest owns rooms and is banned: who r is): r takes over c's connection silently and becomes local; -1 (c
  * told resume_failed) when it cannot. */
 int chat_adopt(struct client *c, struct client *r, const char *account,
-    const char *const *roles);
+    const char *const *roles, const char *session_key);
 /* c's waiting resume failed. */
 void chat_resume_refuse(struct client *c);
 /* c's session was resumed on another server: c becomes a remote member

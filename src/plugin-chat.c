@@ -704,7 +704,7 @@ host_session_adopt(parley_ctx *ctx, parley_client *pc, parley_client *pr,
 	struct client *c = plugin_client(p, pc, "session_adopt");
 	struct client *r = host_remote(p, pr, "session_adopt");
 	json_t *o, *roles, *v;
-	const char *account, **names;
+	const char *account, *key, **names;
 	size_t i, n = 0;
 	int rc;
 
@@ -713,6 +713,7 @@ host_session_adopt(parley_ctx *ctx, parley_client *pc, parley_client *pr,
 	o = state != NULL ? json_loadb(state, len, 0, NULL) : NULL;
 	roles = json_object_get(o, "roles");
 	account = json_string_value(json_object_get(o, "account"));
+	key = json_string_value(json_object_get(o, "key"));
 	if (r == NULL || !json_is_object(o)) {
 		json_decref(o);
 		chat_resume_refuse(c);
@@ -724,8 +725,9 @@ host_session_adopt(parley_ctx *ctx, parley_client *pc, parley_client *pr,
 		if (json_is_string(v))
 			names[n++] = json_string_value(v);
 	}
-	rc = chat_adopt(c, r, account, names) == 0 ? PARLEY_OK
-						   : PARLEY_ERR_BAD_REQUEST;
+	rc = chat_adopt(c, r, account, names, key) == 0
+	    ? PARLEY_OK
+	    : PARLEY_ERR_BAD_REQUEST;
 	free(names);
 	json_decref(o);
 	return rc;

@@ -161,10 +161,12 @@ session_state(const struct client *c, bool brief)
 
 	for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++)
 		snprintf(hex + 2 * i, 3, "%02x", c->session[i]);
-	o = brief ? json_pack("{s:s}", "hash", hex)
-		  : json_pack("{s:s, s:o, s:o}", "hash", hex, "account",
-			c->account ? json_string(c->account) : json_null(),
-			"roles", client_roles(c));
+	o = brief
+	    ? json_pack("{s:s}", "hash", hex)
+	    : json_pack("{s:s, s:o, s:o, s:o}", "hash", hex, "account",
+		  c->account ? json_string(c->account) : json_null(), "roles",
+		  client_roles(c), "key",
+		  c->session_key ? json_string(c->session_key) : json_null());
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (s == NULL)

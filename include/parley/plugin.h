@@ -514,8 +514,10 @@ enum parley_relay_kind {
 	 * connection dropped and it is held until wall_ms; or it ended
 	 * (gone, replaced by a new one, or resumed elsewhere). client set;
 	 * text: a JSON object {"hash": the SHA-256 of the secret in
-	 * lowercase hex, "account": string or null, "roles": [names]} (the
-	 * secret itself never leaves the core). */
+	 * lowercase hex, "account": string or null, "roles": [names],
+	 * "key": the session's lasting key (by which a guest owns rooms
+	 * and is banned; not a secret)} (the secret itself never leaves
+	 * the core); GONE has the hash only. */
 	PARLEY_RELAY_SESSION_OPEN = 3,
 	PARLEY_RELAY_SESSION_HELD = 4,
 	PARLEY_RELAY_SESSION_GONE = 5,
@@ -985,8 +987,8 @@ struct parley_host {
 	 * client, whose session it was): r takes over c's connection and
 	 * becomes a local client, keeping its name and rooms without any
 	 * room being told (no leave, no join); state: a JSON object
-	 * {"account", "roles"} (as in PARLEY_RELAY_SESSION_*) says who it
-	 * is. r gets a new secret in resumed; c goes. PARLEY_ERR_BAD_REQUEST
+	 * {"account", "roles", "key"} (as in PARLEY_RELAY_SESSION_*) says
+	 * who it is. r gets a new secret in resumed; c goes. PARLEY_ERR_BAD_REQUEST
 	 * when c waits for no answer or r is no remote member (c then gets
 	 * resume_failed). since 1.4 */
 	int (*session_adopt)(parley_ctx *ctx, parley_client *c,

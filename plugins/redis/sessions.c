@@ -119,6 +119,17 @@ rd_hex(const char *s)
 	return true;
 }
 
+/* A new reference to o's field, or to null ([] when array). */
+static json_t *
+rd_field(json_t *o, const char *name, bool array)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (v != NULL)
+		return json_incref(v);
+	return array ? json_array() : json_null();
+}
+
 /* ---- This server's sessions in Redis */
 
 /* Our sessions as Redis should have them, written again when Redis is
@@ -135,12 +146,9 @@ rd_session_write(const char *id, json_t *st, int64_t px)
 
 	if (!rd_hex(hash) || !rd_ok())
 		return;
-	o = json_pack("{s:s, s:s, s:O, s:O}", "s", rd_sid, "i", id, "a",
-	    json_object_get(st, "account") ? json_object_get(st, "account")
-					   : json_null(),
-	    "g",
-	    json_object_get(st, "roles") ? json_object_get(st, "roles")
-					 : json_array());
+	o = json_pack("{s:s, s:s, s:o, s:o, s:o}", "s", rd_sid, "i", id, "a",
+	    rd_field(st, "account", false), "g", rd_field(st, "roles", true),
+	    "k", rd_field(st, "key", false));
 	val = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (val == NULL)
@@ -242,10 +250,8 @@ rd_on_take(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	o = json_loads(q->rec, 0, NULL);
-	st = json_pack("{s:O, s:O}", "account",
-	    json_object_get(o, "a") ? json_object_get(o, "a") : json_null(),
-	    "roles",
-	    json_object_get(o, "g") ? json_object_get(o, "g") : json_array());
+	st = json_pack("{s:o, s:o, s:o}", "account", rd_field(o, "a", false),
+	    "roles", rd_field(o, "g", true), "key", rd_field(o, "k", false));
 	state = json_dumps(st, JSON_COMPACT);
 	json_decref(st);
 	json_decref(o);

@@ -108,6 +108,12 @@ async def test_resume_on_another_server(t):
 		await quiet(oa, ob, oc)
 		for x in (oa, ob, oc):
 			await wait_participants(x, room, want)
+		# still the owner of the rooms it created as a guest
+		await c2.send({"type": "set_topic", "roomName": room,
+		    "topic": "moved"})
+		m = await c2.recv(None, pred=lambda m: m.get("type") in
+		    ("topic_changed", "error"))
+		check_eq(m["type"], "topic_changed", "set_topic as the owner")
 		# it speaks from B, as itself, to both servers
 		await c2.say(room, "back from B")
 		for x in (oa, ob, oc):
