@@ -106,7 +106,10 @@ def cluster_config(redis, prefix):
 		"plugins": [plugin_path()],
 		"plugin_options": {"redis": {"host": "127.0.0.1",
 		    "port": redis.port, "prefix": prefix,
-		    "heartbeat_ttl": TTL}},
+		    "heartbeat_ttl": TTL,
+		    # not about a late Redis (test_redis_faults is): a loaded
+		    # machine must not make it look late
+		    "timeout_ms": 3000}},
 		"log_level": "info",
 		"script_dirs": [SCRIPTS],
 		"scripts": ["commands"],
