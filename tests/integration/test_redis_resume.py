@@ -28,11 +28,13 @@ suite = Suite("redis_resume")
 case = suite.case
 
 
-def start_pair(t, n=2, **extra):
+def start_pair(t, n=2, timeout_ms=None, **extra):
 	redis = Redis().start()
 	prefix = "t%d:" % random.randrange(1 << 30)
-	servers = [t.start_server(dict(cluster_config(redis, prefix),
-	    **extra)) for _ in range(n)]
+	cfg = dict(cluster_config(redis, prefix), **extra)
+	if timeout_ms is not None:
+		cfg["plugin_options"]["redis"]["timeout_ms"] = timeout_ms
+	servers = [t.start_server(cfg) for _ in range(n)]
 	return redis, servers
 
 
@@ -201,18 +203,19 @@ async def test_without_redis_only_its_own_server(t):
 	"""Redis away: who holds a session cannot be known, so a resume on
 	another server fails at once; on its own server it works. Back, Redis
 	gets the sessions again."""
-	redis, (a, b) = start_pair(t)
+	redis, (a, b) = start_pair(t, timeout_ms=1000)
 	try:
 		ca, oa, ob, room, room2 = await setup(t, a, b)
 		secret = ca.welcome["session"]
 		drop(ca)
 		await asyncio.sleep(0.3)
 		# paused: the resume is answered within the plugin's deadline
+		# (twice timeout_ms)
 		os.kill(redis.proc.pid, signal.SIGSTOP)
 		try:
 			x = await t.client(b)
 			await x.expect_error({"type": "resume", "session":
-			    secret}, "resume_failed", timeout=4)
+			    secret}, "resume_failed", timeout=5)
 		finally:
 			os.kill(redis.proc.pid, signal.SIGCONT)
 		await wait_up(b)
