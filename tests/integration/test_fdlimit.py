@@ -83,9 +83,11 @@ async def get_in(server, within, what):
 
 @case(timeout=90)
 async def test_refuses_near_the_limit_and_recovers(t):
-	# Accounts off: their database (and its journal) and worker would
-	# take descriptors of the small budget this test is about.
-	s = t.start_server({"accounts": False}, nofile=NOFILE)
+	# Accounts off and the state in memory: their databases (and
+	# journals) would take descriptors of the small budget this test
+	# is about.
+	s = t.start_server({"accounts": False, "state_store": "memory"},
+	    nofile=NOFILE)
 	# Fill up. An upgrade holds two descriptors until libmicrohttpd's
 	# next run closes its own, so a refusal can come a moment early:
 	# full means refused three times in a row, a little apart.
