@@ -54,6 +54,18 @@ plugin_store_append(void *arg, const char *room, size_t room_len, uint64_t seq,
 	return p->store.append(plugin_ctx(p), &m, p->store.arg);
 }
 
+static int
+plugin_store_tombstone(void *arg, const char *room, size_t room_len,
+    uint64_t seq)
+{
+	struct plugin *p = arg;
+
+	if (p->store.tombstone == NULL)
+		return 0;
+	return p->store.tombstone(plugin_ctx(p), room, room_len, seq,
+	    p->store.arg);
+}
+
 static bool
 plugin_store_pages_forward(void *arg)
 {
@@ -209,15 +221,21 @@ plugin_store_emit(struct plugin *p, parley_history_sink *s,
 		sink->overflow_logged = true;
 		return -1;
 	}
-	o = json_pack("{s:s%, s:s%, s:I, s:I}", "message", m->text, m->text_len,
-	    "sender", m->sender, m->sender_len, "ts", (json_int_t)m->ts, "seq",
-	    (json_int_t)m->seq);
+	if (m->flags & PARLEY_MSG_DELETED)
+		/* A tombstone: whatever text came with it is not shown. */
+		o = json_pack("{s:s%, s:I, s:I, s:b}", "sender", m->sender,
+		    m->sender_len, "ts", (json_int_t)m->ts, "seq",
+		    (json_int_t)m->seq, "deleted", 1);
+	else
+		o = json_pack("{s:s%, s:s%, s:I, s:I}", "message", m->text,
+		    m->text_len, "sender", m->sender, m->sender_len, "ts",
+		    (json_int_t)m->ts, "seq", (json_int_t)m->seq);
 	if (o == NULL) {
 		log_warn(p->owner, "history_emit: seq %llu is not valid UTF-8",
 		    (unsigned long long)m->seq);
 		return -1;
 	}
-	if (m->flags & PARLEY_MSG_ACTION)
+	if ((m->flags & PARLEY_MSG_ACTION) && !(m->flags & PARLEY_MSG_DELETED))
 		json_object_set_new(o, "action", json_true());
 	json_array_append_new(sink->messages, o);
 	return 0;
@@ -264,6 +282,7 @@ plugin_store_register(
 	hs.read = plugin_store_read;
 	hs.last_seq = plugin_store_last_seq;
 	hs.pages_forward = plugin_store_pages_forward;
+	hs.tombstone = plugin_store_tombstone;
 	hs.arg = p;
 	if (history_set_store(&hs) == -1) {
 		p->has_store = false;
