@@ -984,6 +984,7 @@ hs_append(parley_ctx *ctx, const struct parley_history_msg *m, void *arg)
 	e->sender_len = m->sender_len;
 	e->text_len = m->text_len;
 	e->action = (m->flags & PARLEY_MSG_ACTION) != 0;
+	e->deleted = e->scrub = false;
 	p = e->data;
 	memcpy(p, m->room, m->room_len);
 	p[m->room_len] = '\0';
