@@ -18,6 +18,10 @@
  * past that block (the fence, or the seq this server reports), so no seq
  * ever carries two messages. A cluster message arriving after this
  * server's local ones (sent just before the outage) is dropped, counted.
+ *
+ * A deleted message's entry in the room's history is replaced, in one
+ * script, by a tombstone without its text (since ABI 1.4), so that every
+ * server's history answer, read from the same set, has it deleted.
  */
 #include <stdio.h>
 #include <stdlib.h>
