@@ -299,5 +299,54 @@ async def test_redis(t):
 		redis.cleanup()
 
 
+@case(timeout=60)
+async def test_redis_sqlite(t):
+	"""Each server keeps history in its own SQLite database, the
+	cluster shares the tombstones: a message deleted on one server
+	leaves the other's database too."""
+	from test_redis import Redis, cluster_config, plugin_path, wait_up
+	redis = Redis().start()
+	try:
+		prefix = "t%d:" % random.randrange(1 << 30)
+		servers = []
+		for _ in range(2):
+			cfg = cluster_config(redis, prefix)
+			cfg["plugins"] = ["history-sqlite", plugin_path()]
+			cfg["plugin_options"]["redis"]["history_store"] = False
+			cfg["plugin_options"]["history-sqlite"] = {
+			    "flush_interval_ms": 20}
+			servers.append(t.start_server(cfg))
+		a, b = servers
+		for s in servers:
+			await wait_up(s)
+		dbs = [os.path.join(s.config["state_dir"], "history.db")
+		    for s in servers]
+		room = uniq("both")
+		ca = await t.client(a, label="ca")
+		cb = await t.client(b, label="cb")
+		await ca.create(room)
+		await cb.recv("room_created", pred=lambda m:
+		    m["roomName"] == room, timeout=5)
+		await cb.join(room)
+		gone = marker("gone")
+		m = await cb.say(room, gone + " and more" * 40)
+		await ca.recv("new_message", pred=lambda x:
+		    x.get("message", "").startswith(gone), timeout=5)
+		deadline = time.monotonic() + scaled(5)
+		while not all(on_disk(db, gone) for db in dbs) and \
+		    time.monotonic() < deadline:
+			await asyncio.sleep(0.05)
+		check(all(on_disk(db, gone) for db in dbs), "on both disks")
+		await delete(ca, room, m["seq"])
+		for db in dbs:
+			where = await wait_gone(db, gone)
+			check(not where, "the deleted text is still in %r" % where)
+		for c in (ca, cb):
+			check_tombstone(await history(c, room), m["seq"], gone,
+			    c.label)
+	finally:
+		redis.cleanup()
+
+
 if __name__ == "__main__":
 	suite.main()
