@@ -55,15 +55,15 @@ plugin_store_append(void *arg, const char *room, size_t room_len, uint64_t seq,
 }
 
 static int
-plugin_store_tombstone(void *arg, const char *room, size_t room_len,
-    uint64_t seq)
+plugin_store_tombstone(
+    void *arg, const char *room, size_t room_len, uint64_t seq)
 {
 	struct plugin *p = arg;
 
 	if (p->store.tombstone == NULL)
 		return 0;
-	return p->store.tombstone(plugin_ctx(p), room, room_len, seq,
-	    p->store.arg);
+	return p->store.tombstone(
+	    plugin_ctx(p), room, room_len, seq, p->store.arg);
 }
 
 static bool

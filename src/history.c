@@ -191,8 +191,8 @@ history_ring_last_seq(void *arg, const char *room, size_t room_len)
 
 /* The ring drops the text itself; -1 when it does not hold seq. */
 static int
-history_ring_tombstone(void *arg, const char *room, size_t room_len,
-    uint64_t seq)
+history_ring_tombstone(
+    void *arg, const char *room, size_t room_len, uint64_t seq)
 {
 	struct history_ring *h = map_find(&history_rings, room, room_len);
 	struct history_entry *e;
