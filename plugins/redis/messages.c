@@ -324,7 +324,8 @@ rd_on_history(redisAsyncContext *ac, void *r, void *priv)
 		o = json_loadb(end, e->len - (size_t)(end - e->str), 0, NULL);
 		t = json_object_get(o, "t");
 		n = json_object_get(o, "n");
-		if (json_is_true(json_object_get(o, "d")) && json_is_string(n)) {
+		if (json_is_true(json_object_get(o, "d")) &&
+		    json_is_string(n)) {
 			/* A tombstone (rd_tomb_script). */
 			memset(&m, 0, sizeof m);
 			m.size = sizeof m;
