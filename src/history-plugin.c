@@ -252,6 +252,31 @@ plugin_store_catch_up(struct room *r, void *arg)
 	return 0;
 }
 
+/* The deleted messages, made tombstones in the store again: one deleted
+ * just before a crash may be a tombstone in the state store and not yet
+ * in the store's (they write behind, each on its own). A store leaves
+ * alone what it has made a tombstone already. */
+static void
+plugin_store_tombs_again(struct plugin *p)
+{
+	const char *hkey, *key;
+	json_t *seqs, *v;
+
+	if (p->store.tombstone == NULL)
+		return;
+	json_object_foreach(state_all("tomb"), hkey, seqs)
+	{
+		json_object_foreach(seqs, key, v)
+		{
+			char *end;
+			unsigned long long seq = strtoull(key, &end, 10);
+			if (*end == '\0' && seq > 0)
+				p->store.tombstone(plugin_ctx(p), hkey,
+				    strlen(hkey), (uint64_t)seq, p->store.arg);
+		}
+	}
+}
+
 static int
 plugin_store_register(
     struct plugin *p, const struct parley_history_store *store)
@@ -293,6 +318,7 @@ plugin_store_register(
 	}
 	plugin_store_owner = p;
 	room_each(plugin_store_catch_up, p);
+	plugin_store_tombs_again(p);
 	log_info(p->owner, "serving room history");
 	return 0;
 }

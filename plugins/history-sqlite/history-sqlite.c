@@ -396,7 +396,7 @@ hs_writer_prepare(struct hs_writer *w, char **why)
 	    !hs_prepare(hs.wdb, "DELETE FROM messages WHERE ts < ?1",
 	    &w->expire) ||
 	    !hs_prepare(hs.wdb, "UPDATE messages SET text = '', action = 2 "
-	    "WHERE room = ?1 AND seq = ?2", &w->tomb)) {
+	    "WHERE room = ?1 AND seq = ?2 AND (action & 2) = 0", &w->tomb)) {
 		hs_why(why, "prepare", hs.wdb);
 		return -1;
 	}
@@ -618,7 +618,9 @@ hs_write_tombs(struct hs_writer *w, char **why)
 	pthread_mutex_lock(&hs.lock);
 	hs.tombstoned += n;
 	pthread_mutex_unlock(&hs.lock);
-	w->checkpoint = true;
+	/* Nothing overwritten (made again at start): nothing to purge. */
+	if (n > 0)
+		w->checkpoint = true;
 	return 0;
 }
 

@@ -504,10 +504,11 @@ rd_history_tombstone(parley_ctx *ctx, const char *room, size_t room_len,
 		room_len = (size_t)((const char *)memchr(room, '\x1f',
 		    room_len) - room);
 	if (!rd_ok()) {
-		rd_host->log_printf(ctx, PARLEY_LOG_WARN, "tombstone of seq "
-		    "%llu: Redis is away; the text stays in the cluster's "
-		    "history until a server deletes it again",
-		    (unsigned long long)seq);
+		/* Also at start, when the server makes every tombstone
+		 * again before Redis is connected. */
+		rd_host->log_printf(ctx, PARLEY_LOG_DEBUG, "tombstone of seq "
+		    "%llu: Redis is away; the cluster's history keeps the "
+		    "text", (unsigned long long)seq);
 		return -1;
 	}
 	snprintf(sq, sizeof sq, "%llu", (unsigned long long)seq);

@@ -217,6 +217,43 @@ async def test_sqlite_queued(t):
 		shutil.rmtree(state, ignore_errors=True)
 
 
+@case(timeout=60)
+async def test_sqlite_crash(t):
+	"""kill -9 after the delete reached the state store but before
+	history-sqlite overwrote the row: the restarted server makes the
+	tombstone again, and the text leaves the disk."""
+	state = tempfile.mkdtemp(prefix="parley-tomb-")
+	db = os.path.join(state, "history.db")
+	try:
+		cfg = sqlite_config(state, flush_interval_ms=3000)
+		s = t.start_server(cfg)
+		room = uniq("crash")
+		a = await t.client(s, label="a")
+		await a.create(room)
+		gone = marker("gone")
+		# the room's first message is written at once (with its
+		# seqs' reservation)
+		m = await a.say(room, gone + " and more" * 40)
+		deadline = time.monotonic() + scaled(5)
+		while not on_disk(db, gone) and time.monotonic() < deadline:
+			await asyncio.sleep(0.05)
+		check(on_disk(db, gone), "the message reached the disk")
+		await delete(a, room, m["seq"])
+		await asyncio.sleep(0.3)  # the state store's flush, not ours
+		s.kill()
+		check(on_disk(db, gone), "the crash came before the overwrite")
+		s = t.start_server(cfg)
+		where = await wait_gone(db, gone, timeout=8)
+		check(not where, "the deleted text is still in %r" % where)
+		c = await t.client(s, label="c")
+		await c.join(room)
+		check_tombstone(await history(c, room), m["seq"], gone,
+		    "after the crash")
+		await s.astop()
+	finally:
+		shutil.rmtree(state, ignore_errors=True)
+
+
 def resp(port, *args):
 	"""One command in Redis's protocol; the reply, parsed."""
 	out = b"*%d\r\n" % len(args)
