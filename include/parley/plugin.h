@@ -465,8 +465,10 @@ struct parley_history_store {
 	 * cluster's copy). Called on the event loop after the delete is
 	 * decided: hand slow work to a thread. The server hides the text
 	 * of a deleted seq in every answer meanwhile (and for a store that
-	 * leaves this NULL, as a 1.3 store does, for good). Returns 0, or
-	 * -1 after logging why. */
+	 * leaves this NULL, as a 1.3 store does, for good). Called again
+	 * for every deleted message when the store registers (a delete
+	 * just before a crash): a tombstone already is left alone. Returns
+	 * 0, or -1 after logging why. */
 	int (*tombstone)(parley_ctx *ctx, const char *room, size_t room_len,
 	    uint64_t seq, void *arg);
 	void *reserved[2];
