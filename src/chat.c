@@ -1409,6 +1409,10 @@ chat_state_changed(const char *kind, const char *key, json_t *value)
 	const char *topic;
 
 	if (strcmp(kind, "room") != 0) {
+		/* A message deleted on another server: this server's
+		 * history store forgets its text as well. */
+		if (strcmp(kind, "tomb") == 0 && value != NULL)
+			history_tombs_changed(key, value);
 		state_remote(kind, key, value);
 		return;
 	}

@@ -54,6 +54,18 @@ plugin_store_append(void *arg, const char *room, size_t room_len, uint64_t seq,
 	return p->store.append(plugin_ctx(p), &m, p->store.arg);
 }
 
+static int
+plugin_store_tombstone(
+    void *arg, const char *room, size_t room_len, uint64_t seq)
+{
+	struct plugin *p = arg;
+
+	if (p->store.tombstone == NULL)
+		return 0;
+	return p->store.tombstone(
+	    plugin_ctx(p), room, room_len, seq, p->store.arg);
+}
+
 static bool
 plugin_store_pages_forward(void *arg)
 {
@@ -209,15 +221,21 @@ plugin_store_emit(struct plugin *p, parley_history_sink *s,
 		sink->overflow_logged = true;
 		return -1;
 	}
-	o = json_pack("{s:s%, s:s%, s:I, s:I}", "message", m->text, m->text_len,
-	    "sender", m->sender, m->sender_len, "ts", (json_int_t)m->ts, "seq",
-	    (json_int_t)m->seq);
+	if (m->flags & PARLEY_MSG_DELETED)
+		/* A tombstone: whatever text came with it is not shown. */
+		o = json_pack("{s:s%, s:I, s:I, s:b}", "sender", m->sender,
+		    m->sender_len, "ts", (json_int_t)m->ts, "seq",
+		    (json_int_t)m->seq, "deleted", 1);
+	else
+		o = json_pack("{s:s%, s:s%, s:I, s:I}", "message", m->text,
+		    m->text_len, "sender", m->sender, m->sender_len, "ts",
+		    (json_int_t)m->ts, "seq", (json_int_t)m->seq);
 	if (o == NULL) {
 		log_warn(p->owner, "history_emit: seq %llu is not valid UTF-8",
 		    (unsigned long long)m->seq);
 		return -1;
 	}
-	if (m->flags & PARLEY_MSG_ACTION)
+	if ((m->flags & PARLEY_MSG_ACTION) && !(m->flags & PARLEY_MSG_DELETED))
 		json_object_set_new(o, "action", json_true());
 	json_array_append_new(sink->messages, o);
 	return 0;
@@ -232,6 +250,31 @@ plugin_store_catch_up(struct room *r, void *arg)
 	if (last > r->seq)
 		r->seq = last;
 	return 0;
+}
+
+/* The deleted messages, made tombstones in the store again: one deleted
+ * just before a crash may be a tombstone in the state store and not yet
+ * in the store's (they write behind, each on its own). A store leaves
+ * alone what it has made a tombstone already. */
+static void
+plugin_store_tombs_again(struct plugin *p)
+{
+	const char *hkey, *key;
+	json_t *seqs, *v;
+
+	if (p->store.tombstone == NULL)
+		return;
+	json_object_foreach(state_all("tomb"), hkey, seqs)
+	{
+		json_object_foreach(seqs, key, v)
+		{
+			char *end;
+			unsigned long long seq = strtoull(key, &end, 10);
+			if (*end == '\0' && seq > 0)
+				p->store.tombstone(plugin_ctx(p), hkey,
+				    strlen(hkey), (uint64_t)seq, p->store.arg);
+		}
+	}
 }
 
 static int
@@ -264,6 +307,7 @@ plugin_store_register(
 	hs.read = plugin_store_read;
 	hs.last_seq = plugin_store_last_seq;
 	hs.pages_forward = plugin_store_pages_forward;
+	hs.tombstone = plugin_store_tombstone;
 	hs.arg = p;
 	if (history_set_store(&hs) == -1) {
 		p->has_store = false;
@@ -274,6 +318,7 @@ plugin_store_register(
 	}
 	plugin_store_owner = p;
 	room_each(plugin_store_catch_up, p);
+	plugin_store_tombs_again(p);
 	log_info(p->owner, "serving room history");
 	return 0;
 }

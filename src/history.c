@@ -24,6 +24,7 @@ struct history_entry {
 	char *text;
 	size_t text_len;
 	bool action;
+	bool deleted; /* a tombstone: the text is gone */
 };
 
 /* One room's newest messages, oldest at start. */
@@ -33,6 +34,18 @@ struct history_ring {
 };
 
 static struct map history_rings; /* room name -> struct history_ring */
+
+/* Overwrites a text before it goes back to the allocator: a deleted
+ * message must not linger in freed memory (a core file, a later
+ * allocation's leftovers). */
+static void
+history_text_forget(struct history_entry *e)
+{
+	explicit_bzero(e->text, e->text_len);
+	free(e->text);
+	e->text = NULL;
+	e->text_len = 0;
+}
 
 static void
 history_entry_clear(struct history_entry *e)
@@ -148,9 +161,17 @@ history_ring_read(void *arg, const char *room, size_t room_len, uint64_t after,
 		start = end > limit ? end - limit : 0;
 	for (size_t i = start; i < end; i++) {
 		const struct history_entry *e = history_ring_at(h, i);
-		json_t *m = json_pack("{s:s%, s:s, s:I, s:I}", "message",
-		    e->text, e->text_len, "sender", e->sender, "ts",
-		    (json_int_t)e->ts, "seq", (json_int_t)e->seq);
+		json_t *m;
+		if (e->deleted) {
+			json_array_append_new(a,
+			    json_pack("{s:s, s:I, s:I, s:b}", "sender",
+				e->sender, "ts", (json_int_t)e->ts, "seq",
+				(json_int_t)e->seq, "deleted", 1));
+			continue;
+		}
+		m = json_pack("{s:s%, s:s, s:I, s:I}", "message", e->text,
+		    e->text_len, "sender", e->sender, "ts", (json_int_t)e->ts,
+		    "seq", (json_int_t)e->seq);
 		if (e->action)
 			json_object_set_new(m, "action", json_true());
 		json_array_append_new(a, m);
@@ -168,6 +189,27 @@ history_ring_last_seq(void *arg, const char *room, size_t room_len)
 				       : 0;
 }
 
+/* The ring drops the text itself; -1 when it does not hold seq. */
+static int
+history_ring_tombstone(
+    void *arg, const char *room, size_t room_len, uint64_t seq)
+{
+	struct history_ring *h = map_find(&history_rings, room, room_len);
+	struct history_entry *e;
+	size_t i;
+
+	(void)arg;
+	if (h == NULL || (i = history_ring_lower(h, seq)) == h->len ||
+	    (e = history_ring_at(h, i))->seq != seq)
+		return -1;
+	if (!e->deleted) {
+		history_text_forget(e);
+		e->deleted = true;
+		e->action = false;
+	}
+	return 0;
+}
+
 static bool
 history_ring_pages_forward(void *arg)
 {
@@ -181,6 +223,7 @@ static const struct history_store history_ring = {
 	.read = history_ring_read,
 	.last_seq = history_ring_last_seq,
 	.pages_forward = history_ring_pages_forward,
+	.tombstone = history_ring_tombstone,
 };
 
 static void
@@ -293,27 +336,21 @@ history_tombstones(const char *room, json_t *msgs)
 bool
 history_delete(struct room *r, uint64_t seq)
 {
-	struct history_ring *h;
 	json_t *tomb;
 	char key[24];
-	bool found = false;
 
 	if (seq == 0 || seq > r->seq)
 		return false;
 	if (history_store == &history_ring) {
 		/* The ring knows what it holds, and forgets the text. */
-		h = map_find(&history_rings, r->hkey, r->hkey_len);
-		for (size_t i = 0; h != NULL && i < h->len; i++) {
-			struct history_entry *e = history_ring_at(h, i);
-			if (e->seq == seq) {
-				found = true;
-				e->text[0] = '\0';
-				e->text_len = 0;
-			}
-		}
-		if (!found)
+		if (history_ring_tombstone(NULL, r->hkey, r->hkey_len, seq) ==
+		    -1)
 			return false;
-	}
+	} else if (history_store->tombstone != NULL)
+		/* A durable store is not asked whether it has seq (it may
+		 * answer later): the tombstone holds either way. */
+		history_store->tombstone(
+		    history_store->arg, r->hkey, r->hkey_len, seq);
 	snprintf(key, sizeof key, "%llu", (unsigned long long)seq);
 	tomb = json_deep_copy(state_get("tomb", r->hkey));
 	if (tomb == NULL)
@@ -325,6 +362,27 @@ history_delete(struct room *r, uint64_t seq)
 	json_object_set_new(tomb, key, json_true());
 	state_put_new("tomb", r->hkey, tomb);
 	return true;
+}
+
+void
+history_tombs_changed(const char *hkey, const json_t *tomb)
+{
+	const json_t *old = state_get("tomb", hkey);
+	const char *key;
+	json_t *v;
+
+	if (history_store->tombstone == NULL || !json_is_object(tomb))
+		return;
+	json_object_foreach((json_t *)tomb, key, v)
+	{
+		char *end;
+		unsigned long long seq = strtoull(key, &end, 10);
+		if (*end != '\0' || seq == 0 ||
+		    json_object_get(old, key) != NULL)
+			continue;
+		history_store->tombstone(
+		    history_store->arg, hkey, strlen(hkey), (uint64_t)seq);
+	}
 }
 
 static void

@@ -828,6 +828,11 @@ struct history_store {
 	bool (*pages_forward)(void *arg);
 	/* The highest seq stored for room, 0 when none. */
 	uint64_t (*last_seq)(void *arg, const char *room, size_t room_len);
+	/* Forgets the text of message seq (a deleted message), keeping
+	 * the seq as a tombstone; 0 or -1 (logged by the store). May be
+	 * NULL: answers are still filtered (history_delete). */
+	int (*tombstone)(void *arg, const char *room, size_t room_len,
+	    uint64_t seq);
 	void *arg;
 };
 /* Registers a durable store (copied) in place of the ring; NULL goes
@@ -849,9 +854,14 @@ uint64_t history_last_seq(const struct room *r);
 /* A room is gone: the ring drops its messages (a durable store keeps
  * them for now). */
 void history_forget(const char *room, size_t len);
-/* Makes r's message seq a tombstone (deleted: no text); false when the
+/* Makes r's message seq a tombstone (deleted: no text) in the state
+ * store and in the history store, which forgets the text; false when the
  * store does not have it. */
 bool history_delete(struct room *r, uint64_t seq);
+/* The tombstones of the room whose history key is hkey are now tomb (a
+ * record from another server): the history store forgets the texts of
+ * the seqs that were not tombstones yet. */
+void history_tombs_changed(const char *hkey, const json_t *tomb);
 /* Frees the ring's messages (at exit). */
 void history_free_all(void);
 

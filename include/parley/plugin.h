@@ -376,6 +376,9 @@ typedef void (*parley_fd_fn)(parley_ctx *ctx, uint64_t id, int fd,
 
 /* A message of a room's history. flags: PARLEY_MSG_* bits. since 1.0 */
 #define PARLEY_MSG_ACTION 0x1u /* a /me action */
+/* A deleted message (a tombstone): text is empty; a store emits it so
+ * the history answer keeps its seq with deleted: true. since 1.4 */
+#define PARLEY_MSG_DELETED 0x2u
 
 /* Strings are UTF-8 of the given lengths, not necessarily NUL-terminated
  * (a message may even contain U+0000); all are borrowed. */
@@ -453,7 +456,22 @@ struct parley_history_store {
 	int (*read_after)(parley_ctx *ctx, const char *room, size_t room_len,
 	    uint64_t after, uint64_t before, uint32_t limit,
 	    parley_history_sink *sink, void *arg);
-	void *reserved[3];
+	/* Deleting a message (since 1.4, in what was reserved): the text
+	 * of seq in room must be forgotten, not only hidden: a moderator
+	 * removes abuse, a leaked secret, personal data. The store keeps
+	 * the seq (with its sender and time) as a tombstone, emitted with
+	 * PARLEY_MSG_DELETED and an empty text, and overwrites the text
+	 * wherever it keeps it (its memory, its queue, its disk, the
+	 * cluster's copy). Called on the event loop after the delete is
+	 * decided: hand slow work to a thread. The server hides the text
+	 * of a deleted seq in every answer meanwhile (and for a store that
+	 * leaves this NULL, as a 1.3 store does, for good). Called again
+	 * for every deleted message when the store registers (a delete
+	 * just before a crash): a tombstone already is left alone. Returns
+	 * 0, or -1 after logging why. */
+	int (*tombstone)(parley_ctx *ctx, const char *room, size_t room_len,
+	    uint64_t seq, void *arg);
+	void *reserved[2];
 };
 
 /*

@@ -15,6 +15,14 @@
  * Retention by count per room and by age runs on the worker. fini
  * flushes everything.
  *
+ * A deleted message (tombstone, since ABI 1.4) loses its text for good:
+ * one still queued is overwritten in the queue; one being written or on
+ * disk is overwritten in its row (text '', flag PARLEY_MSG_DELETED) by
+ * the worker, after the batch that holds it. The writer runs with
+ * secure_delete, so the page space the old text held is zeroed rather
+ * than left as free space in the page, and after a tombstone the WAL is
+ * checkpointed and truncated, so no old frame keeps the text either.
+ *
  * Seqs are reserved ahead, as PostgreSQL logs sequence values ahead of
  * use: rooms.last_seq is not the last seq written but one no seq given
  * ever exceeds. The worker raises it by seq_reserve at a time, before a
@@ -92,7 +100,17 @@ struct hs_entry {
 	size_t sender_len;
 	size_t text_len;
 	bool action;
+	bool deleted;          /* tombstoned while queued: the text is gone */
+	bool scrub;            /* tombstoned while being written (lock) */
 	char data[];
+};
+
+/* A message to tombstone in the database; its room follows. */
+struct hs_tomb {
+	struct hs_tomb *next;
+	uint64_t seq;
+	size_t room_len;
+	char room[];
 };
 
 struct hs_queue {
@@ -168,6 +186,8 @@ static struct {
 	struct hs_queue inflight; /* being written, or kept after a failure */
 	size_t queued_bytes;      /* of pending and inflight */
 	struct hs_seq *todo;      /* reservations to write */
+	struct hs_tomb *tombs;    /* tombstones to write */
+	struct hs_tomb *tombs_taken; /* the worker's, being written */
 	bool stopping;
 	bool stalled;             /* append gave up waiting for the worker */
 	bool failing;             /* the last write (or open) failed */
@@ -179,6 +199,7 @@ static struct {
 	uint64_t failed;
 	uint64_t dropped;
 	uint64_t deleted;
+	uint64_t tombstoned;      /* rows whose text was overwritten */
 	uint64_t write_errors;
 	uint64_t seq_waits;
 	uint64_t seq_wait_us;     /* the loop's time waiting for them */
@@ -232,11 +253,24 @@ hs_queue_free(struct hs_queue *q)
 		struct hs_entry *e = q->head;
 		q->head = e->next;
 		bytes += e->size;
+		/* A deleted text does not linger in freed memory. */
+		if (e->scrub)
+			explicit_bzero(e->data, e->size - sizeof *e);
 		free(e);
 	}
 	q->tail = NULL;
 	q->n = 0;
 	return bytes;
+}
+
+static void
+hs_tombs_free(struct hs_tomb *t)
+{
+	while (t != NULL) {
+		struct hs_tomb *n = t->next;
+		free(t);
+		t = n;
+	}
 }
 
 static const char *
@@ -335,6 +369,8 @@ static int hs_open_writer(char **why, bool *fatal);
 
 struct hs_writer {
 	sqlite3_stmt *insert;
+	sqlite3_stmt *tomb;
+	bool checkpoint;       /* a tombstone's old frames are in the WAL */
 	sqlite3_stmt *room_seq;
 	sqlite3_stmt *trim;
 	sqlite3_stmt *expire;
@@ -358,7 +394,9 @@ hs_writer_prepare(struct hs_writer *w, char **why)
 	    !hs_prepare(hs.wdb, "DELETE FROM messages WHERE room = ?1 AND "
 	    "seq <= ?2", &w->trim) ||
 	    !hs_prepare(hs.wdb, "DELETE FROM messages WHERE ts < ?1",
-	    &w->expire)) {
+	    &w->expire) ||
+	    !hs_prepare(hs.wdb, "UPDATE messages SET text = '', action = 2 "
+	    "WHERE room = ?1 AND seq = ?2 AND (action & 2) = 0", &w->tomb)) {
 		hs_why(why, "prepare", hs.wdb);
 		return -1;
 	}
@@ -372,7 +410,8 @@ hs_writer_finalize(struct hs_writer *w)
 	sqlite3_finalize(w->room_seq);
 	sqlite3_finalize(w->trim);
 	sqlite3_finalize(w->expire);
-	w->insert = w->room_seq = w->trim = w->expire = NULL;
+	sqlite3_finalize(w->tomb);
+	w->insert = w->room_seq = w->trim = w->expire = w->tomb = NULL;
 }
 
 /* Closes the writer's connection, to open it afresh: after the disk
@@ -491,7 +530,8 @@ hs_write_batch(struct hs_writer *w, const struct hs_queue *q, char **why)
 		    SQLITE_STATIC);
 		sqlite3_bind_text(s, 5, hs_text(e), (int)e->text_len,
 		    SQLITE_STATIC);
-		sqlite3_bind_int(s, 6, e->action ? 1 : 0);
+		sqlite3_bind_int(s, 6, e->deleted ? PARLEY_MSG_DELETED :
+		    e->action ? PARLEY_MSG_ACTION : 0);
 		rc = sqlite3_step(s);
 		sqlite3_reset(s);
 		if (rc == SQLITE_DONE)
@@ -540,6 +580,70 @@ hs_write_batch(struct hs_writer *w, const struct hs_queue *q, char **why)
 abort:
 	hs_exec(hs.wdb, "ROLLBACK", NULL);
 	return -1;
+}
+
+/*
+ * Overwrites the rows of the tombstones taken (after the batch that may
+ * hold them is committed), in one transaction. Returns 0 when committed,
+ * -1 with *why set (the caller keeps them to try again).
+ */
+static int
+hs_write_tombs(struct hs_writer *w, char **why)
+{
+	uint64_t n = 0;
+
+	if (hs.tombs_taken == NULL)
+		return 0;
+	if (hs_exec(hs.wdb, "BEGIN IMMEDIATE", why) == -1)
+		return -1;
+	for (const struct hs_tomb *t = hs.tombs_taken; t != NULL;
+	    t = t->next) {
+		int rc;
+		sqlite3_bind_text(w->tomb, 1, t->room, (int)t->room_len,
+		    SQLITE_STATIC);
+		sqlite3_bind_int64(w->tomb, 2, hs_int(t->seq));
+		rc = sqlite3_step(w->tomb);
+		sqlite3_reset(w->tomb);
+		if (rc != SQLITE_DONE) {
+			hs_why(why, "tombstone", hs.wdb);
+			hs_exec(hs.wdb, "ROLLBACK", NULL);
+			return -1;
+		}
+		n += (uint64_t)sqlite3_changes(hs.wdb);
+	}
+	if (hs_exec(hs.wdb, "COMMIT", why) == -1) {
+		hs_exec(hs.wdb, "ROLLBACK", NULL);
+		return -1;
+	}
+	pthread_mutex_lock(&hs.lock);
+	hs.tombstoned += n;
+	pthread_mutex_unlock(&hs.lock);
+	/* Nothing overwritten (made again at start): nothing to purge. */
+	if (n > 0)
+		w->checkpoint = true;
+	return 0;
+}
+
+/*
+ * The WAL still holds the frames written before a tombstone (the text
+ * as inserted): copy everything into the database and truncate the WAL
+ * to nothing. A reader in the middle of a read makes it wait (busy
+ * timeout), or fail: then it is tried again next turn.
+ */
+static void
+hs_checkpoint(struct hs_writer *w)
+{
+	sqlite3_stmt *s;
+
+	if (!w->checkpoint || hs.wal_missing)
+		return;
+	if (sqlite3_prepare_v2(hs.wdb, "PRAGMA wal_checkpoint(TRUNCATE)", -1,
+	    &s, NULL) != SQLITE_OK)
+		return;
+	/* One row: busy, frames in the log, frames checkpointed. */
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 0)
+		w->checkpoint = false;
+	sqlite3_finalize(s);
 }
 
 static void
@@ -635,6 +739,15 @@ hs_worker_main(void *arg)
 		/* A batch kept from a failed write stays first. */
 		hs_queue_concat(&hs.inflight, &hs.pending);
 		hs_take_wants(&w);
+		/* Tombstones go after any kept from a failed write (order
+		 * does not matter: each overwrites its own row). */
+		if (hs.tombs != NULL) {
+			struct hs_tomb **end = &hs.tombs_taken;
+			while (*end != NULL)
+				end = &(*end)->next;
+			*end = hs.tombs;
+			hs.tombs = NULL;
+		}
 		stopping = hs.stopping;
 		pthread_mutex_unlock(&hs.lock);
 
@@ -658,6 +771,12 @@ hs_worker_main(void *arg)
 		pthread_cond_broadcast(&hs.reserved);
 		pthread_mutex_unlock(&hs.lock);
 		ok = ok && hs_write_batch(&w, &hs.inflight, &why) == 0;
+		if (ok && hs_write_tombs(&w, &why) == 0) {
+			hs_tombs_free(hs.tombs_taken);
+			hs.tombs_taken = NULL;
+			hs_checkpoint(&w);
+		} else
+			ok = false;
 		if (!ok && hs.wdb != NULL)
 			hs_writer_close(&w);
 		if (ok && hs.retention_days > 0 &&
@@ -698,7 +817,8 @@ hs_worker_main(void *arg)
 		/* Stop when all is written, or when the last try after
 		 * being told to stop failed (fini reports what is lost). */
 		if (hs.stopping && ((!ok && stopping) || (hs.pending.n == 0 &&
-		    hs.inflight.n == 0 && hs.todo == NULL)))
+		    hs.inflight.n == 0 && hs.todo == NULL &&
+		    hs.tombs == NULL && hs.tombs_taken == NULL)))
 			break;
 	}
 	pthread_mutex_unlock(&hs.lock);
@@ -866,6 +986,7 @@ hs_append(parley_ctx *ctx, const struct parley_history_msg *m, void *arg)
 	e->sender_len = m->sender_len;
 	e->text_len = m->text_len;
 	e->action = (m->flags & PARLEY_MSG_ACTION) != 0;
+	e->deleted = e->scrub = false;
 	p = e->data;
 	memcpy(p, m->room, m->room_len);
 	p[m->room_len] = '\0';
@@ -885,6 +1006,51 @@ hs_append(parley_ctx *ctx, const struct parley_history_msg *m, void *arg)
 	return 0;
 }
 
+/*
+ * A deleted message. Still queued: its text is overwritten here and the
+ * row is written without it. Being written (the worker reads it without
+ * the lock) or written: the worker overwrites the row after the batch,
+ * and the entry is marked so that reads show a tombstone and its memory
+ * is zeroed when freed.
+ */
+static int
+hs_tombstone(parley_ctx *ctx, const char *room, size_t room_len,
+    uint64_t seq, void *arg)
+{
+	struct hs_tomb *t;
+	bool queued = false;
+
+	(void)ctx;
+	(void)arg;
+	pthread_mutex_lock(&hs.lock);
+	for (struct hs_entry *e = hs.pending.head; e != NULL; e = e->next) {
+		if (e->seq == seq && hs_same_room(e, room, room_len)) {
+			explicit_bzero((char *)hs_text(e), e->text_len);
+			e->text_len = 0;
+			e->deleted = true;
+			e->action = false;
+			queued = true;
+		}
+	}
+	for (struct hs_entry *e = hs.inflight.head; e != NULL; e = e->next) {
+		if (e->seq == seq && hs_same_room(e, room, room_len))
+			e->scrub = true;
+	}
+	pthread_mutex_unlock(&hs.lock);
+	if (queued)
+		return 0;
+	if ((t = malloc(sizeof *t + room_len)) == NULL)
+		return -1;
+	t->seq = seq;
+	t->room_len = room_len;
+	memcpy(t->room, room, room_len);
+	pthread_mutex_lock(&hs.lock);
+	t->next = hs.tombs;
+	hs.tombs = t;
+	pthread_mutex_unlock(&hs.lock);
+	return 0;
+}
+
 static void
 hs_emit_entry(parley_ctx *ctx, parley_history_sink *sink,
     const struct hs_entry *e)
@@ -894,14 +1060,16 @@ hs_emit_entry(parley_ctx *ctx, parley_history_sink *sink,
 	memset(&m, 0, sizeof m);
 	m.size = sizeof m;
 	m.flags = e->action ? PARLEY_MSG_ACTION : 0;
+	if (e->deleted || e->scrub)
+		m.flags = PARLEY_MSG_DELETED;
 	m.room = hs_room(e);
 	m.room_len = e->room_len;
 	m.seq = e->seq;
 	m.ts = e->ts;
 	m.sender = hs_sender(e);
 	m.sender_len = e->sender_len;
-	m.text = hs_text(e);
-	m.text_len = e->text_len;
+	m.text = m.flags & PARLEY_MSG_DELETED ? "" : hs_text(e);
+	m.text_len = m.flags & PARLEY_MSG_DELETED ? 0 : e->text_len;
 	hs.host->history_emit(ctx, sink, &m);
 }
 
@@ -956,6 +1124,15 @@ hs_scan_emit(const struct hs_entry *e, void *arg)
 
 static void hs_reader_refresh(parley_ctx *ctx);
 
+/* The action column holds PARLEY_MSG_* bits (1 before tombstones). */
+static uint32_t
+hs_flags(int v)
+{
+	if (v & PARLEY_MSG_DELETED)
+		return PARLEY_MSG_DELETED;
+	return v & PARLEY_MSG_ACTION;
+}
+
 static int
 hs_read(parley_ctx *ctx, const char *room, size_t room_len, uint64_t before,
     uint32_t limit, parley_history_sink *sink, void *arg)
@@ -996,8 +1173,7 @@ hs_read(parley_ctx *ctx, const char *room, size_t room_len, uint64_t before,
 			m.sender_len = (size_t)sqlite3_column_bytes(s, 2);
 			m.text = (const char *)sqlite3_column_text(s, 3);
 			m.text_len = (size_t)sqlite3_column_bytes(s, 3);
-			m.flags = sqlite3_column_int(s, 4) ? PARLEY_MSG_ACTION :
-			    0;
+			m.flags = hs_flags(sqlite3_column_int(s, 4));
 			if (m.sender != NULL && m.text != NULL)
 				hs.host->history_emit(ctx, sink, &m);
 		}
@@ -1081,8 +1257,7 @@ hs_read_after(parley_ctx *ctx, const char *room, size_t room_len,
 			m.sender_len = (size_t)sqlite3_column_bytes(s, 2);
 			m.text = (const char *)sqlite3_column_text(s, 3);
 			m.text_len = (size_t)sqlite3_column_bytes(s, 3);
-			m.flags = sqlite3_column_int(s, 4) ? PARLEY_MSG_ACTION :
-			    0;
+			m.flags = hs_flags(sqlite3_column_int(s, 4));
 			if (m.sender != NULL && m.text != NULL) {
 				hs.host->history_emit(ctx, sink, &m);
 				emitted++;
@@ -1291,7 +1466,7 @@ static void
 hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 {
 	uint64_t written, batches, failed, dropped, deleted, errors, waits;
-	uint64_t unreserved, wait_us, since, now = hs_now_ms();
+	uint64_t unreserved, wait_us, since, tombstoned, now = hs_now_ms();
 	size_t pending, bytes;
 	char *reason = NULL, detail[768];
 	bool failing;
@@ -1304,6 +1479,7 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 	failed = hs.failed;
 	dropped = hs.dropped;
 	deleted = hs.deleted;
+	tombstoned = hs.tombstoned;
 	errors = hs.write_errors;
 	waits = hs.seq_waits;
 	wait_us = hs.seq_wait_us;
@@ -1363,6 +1539,7 @@ hs_on_timer(parley_ctx *ctx, uint64_t id, void *arg)
 	hs.host->counter_set(ctx, "messages_failed", (int64_t)failed);
 	hs.host->counter_set(ctx, "messages_dropped", (int64_t)dropped);
 	hs.host->counter_set(ctx, "messages_expired", (int64_t)deleted);
+	hs.host->counter_set(ctx, "messages_tombstoned", (int64_t)tombstoned);
 	hs.host->counter_set(ctx, "messages_pending", (int64_t)pending);
 	hs.host->counter_set(ctx, "pending_bytes", (int64_t)bytes);
 	hs.host->counter_set(ctx, "write_failing", failing ? 1 : 0);
@@ -1383,6 +1560,7 @@ static const char hs_schema[] =
     " ts INTEGER NOT NULL,"
     " sender TEXT NOT NULL,"
     " text TEXT NOT NULL,"
+    /* PARLEY_MSG_* bits: 1 a /me, 2 deleted (text '') */
     " action INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (room, seq));"
     "CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);"
@@ -1482,7 +1660,15 @@ hs_open_writer(char **why, bool *fatal)
 			hs.wal_missing = true;
 		sqlite3_finalize(s);
 	}
-	if (hs_exec(hs.wdb, hs.sync_full ? "PRAGMA synchronous = FULL" :
+	/*
+	 * secure_delete: SQLite leaves the bytes of a deleted or shrunk
+	 * record in the page as free space, and freed pages as they were;
+	 * a tombstone (or retention) must make the text unreadable in the
+	 * file, not only unreachable. With it SQLite zeroes what it frees,
+	 * at the cost of writing those bytes.
+	 */
+	if (hs_exec(hs.wdb, "PRAGMA secure_delete = ON", why) == -1 ||
+	    hs_exec(hs.wdb, hs.sync_full ? "PRAGMA synchronous = FULL" :
 	    "PRAGMA synchronous = NORMAL", why) == -1 ||
 	    hs_exec(hs.wdb, hs_schema, why) == -1 ||
 	    (version < HS_SCHEMA_VERSION &&
@@ -1697,6 +1883,8 @@ hs_fini(parley_ctx *ctx)
 	sqlite3_close(hs.wdb);
 	hs_queue_free(&hs.pending);
 	hs_queue_free(&hs.inflight);
+	hs_tombs_free(hs.tombs);
+	hs_tombs_free(hs.tombs_taken);
 	for (size_t i = 0; i < hs.seq_cap; i++) {
 		struct hs_seq *s;
 		while ((s = hs.seq_tab[i]) != NULL) {
@@ -1750,6 +1938,7 @@ hs_init(parley_ctx *ctx, const struct parley_host *host)
 	store.read = hs_read;
 	store.read_after = hs_read_after;
 	store.last_seq = hs_last_seq;
+	store.tombstone = hs_tombstone;
 	if (host->history_store_register(ctx, &store) != 0)
 		goto fail;
 	hs.timer = host->timer_add(ctx, 1000, 1000, hs_on_timer, NULL);

@@ -18,6 +18,10 @@
  * past that block (the fence, or the seq this server reports), so no seq
  * ever carries two messages. A cluster message arriving after this
  * server's local ones (sent just before the outage) is dropped, counted.
+ *
+ * A deleted message's entry in the room's history is replaced, in one
+ * script, by a tombstone without its text (since ABI 1.4), so that every
+ * server's history answer, read from the same set, has it deleted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,7 +324,20 @@ rd_on_history(redisAsyncContext *ac, void *r, void *priv)
 		o = json_loadb(end, e->len - (size_t)(end - e->str), 0, NULL);
 		t = json_object_get(o, "t");
 		n = json_object_get(o, "n");
-		if (json_is_string(t) && json_is_string(n)) {
+		if (json_is_true(json_object_get(o, "d")) &&
+		    json_is_string(n)) {
+			/* A tombstone (rd_tomb_script). */
+			memset(&m, 0, sizeof m);
+			m.size = sizeof m;
+			m.flags = PARLEY_MSG_DELETED;
+			m.seq = seq;
+			m.ts = (uint64_t)json_integer_value(json_object_get(o,
+			    "ts"));
+			m.sender = json_string_value(n);
+			m.sender_len = json_string_length(n);
+			m.text = "";
+			rd_host->history_emit(rd_ctx, sink, &m);
+		} else if (json_is_string(t) && json_is_string(n)) {
 			memset(&m, 0, sizeof m);
 			m.size = sizeof m;
 			m.flags = json_is_true(json_object_get(o, "a")) ?
@@ -439,6 +456,71 @@ rd_history_read_after(parley_ctx *ctx, const char *room, size_t room_len,
 	if (rc != REDIS_OK)
 		rd_host->history_done(ctx, later, -1);
 	return PARLEY_HISTORY_LATER;
+}
+
+/* KEYS: the room's history. ARGV: the seq. The entry of that seq is
+ * replaced by its tombstone (sender and time, "d": no text) in one step,
+ * so no server ever reads the set without either; one already a
+ * tombstone is left alone (every server of the cluster asks). Returns 1
+ * when an entry was replaced. */
+static const char rd_tomb_script[] =
+    "local es = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])\n"
+    "if #es == 0 then return 0 end\n"
+    "local e = es[1]\n"
+    "local sp = string.find(e, ' ', 1, true)\n"
+    "if not sp then return 0 end\n"
+    "local ok, o = pcall(cjson.decode, string.sub(e, sp + 1))\n"
+    "if not ok or type(o) ~= 'table' or o.d then return 0 end\n"
+    "local n = type(o.n) == 'string' and o.n or ''\n"
+    "local ts = tonumber(o.ts) or 0\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])\n"
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ' {\"d\":true,\"n\":' ..\n"
+    "  cjson.encode(n) .. ',\"ts\":' .. string.format('%.0f', ts) .. '}')\n"
+    "return 1\n";
+
+static void
+rd_on_tombstone(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+	    reply->integer > 0)
+		rd_host->counter_add(rd_ctx, "messages_tombstoned", 1);
+	else if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_host->log_printf(rd_ctx, PARLEY_LOG_WARN, "tombstone: %s",
+		    reply->str);
+}
+
+/* A deleted message: its entry in the cluster's history loses its text
+ * (other servers' history answers come from the same set). */
+static int
+rd_history_tombstone(parley_ctx *ctx, const char *room, size_t room_len,
+    uint64_t seq, void *arg)
+{
+	char sq[24], *key;
+	int rc;
+
+	if (memchr(room, '\x1f', room_len) != NULL)
+		room_len = (size_t)((const char *)memchr(room, '\x1f',
+		    room_len) - room);
+	if (!rd_ok()) {
+		/* Also at start, when the server makes every tombstone
+		 * again before Redis is connected. */
+		rd_host->log_printf(ctx, PARLEY_LOG_DEBUG, "tombstone of seq "
+		    "%llu: Redis is away; the cluster's history keeps the "
+		    "text", (unsigned long long)seq);
+		return -1;
+	}
+	snprintf(sq, sizeof sq, "%llu", (unsigned long long)seq);
+	key = rd_key("history:", room, room_len);
+	{
+		const char *argv[] = { "EVAL", rd_tomb_script, "1", key, sq };
+		size_t lens[] = { 4, strlen(rd_tomb_script), 1, strlen(key),
+			strlen(sq) };
+		rc = rd_command(&rd_cmd, rd_on_tombstone, NULL, 5, argv, lens);
+	}
+	free(key);
+	return rc == REDIS_OK ? 0 : -1;
 }
 
 /* Messages reach Redis's history in the script that orders them. */
@@ -703,6 +785,7 @@ rd_history_register(void)
 		.read = rd_history_read,
 		.last_seq = rd_history_last_seq,
 		.read_after = rd_history_read_after,
+		.tombstone = rd_history_tombstone,
 	};
 
 	if (rd_opt.history == 0 || !rd_opt.history_store)
