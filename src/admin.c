@@ -405,20 +405,14 @@ admin_room_delete(struct admin_ctx *x)
 {
 	size_t len;
 	const char *why = admin_field(x, "reason", false, 256, &len);
-	char *text;
+	char *text, *reason = NULL;
 
 	if (why == NULL && x->reply != NULL)
 		return;
-	if (why == NULL) {
-		char *reason = NULL;
-		admin_result(x, chat_delete_room(x->by, x->room, NULL, &reason),
-		    &reason);
-		return;
-	}
-	/* As chat_delete_room, with the admin's words for the members. */
-	text = xstrndup(why, len);
-	admin_audit(x, "delete_room", x->room->name, text);
-	admin_result(x, chat_room_remove(x->by, x->room, text), NULL);
+	/* With the admin's words for the members, when there are some. */
+	text = why != NULL ? xstrndup(why, len) : NULL;
+	admin_result(
+	    x, chat_delete_room_why(x->by, x->room, text, &reason), &reason);
 	free(text);
 }
 
@@ -491,7 +485,7 @@ admin_kick(struct admin_ctx *x)
 	struct client *c = admin_user(x);
 	size_t len;
 	const char *why;
-	char *text;
+	char *text, *reason = NULL;
 	enum proto_err e;
 
 	if (c == NULL)
@@ -500,10 +494,10 @@ admin_kick(struct admin_ctx *x)
 	if (why == NULL && x->reply != NULL)
 		return;
 	text = why != NULL ? xstrndup(why, len) : NULL;
-	e = chat_kick(x->by, c, x->room, text, NULL);
+	e = chat_kick_checked(x->by, c, x->room, text, &reason);
 	if (e == PROTO_OK)
 		admin_audit(x, "kick", c->name, text);
-	admin_result(x, e, NULL);
+	admin_result(x, e, &reason);
 	free(text);
 }
 

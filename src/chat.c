@@ -20,8 +20,13 @@
 #define CHAT_ROLE_MUTED "muted"
 
 const struct chat_actor chat_by_server = { .kind = CHAT_ACTOR_SERVER };
+/* The actor of the leaves being run now (a kick, a ban or a room's
+ * removal by the admin API), for the leave hooks; NULL otherwise. */
+static const struct chat_actor *chat_leave_by;
 
 static void chat_room_occupancy(struct room *r);
+static enum proto_err chat_admin_decide(
+    struct hook_args *a, const struct chat_actor *by, char **reason);
 static void chat_room_forget(struct room *r);
 static char *chat_member_key(const struct client *c);
 static void chat_until_text(uint64_t until, char *buf, size_t size);
@@ -137,9 +142,11 @@ static void
 chat_member_remove(struct client *c, struct room *r, const char *reason,
     const char *why, const json_t *id)
 {
-	struct hook_args a = {
-		.event = HOOK_LEAVE, .client = c, .room = r, .reason = reason
-	};
+	struct hook_args a = { .event = HOOK_LEAVE,
+		.client = c,
+		.room = r,
+		.reason = reason,
+		.by = chat_leave_by };
 
 	if (room_leave(r, c) == -1)
 		return;
@@ -740,6 +747,10 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 			return e;
 		if (dropped)
 			return PROTO_OK;
+	} else if (chat_by_admin(by)) {
+		a.by = by;
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
 	}
 	r = room_create(name, len, c ? c->id : 0);
 	/* An account's room stays its own across connections; a guest's
@@ -769,9 +780,10 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	json_decref(ev);
 	client_broadcast_all(b);
 	buf_unref(b);
-	a = (struct hook_args){
-		.event = HOOK_ROOM_CREATED, .client = c, .room = r
-	};
+	a = (struct hook_args){ .event = HOOK_ROOM_CREATED,
+		.client = c,
+		.room = r,
+		.by = chat_by_admin(by) ? by : NULL };
 	chat_tell_hooks(&a);
 	if (out != NULL)
 		*out = r;
@@ -781,7 +793,9 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 enum proto_err
 chat_room_remove(const struct chat_actor *by, struct room *r, const char *why)
 {
-	struct hook_args a = { .event = HOOK_ROOM_REMOVED, .room = r };
+	struct hook_args a = { .event = HOOK_ROOM_REMOVED,
+		.room = r,
+		.by = chat_by_admin(by) ? by : NULL };
 	char buf[64];
 	json_t *ev;
 	struct buf *b;
@@ -790,8 +804,10 @@ chat_room_remove(const struct chat_actor *by, struct room *r, const char *why)
 		return PROTO_ERR_ROOM_NOT_FOUND;
 	log_info(
 	    chat_actor_name(by, buf, sizeof buf), "removes room %s", r->name);
+	chat_leave_by = a.by;
 	while (r->head != NULL)
 		chat_member_remove(r->head->client, r, "kicked", why, NULL);
+	chat_leave_by = NULL;
 	ev = json_pack("{s:s, s:s%}", "type", "room_deleted", "roomName",
 	    r->name, r->name_len);
 	b = buf_json(ev);
@@ -902,6 +918,29 @@ chat_kick(const struct chat_actor *by, struct client *c, struct room *r,
 	    c->name, r->name);
 	chat_member_remove(c, r, "kicked", why, id);
 	return PROTO_OK;
+}
+
+enum proto_err
+chat_kick_checked(const struct chat_actor *by, struct client *c, struct room *r,
+    const char *why, char **reason)
+{
+	enum proto_err e;
+
+	if (room_membership(r, c) == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.room = r,
+			.text = c->name,
+			.text_len = strlen(c->name),
+			.reason = "kick" };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
+	chat_leave_by = chat_by_admin(by) ? by : NULL;
+	e = chat_kick(by, c, r, why, NULL);
+	chat_leave_by = NULL;
+	return e;
 }
 
 /* ---- Messages */
@@ -1540,6 +1579,42 @@ chat_decide(struct hook_args *a, bool allowed, char **reason)
 	return PROTO_ERR_FORBIDDEN;
 }
 
+/* ---- The admin API's acts, as the hooks see them */
+
+bool
+chat_by_admin(const struct chat_actor *by)
+{
+	return by != NULL && by->kind == CHAT_ACTOR_ADMIN;
+}
+
+/* Runs the chain of a->event for an act of the admin API (a->by): a
+ * hook may refuse it, as it may a client's request; the admin's
+ * authority decides the rest (STOP and PASS alike let it go on). */
+static enum proto_err
+chat_admin_decide(
+    struct hook_args *a, const struct chat_actor *by, char **reason)
+{
+	enum hook_verdict v = HOOK_PASS;
+
+	a->by = by;
+	if (hook_any(a->event))
+		v = hook_run(a);
+	if (v == HOOK_DENY) {
+		free(reason != NULL ? *reason : NULL);
+		if (reason != NULL)
+			*reason = a->deny_reason != NULL
+			    ? a->deny_reason
+			    : xstrdup("refused by a hook");
+		else
+			free(a->deny_reason);
+		a->deny_reason = NULL;
+		hook_args_free(a);
+		return PROTO_ERR_REJECTED;
+	}
+	hook_args_free(a);
+	return PROTO_OK;
+}
+
 /* The name to show for who acted. */
 static const char *
 chat_actor_username(const struct chat_actor *by)
@@ -1594,6 +1669,14 @@ chat_set_topic(const struct chat_actor *by, struct room *r, const char *topic,
 			return e;
 		}
 	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_TOPIC,
+			.room = r,
+			.text = topic,
+			.text_len = len };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
 	free(r->topic);
 	r->topic = len > 0 ? xstrndup(topic, len) : NULL;
 	chat_room_save(r);
@@ -1608,9 +1691,16 @@ enum proto_err
 chat_delete_room(const struct chat_actor *by, struct room *r, const json_t *id,
     char **reason)
 {
+	(void)id;
+	return chat_delete_room_why(by, r, NULL, reason);
+}
+
+enum proto_err
+chat_delete_room_why(
+    const struct chat_actor *by, struct room *r, const char *why, char **reason)
+{
 	enum proto_err e;
 
-	(void)id;
 	if (by->kind == CHAT_ACTOR_CLIENT) {
 		struct hook_args a = { .event = HOOK_DELETE_ROOM,
 			.client = by->client,
@@ -1626,8 +1716,13 @@ chat_delete_room(const struct chat_actor *by, struct room *r, const json_t *id,
 			return e;
 		}
 	}
-	state_audit(by, "delete_room", r->name, r, NULL, 0);
-	return chat_room_remove(by, r, CHAT_ROOM_DELETED);
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_DELETE_ROOM, .room = r };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
+	state_audit(by, "delete_room", r->name, r, why, 0);
+	return chat_room_remove(by, r, why != NULL ? why : CHAT_ROOM_DELETED);
 }
 
 enum proto_err
@@ -1661,6 +1756,15 @@ chat_delete_message(const struct chat_actor *by, struct room *r, uint64_t seq,
 				    "message");
 			return e;
 		}
+	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_DELETE_MESSAGE,
+			.room = r,
+			.text = text,
+			.text_len = (size_t)snprintf(text, sizeof text, "%llu",
+			    (unsigned long long)seq) };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
 	}
 	if (!history_delete(r, seq))
 		return PROTO_ERR_MESSAGE_NOT_FOUND;
@@ -1704,6 +1808,15 @@ chat_set_role(const struct chat_actor *by, struct room *r,
 				    "and operators may give or take roles");
 			return e;
 		}
+	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_ROLE,
+			.room = r,
+			.text = target->name,
+			.text_len = strlen(target->name),
+			.reason = role ? role : "" };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
 	}
 	key = chat_member_key(target);
 	if (role != NULL) {
@@ -1883,6 +1996,15 @@ chat_restrict(const char *kind, const struct chat_actor *by, struct room *r,
 			return e;
 		}
 	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.room = r,
+			.text = target->name,
+			.text_len = strlen(target->name),
+			.reason = kind };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
 	mkey = chat_member_key(target);
 	key = chat_restriction_key(r, mkey);
 	rec = json_pack("{s:s, s:s, s:I, s:s?, s:s, s:I}", "room", r->name,
@@ -1923,8 +2045,10 @@ chat_ban(const struct chat_actor *by, struct room *r, struct client *target,
 	    seconds ? loop_wall_ms() / 1000 + seconds : 0, until, sizeof until);
 	xasprintf(
 	    &text, "banned %s%s%s", until, why ? ": " : "", why ? why : "");
+	chat_leave_by = chat_by_admin(by) ? by : NULL;
 	if (room_membership(r, target) != NULL)
 		chat_member_remove(target, r, "kicked", text, NULL);
+	chat_leave_by = NULL;
 	free(text);
 	return PROTO_OK;
 }
@@ -1966,6 +2090,18 @@ chat_lift(const char *kind, const struct chat_actor *by, struct room *r,
 				chat_set_reason(reason,
 				    "only the room's owner, its moderators "
 				    "and operators may do that");
+			return e;
+		}
+	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.room = r,
+			.text = name,
+			.text_len = strlen(name),
+			.reason = strcmp(kind, "ban") == 0 ? "unban"
+							   : "unmute" };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK) {
+			free(want);
 			return e;
 		}
 	}

@@ -1038,6 +1038,10 @@ enum proto_err chat_leave(const struct chat_actor *by, struct client *c,
 /* Removes c from r: c gets kicked {why}, the others user_left. */
 enum proto_err chat_kick(const struct chat_actor *by, struct client *c,
     struct room *r, const char *why, const json_t *id);
+/* chat_kick for an actor the hooks may refuse (the admin API's: the
+ * moderation chain with "kick", rejected when a hook refuses). */
+enum proto_err chat_kick_checked(const struct chat_actor *by,
+    struct client *c, struct room *r, const char *why, char **reason);
 /* c says text in r: membership and size checks, commands (CHAT_COMMANDS),
  * rate limit (CHAT_LIMITS), message hooks (CHAT_HOOKS), then posts it
  * unless the hooks removed, muted or disconnected c meanwhile. */
@@ -1141,6 +1145,12 @@ enum proto_err chat_set_topic(const struct chat_actor *by, struct room *r,
 /* Deletes r as chat_room_remove does, with the reason "room deleted". */
 enum proto_err chat_delete_room(const struct chat_actor *by, struct room *r,
     const json_t *id, char **reason);
+/* The same, with why (may be NULL) told to the members instead. */
+enum proto_err chat_delete_room_why(const struct chat_actor *by,
+    struct room *r, const char *why, char **reason);
+/* Whether the hooks see by's actions as its own (the admin API's): they
+ * may refuse them (rejected, with the hook's reason). */
+bool chat_by_admin(const struct chat_actor *by);
 /* Makes message seq of r a tombstone in every history store:
  * message_deleted to the members; message_not_found when unknown. */
 enum proto_err chat_delete_message(const struct chat_actor *by,
@@ -1293,6 +1303,10 @@ struct hook_args {
 	bool action;           /* post: a /me action */
 	const json_t *id;      /* message: the request's id, or NULL */
 	struct client *target; /* direct: the recipient */
+	/* Who acted when it is not client itself (the admin API); NULL
+	 * otherwise. Set for the authority events, create_room, leave (a
+	 * kick), room_created and room_removed. */
+	const struct chat_actor *by;
 	/* Results, filled by the chain. */
 	char *admit_account;   /* connect: the identity to admit with */
 	char *admit_name;      /* its name to show, or NULL */

@@ -26,6 +26,17 @@ from harness import (Suite, TestFailure, check, check_eq, uniq,  # noqa
 BUILD = os.path.dirname(os.path.dirname(parleyd_path()))
 PARLEYCTL = os.environ.get("PARLEYCTL") or os.path.join(BUILD, "tools",
     "parleyctl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
+TEST_SCRIPTS = os.path.abspath(os.path.join(SRC, "tests", "scripts"))
+
+
+def test_plugin(name):
+	p = os.path.abspath(os.path.join(BUILD, "tests", "plugins", ".libs",
+	    name + ".so"))
+	if not os.path.exists(p):
+		raise Skip("test plugin %s not built (run make check)" % name)
+	return p
 
 TOKEN = "t0ken-for-the-tests-" + "x" * 20
 OTHER = "another-token-of-the-tests"
@@ -778,6 +789,77 @@ async def test_parleyctl_token(t):
 	check_eq(st, 200, "the new token works")
 	rc, out, err = await actl(["token", "bad name"])
 	check_eq(rc, 2, "a bad name")
+
+
+# ---------------------------------------------------------------------------
+# The hooks see the admin's acts, and may refuse them
+
+
+async def audit_of(a, prefix):
+	st, j, _ = await api(a, "GET", "audit?limit=1000")
+	check_eq(st, 200, "audit")
+	return [(r["action"], r.get("target"), r.get("reason"))
+	    for r in j["audit"] if r["action"].startswith(prefix)]
+
+
+@case()
+async def test_hooks_see_admin(t):
+	s = t.start_server(admin_config(script_dirs=[TEST_SCRIPTS],
+	    scripts=["actor"], plugins=[test_plugin("actor")]))
+	a = admin_of(s)
+	bad, keep, pkeep = (await t.client(s), await t.client(s),
+	    await t.client(s))
+	bn, kn, pn = uniq("bad"), uniq("luakeep"), uniq("plugkeep")
+	await bad.join("general", bn)
+	await keep.join("general", kn)
+	await pkeep.join("general", pn)
+	# A kick: the moderation chain ("kick") and the leave hook see who.
+	st, j, _ = await api(a, "POST", "rooms/general/kick",
+	    {"user": bn, "reason": "out"})
+	check_eq((st, j), (200, {"ok": True}), "kick")
+	await bad.recv("kicked")
+	await bad.join("general")
+	# A ban, by the other token.
+	st, j, _ = await api(a, "POST", "rooms/general/ban", {"user": bn},
+	    token=OTHER)
+	check_eq((st, j), (200, {"ok": True}), "ban")
+	await bad.recv("kicked")
+	lua = await audit_of(a, "lua-saw-")
+	check_eq(lua, [
+	    ("lua-saw-kick", bn, "admin:ops no user"),
+	    ("lua-saw-leave", bn, "admin:ops"),
+	    ("lua-saw-ban", bn, "admin:deploy no user"),
+	    ("lua-saw-leave", bn, "admin:deploy"),
+	], "the script saw the admin acts and who took them")
+	plug = await audit_of(a, "plugin-saw-")
+	check_eq(plug, [
+	    ("plugin-saw-kick", bn, "admin:ops no client"),
+	    ("plugin-saw-ban", bn, "admin:deploy no client"),
+	], "the plugin saw them with actor_kind and actor")
+	# A refusal: 403 rejected with the hook's reason, nothing done.
+	st, j, _ = await api(a, "POST", "rooms/general/ban", {"user": kn})
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "the script keeps " + kn}), "the script refuses")
+	st, j, _ = await api(a, "POST", "rooms/general/kick", {"user": pn})
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "the actor plugin keeps them"}), "the plugin refuses")
+	st, j, _ = await api(a, "POST", "rooms/general/topic",
+	    {"topic": "luarefuses this"})
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "no such topic from ops"}), "a topic refused")
+	st, j, _ = await api(a, "GET", "bans?room=general")
+	check_eq([b["name"] for b in j["bans"]], [bn], "only the first ban")
+	st, j, _ = await api(a, "GET", "rooms/general")
+	check_eq(j["members"], 2, "both kept members are in")
+	check(j["topic"] is None, "no topic set: %r" % j)
+	await keep.say("general", "still here")
+	await pkeep.say("general", "me too")
+	# A client's own moderation is seen as before, without an admin.
+	st, j, _ = await api(a, "POST", "rooms/general/unban", {"user": bn})
+	check_eq(st, 200, "unban")
+	lua = await audit_of(a, "lua-saw-unban")
+	check_eq(lua, [("lua-saw-unban", bn, "admin:ops no user")],
+	    "an unban too")
 
 
 if __name__ == "__main__":
