@@ -298,13 +298,31 @@ chat_rename(const struct chat_actor *by, struct client *c, const char *name,
 
 /* ---- Accounts */
 
-/* The server roles an account has from the configuration. */
+/* Whether the roles as stored (public names separated by spaces) hold
+ * role. */
+static bool
+chat_roles_hold(const char *stored, const char *role)
+{
+	size_t n = strlen(role);
+
+	for (const char *p = stored; p != NULL && *p != '\0';) {
+		size_t len = strcspn(p, " ");
+		if (len == n && memcmp(p, role, n) == 0)
+			return true;
+		p += len;
+		p += strspn(p, " ");
+	}
+	return false;
+}
+
+/* The server roles an account has: those of the configuration
+ * (operators) and those stored with it (the admin API's). */
 static const char *const *
 chat_account_roles(const char *account)
 {
 	static const char *const oper[] = { CLIENT_ROLE_OPERATOR, NULL };
 	char *want = client_key(account, strlen(account));
-	bool found = false;
+	bool found = chat_roles_hold(account_roles(account), "operator");
 
 	for (size_t i = 0; !found && i < cfg->operators.n; i++) {
 		char *f = client_key(
@@ -1170,7 +1188,7 @@ chat_account_admin(const struct chat_actor *by, enum account_op op,
     account_admin_fn done, uint64_t ticket, char **reason)
 {
 	static const char *const what[] = { "creates", "deletes",
-		"sets the password of" };
+		"sets the password of", "sets the server roles of" };
 	const char *held = account_holder(name, len);
 	char buf[64];
 	enum proto_err e;
@@ -1179,7 +1197,7 @@ chat_account_admin(const struct chat_actor *by, enum account_op op,
 		chat_set_reason(reason, "this server keeps no accounts");
 		return PROTO_ERR_UNSUPPORTED;
 	}
-	if (op != ACCOUNT_OP_DELETE &&
+	if ((op == ACCOUNT_OP_CREATE || op == ACCOUNT_OP_PASSWORD) &&
 	    (e = chat_password_check(pwlen, reason)) != PROTO_OK)
 		return e;
 	if (op == ACCOUNT_OP_CREATE) {
@@ -1214,6 +1232,61 @@ chat_account_admin(const struct chat_actor *by, enum account_op op,
 	log_info(chat_actor_name(by, buf, sizeof buf), "%s account %.*s",
 	    what[op], (int)len, name);
 	return PROTO_OK;
+}
+
+enum proto_err
+chat_account_set_roles(const struct chat_actor *by, const char *name,
+    size_t len, const char *const *roles, size_t n, account_admin_fn done,
+    uint64_t ticket, char **reason)
+{
+	char text[CHAT_SERVER_ROLES_MAX * 16] = "";
+	size_t used = 0;
+
+	if (n > CHAT_SERVER_ROLES_MAX) {
+		chat_set_reason(reason, "too many roles");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Each known role once, in the order of CHAT_SERVER_ROLES. */
+		if (!chat_roles_hold(CHAT_SERVER_ROLES, roles[i])) {
+			chat_set_reason(
+			    reason, "the server roles are: " CHAT_SERVER_ROLES);
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		if (chat_roles_hold(text, roles[i]))
+			continue;
+		used += (size_t)snprintf(text + used, sizeof text - used,
+		    "%s%s", used > 0 ? " " : "", roles[i]);
+	}
+	return chat_account_admin(by, ACCOUNT_OP_ROLES, name, len, text,
+	    strlen(text), done, ticket, reason);
+}
+
+void
+chat_account_roles_changed(const char *account)
+{
+	bool oper = chat_account_roles(account) != NULL;
+
+	for (struct client *c = clients; c != NULL; c = c->next) {
+		json_t *before, *after;
+		char *list, *text;
+		if (c->dead || c->account == NULL ||
+		    strcmp(c->account, account) != 0)
+			continue;
+		before = client_roles_public(c);
+		client_identity_role(c, CLIENT_ROLE_OPERATOR, oper);
+		after = client_roles_public(c);
+		if (!json_equal(before, after)) {
+			list = json_dumps(after, JSON_COMPACT);
+			xasprintf(&text, "your server roles are now %s",
+			    json_array_size(after) > 0 ? list : "none");
+			chat_notice(c, NULL, text, NULL);
+			free(text);
+			free(list);
+		}
+		json_decref(before);
+		json_decref(after);
+	}
 }
 
 /* The account is gone: whoever is logged in as it is a guest now. */
