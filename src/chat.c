@@ -1266,12 +1266,20 @@ void
 chat_account_roles_changed(const char *account)
 {
 	bool oper = chat_account_roles(account) != NULL;
+	char *want = client_key(account, strlen(account));
 
 	for (struct client *c = clients; c != NULL; c = c->next) {
 		json_t *before, *after;
-		char *list, *text;
-		if (c->dead || c->account == NULL ||
-		    strcmp(c->account, account) != 0)
+		char *list, *text, *have;
+		bool same;
+		if (c->dead || c->account == NULL)
+			continue;
+		/* Compared as names are (an identity a connect hook gave may
+		 * differ in case from the account as registered). */
+		have = client_key(c->account, strlen(c->account));
+		same = strcmp(have, want) == 0;
+		free(have);
+		if (!same)
 			continue;
 		before = client_roles_public(c);
 		client_identity_role(c, CLIENT_ROLE_OPERATOR, oper);
@@ -1287,6 +1295,7 @@ chat_account_roles_changed(const char *account)
 		json_decref(before);
 		json_decref(after);
 	}
+	free(want);
 }
 
 /* The account is gone: whoever is logged in as it is a guest now. */
