@@ -1670,8 +1670,9 @@ chat_by_admin(const struct chat_actor *by)
 }
 
 /* Runs the chain of a->event for an act of the admin API (a->by): a
- * hook may refuse it, as it may a client's request; the admin's
- * authority decides the rest (STOP and PASS alike let it go on). */
+ * hook may refuse it (rejected), as it may a client's request; the
+ * admin's authority decides the rest (STOP and PASS alike let it go
+ * on). */
 static enum proto_err
 chat_admin_decide(
     struct hook_args *a, const struct chat_actor *by, char **reason)
@@ -1691,7 +1692,10 @@ chat_admin_decide(
 			free(a->deny_reason);
 		a->deny_reason = NULL;
 		hook_args_free(a);
-		return PROTO_ERR_REJECTED;
+		/* A hook that failed (its policy denies) is the server's
+		 * failure, not a refusal. */
+		return a->deny_code == PROTO_ERR_INTERNAL ? PROTO_ERR_INTERNAL
+							  : PROTO_ERR_REJECTED;
 	}
 	hook_args_free(a);
 	return PROTO_OK;
