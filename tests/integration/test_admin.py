@@ -860,6 +860,26 @@ async def test_hooks_see_admin(t):
 	lua = await audit_of(a, "lua-saw-unban")
 	check_eq(lua, [("lua-saw-unban", bn, "admin:ops no user")],
 	    "an unban too")
+	# Roles, rooms made and deleted.
+	st, j, _ = await api(a, "POST", "rooms/general/role",
+	    {"user": kn, "role": "moderator"})
+	check_eq(st, 200, "role")
+	check_eq(await audit_of(a, "lua-saw-role"),
+	    [("lua-saw-role", kn, "moderator by admin:ops")], "a role")
+	for room in ("luakeep-room", "other-room"):
+		st, j, _ = await api(a, "POST", "rooms", {"name": room})
+		check_eq(st, 201, "create " + room)
+	check_eq(await audit_of(a, "lua-saw-room_created"),
+	    [("lua-saw-room_created", "luakeep-room", "admin:ops"),
+	     ("lua-saw-room_created", "other-room", "admin:ops")],
+	    "rooms made by the admin")
+	st, j, _ = await api(a, "DELETE", "rooms/luakeep-room")
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "the script keeps the room"}), "a deletion refused")
+	st, j, _ = await api(a, "DELETE", "rooms/other-room")
+	check_eq((st, j), (200, {"ok": True}), "another deleted")
+	st, j, _ = await api(a, "GET", "rooms/luakeep-room")
+	check_eq(st, 200, "the kept room is still there")
 
 
 # ---------------------------------------------------------------------------

@@ -24,3 +24,23 @@ parley.on("topic", function(user, room, topic, actor)
 		return false, "no such topic from " .. actor.name
 	end
 end)
+
+-- Rooms the admin makes and removes, and a room it may not delete.
+parley.on("room_created", function(room, user, actor)
+	if actor and actor.kind == "admin" then
+		parley.audit{ action = "lua-saw-room_created",
+		    target = room.name, reason = "admin:" .. actor.name }
+	end
+end)
+
+parley.on("delete_room", function(user, room, actor)
+	if actor and room.name:match("^luakeep") then
+		return false, "the script keeps the room"
+	end
+end)
+
+parley.on("role", function(user, room, target, role, actor)
+	parley.audit{ action = "lua-saw-role", target = target,
+	    room = room.name, reason = tostring(role) .. " by " ..
+	    (actor and (actor.kind .. ":" .. actor.name) or "none") }
+end)
