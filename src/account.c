@@ -6,8 +6,10 @@
  * their own: the loop queues a job, the thread does it and queues the
  * result, and an eventfd wakes the loop to hand it to chat.c. The names
  * are also kept here in memory, so that a rename learns at once whether
- * an account holds the name. Failed logins are counted per name and per
- * address; too many within a minute lock further attempts out.
+ * an account holds the name, and so are each account's server roles
+ * (a column that a database of an older server gains when it is opened),
+ * so that a login or an admission knows them at once. Failed logins are counted
+ * per name and per address; too many within a minute lock further attempts out.
  */
 #include "config.h"
 
@@ -38,6 +40,9 @@
 
 /* Names held by accounts: folded name -> the name as registered. */
 static struct map account_names;
+/* Server roles of accounts that have some: folded name -> the roles as
+ * stored (public names separated by spaces, as "operator"). */
+static struct map account_role_map;
 static bool account_on;
 static bool account_ro; /* the database cannot be written */
 
@@ -75,6 +80,34 @@ account_holder(const char *name, size_t len)
 	free(f);
 	return held;
 }
+
+const char *
+account_roles(const char *name)
+{
+	char *f;
+	const char *roles;
+
+	if (account_role_map.count == 0)
+		return NULL;
+	f = client_key(name, strlen(name));
+	roles = map_find(&account_role_map, f, strlen(f));
+	free(f);
+	return roles;
+}
+
+#ifdef ACCOUNT_BUILT
+/* Remembers the stored roles of name (a copy; NULL or "" for none). */
+static void
+account_roles_keep(const char *name, const char *roles)
+{
+	char *f = client_key(name, strlen(name));
+
+	free(map_remove(&account_role_map, f, strlen(f)));
+	if (roles != NULL && *roles != '\0')
+		map_add(&account_role_map, f, strlen(f), xstrdup(roles));
+	free(f);
+}
+#endif
 
 /* ---- Failed logins */
 
@@ -218,6 +251,7 @@ enum account_kind {
 	ACCOUNT_JOB_CREATE,
 	ACCOUNT_JOB_DELETE,
 	ACCOUNT_JOB_PASSWORD,
+	ACCOUNT_JOB_ROLES, /* password holds the roles to store */
 };
 
 struct account_job {
@@ -234,7 +268,8 @@ struct account_job {
 	uint64_t ticket;
 	/* results */
 	enum account_status status;
-	char *account; /* the name as stored */
+	char *account; /* the name as stored; roles: the roles stored */
+	char *roles; /* login: the account's stored roles, or NULL */
 	struct account_job *next;
 };
 
@@ -251,7 +286,9 @@ static struct {
 	sqlite3 *db;
 	char *path;
 	char **loaded; /* names read at start, for the loop */
+	char **loaded_roles; /* and their roles (NULL for none) */
 	size_t nloaded;
+	bool has_roles; /* the table has the roles column */
 	/* what a login for no account is checked against, so that it costs
 	 * what one for an account does */
 	char *dummy;
@@ -279,6 +316,7 @@ account_job_free(struct account_job *j)
 	free(j->name_key);
 	free(j->addr_key);
 	free(j->account);
+	free(j->roles);
 	free(j);
 }
 
@@ -384,9 +422,12 @@ account_do_login(struct account_job *j)
 	j->status = ACCOUNT_FAILED;
 	if (astore.db == NULL) /* no database, nor a way to make one */
 		rc = SQLITE_DONE;
-	else if (sqlite3_prepare_v2(astore.db,
-		     "SELECT name, hash FROM accounts WHERE name = ?1", -1, &s,
-		     NULL) != SQLITE_OK) {
+	else if (
+	    sqlite3_prepare_v2(astore.db,
+		astore.has_roles
+		    ? "SELECT name, hash, roles FROM accounts WHERE name = ?1"
+		    : "SELECT name, hash, '' FROM accounts WHERE name = ?1",
+		-1, &s, NULL) != SQLITE_OK) {
 		account_db_error("login");
 		return;
 	} else {
@@ -396,6 +437,9 @@ account_do_login(struct account_job *j)
 	if (rc == SQLITE_ROW) {
 		name = xstrdup((const char *)sqlite3_column_text(s, 0));
 		stored = xstrdup((const char *)sqlite3_column_text(s, 1));
+		if (sqlite3_column_text(s, 2) != NULL)
+			j->roles = xstrdup(
+			    (const char *)sqlite3_column_text(s, 2));
 	} else if (rc != SQLITE_DONE) {
 		account_db_error("login");
 		sqlite3_finalize(s);
@@ -436,30 +480,36 @@ account_do_admin(struct account_job *j)
 	sqlite3_stmt *s = NULL;
 	char *hash = NULL;
 	bool del = j->kind == ACCOUNT_JOB_DELETE;
+	bool roles = j->kind == ACCOUNT_JOB_ROLES;
+	const char *what = del ? "delete" : roles ? "roles" : "password";
 
 	j->status = ACCOUNT_FAILED;
-	if (!del &&
+	if (!del && !roles &&
 	    (hash = account_hash(j->password, j->pwlen, j->m_cost, j->t_cost,
 		 j->lanes)) == NULL)
 		return;
-	if (astore.db == NULL ||
+	if (astore.db == NULL || (roles && !astore.has_roles) ||
 	    sqlite3_prepare_v2(astore.db,
-		del ? "DELETE FROM accounts WHERE name = ?1"
-		    : "UPDATE accounts SET hash = ?2 WHERE name = ?1",
+		del	    ? "DELETE FROM accounts WHERE name = ?1"
+		    : roles ? "UPDATE accounts SET roles = ?2 WHERE name = ?1"
+			    : "UPDATE accounts SET hash = ?2 WHERE name = ?1",
 		-1, &s, NULL) != SQLITE_OK) {
 		if (astore.db != NULL)
-			account_db_error(del ? "delete" : "password");
+			account_db_error(what);
 		free(hash);
 		return;
 	}
 	sqlite3_bind_text(s, 1, j->name, -1, SQLITE_STATIC);
 	if (!del)
-		sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
+		sqlite3_bind_text(
+		    s, 2, roles ? j->password : hash, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) == SQLITE_DONE)
 		j->status = sqlite3_changes(astore.db) > 0 ? ACCOUNT_OK
 							   : ACCOUNT_DENIED;
 	else
-		account_db_error(del ? "delete" : "password");
+		account_db_error(what);
+	if (roles && j->status == ACCOUNT_OK)
+		j->account = xstrdup(j->password);
 	sqlite3_finalize(s);
 	free(hash);
 }
@@ -471,12 +521,27 @@ account_load_names(void)
 	sqlite3_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(astore.db, "SELECT name FROM accounts", -1, &s,
-		NULL) != SQLITE_OK)
+	/* A database of an older server has no roles (a reader cannot
+	 * add the column). */
+	astore.has_roles = sqlite3_prepare_v2(astore.db,
+			       "SELECT roles FROM accounts LIMIT 0", -1, &s,
+			       NULL) == SQLITE_OK;
+	sqlite3_finalize(s);
+	if (sqlite3_prepare_v2(astore.db,
+		astore.has_roles ? "SELECT name, roles FROM accounts"
+				 : "SELECT name, NULL FROM accounts",
+		-1, &s, NULL) != SQLITE_OK)
 		return -1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *roles = (const char *)sqlite3_column_text(s, 1);
 		astore.loaded = xreallocarray(
 		    astore.loaded, astore.nloaded + 1, sizeof *astore.loaded);
+		astore.loaded_roles = xreallocarray(astore.loaded_roles,
+		    astore.nloaded + 1, sizeof *astore.loaded_roles);
+		astore.loaded_roles[astore.nloaded] = roles != NULL &&
+			*roles != '\0'
+		    ? xstrdup(roles)
+		    : NULL;
 		astore.loaded[astore.nloaded++] = xstrdup(
 		    (const char *)sqlite3_column_text(s, 0));
 	}
@@ -489,11 +554,38 @@ account_close_db(void)
 {
 	sqlite3_close(astore.db);
 	astore.db = NULL;
-	for (size_t i = 0; i < astore.nloaded; i++)
+	for (size_t i = 0; i < astore.nloaded; i++) {
 		free(astore.loaded[i]);
+		free(astore.loaded_roles[i]);
+	}
 	free(astore.loaded);
+	free(astore.loaded_roles);
 	astore.loaded = NULL;
+	astore.loaded_roles = NULL;
 	astore.nloaded = 0;
+}
+
+/* Brings the table of an older server up to date: the roles column
+ * (server roles, since the admin API sets them). -1 with *err (SQLite's)
+ * on a failure. */
+static int
+account_migrate(char **err)
+{
+	sqlite3_stmt *s = NULL;
+	bool has = sqlite3_prepare_v2(astore.db,
+		       "SELECT roles FROM accounts LIMIT 0", -1, &s,
+		       NULL) == SQLITE_OK;
+
+	sqlite3_finalize(s);
+	if (has)
+		return 0;
+	if (sqlite3_exec(astore.db,
+		"ALTER TABLE accounts ADD COLUMN roles TEXT NOT NULL "
+		"DEFAULT ''",
+		NULL, NULL, err) != SQLITE_OK)
+		return -1;
+	log_info("accounts", "%s: added the roles column", astore.path);
+	return 0;
 }
 
 /* Opens the database for writing (created with mode 0600), in WAL mode,
@@ -520,9 +612,10 @@ account_open_writer(char **why)
 		"CREATE TABLE IF NOT EXISTS accounts ("
 		" name TEXT PRIMARY KEY NOT NULL,"
 		" hash TEXT NOT NULL,"
-		" created INTEGER NOT NULL)",
+		" created INTEGER NOT NULL,"
+		" roles TEXT NOT NULL DEFAULT '')",
 		NULL, NULL, &err) != SQLITE_OK ||
-	    account_load_names() == -1)
+	    account_migrate(&err) == -1 || account_load_names() == -1)
 		goto fail;
 	return 0;
 fail:
@@ -675,13 +768,20 @@ account_on_done(struct loop_fd *lfd, uint32_t events)
 			    account_holder(j->account, strlen(j->account)) ==
 				NULL)
 				account_hold(j->account, strlen(j->account));
+			/* Roles changed by other means since the start. */
+			if (j->status == ACCOUNT_OK)
+				account_roles_keep(j->account, j->roles);
 		} else if (j->status != ACCOUNT_OK &&
 		    (j->kind == ACCOUNT_JOB_REGISTER ||
 			j->kind == ACCOUNT_JOB_CREATE))
 			account_release(j->name, strlen(j->name));
 		else if (j->status == ACCOUNT_OK &&
-		    j->kind == ACCOUNT_JOB_DELETE)
+		    j->kind == ACCOUNT_JOB_DELETE) {
 			account_release(j->name, strlen(j->name));
+			account_roles_keep(j->name, NULL);
+		} else if (j->status == ACCOUNT_OK &&
+		    j->kind == ACCOUNT_JOB_ROLES)
+			account_roles_keep(j->name, j->account);
 		if (j->done != NULL)
 			j->done(j->ticket, j->status);
 		else
@@ -767,6 +867,7 @@ account_admin(enum account_op op, const char *name, size_t len,
 		[ACCOUNT_OP_CREATE] = ACCOUNT_JOB_CREATE,
 		[ACCOUNT_OP_DELETE] = ACCOUNT_JOB_DELETE,
 		[ACCOUNT_OP_PASSWORD] = ACCOUNT_JOB_PASSWORD,
+		[ACCOUNT_OP_ROLES] = ACCOUNT_JOB_ROLES,
 	};
 
 	if (op == ACCOUNT_OP_CREATE && !account_hold(name, len))
@@ -785,6 +886,7 @@ int
 account_init(char **cause)
 {
 	map_init(&account_names);
+	map_init(&account_role_map);
 	map_init(&account_fails);
 	if (!cfg->accounts)
 		return 0;
@@ -820,7 +922,11 @@ account_init(char **cause)
 			    "%s: accounts %s and another "
 			    "compare equal; only one can log in",
 			    astore.path, astore.loaded[i]);
+		else
+			account_roles_keep(
+			    astore.loaded[i], astore.loaded_roles[i]);
 		free(astore.loaded[i]);
+		free(astore.loaded_roles[i]);
 	}
 	log_info("accounts", "%zu accounts in %s", astore.nloaded, astore.path);
 	if (astore.degraded != NULL) {
@@ -835,7 +941,9 @@ account_init(char **cause)
 		account_ro = true;
 	}
 	free(astore.loaded);
+	free(astore.loaded_roles);
 	astore.loaded = NULL;
+	astore.loaded_roles = NULL;
 	if (loop_fd_add(&astore.lfd, astore.efd, EPOLLIN, account_on_done) ==
 	    -1) {
 		xasprintf(cause, "accounts: cannot watch the eventfd");
@@ -898,6 +1006,10 @@ account_free(void)
 		free(v);
 	map_free(&account_names);
 	pos = 0;
+	while (map_next(&account_role_map, &pos, &key, &v))
+		free(v);
+	map_free(&account_role_map);
+	pos = 0;
 	while (map_next(&account_fails, &pos, &key, &v))
 		free(v);
 	map_free(&account_fails);
@@ -930,6 +1042,7 @@ int
 account_init(char **cause)
 {
 	map_init(&account_names);
+	map_init(&account_role_map);
 	map_init(&account_fails);
 	if (cfg->accounts)
 		log_info("accounts",
@@ -942,6 +1055,7 @@ void
 account_free(void)
 {
 	map_free(&account_names);
+	map_free(&account_role_map);
 	map_free(&account_fails);
 }
 

@@ -405,20 +405,14 @@ admin_room_delete(struct admin_ctx *x)
 {
 	size_t len;
 	const char *why = admin_field(x, "reason", false, 256, &len);
-	char *text;
+	char *text, *reason = NULL;
 
 	if (why == NULL && x->reply != NULL)
 		return;
-	if (why == NULL) {
-		char *reason = NULL;
-		admin_result(x, chat_delete_room(x->by, x->room, NULL, &reason),
-		    &reason);
-		return;
-	}
-	/* As chat_delete_room, with the admin's words for the members. */
-	text = xstrndup(why, len);
-	admin_audit(x, "delete_room", x->room->name, text);
-	admin_result(x, chat_room_remove(x->by, x->room, text), NULL);
+	/* With the admin's words for the members, when there are some. */
+	text = why != NULL ? xstrndup(why, len) : NULL;
+	admin_result(
+	    x, chat_delete_room_why(x->by, x->room, text, &reason), &reason);
 	free(text);
 }
 
@@ -491,7 +485,7 @@ admin_kick(struct admin_ctx *x)
 	struct client *c = admin_user(x);
 	size_t len;
 	const char *why;
-	char *text;
+	char *text, *reason = NULL;
 	enum proto_err e;
 
 	if (c == NULL)
@@ -500,10 +494,10 @@ admin_kick(struct admin_ctx *x)
 	if (why == NULL && x->reply != NULL)
 		return;
 	text = why != NULL ? xstrndup(why, len) : NULL;
-	e = chat_kick(x->by, c, x->room, text, NULL);
+	e = chat_kick_checked(x->by, c, x->room, text, &reason);
 	if (e == PROTO_OK)
 		admin_audit(x, "kick", c->name, text);
-	admin_result(x, e, NULL);
+	admin_result(x, e, &reason);
 	free(text);
 }
 
@@ -773,6 +767,22 @@ admin_job_answer(struct admin_job *job, unsigned status, json_t *answer)
 	http_kick();
 }
 
+/* Stored roles ("a b", or NULL) as a JSON array. */
+static json_t *
+admin_roles_json(const char *stored)
+{
+	json_t *a = json_array();
+
+	for (const char *p = stored; p != NULL && *p != '\0';) {
+		size_t len = strcspn(p, " ");
+		if (len > 0)
+			json_array_append_new(a, json_stringn(p, len));
+		p += len;
+		p += strspn(p, " ");
+	}
+	return a;
+}
+
 /* The worker is through with an account (in the loop). */
 static void
 admin_account_done(uint64_t ticket, enum account_status st)
@@ -790,6 +800,10 @@ admin_account_done(uint64_t ticket, enum account_status st)
 		if (job->op == ACCOUNT_OP_CREATE) {
 			status = MHD_HTTP_CREATED;
 			a = json_pack("{s:s}", "name", job->name);
+		} else if (job->op == ACCOUNT_OP_ROLES) {
+			chat_account_roles_changed(job->name);
+			a = json_pack("{s:s, s:o}", "name", job->name, "roles",
+			    admin_roles_json(account_roles(job->name)));
 		} else
 			a = json_pack("{s:b}", "ok", 1);
 		break;
@@ -815,7 +829,8 @@ admin_account_done(uint64_t ticket, enum account_status st)
 
 static void
 admin_account_submit(struct admin_ctx *x, enum account_op op, const char *name,
-    size_t len, const char *password, size_t pwlen)
+    size_t len, const char *password, size_t pwlen, const char *const *roles,
+    size_t nroles)
 {
 	uint64_t ticket = ++admin_last_ticket;
 	char *reason = NULL;
@@ -832,8 +847,11 @@ admin_account_submit(struct admin_ctx *x, enum account_op op, const char *name,
 		    "there is no such account");
 		return;
 	}
-	e = chat_account_admin(x->by, op, name, len, password, pwlen,
-	    admin_account_done, ticket, &reason);
+	e = op == ACCOUNT_OP_ROLES
+	    ? chat_account_set_roles(x->by, name, len, roles, nroles,
+		  admin_account_done, ticket, &reason)
+	    : chat_account_admin(x->by, op, name, len, password, pwlen,
+		  admin_account_done, ticket, &reason);
 	if (e != PROTO_OK) {
 		admin_result(x, e, &reason);
 		return;
@@ -851,6 +869,16 @@ admin_account_submit(struct admin_ctx *x, enum account_op op, const char *name,
 	if (x->rq != NULL)
 		x->rq->job = job;
 	x->later = true;
+	if (op == ACCOUNT_OP_ROLES) {
+		char list[CHAT_SERVER_ROLES_MAX * 40] = "";
+		size_t used = 0;
+		for (size_t i = 0; i < nroles && used < sizeof list; i++)
+			used += (size_t)snprintf(list + used,
+			    sizeof list - used, "%s%s", i > 0 ? " " : "",
+			    roles[i]);
+		admin_audit(x, "set_roles", job->name, list);
+		return;
+	}
 	admin_audit(x,
 	    op == ACCOUNT_OP_CREATE	  ? "create_account"
 		: op == ACCOUNT_OP_DELETE ? "delete_account"
@@ -870,14 +898,15 @@ admin_account_create(struct admin_ctx *x)
 	if ((pw = admin_field(
 		 x, "password", true, ACCOUNT_PASSWORD_MAX, &pwlen)) == NULL)
 		return;
-	admin_account_submit(x, ACCOUNT_OP_CREATE, name, len, pw, pwlen);
+	admin_account_submit(
+	    x, ACCOUNT_OP_CREATE, name, len, pw, pwlen, NULL, 0);
 }
 
 static void
 admin_account_delete(struct admin_ctx *x)
 {
 	admin_account_submit(
-	    x, ACCOUNT_OP_DELETE, x->name, x->name_len, NULL, 0);
+	    x, ACCOUNT_OP_DELETE, x->name, x->name_len, NULL, 0, NULL, 0);
 }
 
 static void
@@ -888,8 +917,46 @@ admin_account_password(struct admin_ctx *x)
 	    x, "password", true, ACCOUNT_PASSWORD_MAX, &pwlen);
 
 	if (pw != NULL)
-		admin_account_submit(
-		    x, ACCOUNT_OP_PASSWORD, x->name, x->name_len, pw, pwlen);
+		admin_account_submit(x, ACCOUNT_OP_PASSWORD, x->name,
+		    x->name_len, pw, pwlen, NULL, 0);
+}
+
+/* PUT accounts/NAME/roles {"roles": ["operator"]}: the account's server
+ * roles, all of them ([] takes them away). */
+static void
+admin_account_roles(struct admin_ctx *x)
+{
+	json_t *v = json_object_get(x->body, "roles"), *r;
+	const char *roles[CHAT_SERVER_ROLES_MAX];
+	size_t i, n;
+
+	if (!json_is_array(v) || json_array_size(v) > CHAT_SERVER_ROLES_MAX) {
+		admin_error(x, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "roles: a list of server roles (" CHAT_SERVER_ROLES ")");
+		return;
+	}
+	n = 0;
+	json_array_foreach(v, i, r)
+	{
+		if (!json_is_string(r) || json_string_length(r) == 0 ||
+		    json_string_length(r) > 32 ||
+		    strlen(json_string_value(r)) != json_string_length(r)) {
+			admin_error(x, MHD_HTTP_BAD_REQUEST, "bad_request",
+			    "roles: names of server roles (" CHAT_SERVER_ROLES
+			    ")");
+			return;
+		}
+		roles[n] = json_string_value(r);
+		/* Each once. */
+		for (size_t k = 0; k < n; k++) {
+			if (roles[k] != NULL && strcmp(roles[k], roles[n]) == 0)
+				roles[n] = NULL;
+		}
+		if (roles[n] != NULL)
+			n++;
+	}
+	admin_account_submit(
+	    x, ACCOUNT_OP_ROLES, x->name, x->name_len, NULL, 0, roles, n);
 }
 
 /* Kept in the order they are matched; a path of another method is 405. */
@@ -916,6 +983,7 @@ static const struct admin_route admin_routes[] = {
 	{ "GET", "rooms/", 'r', NULL, admin_room },
 	{ "DELETE", "rooms/", 'r', NULL, admin_room_delete },
 	{ "POST", "accounts/", 'n', "password", admin_account_password },
+	{ "PUT", "accounts/", 'n', "roles", admin_account_roles },
 	{ "DELETE", "accounts/", 'n', NULL, admin_account_delete },
 };
 

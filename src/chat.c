@@ -20,8 +20,13 @@
 #define CHAT_ROLE_MUTED "muted"
 
 const struct chat_actor chat_by_server = { .kind = CHAT_ACTOR_SERVER };
+/* The actor of the leaves being run now (a kick, a ban or a room's
+ * removal by the admin API), for the leave hooks; NULL otherwise. */
+static const struct chat_actor *chat_leave_by;
 
 static void chat_room_occupancy(struct room *r);
+static enum proto_err chat_admin_decide(
+    struct hook_args *a, const struct chat_actor *by, char **reason);
 static void chat_room_forget(struct room *r);
 static char *chat_member_key(const struct client *c);
 static void chat_until_text(uint64_t until, char *buf, size_t size);
@@ -137,9 +142,11 @@ static void
 chat_member_remove(struct client *c, struct room *r, const char *reason,
     const char *why, const json_t *id)
 {
-	struct hook_args a = {
-		.event = HOOK_LEAVE, .client = c, .room = r, .reason = reason
-	};
+	struct hook_args a = { .event = HOOK_LEAVE,
+		.client = c,
+		.room = r,
+		.reason = reason,
+		.by = chat_leave_by };
 
 	if (room_leave(r, c) == -1)
 		return;
@@ -291,13 +298,31 @@ chat_rename(const struct chat_actor *by, struct client *c, const char *name,
 
 /* ---- Accounts */
 
-/* The server roles an account has from the configuration. */
+/* Whether the roles as stored (public names separated by spaces) hold
+ * role. */
+static bool
+chat_roles_hold(const char *stored, const char *role)
+{
+	size_t n = strlen(role);
+
+	for (const char *p = stored; p != NULL && *p != '\0';) {
+		size_t len = strcspn(p, " ");
+		if (len == n && memcmp(p, role, n) == 0)
+			return true;
+		p += len;
+		p += strspn(p, " ");
+	}
+	return false;
+}
+
+/* The server roles an account has: those of the configuration
+ * (operators) and those stored with it (the admin API's). */
 static const char *const *
 chat_account_roles(const char *account)
 {
 	static const char *const oper[] = { CLIENT_ROLE_OPERATOR, NULL };
 	char *want = client_key(account, strlen(account));
-	bool found = false;
+	bool found = chat_roles_hold(account_roles(account), "operator");
 
 	for (size_t i = 0; !found && i < cfg->operators.n; i++) {
 		char *f = client_key(
@@ -740,6 +765,10 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 			return e;
 		if (dropped)
 			return PROTO_OK;
+	} else if (chat_by_admin(by)) {
+		a.by = by;
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
 	}
 	r = room_create(name, len, c ? c->id : 0);
 	/* An account's room stays its own across connections; a guest's
@@ -769,9 +798,10 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	json_decref(ev);
 	client_broadcast_all(b);
 	buf_unref(b);
-	a = (struct hook_args){
-		.event = HOOK_ROOM_CREATED, .client = c, .room = r
-	};
+	a = (struct hook_args){ .event = HOOK_ROOM_CREATED,
+		.client = c,
+		.room = r,
+		.by = chat_by_admin(by) ? by : NULL };
 	chat_tell_hooks(&a);
 	if (out != NULL)
 		*out = r;
@@ -781,7 +811,9 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 enum proto_err
 chat_room_remove(const struct chat_actor *by, struct room *r, const char *why)
 {
-	struct hook_args a = { .event = HOOK_ROOM_REMOVED, .room = r };
+	struct hook_args a = { .event = HOOK_ROOM_REMOVED,
+		.room = r,
+		.by = chat_by_admin(by) ? by : NULL };
 	char buf[64];
 	json_t *ev;
 	struct buf *b;
@@ -790,8 +822,10 @@ chat_room_remove(const struct chat_actor *by, struct room *r, const char *why)
 		return PROTO_ERR_ROOM_NOT_FOUND;
 	log_info(
 	    chat_actor_name(by, buf, sizeof buf), "removes room %s", r->name);
+	chat_leave_by = a.by;
 	while (r->head != NULL)
 		chat_member_remove(r->head->client, r, "kicked", why, NULL);
+	chat_leave_by = NULL;
 	ev = json_pack("{s:s, s:s%}", "type", "room_deleted", "roomName",
 	    r->name, r->name_len);
 	b = buf_json(ev);
@@ -902,6 +936,29 @@ chat_kick(const struct chat_actor *by, struct client *c, struct room *r,
 	    c->name, r->name);
 	chat_member_remove(c, r, "kicked", why, id);
 	return PROTO_OK;
+}
+
+enum proto_err
+chat_kick_checked(const struct chat_actor *by, struct client *c, struct room *r,
+    const char *why, char **reason)
+{
+	enum proto_err e;
+
+	if (room_membership(r, c) == NULL)
+		return PROTO_ERR_NOT_IN_ROOM;
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.room = r,
+			.text = c->name,
+			.text_len = strlen(c->name),
+			.reason = "kick" };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
+	chat_leave_by = chat_by_admin(by) ? by : NULL;
+	e = chat_kick(by, c, r, why, NULL);
+	chat_leave_by = NULL;
+	return e;
 }
 
 /* ---- Messages */
@@ -1131,7 +1188,7 @@ chat_account_admin(const struct chat_actor *by, enum account_op op,
     account_admin_fn done, uint64_t ticket, char **reason)
 {
 	static const char *const what[] = { "creates", "deletes",
-		"sets the password of" };
+		"sets the password of", "sets the server roles of" };
 	const char *held = account_holder(name, len);
 	char buf[64];
 	enum proto_err e;
@@ -1140,7 +1197,7 @@ chat_account_admin(const struct chat_actor *by, enum account_op op,
 		chat_set_reason(reason, "this server keeps no accounts");
 		return PROTO_ERR_UNSUPPORTED;
 	}
-	if (op != ACCOUNT_OP_DELETE &&
+	if ((op == ACCOUNT_OP_CREATE || op == ACCOUNT_OP_PASSWORD) &&
 	    (e = chat_password_check(pwlen, reason)) != PROTO_OK)
 		return e;
 	if (op == ACCOUNT_OP_CREATE) {
@@ -1175,6 +1232,70 @@ chat_account_admin(const struct chat_actor *by, enum account_op op,
 	log_info(chat_actor_name(by, buf, sizeof buf), "%s account %.*s",
 	    what[op], (int)len, name);
 	return PROTO_OK;
+}
+
+enum proto_err
+chat_account_set_roles(const struct chat_actor *by, const char *name,
+    size_t len, const char *const *roles, size_t n, account_admin_fn done,
+    uint64_t ticket, char **reason)
+{
+	char text[CHAT_SERVER_ROLES_MAX * 16] = "";
+	size_t used = 0;
+
+	if (n > CHAT_SERVER_ROLES_MAX) {
+		chat_set_reason(reason, "too many roles");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Each known role once, in the order of CHAT_SERVER_ROLES. */
+		if (!chat_roles_hold(CHAT_SERVER_ROLES, roles[i])) {
+			chat_set_reason(
+			    reason, "the server roles are: " CHAT_SERVER_ROLES);
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		if (chat_roles_hold(text, roles[i]))
+			continue;
+		used += (size_t)snprintf(text + used, sizeof text - used,
+		    "%s%s", used > 0 ? " " : "", roles[i]);
+	}
+	return chat_account_admin(by, ACCOUNT_OP_ROLES, name, len, text,
+	    strlen(text), done, ticket, reason);
+}
+
+void
+chat_account_roles_changed(const char *account)
+{
+	bool oper = chat_account_roles(account) != NULL;
+	char *want = client_key(account, strlen(account));
+
+	for (struct client *c = clients; c != NULL; c = c->next) {
+		json_t *before, *after;
+		char *list, *text, *have;
+		bool same;
+		if (c->dead || c->account == NULL)
+			continue;
+		/* Compared as names are (an identity a connect hook gave may
+		 * differ in case from the account as registered). */
+		have = client_key(c->account, strlen(c->account));
+		same = strcmp(have, want) == 0;
+		free(have);
+		if (!same)
+			continue;
+		before = client_roles_public(c);
+		client_identity_role(c, CLIENT_ROLE_OPERATOR, oper);
+		after = client_roles_public(c);
+		if (!json_equal(before, after)) {
+			list = json_dumps(after, JSON_COMPACT);
+			xasprintf(&text, "your server roles are now %s",
+			    json_array_size(after) > 0 ? list : "none");
+			chat_notice(c, NULL, text, NULL);
+			free(text);
+			free(list);
+		}
+		json_decref(before);
+		json_decref(after);
+	}
+	free(want);
 }
 
 /* The account is gone: whoever is logged in as it is a guest now. */
@@ -1544,6 +1665,46 @@ chat_decide(struct hook_args *a, bool allowed, char **reason)
 	return PROTO_ERR_FORBIDDEN;
 }
 
+/* ---- The admin API's acts, as the hooks see them */
+
+bool
+chat_by_admin(const struct chat_actor *by)
+{
+	return by != NULL && by->kind == CHAT_ACTOR_ADMIN;
+}
+
+/* Runs the chain of a->event for an act of the admin API (a->by): a
+ * hook may refuse it (rejected), as it may a client's request; the
+ * admin's authority decides the rest (STOP and PASS alike let it go
+ * on). */
+static enum proto_err
+chat_admin_decide(
+    struct hook_args *a, const struct chat_actor *by, char **reason)
+{
+	enum hook_verdict v = HOOK_PASS;
+
+	a->by = by;
+	if (hook_any(a->event))
+		v = hook_run(a);
+	if (v == HOOK_DENY) {
+		free(reason != NULL ? *reason : NULL);
+		if (reason != NULL)
+			*reason = a->deny_reason != NULL
+			    ? a->deny_reason
+			    : xstrdup("refused by a hook");
+		else
+			free(a->deny_reason);
+		a->deny_reason = NULL;
+		hook_args_free(a);
+		/* A hook that failed (its policy denies) is the server's
+		 * failure, not a refusal. */
+		return a->deny_code == PROTO_ERR_INTERNAL ? PROTO_ERR_INTERNAL
+							  : PROTO_ERR_REJECTED;
+	}
+	hook_args_free(a);
+	return PROTO_OK;
+}
+
 /* The name to show for who acted. */
 static const char *
 chat_actor_username(const struct chat_actor *by)
@@ -1598,6 +1759,14 @@ chat_set_topic(const struct chat_actor *by, struct room *r, const char *topic,
 			return e;
 		}
 	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_TOPIC,
+			.room = r,
+			.text = topic,
+			.text_len = len };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
 	free(r->topic);
 	r->topic = len > 0 ? xstrndup(topic, len) : NULL;
 	chat_room_save(r);
@@ -1612,9 +1781,16 @@ enum proto_err
 chat_delete_room(const struct chat_actor *by, struct room *r, const json_t *id,
     char **reason)
 {
+	(void)id;
+	return chat_delete_room_why(by, r, NULL, reason);
+}
+
+enum proto_err
+chat_delete_room_why(
+    const struct chat_actor *by, struct room *r, const char *why, char **reason)
+{
 	enum proto_err e;
 
-	(void)id;
 	if (by->kind == CHAT_ACTOR_CLIENT) {
 		struct hook_args a = { .event = HOOK_DELETE_ROOM,
 			.client = by->client,
@@ -1630,8 +1806,13 @@ chat_delete_room(const struct chat_actor *by, struct room *r, const json_t *id,
 			return e;
 		}
 	}
-	state_audit(by, "delete_room", r->name, r, NULL, 0);
-	return chat_room_remove(by, r, CHAT_ROOM_DELETED);
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_DELETE_ROOM, .room = r };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
+	state_audit(by, "delete_room", r->name, r, why, 0);
+	return chat_room_remove(by, r, why != NULL ? why : CHAT_ROOM_DELETED);
 }
 
 enum proto_err
@@ -1665,6 +1846,15 @@ chat_delete_message(const struct chat_actor *by, struct room *r, uint64_t seq,
 				    "message");
 			return e;
 		}
+	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_DELETE_MESSAGE,
+			.room = r,
+			.text = text,
+			.text_len = (size_t)snprintf(text, sizeof text, "%llu",
+			    (unsigned long long)seq) };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
 	}
 	if (!history_delete(r, seq))
 		return PROTO_ERR_MESSAGE_NOT_FOUND;
@@ -1708,6 +1898,15 @@ chat_set_role(const struct chat_actor *by, struct room *r,
 				    "and operators may give or take roles");
 			return e;
 		}
+	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_ROLE,
+			.room = r,
+			.text = target->name,
+			.text_len = strlen(target->name),
+			.reason = role ? role : "" };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
 	}
 	key = chat_member_key(target);
 	if (role != NULL) {
@@ -1887,6 +2086,15 @@ chat_restrict(const char *kind, const struct chat_actor *by, struct room *r,
 			return e;
 		}
 	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.room = r,
+			.text = target->name,
+			.text_len = strlen(target->name),
+			.reason = kind };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+			return e;
+	}
 	mkey = chat_member_key(target);
 	key = chat_restriction_key(r, mkey);
 	rec = json_pack("{s:s, s:s, s:I, s:s?, s:s, s:I}", "room", r->name,
@@ -1927,8 +2135,10 @@ chat_ban(const struct chat_actor *by, struct room *r, struct client *target,
 	    seconds ? loop_wall_ms() / 1000 + seconds : 0, until, sizeof until);
 	xasprintf(
 	    &text, "banned %s%s%s", until, why ? ": " : "", why ? why : "");
+	chat_leave_by = chat_by_admin(by) ? by : NULL;
 	if (room_membership(r, target) != NULL)
 		chat_member_remove(target, r, "kicked", text, NULL);
+	chat_leave_by = NULL;
 	free(text);
 	return PROTO_OK;
 }
@@ -1970,6 +2180,18 @@ chat_lift(const char *kind, const struct chat_actor *by, struct room *r,
 				chat_set_reason(reason,
 				    "only the room's owner, its moderators "
 				    "and operators may do that");
+			return e;
+		}
+	}
+	if (chat_by_admin(by)) {
+		struct hook_args a = { .event = HOOK_MODERATION,
+			.room = r,
+			.text = name,
+			.text_len = strlen(name),
+			.reason = strcmp(kind, "ban") == 0 ? "unban"
+							   : "unmute" };
+		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK) {
+			free(want);
 			return e;
 		}
 	}

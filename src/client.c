@@ -307,6 +307,24 @@ client_remove_role(struct client *c, const char *role)
 		c->roles &= ~(1u << bit);
 }
 
+void
+client_identity_role(struct client *c, const char *role, bool on)
+{
+	int bit = client_role_bit(role, on);
+	uint32_t b;
+
+	if (bit == -1)
+		return;
+	b = 1u << bit;
+	if (on && !(c->roles & b)) {
+		c->roles |= b;
+		c->identity_roles |= b;
+	} else if (!on && (c->identity_roles & b)) {
+		c->roles &= ~b;
+		c->identity_roles &= ~b;
+	}
+}
+
 json_t *
 client_roles(const struct client *c)
 {

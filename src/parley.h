@@ -724,6 +724,9 @@ bool client_has_role(const struct client *c, const char *role);
 /* Returns -1 when the server already knows 32 role names. */
 int client_add_role(struct client *c, const char *role);
 void client_remove_role(struct client *c, const char *role);
+/* Gives c role as its identity's (on), or takes it when the identity
+ * gave it (a role a script or /oper gave stays). */
+void client_identity_role(struct client *c, const char *role, bool on);
 /* Returns a new JSON array of c's role names. */
 json_t *client_roles(const struct client *c);
 /* The same as the protocol shows them ("operator" for "oper"). */
@@ -1062,6 +1065,10 @@ enum proto_err chat_leave(const struct chat_actor *by, struct client *c,
 /* Removes c from r: c gets kicked {why}, the others user_left. */
 enum proto_err chat_kick(const struct chat_actor *by, struct client *c,
     struct room *r, const char *why, const json_t *id);
+/* chat_kick for an actor the hooks may refuse (the admin API's: the
+ * moderation chain with "kick", rejected when a hook refuses). */
+enum proto_err chat_kick_checked(const struct chat_actor *by,
+    struct client *c, struct room *r, const char *why, char **reason);
 /* c says text in r: membership and size checks, commands (CHAT_COMMANDS),
  * rate limit (CHAT_LIMITS), message hooks (CHAT_HOOKS), then posts it
  * unless the hooks removed, muted or disconnected c meanwhile. */
@@ -1165,6 +1172,12 @@ enum proto_err chat_set_topic(const struct chat_actor *by, struct room *r,
 /* Deletes r as chat_room_remove does, with the reason "room deleted". */
 enum proto_err chat_delete_room(const struct chat_actor *by, struct room *r,
     const json_t *id, char **reason);
+/* The same, with why (may be NULL) told to the members instead. */
+enum proto_err chat_delete_room_why(const struct chat_actor *by,
+    struct room *r, const char *why, char **reason);
+/* Whether the hooks see by's actions as its own (the admin API's): they
+ * may refuse them (rejected, with the hook's reason). */
+bool chat_by_admin(const struct chat_actor *by);
 /* Makes message seq of r a tombstone in every history store:
  * message_deleted to the members; message_not_found when unknown. */
 enum proto_err chat_delete_message(const struct chat_actor *by,
@@ -1242,6 +1255,9 @@ bool account_enabled(void);
 bool account_read_only(void);
 /* The account holding name (compared as usernames are), or NULL. */
 const char *account_holder(const char *name, size_t len);
+/* The server roles stored for account (public names separated by
+ * spaces, as "operator"), or NULL for none. */
+const char *account_roles(const char *account);
 /* False while logins as name or from addr are locked out. */
 bool account_login_allowed(const char *name, size_t len, const char *addr);
 /* Starts hashing and storing a new account for c, or checking a
@@ -1260,6 +1276,7 @@ enum account_op {
 	ACCOUNT_OP_CREATE,
 	ACCOUNT_OP_DELETE,
 	ACCOUNT_OP_PASSWORD,
+	ACCOUNT_OP_ROLES, /* password: the roles to store, as account_roles */
 };
 typedef void (*account_admin_fn)(uint64_t ticket, enum account_status st);
 int account_admin(enum account_op op, const char *name, size_t len,
@@ -1271,6 +1288,19 @@ int account_admin(enum account_op op, const char *name, size_t len,
 enum proto_err chat_account_admin(const struct chat_actor *by,
     enum account_op op, const char *name, size_t len, const char *password,
     size_t pwlen, account_admin_fn done, uint64_t ticket, char **reason);
+/* The server roles an account may be given (CHAT_SERVER_ROLES, public
+ * names), and the most at once. */
+#define CHAT_SERVER_ROLES "operator"
+#define CHAT_SERVER_ROLES_MAX 8
+/* chat.c: by (the admin API) sets the server roles of an account (n
+ * public names; none takes them all) on the worker, as
+ * chat_account_admin; bad_request names the roles it knows. */
+enum proto_err chat_account_set_roles(const struct chat_actor *by,
+    const char *name, size_t len, const char *const *roles, size_t n,
+    account_admin_fn done, uint64_t ticket, char **reason);
+/* chat.c: the stored roles of account changed: its connections get the
+ * roles at once (with the configuration's operators) and a notice. */
+void chat_account_roles_changed(const char *account);
 /* chat.c: the account was deleted: its connections become guests. */
 void chat_account_gone(const char *account);
 /* chat.c: a register or login of client (an id: it may have gone)
@@ -1329,6 +1359,10 @@ struct hook_args {
 	bool action;           /* post: a /me action */
 	const json_t *id;      /* message: the request's id, or NULL */
 	struct client *target; /* direct: the recipient */
+	/* Who acted when it is not client itself (the admin API); NULL
+	 * otherwise. Set for the authority events, create_room, leave (a
+	 * kick), room_created and room_removed. */
+	const struct chat_actor *by;
 	/* Results, filled by the chain. */
 	char *admit_account;   /* connect: the identity to admit with */
 	char *admit_name;      /* its name to show, or NULL */

@@ -98,6 +98,12 @@ plugin_hook_call(struct hook_args *a, void *arg)
 	}
 	call.ev.request = (const parley_request *)a->request;
 	call.ev.target = (parley_client *)a->target;
+	if (a->by != NULL && a->by->kind == CHAT_ACTOR_ADMIN) {
+		call.ev.actor_kind = PARLEY_ACTOR_ADMIN;
+		call.ev.actor = a->by->name != NULL ? a->by->name : "";
+		if (strncmp(call.ev.actor, "admin:", 6) == 0)
+			call.ev.actor += 6;
+	}
 	handle_add(&call.ev, HANDLE_EVENT);
 	v = ph->fn(plugin_ctx(p), &call.ev, ph->arg);
 	handle_remove(&call.ev);

@@ -432,8 +432,70 @@ script_push_request(lua_State *L, const struct chat_request *r)
 	}
 }
 
+/* A user, or nil when the event has none (an admin's act). */
+static void
+script_push_user_or_nil(lua_State *L, struct client *c)
+{
+	if (c != NULL)
+		script_push_user(L, c);
+	else
+		lua_pushnil(L);
+}
+
+/* Who acted, after an event's own arguments: {kind = "admin", name =
+ * the token's name} for the admin API, {kind = "user", name = ...} for
+ * the client of the event; nil when neither is known. */
+static void
+script_push_actor(lua_State *L, const struct hook_args *a)
+{
+	const char *name;
+
+	if (a->by != NULL && a->by->kind == CHAT_ACTOR_ADMIN) {
+		name = a->by->name != NULL ? a->by->name : "";
+		if (strncmp(name, "admin:", 6) == 0)
+			name += 6;
+		lua_createtable(L, 0, 2);
+		lua_pushliteral(L, "admin");
+		lua_setfield(L, -2, "kind");
+		lua_pushstring(L, name);
+		lua_setfield(L, -2, "name");
+	} else if (a->client != NULL && a->event != HOOK_LEAVE) {
+		lua_createtable(L, 0, 2);
+		lua_pushliteral(L, "user");
+		lua_setfield(L, -2, "kind");
+		lua_pushstring(L, a->client->name);
+		lua_setfield(L, -2, "name");
+	} else
+		lua_pushnil(L);
+}
+
+static int script_push_event_args(lua_State *L, const struct hook_args *a);
+
+/* An event's arguments, and who acted for the events that say so. */
 static int
 script_push_hook_args(lua_State *L, const struct hook_args *a)
+{
+	int n = script_push_event_args(L, a);
+
+	switch (a->event) {
+	case HOOK_CREATE_ROOM:
+	case HOOK_LEAVE:
+	case HOOK_ROOM_CREATED:
+	case HOOK_ROOM_REMOVED:
+	case HOOK_TOPIC:
+	case HOOK_DELETE_MESSAGE:
+	case HOOK_DELETE_ROOM:
+	case HOOK_ROLE:
+	case HOOK_MODERATION:
+		script_push_actor(L, a);
+		return n + 1;
+	default:
+		return n;
+	}
+}
+
+static int
+script_push_event_args(lua_State *L, const struct hook_args *a)
 {
 	switch (a->event) {
 	case HOOK_CONNECT:
@@ -444,7 +506,7 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		return 2;
 	case HOOK_USERNAME:
 	case HOOK_CREATE_ROOM:
-		script_push_user(L, a->client);
+		script_push_user_or_nil(L, a->client);
 		lua_pushlstring(L, a->text, a->text_len);
 		return 2;
 	case HOOK_JOIN:
@@ -495,22 +557,22 @@ script_push_hook_args(lua_State *L, const struct hook_args *a)
 		lua_pushlstring(L, a->text, a->text_len);
 		return 2;
 	case HOOK_TOPIC:
-		script_push_user(L, a->client);
+		script_push_user_or_nil(L, a->client);
 		script_push_room(L, a->room);
 		lua_pushlstring(L, a->text, a->text_len);
 		return 3;
 	case HOOK_DELETE_MESSAGE:
-		script_push_user(L, a->client);
+		script_push_user_or_nil(L, a->client);
 		script_push_room(L, a->room);
 		lua_pushinteger(L, (lua_Integer)strtoll(a->text, NULL, 10));
 		return 3;
 	case HOOK_DELETE_ROOM:
-		script_push_user(L, a->client);
+		script_push_user_or_nil(L, a->client);
 		script_push_room(L, a->room);
 		return 2;
 	case HOOK_ROLE:
 	case HOOK_MODERATION:
-		script_push_user(L, a->client);
+		script_push_user_or_nil(L, a->client);
 		script_push_room(L, a->room);
 		lua_pushlstring(L, a->text, a->text_len);
 		if (a->reason != NULL && *a->reason != '\0')

@@ -77,6 +77,9 @@ ctl_usage(FILE *f)
 	    "asked, or stdin)\n"
 	    "  account password NAME        give an account a new password\n"
 	    "  account delete NAME          delete an account\n"
+	    "  account roles NAME [ROLE...] set an account's server roles "
+	    "(operator;\n"
+	    "                               none given: takes them away)\n"
 	    "  token NAME                   make a new token and its "
 	    "admin_tokens entry\n"
 	    "\n"
@@ -553,6 +556,18 @@ ctl_print_restrictions(const json_t *list, const char *what)
 	}
 }
 
+/* An account's server roles: "NAME: operator" or "NAME: none". */
+static void
+ctl_print_roles(const json_t *j)
+{
+	const json_t *roles = json_object_get(j, "roles"), *v;
+	size_t i;
+
+	printf("%s:", ctl_str(j, "name"));
+	json_array_foreach(roles, i, v) printf(" %s", json_string_value(v));
+	printf("%s\n", json_array_size(roles) == 0 ? " none" : "");
+}
+
 static void
 ctl_print_bans(const json_t *j)
 {
@@ -983,6 +998,16 @@ main(int argc, char **argv)
 		    ADMIN_PREFIX "rooms/", argv[0], "/delete_message");
 		body = json_pack("{s:I}", "seq", (json_int_t)seq);
 		done = "message deleted";
+	} else if (strcmp(cmd, "account") == 0 && argc >= 2 &&
+	    strcmp(argv[0], "roles") == 0) {
+		json_t *roles = json_array();
+		ARGS(2, 10);
+		for (int i = 2; i < argc; i++)
+			json_array_append_new(roles, json_string(argv[i]));
+		method = "PUT";
+		path = ctl_path(ADMIN_PREFIX "accounts/", argv[1], "/roles");
+		body = json_pack("{s:o}", "roles", roles);
+		print = ctl_print_roles;
 	} else if (strcmp(cmd, "account") == 0) {
 		ARGS(2, 2);
 		if (strcmp(argv[0], "delete") == 0) {
@@ -1012,7 +1037,7 @@ main(int argc, char **argv)
 			}
 			done = add ? "account created" : "password set";
 		} else {
-			ctl_warn("account: add, password or delete");
+			ctl_warn("account: add, password, delete or roles");
 			return CTL_USAGE;
 		}
 	} else if (strcmp(cmd, "reload") == 0) {

@@ -303,7 +303,9 @@ struct parley_event {
 	const char *sender;  /* post: who it is from; else NULL */
 	size_t sender_len;
 	uint32_t flags;      /* post: PARLEY_MSG_* */
-	uint32_t reserved1;
+	/* since 1.4 (in what was reserved1): who acted, PARLEY_ACTOR_*;
+	 * see actor below */
+	uint32_t actor_kind;
 	/* since 1.3 (read them only when the host's abi_minor >= 3) */
 	const char *request_id; /* message: the request's id as JSON text
 				   (42 or "abc"), or NULL without one */
@@ -311,8 +313,20 @@ struct parley_event {
 	const parley_request *request; /* connect: the HTTP request */
 	/* since 1.4 (read it only when the host's abi_minor >= 4) */
 	parley_client *target; /* direct: the recipient; else NULL */
-	void *reserved[1];
+	/* since 1.4 (in what was reserved): with actor_kind
+	 * PARLEY_ACTOR_ADMIN, the name of the admin token that acted
+	 * (NUL-terminated); else NULL. Set for create_room, leave (a kick,
+	 * a ban, a room's removal), room_created, room_removed and the
+	 * authority events. client is then NULL (room_created, leave: the
+	 * one who went), and a DENY refuses the admin's act: the admin API
+	 * answers 403 rejected with deny_reason; STOP and PASS let it go
+	 * on. */
+	const char *actor;
 };
+/* Who acted (parley_event actor_kind, since 1.4): the event's client
+ * (or nobody named), or the admin API (actor: the token's name). */
+#define PARLEY_ACTOR_CLIENT 0u
+#define PARLEY_ACTOR_ADMIN 1u
 
 /*
  * A hook. Returns a verdict (enum parley_verdict). ev may be written

@@ -26,6 +26,17 @@ from harness import (Suite, TestFailure, check, check_eq, uniq,  # noqa
 BUILD = os.path.dirname(os.path.dirname(parleyd_path()))
 PARLEYCTL = os.environ.get("PARLEYCTL") or os.path.join(BUILD, "tools",
     "parleyctl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PARLEY_SRCDIR") or os.path.join(HERE, "..", "..")
+TEST_SCRIPTS = os.path.abspath(os.path.join(SRC, "tests", "scripts"))
+
+
+def test_plugin(name):
+	p = os.path.abspath(os.path.join(BUILD, "tests", "plugins", ".libs",
+	    name + ".so"))
+	if not os.path.exists(p):
+		raise Skip("test plugin %s not built (run make check)" % name)
+	return p
 
 TOKEN = "t0ken-for-the-tests-" + "x" * 20
 OTHER = "another-token-of-the-tests"
@@ -778,6 +789,242 @@ async def test_parleyctl_token(t):
 	check_eq(st, 200, "the new token works")
 	rc, out, err = await actl(["token", "bad name"])
 	check_eq(rc, 2, "a bad name")
+
+
+# ---------------------------------------------------------------------------
+# The hooks see the admin's acts, and may refuse them
+
+
+async def audit_of(a, prefix):
+	st, j, _ = await api(a, "GET", "audit?limit=1000")
+	check_eq(st, 200, "audit")
+	return [(r["action"], r.get("target"), r.get("reason"))
+	    for r in j["audit"] if r["action"].startswith(prefix)]
+
+
+@case()
+async def test_hooks_see_admin(t):
+	s = t.start_server(admin_config(script_dirs=[TEST_SCRIPTS],
+	    scripts=["actor"], plugins=[test_plugin("actor")]))
+	a = admin_of(s)
+	bad, keep, pkeep = (await t.client(s), await t.client(s),
+	    await t.client(s))
+	bn, kn, pn = uniq("bad"), uniq("luakeep"), uniq("plugkeep")
+	await bad.join("general", bn)
+	await keep.join("general", kn)
+	await pkeep.join("general", pn)
+	# A kick: the moderation chain ("kick") and the leave hook see who.
+	st, j, _ = await api(a, "POST", "rooms/general/kick",
+	    {"user": bn, "reason": "out"})
+	check_eq((st, j), (200, {"ok": True}), "kick")
+	await bad.recv("kicked")
+	await bad.join("general")
+	# A ban, by the other token.
+	st, j, _ = await api(a, "POST", "rooms/general/ban", {"user": bn},
+	    token=OTHER)
+	check_eq((st, j), (200, {"ok": True}), "ban")
+	await bad.recv("kicked")
+	lua = await audit_of(a, "lua-saw-")
+	check_eq(lua, [
+	    ("lua-saw-kick", bn, "admin:ops no user"),
+	    ("lua-saw-leave", bn, "admin:ops"),
+	    ("lua-saw-ban", bn, "admin:deploy no user"),
+	    ("lua-saw-leave", bn, "admin:deploy"),
+	], "the script saw the admin acts and who took them")
+	plug = await audit_of(a, "plugin-saw-")
+	check_eq(plug, [
+	    ("plugin-saw-kick", bn, "admin:ops no client"),
+	    ("plugin-saw-ban", bn, "admin:deploy no client"),
+	], "the plugin saw them with actor_kind and actor")
+	# A refusal: 403 rejected with the hook's reason, nothing done.
+	st, j, _ = await api(a, "POST", "rooms/general/ban", {"user": kn})
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "the script keeps " + kn}), "the script refuses")
+	st, j, _ = await api(a, "POST", "rooms/general/kick", {"user": pn})
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "the actor plugin keeps them"}), "the plugin refuses")
+	st, j, _ = await api(a, "POST", "rooms/general/topic",
+	    {"topic": "luarefuses this"})
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "no such topic from ops"}), "a topic refused")
+	st, j, _ = await api(a, "GET", "bans?room=general")
+	check_eq([b["name"] for b in j["bans"]], [bn], "only the first ban")
+	st, j, _ = await api(a, "GET", "rooms/general")
+	check_eq(j["members"], 2, "both kept members are in")
+	check(j["topic"] is None, "no topic set: %r" % j)
+	await keep.say("general", "still here")
+	await pkeep.say("general", "me too")
+	# A client's own moderation is seen as before, without an admin.
+	st, j, _ = await api(a, "POST", "rooms/general/unban", {"user": bn})
+	check_eq(st, 200, "unban")
+	lua = await audit_of(a, "lua-saw-unban")
+	check_eq(lua, [("lua-saw-unban", bn, "admin:ops no user")],
+	    "an unban too")
+	# Roles, rooms made and deleted.
+	st, j, _ = await api(a, "POST", "rooms/general/role",
+	    {"user": kn, "role": "moderator"})
+	check_eq(st, 200, "role")
+	check_eq(await audit_of(a, "lua-saw-role"),
+	    [("lua-saw-role", kn, "moderator by admin:ops")], "a role")
+	for room in ("luakeep-room", "other-room"):
+		st, j, _ = await api(a, "POST", "rooms", {"name": room})
+		check_eq(st, 201, "create " + room)
+	check_eq(await audit_of(a, "lua-saw-room_created"),
+	    [("lua-saw-room_created", "luakeep-room", "admin:ops"),
+	     ("lua-saw-room_created", "other-room", "admin:ops")],
+	    "rooms made by the admin")
+	st, j, _ = await api(a, "DELETE", "rooms/luakeep-room")
+	check_eq((st, j), (403, {"error": "rejected",
+	    "message": "the script keeps the room"}), "a deletion refused")
+	st, j, _ = await api(a, "DELETE", "rooms/other-room")
+	check_eq((st, j), (200, {"ok": True}), "another deleted")
+	st, j, _ = await api(a, "GET", "rooms/luakeep-room")
+	check_eq(st, 200, "the kept room is still there")
+
+
+# ---------------------------------------------------------------------------
+# Server roles of accounts
+
+
+@case()
+async def test_account_roles(t):
+	s = t.start_server(accounts_config())
+	a = admin_of(s)
+	name = uniq("acct")
+	st, j, _ = await api(a, "POST", "accounts",
+	    {"name": name, "password": PW})
+	check_eq(st, 201, "create")
+	c = await t.client(s)
+	r = await login(c, name, PW)
+	check_eq((r["type"], r["roles"]), ("logged_in", []), "no roles yet")
+	await c.join("general")
+	await c.expect_error({"type": "set_topic", "roomName": "general",
+	    "topic": "mine"}, "forbidden")
+	for bad, why in (({"roles": ["king"]}, "an unknown role"),
+	    ({"roles": "operator"}, "not a list"), ({}, "no roles"),
+	    ({"roles": [1]}, "not a name")):
+		st, j, _ = await api(a, "PUT", "accounts/%s/roles" % name, bad)
+		check_eq((st, j["error"]), (400, "bad_request"), why)
+	st, j, _ = await api(a, "PUT", "accounts/%s/roles" % name,
+	    {"roles": ["king"]})
+	check("operator" in j["message"], "says which roles exist: %r" % j)
+	st, j, _ = await api(a, "PUT", "accounts/nobody-y/roles",
+	    {"roles": ["operator"]})
+	check_eq((st, j["error"]), (404, "account_not_found"), "no account")
+	# Given: at once, and told.
+	st, j, _ = await api(a, "PUT", "accounts/%s/roles" % name.upper(),
+	    {"roles": ["operator", "operator"]})
+	check_eq((st, j), (200, {"name": name, "roles": ["operator"]}),
+	    "set (the name in any case, a role once)")
+	n = await c.recv("notice")
+	check_eq(n["message"], 'your server roles are now ["operator"]',
+	    "the connected client is told")
+	await c.send({"type": "set_topic", "roomName": "general",
+	    "topic": "an operator's"})
+	ev = await c.recv("topic_changed")
+	check_eq(ev["topic"], "an operator's", "an operator sets the topic")
+	st, j, _ = await api(a, "GET", "users")
+	check_eq([u["roles"] for u in j["users"] if u["username"] == name],
+	    [["operator"]], "users shows it")
+	d = await t.client(s)
+	r = await login(d, name, PW)
+	check_eq(r["roles"], ["operator"], "a later login has it")
+	st, j, _ = await api(a, "GET", "audit")
+	check_eq([(x["action"], x["target"], x.get("reason"))
+	    for x in j["audit"] if x["action"] == "set_roles"],
+	    [("set_roles", name, "operator")], "audited")
+	# Taken away: at once, and told.
+	st, j, _ = await api(a, "PUT", "accounts/%s/roles" % name,
+	    {"roles": []})
+	check_eq((st, j), (200, {"name": name, "roles": []}), "taken")
+	n = await d.recv("notice", pred=lambda m: "roles" in m["message"])
+	check_eq(n["message"], "your server roles are now none", "told")
+	await d.join("general")
+	await d.expect_error({"type": "set_topic", "roomName": "general",
+	    "topic": "not any more"}, "forbidden")
+
+
+@case()
+async def test_account_roles_with_operators(t):
+	"""The configuration's operators and the stored roles add up."""
+	name = uniq("boss")
+	s = t.start_server(accounts_config() | {"operators": [name]})
+	a = admin_of(s)
+	st, _, _ = await api(a, "POST", "accounts",
+	    {"name": name, "password": PW})
+	check_eq(st, 201, "create")
+	c = await t.client(s)
+	r = await login(c, name, PW)
+	check_eq(r["roles"], ["operator"], "an operator by the configuration")
+	st, j, _ = await api(a, "PUT", "accounts/%s/roles" % name,
+	    {"roles": []})
+	check_eq(st, 200, "no stored roles")
+	await c.join("general")
+	await c.send({"type": "set_topic", "roomName": "general",
+	    "topic": "still an operator"})
+	ev = await c.recv("topic_changed")
+	check_eq(ev["topic"], "still an operator", "an operator sets the topic")
+	c.assert_none("notice", what="no notice: its roles did not change")
+
+
+@case()
+async def test_account_roles_migration(t):
+	"""An accounts.db of an older server (no roles column) gains one on
+	the worker at start; the roles set last across a restart."""
+	import sqlite3
+	import tempfile
+	state = tempfile.mkdtemp(prefix="parley-admin-")
+	cfg = accounts_config() | {"state_dir": state}
+	s = t.start_server(cfg)
+	name = uniq("old")
+	st, _, _ = await api(admin_of(s), "POST", "accounts",
+	    {"name": name, "password": PW})
+	check_eq(st, 201, "create")
+	await s.astop()
+	db = sqlite3.connect(os.path.join(state, "accounts.db"))
+	db.executescript("""
+	    CREATE TABLE old (name TEXT PRIMARY KEY NOT NULL,
+		hash TEXT NOT NULL, created INTEGER NOT NULL);
+	    INSERT INTO old SELECT name, hash, created FROM accounts;
+	    DROP TABLE accounts;
+	    ALTER TABLE old RENAME TO accounts;""")
+	db.close()
+	s = t.start_server(cfg)
+	check("added the roles column" in s.stderr(), "migrated")
+	a = admin_of(s)
+	r = await login(await t.client(s), name, PW)
+	check_eq((r["type"], r["roles"]), ("logged_in", []), "an old account")
+	st, j, _ = await api(a, "PUT", "accounts/%s/roles" % name,
+	    {"roles": ["operator"]})
+	check_eq(st, 200, "set: %r" % j)
+	await s.astop()
+	s = t.start_server(cfg)
+	check("added the roles column" not in s.stderr(), "once only")
+	r = await login(await t.client(s), name, PW)
+	check_eq(r["roles"], ["operator"], "kept across a restart")
+
+
+@case()
+async def test_parleyctl_account_roles(t):
+	s = t.start_server(accounts_config())
+	a = admin_of(s)
+	name = uniq("ctl")
+	st, _, _ = await api(a, "POST", "accounts",
+	    {"name": name, "password": PW})
+	check_eq(st, 201, "create")
+	addr = ["-a", "127.0.0.1:%d" % a.port]
+	env = {"PARLEY_ADMIN_TOKEN": TOKEN}
+	rc, out, err = await actl(addr + ["account", "roles", name,
+	    "operator"], env)
+	check_eq((rc, out), (0, "%s: operator\n" % name), "set: %s" % err)
+	rc, out, err = await actl(addr + ["--json", "account", "roles", name],
+	    env)
+	check_eq((rc, json.loads(out)), (0, {"name": name, "roles": []}),
+	    "cleared: %s" % err)
+	rc, out, err = await actl(addr + ["account", "roles", name, "king"],
+	    env)
+	check_eq(rc, 1, "an unknown role: %s" % err)
+	check("operator" in err, "says which: %r" % err)
 
 
 if __name__ == "__main__":

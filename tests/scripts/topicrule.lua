@@ -11,9 +11,10 @@ parley.on("topic", function(user, room, topic)
 end)
 
 -- A moderation action it records itself.
-parley.on("moderation", function(user, room, target, action)
+parley.on("moderation", function(user, room, target, action, actor)
 	parley.audit{ action = "seen-" .. action, target = target,
-	    room = room.name, reason = "by " .. user.name }
+	    room = room.name, reason = "by " .. (user and user.name or
+	    actor and actor.name or "?") }
 end)
 
 -- parley.store outlives a restart (the state store keeps it).
