@@ -88,7 +88,8 @@ unitdir=$($pkgconfig --variable=systemdsystemunitdir systemd 2>/dev/null)
 sysusersdir=$($pkgconfig --variable=sysusersdir systemd 2>/dev/null)
 stray=$(cd "$dest" && find . ! -type d | sed 's|^\.||' | while read -r f; do
 	case $f in
-	/usr/sbin/parleyd | /usr/include/parley/* | /usr/lib/parley/* | \
+	/usr/sbin/parleyd | /usr/sbin/parleyctl | /usr/include/parley/* | \
+	/usr/lib/parley/* | \
 	/usr/lib/pkgconfig/parley.pc | /usr/share/parley/* | \
 	/usr/share/man/man[0-9]/* | /etc/parley/* | /etc/logrotate.d/parley) ;;
 	"$unitdir/parleyd.service") [ -n "$unitdir" ] || echo "$f" ;;
