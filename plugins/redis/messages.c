@@ -22,6 +22,12 @@
  * A deleted message's entry in the room's history is replaced, in one
  * script, by a tombstone without its text (since ABI 1.4), so that every
  * server's history answer, read from the same set, has it deleted.
+ *
+ * A SUBSCRIBE takes effect in Redis some time after a member's join is
+ * answered; what is published meanwhile never comes on the channel. So
+ * the room's seq is read when the channel is asked for (the baseline),
+ * and once the subscription holds the room's history above it is posted
+ * first, the channel's messages held back until then (the catch-up).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +45,7 @@ struct rd_pending {
 	bool subscribed; /* the room's channel was ours when it was sent */
 	bool fallen;     /* posted here already: Redis was late */
 	bool delivered;  /* posted here from the room's channel */
+	bool caught;     /* sent during the room's catch-up, which posts it */
 	uint64_t id;     /* "i" of the message, unique on this server */
 	uint64_t ts;
 	struct rd_pending *prev, *next; /* waiting for Redis */
@@ -50,6 +57,10 @@ static json_t *rd_seqs;   /* object: room -> last seq known here */
  * room's channel was not ours yet; skipped if the channel brings it. */
 static json_t *rd_early;
 static json_t *rd_mine;   /* room -> last local seq given this outage */
+/* room -> {"g": generation, "b": baseline seq once read, "s": true once
+ * subscribed, "q": [channel messages held back]}: rooms catching up. */
+static json_t *rd_catch;
+static json_int_t rd_catch_gen;
 static struct rd_pending *rd_waiting, *rd_waiting_last;
 static uint64_t rd_msg_id;
 
@@ -89,6 +100,14 @@ static const char rd_msg_script[] =
     "return cur\n";
 
 static void rd_seq_seen(const char *room, uint64_t seq);
+static void rd_deliver(const char *room, size_t room_len, const char *data,
+    size_t len);
+static void rd_catch_start(const char *room);
+static void rd_catch_base(const char *room, redisReply *reply);
+static bool rd_catch_holds(const char *room, size_t len, const char *data,
+    size_t dlen);
+static void rd_catch_subscribed(const char *room);
+static bool rd_catching(const char *room);
 
 /* ---- Subscriptions: one channel per room with local members */
 
@@ -135,6 +154,7 @@ rd_on_seq(redisAsyncContext *ac, void *r, void *priv)
 	if (reply != NULL && reply->type == REDIS_REPLY_STRING &&
 	    rd_host->room_find(rd_ctx, name, strlen(name)) != NULL)
 		rd_seq_seen(name, strtoull(reply->str, NULL, 10));
+	rd_catch_base(name, reply);
 	free(name);
 }
 
@@ -154,6 +174,7 @@ rd_messages_want(const char *room, size_t len)
 		size_t lens[] = { 3, strlen(key) };
 
 		json_object_set_new(rd_subs, name, json_integer(1));
+		rd_catch_start(name);
 		rd_subscribe("SUBSCRIBE", room, len);
 		/* On the wire before anything announces the join: whatever
 		 * follows from it is published after we listen. */
@@ -175,6 +196,7 @@ rd_messages_unwant(const char *room, size_t len)
 		abort();
 	if (json_object_get(rd_subs, name) != NULL) {
 		json_object_del(rd_subs, name);
+		json_object_del(rd_catch, name);
 		if (rd_up)
 			rd_subscribe("UNSUBSCRIBE", room, len);
 	}
@@ -203,6 +225,160 @@ rd_messages_subscriptions(void)
 		}
 	}
 	json_decref(want);
+}
+
+
+/* ---- Catch-up: what was published before a new subscription held */
+
+struct rd_catch_req {
+	json_int_t gen;
+	char room[];
+};
+
+/* Only a room's history in Redis tells what the channel did not bring. */
+static void
+rd_catch_start(const char *room)
+{
+	if (rd_opt.history <= 0)
+		return;
+	json_object_set_new(rd_catch, room, json_pack("{s:I, s:[]}", "g",
+	    ++rd_catch_gen, "q"));
+}
+
+static bool
+rd_catching(const char *room)
+{
+	return json_object_get(rd_catch, room) != NULL;
+}
+
+/* The catch-up is over: the messages held back follow, but for those
+ * the history brought already (seq up to top). */
+static void
+rd_catch_end(const char *room, uint64_t top)
+{
+	json_t *q = json_incref(json_object_get(json_object_get(rd_catch,
+	    room), "q"));
+	size_t i;
+	json_t *v;
+
+	json_object_del(rd_catch, room);
+	json_array_foreach(q, i, v) {
+		const char *d = json_string_value(v);
+		if (strtoull(d, NULL, 10) > top)
+			rd_deliver(room, strlen(room), d, json_string_length(v));
+	}
+	json_decref(q);
+}
+
+static void
+rd_on_catch(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+	struct rd_catch_req *req = priv;
+	json_t *c = json_object_get(rd_catch, req->room);
+	uint64_t top = 0;
+
+	if (c == NULL || json_integer_value(json_object_get(c, "g")) !=
+	    req->gen) {
+		free(req); /* gone meanwhile, or asked again */
+		return;
+	}
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+		/* Oldest first: seq order, as the channel would have. */
+		for (size_t i = 0; i < reply->elements; i++) {
+			redisReply *e = reply->element[i];
+			uint64_t seq;
+
+			if (e->type != REDIS_REPLY_STRING)
+				continue;
+			seq = strtoull(e->str, NULL, 10);
+			rd_deliver(req->room, strlen(req->room), e->str, e->len);
+			if (seq > top)
+				top = seq;
+		}
+		if (reply->elements > 0)
+			rd_host->counter_add(rd_ctx, "messages_caught_up",
+			    (int64_t)reply->elements);
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		rd_host->log_printf(rd_ctx, PARLEY_LOG_WARN, "catch-up: %s",
+		    reply->str);
+	rd_catch_end(req->room, top);
+	free(req);
+}
+
+/* Subscribed and the baseline known: what came after it, from the
+ * history, before anything the channel brings. */
+static void
+rd_catch_read(const char *room)
+{
+	json_t *c = json_object_get(rd_catch, room);
+	char min[32], *key = rd_key("history:", room, strlen(room));
+	const char *argv[4] = { "ZRANGEBYSCORE", key, min, "+inf" };
+	size_t lens[4] = { 13, strlen(key), 0, 4 };
+	struct rd_catch_req *req = malloc(sizeof *req + strlen(room) + 1);
+
+	if (req == NULL)
+		abort();
+	req->gen = json_integer_value(json_object_get(c, "g"));
+	strcpy(req->room, room);
+	snprintf(min, sizeof min, "(%lld", (long long)json_integer_value(
+	    json_object_get(c, "b")));
+	lens[2] = strlen(min);
+	if (rd_command(&rd_cmd, rd_on_catch, req, 4, argv, lens) != REDIS_OK) {
+		free(req);
+		rd_catch_end(room, 0);
+	}
+	free(key);
+}
+
+/* The room's seq when its channel was asked for (nil: no message yet). */
+static void
+rd_catch_base(const char *room, redisReply *reply)
+{
+	json_t *c = json_object_get(rd_catch, room);
+
+	if (c == NULL || json_object_get(c, "b") != NULL)
+		return;
+	if (reply == NULL || (reply->type != REDIS_REPLY_STRING &&
+	    reply->type != REDIS_REPLY_NIL)) {
+		rd_catch_end(room, 0); /* no baseline: nothing to catch */
+		return;
+	}
+	json_object_set_new(c, "b", json_integer(reply->type ==
+	    REDIS_REPLY_STRING ? (json_int_t)strtoull(reply->str, NULL, 10) :
+	    0));
+	if (json_is_true(json_object_get(c, "s")))
+		rd_catch_read(room);
+}
+
+static void
+rd_catch_subscribed(const char *room)
+{
+	json_t *c = json_object_get(rd_catch, room);
+
+	if (c == NULL || json_object_get(c, "s") != NULL)
+		return;
+	json_object_set_new(c, "s", json_true());
+	if (json_object_get(c, "b") != NULL)
+		rd_catch_read(room);
+}
+
+/* A channel message of a room still catching up waits for the history. */
+static bool
+rd_catch_holds(const char *room, size_t len, const char *data, size_t dlen)
+{
+	char *name = strndup(room, len);
+	json_t *c;
+
+	if (name == NULL)
+		abort();
+	c = json_object_get(rd_catch, name);
+	free(name);
+	if (c == NULL)
+		return false;
+	json_array_append_new(json_object_get(c, "q"),
+	    json_stringn_nocheck(data, dlen));
+	return true;
 }
 
 
@@ -282,12 +458,15 @@ void
 rd_messages_channel(const char *kind, const char *room, size_t len,
     const char *data, size_t dlen)
 {
-	if (strcmp(kind, "message") == 0)
-		rd_deliver(room, len, data, dlen);
-	else if (strcmp(kind, "subscribe") == 0) {
+	if (strcmp(kind, "message") == 0) {
+		if (!rd_catch_holds(room, len, data, dlen))
+			rd_deliver(room, len, data, dlen);
+	} else if (strcmp(kind, "subscribe") == 0) {
 		char *name = strndup(room, len);
-		if (json_object_get(rd_subs, name) != NULL)
+		if (json_object_get(rd_subs, name) != NULL) {
 			json_object_set_new(rd_subs, name, json_integer(2));
+			rd_catch_subscribed(name);
+		}
 		free(name);
 	}
 }
@@ -628,6 +807,10 @@ rd_on_published(redisAsyncContext *ac, void *r, void *priv)
 	rd_waiting_unlink(p);
 	if (p->delivered)
 		; /* it came on the channel first */
+	else if (p->caught && reply != NULL &&
+	    reply->type == REDIS_REPLY_INTEGER && reply->integer > 0 &&
+	    rd_catching(p->room))
+		; /* in the history the room's catch-up reads */
 	else if (p->fallen) {
 		/* Served here already; if Redis still ran it (its answer was
 		 * on its way), the others got it and its copy here is
@@ -732,6 +915,7 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	p->sender = strndup(ev->sender, ev->sender_len);
 	p->action = (ev->flags & PARLEY_MSG_ACTION) != 0;
 	p->subscribed = state == 2;
+	p->caught = state == 1 && rd_catching(p->room);
 	p->ts = ev->wall_ms;
 	p->id = rd_msg_id;
 	if (state == 0) {
@@ -809,6 +993,7 @@ rd_messages_reset(void)
 {
 	json_object_clear(rd_subs);
 	json_object_clear(rd_early);
+	json_object_clear(rd_catch);
 }
 
 void
@@ -818,6 +1003,7 @@ rd_messages_init(void)
 	rd_seqs = json_object();
 	rd_early = json_object();
 	rd_mine = json_object();
+	rd_catch = json_object();
 }
 
 void
@@ -827,5 +1013,6 @@ rd_messages_fini(void)
 	json_decref(rd_seqs);
 	json_decref(rd_early);
 	json_decref(rd_mine);
-	rd_subs = rd_seqs = rd_early = rd_mine = NULL;
+	json_decref(rd_catch);
+	rd_subs = rd_seqs = rd_early = rd_mine = rd_catch = NULL;
 }
