@@ -57,8 +57,9 @@ static json_t *rd_seqs;   /* object: room -> last seq known here */
  * room's channel was not ours yet; skipped if the channel brings it. */
 static json_t *rd_early;
 static json_t *rd_mine;   /* room -> last local seq given this outage */
-/* room -> {"g": generation, "b": baseline seq once read, "s": true once
- * subscribed, "q": [channel messages held back]}: rooms catching up. */
+/* room -> {"g": generation, "t": the join in Redis's clock less the
+ * slack, "b": baseline seq once read, "s": true once subscribed, "q":
+ * [channel messages held back]}: rooms catching up (see Catch-up). */
 static json_t *rd_catch;
 static json_int_t rd_catch_gen;
 static struct rd_pending *rd_waiting, *rd_waiting_last;
@@ -108,6 +109,7 @@ static bool rd_catch_holds(const char *room, size_t len, const char *data,
     size_t dlen);
 static void rd_catch_subscribed(const char *room);
 static bool rd_catching(const char *room);
+static uint64_t rd_catch_now(void);
 
 /* ---- Subscriptions: one channel per room with local members */
 
@@ -152,7 +154,8 @@ rd_on_seq(redisAsyncContext *ac, void *r, void *priv)
 	char *name = priv;
 
 	if (reply != NULL && reply->type == REDIS_REPLY_STRING &&
-	    rd_host->room_find(rd_ctx, name, strlen(name)) != NULL)
+	    rd_host->room_find(rd_ctx, name, strlen(name)) != NULL &&
+	    !rd_catching(name)) /* the catch-up's, once it is done */
 		rd_seq_seen(name, strtoull(reply->str, NULL, 10));
 	rd_catch_base(name, reply);
 	free(name);
@@ -180,8 +183,12 @@ rd_messages_want(const char *room, size_t len)
 		 * follows from it is published after we listen. */
 		redisAsyncHandleWrite(rd_sub.ac);
 		if (rd_command(&rd_cmd, rd_on_seq, name, 2, argv, lens) ==
-		    REDIS_OK)
+		    REDIS_OK) {
+			/* The baseline of the catch-up: read before the
+			 * join is answered, as the SUBSCRIBE is sent. */
+			redisAsyncHandleWrite(rd_cmd.ac);
 			name = NULL;
+		}
 		free(key);
 	}
 	free(name);
@@ -228,46 +235,149 @@ rd_messages_subscriptions(void)
 }
 
 
-/* ---- Catch-up: what was published before a new subscription held */
+/* ---- Catch-up: what was published before a new subscription held
+ *
+ * Redis runs the commands of different connections in no promised order:
+ * another server's message sent after the join was answered may run
+ * before this server's SUBSCRIBE and even before its GET of the room's
+ * seq. So a message of the history is this member's when its seq is above
+ * that baseline, or when it was posted (its "rt": the origin's reading of
+ * Redis's clock) after the join, less RD_CATCH_SLACK_MS for the clocks;
+ * from the first such one on, every later one is, so that the member
+ * sees a run with no hole. */
+
+#define RD_CATCH_TAIL 256        /* history read back at most */
+#define RD_CATCH_SLACK_MS 500    /* error of two readings of Redis's clock */
 
 struct rd_catch_req {
 	json_int_t gen;
 	char room[];
 };
 
+/* Redis's clock now, as this server reads it; 0: unknown. */
+static uint64_t
+rd_catch_now(void)
+{
+	return rd_clock_known ? (uint64_t)((int64_t)rd_host->wall_ms(rd_ctx) +
+	    rd_clock_offset) : 0;
+}
+
 /* Only a room's history in Redis tells what the channel did not bring. */
 static void
 rd_catch_start(const char *room)
 {
+	uint64_t now = rd_catch_now();
+
 	if (rd_opt.history <= 0)
 		return;
-	json_object_set_new(rd_catch, room, json_pack("{s:I, s:[]}", "g",
-	    ++rd_catch_gen, "q"));
+	json_object_set_new(rd_catch, room, json_pack("{s:I, s:I, s:[]}",
+	    "g", ++rd_catch_gen, "t", (json_int_t)(now > RD_CATCH_SLACK_MS ?
+	    now - RD_CATCH_SLACK_MS : 0), "q"));
 }
 
+/* Caught up, an entry keeps "d": the highest seq the history brought,
+ * whose copies may still come on the channel. */
 static bool
 rd_catching(const char *room)
 {
-	return json_object_get(rd_catch, room) != NULL;
+	json_t *c = json_object_get(rd_catch, room);
+
+	return c != NULL && json_object_get(c, "d") == NULL;
 }
 
-/* The catch-up is over: the messages held back follow, but for those
- * the history brought already (seq up to top). */
-static void
-rd_catch_end(const char *room, uint64_t top)
+static uint64_t
+rd_catch_seq(const char *data)
 {
-	json_t *q = json_incref(json_object_get(json_object_get(rd_catch,
-	    room), "q"));
-	size_t i;
-	json_t *v;
+	return strtoull(data, NULL, 10);
+}
+
+/* When a message of the history was posted, in Redis's clock; 0: not
+ * said (a server of an older version). */
+static uint64_t
+rd_catch_rt(const char *data, size_t len)
+{
+	const char *sp = memchr(data, ' ', len);
+	json_t *m;
+	uint64_t rt;
+
+	if (sp == NULL)
+		return 0;
+	m = json_loadb(sp + 1, len - (size_t)(sp + 1 - data), 0, NULL);
+	rt = (uint64_t)json_integer_value(json_object_get(m, "rt"));
+	json_decref(m);
+	return rt;
+}
+
+/* Everything once, in seq order: the history's messages that are this
+ * member's (see above), with the channel's held back merged in. */
+static void
+rd_catch_end(const char *room, redisReply *reply)
+{
+	json_t *c = json_incref(json_object_get(rd_catch, room));
+	json_t *q = json_object_get(c, "q"), *v;
+	uint64_t base = (uint64_t)json_integer_value(json_object_get(c, "b"));
+	uint64_t cut = (uint64_t)json_integer_value(json_object_get(c, "t"));
+	uint64_t seen = (uint64_t)json_integer_value(json_object_get(rd_seqs,
+	    room));
+	uint64_t top = 0, first = UINT64_MAX, seq;
+	size_t i, n = 0, from = 0, caught = 0;
 
 	json_object_del(rd_catch, room);
-	json_array_foreach(q, i, v) {
-		const char *d = json_string_value(v);
-		if (strtoull(d, NULL, 10) > top)
-			rd_deliver(room, strlen(room), d, json_string_length(v));
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+		reply = NULL;
+	/* Newest first from Redis: the member's run starts at the oldest
+	 * that is its own. */
+	for (i = reply != NULL ? reply->elements : 0; i-- > 0;) {
+		redisReply *e = reply->element[i];
+
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		seq = rd_catch_seq(e->str);
+		if (seq > base || (cut > 0 && rd_catch_rt(e->str, e->len) >=
+		    cut)) {
+			first = seq;
+			from = i + 1;
+			break;
+		}
 	}
-	json_decref(q);
+	/* Held back, older than the run: the channel's, as it came. */
+	json_array_foreach(q, i, v) {
+		if ((seq = rd_catch_seq(json_string_value(v))) < first) {
+			rd_deliver(room, strlen(room), json_string_value(v),
+			    json_string_length(v));
+			top = seq;
+		}
+	}
+	for (i = from; i-- > 0;) {
+		redisReply *e = reply->element[i];
+
+		if (e->type != REDIS_REPLY_STRING ||
+		    (seq = rd_catch_seq(e->str)) <= top || seq <= seen)
+			continue;
+		rd_deliver(room, strlen(room), e->str, e->len);
+		top = seq;
+		n++;
+		caught++;
+	}
+	if (caught > 0)
+		rd_host->counter_add(rd_ctx, "messages_caught_up",
+		    (int64_t)caught);
+	json_array_foreach(q, i, v) {
+		if ((seq = rd_catch_seq(json_string_value(v))) > top) {
+			rd_deliver(room, strlen(room), json_string_value(v),
+			    json_string_length(v));
+			top = seq;
+			n = 0;
+		}
+	}
+	if (rd_host->room_find(rd_ctx, room, strlen(room)) != NULL)
+		rd_seq_seen(room, base);
+	if (n > 0) {
+		/* The last ones came from the history only so far. */
+		json_object_set_new(rd_catch, room, json_pack("{s:I}", "d",
+		    (json_int_t)top));
+	}
+	json_decref(c);
 }
 
 static void
@@ -276,57 +386,40 @@ rd_on_catch(redisAsyncContext *ac, void *r, void *priv)
 	redisReply *reply = r;
 	struct rd_catch_req *req = priv;
 	json_t *c = json_object_get(rd_catch, req->room);
-	uint64_t top = 0;
 
-	if (c == NULL || json_integer_value(json_object_get(c, "g")) !=
-	    req->gen) {
+	if (c == NULL || !rd_catching(req->room) || json_integer_value(
+	    json_object_get(c, "g")) != req->gen) {
 		free(req); /* gone meanwhile, or asked again */
 		return;
 	}
-	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
-		/* Oldest first: seq order, as the channel would have. */
-		for (size_t i = 0; i < reply->elements; i++) {
-			redisReply *e = reply->element[i];
-			uint64_t seq;
-
-			if (e->type != REDIS_REPLY_STRING)
-				continue;
-			seq = strtoull(e->str, NULL, 10);
-			rd_deliver(req->room, strlen(req->room), e->str, e->len);
-			if (seq > top)
-				top = seq;
-		}
-		if (reply->elements > 0)
-			rd_host->counter_add(rd_ctx, "messages_caught_up",
-			    (int64_t)reply->elements);
-	} else if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
 		rd_host->log_printf(rd_ctx, PARLEY_LOG_WARN, "catch-up: %s",
 		    reply->str);
-	rd_catch_end(req->room, top);
+	rd_catch_end(req->room, reply);
 	free(req);
 }
 
-/* Subscribed and the baseline known: what came after it, from the
- * history, before anything the channel brings. */
+/* Subscribed and the baseline known: the history's tail, before anything
+ * the channel brings. */
 static void
 rd_catch_read(const char *room)
 {
 	json_t *c = json_object_get(rd_catch, room);
-	char min[32], *key = rd_key("history:", room, strlen(room));
-	const char *argv[4] = { "ZRANGEBYSCORE", key, min, "+inf" };
-	size_t lens[4] = { 13, strlen(key), 0, 4 };
+	char count[16], *key = rd_key("history:", room, strlen(room));
+	const char *argv[] = { "ZREVRANGEBYSCORE", key, "+inf", "-inf",
+		"LIMIT", "0", count };
+	size_t lens[] = { 16, strlen(key), 4, 4, 5, 1, 0 };
 	struct rd_catch_req *req = malloc(sizeof *req + strlen(room) + 1);
 
 	if (req == NULL)
 		abort();
 	req->gen = json_integer_value(json_object_get(c, "g"));
 	strcpy(req->room, room);
-	snprintf(min, sizeof min, "(%lld", (long long)json_integer_value(
-	    json_object_get(c, "b")));
-	lens[2] = strlen(min);
-	if (rd_command(&rd_cmd, rd_on_catch, req, 4, argv, lens) != REDIS_OK) {
+	snprintf(count, sizeof count, "%d", RD_CATCH_TAIL);
+	lens[6] = strlen(count);
+	if (rd_command(&rd_cmd, rd_on_catch, req, 7, argv, lens) != REDIS_OK) {
 		free(req);
-		rd_catch_end(room, 0);
+		rd_catch_end(room, NULL);
 	}
 	free(key);
 }
@@ -337,11 +430,11 @@ rd_catch_base(const char *room, redisReply *reply)
 {
 	json_t *c = json_object_get(rd_catch, room);
 
-	if (c == NULL || json_object_get(c, "b") != NULL)
+	if (!rd_catching(room) || json_object_get(c, "b") != NULL)
 		return;
 	if (reply == NULL || (reply->type != REDIS_REPLY_STRING &&
 	    reply->type != REDIS_REPLY_NIL)) {
-		rd_catch_end(room, 0); /* no baseline: nothing to catch */
+		rd_catch_end(room, NULL); /* no baseline: nothing to catch */
 		return;
 	}
 	json_object_set_new(c, "b", json_integer(reply->type ==
@@ -356,31 +449,37 @@ rd_catch_subscribed(const char *room)
 {
 	json_t *c = json_object_get(rd_catch, room);
 
-	if (c == NULL || json_object_get(c, "s") != NULL)
+	if (!rd_catching(room) || json_object_get(c, "s") != NULL)
 		return;
 	json_object_set_new(c, "s", json_true());
 	if (json_object_get(c, "b") != NULL)
 		rd_catch_read(room);
 }
 
-/* A channel message of a room still catching up waits for the history. */
+/* A channel message of a room still catching up waits for the history's
+ * answer; one the catch-up posted already is dropped. Channel order is
+ * seq order: past the catch-up's last, the room is done with it. */
 static bool
 rd_catch_holds(const char *room, size_t len, const char *data, size_t dlen)
 {
 	char *name = strndup(room, len);
-	json_t *c;
+	json_t *c, *d;
+	bool held = true;
 
 	if (name == NULL)
 		abort();
-	c = json_object_get(rd_catch, name);
+	if ((c = json_object_get(rd_catch, name)) == NULL)
+		held = false;
+	else if ((d = json_object_get(c, "d")) == NULL)
+		json_array_append_new(json_object_get(c, "q"),
+		    json_stringn_nocheck(data, dlen));
+	else if (rd_catch_seq(data) > (uint64_t)json_integer_value(d)) {
+		json_object_del(rd_catch, name);
+		held = false;
+	}
 	free(name);
-	if (c == NULL)
-		return false;
-	json_array_append_new(json_object_get(c, "q"),
-	    json_stringn_nocheck(data, dlen));
-	return true;
+	return held;
 }
-
 
 /* ---- Messages */
 
@@ -893,6 +992,9 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	    (json_int_t)ev->wall_ms, "i", (json_int_t)++rd_msg_id);
 	if (m != NULL && (ev->flags & PARLEY_MSG_ACTION))
 		json_object_set_new(m, "a", json_true());
+	if (m != NULL && rd_clock_known) /* for a catch-up (see there) */
+		json_object_set_new(m, "rt", json_integer((json_int_t)
+		    rd_catch_now()));
 	if (m == NULL)
 		return PARLEY_PASS; /* not UTF-8: let the core refuse it */
 	payload = json_dumps(m, JSON_COMPACT);

@@ -396,6 +396,67 @@ async def test_history_and_actions_cross_servers(t):
 		redis.cleanup()
 
 
+@case(timeout=90)
+async def test_first_joiner_misses_nothing(t):
+	# A server subscribes to a room's channel when its first member
+	# joins; the join is answered before Redis has the subscription.
+	# Rounds of: max joins on b while lea posts on a, and lea posts
+	# again the moment max's room_joined is seen (no wait). Everything
+	# posted after room_joined reaches max, once, in seq order, and what
+	# max gets is an unbroken run of lea's seqs.
+	redis, (a, b) = start_cluster(t, 2)
+	try:
+		await wait_up(a)
+		await wait_up(b)
+		ca = await t.named("lea", a)
+		cb = await t.named("max", b)
+		for r in range(20):
+			room = uniq("w")
+			await ca.create(room)
+			await ca.join(room)
+			await cb.recv("room_created", pred=lambda m:
+			    m["roomName"] == room, timeout=5)
+			await cb.send({"type": "join_room", "roomName": room})
+			before = ["r%d-b%d" % (r, i) for i in range(4)]
+			for text in before:
+				await ca.send({"type": "send_message",
+				    "roomName": room, "message": text})
+			await cb.recv("room_joined", pred=lambda m:
+			    m["roomName"] == room, timeout=5)
+			after = ["r%d-a%d" % (r, i) for i in range(4)]
+			for text in after:
+				await ca.send({"type": "send_message",
+				    "roomName": room, "message": text})
+			mine = []
+			while len(mine) < len(before) + len(after):
+				m = await ca.recv("new_message", pred=lambda m:
+				    m["roomName"] == room, timeout=5)
+				mine.append((m["seq"], m["message"]))
+			check_eq([x[1] for x in mine], before + after,
+			    "round %d: lea's own order" % r)
+			last = await cb.recv("new_message", pred=lambda m:
+			    m["roomName"] == room and
+			    m["message"] == after[-1], timeout=5)
+			got = [(m["seq"], m["message"]) for m in
+			    cb.take("new_message", pred=lambda m:
+			    m["roomName"] == room)]
+			got.append((last["seq"], last["message"]))
+			check_eq(got, mine[len(mine) - len(got):],
+			    "round %d: max got a run of lea's messages" % r)
+			check(len(got) >= len(after),
+			    "round %d: max missed some of %s: %s" % (r, after,
+			    got))
+			await cb.send({"type": "leave_room", "roomName": room})
+		await asyncio.sleep(0.2)
+		await cb.sync()
+		check_eq(cb.take("new_message"), [], "nothing came twice")
+		for line in (await metrics(b)).splitlines():
+			if 'name="messages_caught_up"' in line:
+				print("    b: %s" % line)
+	finally:
+		redis.cleanup()
+
+
 @case(timeout=60)
 async def test_healthz_reports_redis(t):
 	redis, (a,) = start_cluster(t, 1)
