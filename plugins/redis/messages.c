@@ -26,8 +26,9 @@
  * A SUBSCRIBE takes effect in Redis some time after a member's join is
  * answered; what is published meanwhile never comes on the channel. So
  * the room's seq is read when the channel is asked for (the baseline),
- * and once the subscription holds the room's history above it is posted
- * first, the channel's messages held back until then (the catch-up).
+ * and once the subscription holds, the history's messages above it or
+ * posted after the join are posted first, the channel's held back until
+ * then (the catch-up, below).
  */
 #include <stdio.h>
 #include <stdlib.h>
