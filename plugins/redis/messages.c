@@ -70,7 +70,9 @@ static uint64_t rd_msg_id;
  * fence. ARGV: the message, history length, the highest seq this server
  * knows in the room, the expiry (Redis's clock, ms; 0: none), the block.
  * Returns the seq, or -1 when too late (the sender served it locally).
- * Seqs are formatted by hand: Lua 5.1 prints numbers with 14 digits. */
+ * The message gains "rt", when Redis ran it (microseconds; a catch-up's
+ * measure). Seqs are formatted by hand: Lua 5.1 prints numbers with 14
+ * digits. */
 static const char rd_msg_script[] =
     "local exp = tonumber(ARGV[4])\n"
     "if exp > 0 then\n"
@@ -91,8 +93,10 @@ static const char rd_msg_script[] =
     "end\n"
     "cur = cur + 1\n"
     "local s = string.format('%.0f', cur)\n"
+    "local rt = redis.call('TIME')\n"
     "redis.call('SET', KEYS[1], s)\n"
-    "local m = s .. ' ' .. ARGV[1]\n"
+    "local m = s .. ' {\"rt\":' .. rt[1] .. string.format('%06d',"
+    " tonumber(rt[2])) .. ',' .. string.sub(ARGV[1], 2)\n"
     "redis.call('PUBLISH', KEYS[2], m)\n"
     "local h = tonumber(ARGV[2])\n"
     "if h > 0 then\n"
@@ -110,7 +114,7 @@ static bool rd_catch_holds(const char *room, size_t len, const char *data,
     size_t dlen);
 static void rd_catch_subscribed(const char *room);
 static bool rd_catching(const char *room);
-static uint64_t rd_catch_now(void);
+static void rd_catch_clock(const char *room);
 
 /* ---- Subscriptions: one channel per room with local members */
 
@@ -185,8 +189,9 @@ rd_messages_want(const char *room, size_t len)
 		redisAsyncHandleWrite(rd_sub.ac);
 		if (rd_command(&rd_cmd, rd_on_seq, name, 2, argv, lens) ==
 		    REDIS_OK) {
-			/* The baseline of the catch-up: read before the
-			 * join is answered, as the SUBSCRIBE is sent. */
+			/* The catch-up's baseline and clock, sent before
+			 * the join is answered, as the SUBSCRIBE is. */
+			rd_catch_clock(name);
 			redisAsyncHandleWrite(rd_cmd.ac);
 			name = NULL;
 		}
@@ -239,41 +244,32 @@ rd_messages_subscriptions(void)
 /* ---- Catch-up: what was published before a new subscription held
  *
  * Redis runs the commands of different connections in no promised order:
- * another server's message sent after the join was answered may run
- * before this server's SUBSCRIBE and even before its GET of the room's
- * seq. So a message of the history is this member's when its seq is above
- * that baseline, or when it was posted (its "rt": the origin's reading of
- * Redis's clock) after the join, less RD_CATCH_SLACK_MS for the clocks;
- * from the first such one on, every later one is, so that the member
- * sees a run with no hole. */
+ * another server's message sent after the join was answered may run just
+ * before this server's SUBSCRIBE and even its GET of the room's seq (in
+ * the same turn of Redis's loop), although both were sent first. So a
+ * message of the history is also this member's when Redis ran it (its
+ * "rt", Redis's clock in microseconds, set by the script) less than
+ * RD_CATCH_TURN_US before the TIME sent right after the GET; a message
+ * posted before the join ran earlier by at least the round trip that
+ * announced the join. From the first such message on, every later one
+ * is the member's, so that it sees a run with no hole. */
 
-#define RD_CATCH_TAIL 256        /* history read back at most */
-#define RD_CATCH_SLACK_MS 500    /* error of two readings of Redis's clock */
+#define RD_CATCH_TAIL 256    /* history read back at most */
+#define RD_CATCH_TURN_US 250 /* one turn of Redis's loop, at most */
 
 struct rd_catch_req {
 	json_int_t gen;
 	char room[];
 };
 
-/* Redis's clock now, as this server reads it; 0: unknown. */
-static uint64_t
-rd_catch_now(void)
-{
-	return rd_clock_known ? (uint64_t)((int64_t)rd_host->wall_ms(rd_ctx) +
-	    rd_clock_offset) : 0;
-}
-
 /* Only a room's history in Redis tells what the channel did not bring. */
 static void
 rd_catch_start(const char *room)
 {
-	uint64_t now = rd_catch_now();
-
 	if (rd_opt.history <= 0)
 		return;
-	json_object_set_new(rd_catch, room, json_pack("{s:I, s:I, s:[]}",
-	    "g", ++rd_catch_gen, "t", (json_int_t)(now > RD_CATCH_SLACK_MS ?
-	    now - RD_CATCH_SLACK_MS : 0), "q"));
+	json_object_set_new(rd_catch, room, json_pack("{s:I, s:[]}", "g",
+	    ++rd_catch_gen, "q"));
 }
 
 /* Caught up, an entry keeps "d": the highest seq the history brought,
@@ -292,8 +288,8 @@ rd_catch_seq(const char *data)
 	return strtoull(data, NULL, 10);
 }
 
-/* When a message of the history was posted, in Redis's clock; 0: not
- * said (a server of an older version). */
+/* When Redis ran a message of the history (microseconds); 0: not said
+ * (a server of an older version sent it). */
 static uint64_t
 rd_catch_rt(const char *data, size_t len)
 {
@@ -317,7 +313,8 @@ rd_catch_end(const char *room, redisReply *reply)
 	json_t *c = json_incref(json_object_get(rd_catch, room));
 	json_t *q = json_object_get(c, "q"), *v;
 	uint64_t base = (uint64_t)json_integer_value(json_object_get(c, "b"));
-	uint64_t cut = (uint64_t)json_integer_value(json_object_get(c, "t"));
+	uint64_t t = (uint64_t)json_integer_value(json_object_get(c, "t"));
+	uint64_t cut = t > RD_CATCH_TURN_US ? t - RD_CATCH_TURN_US : 0;
 	uint64_t seen = (uint64_t)json_integer_value(json_object_get(rd_seqs,
 	    room));
 	uint64_t top = 0, first = UINT64_MAX, seq;
@@ -400,8 +397,8 @@ rd_on_catch(redisAsyncContext *ac, void *r, void *priv)
 	free(req);
 }
 
-/* Subscribed and the baseline known: the history's tail, before anything
- * the channel brings. */
+/* Subscribed, the baseline and clock known: the history's tail, before
+ * anything the channel brings. */
 static void
 rd_catch_read(const char *room)
 {
@@ -441,8 +438,55 @@ rd_catch_base(const char *room, redisReply *reply)
 	json_object_set_new(c, "b", json_integer(reply->type ==
 	    REDIS_REPLY_STRING ? (json_int_t)strtoull(reply->str, NULL, 10) :
 	    0));
-	if (json_is_true(json_object_get(c, "s")))
-		rd_catch_read(room);
+}
+
+/* Redis's clock right after the GET: the read waits for it and for the
+ * subscription. */
+static void
+rd_on_catch_clock(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+	struct rd_catch_req *req = priv;
+	json_t *c = json_object_get(rd_catch, req->room);
+
+	if (c == NULL || !rd_catching(req->room) || json_integer_value(
+	    json_object_get(c, "g")) != req->gen || json_object_get(c, "b") ==
+	    NULL)
+		;
+	else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[1]->type != REDIS_REPLY_STRING)
+		rd_catch_end(req->room, NULL);
+	else {
+		json_object_set_new(c, "t", json_integer((json_int_t)(
+		    strtoull(reply->element[0]->str, NULL, 10) * 1000000 +
+		    strtoull(reply->element[1]->str, NULL, 10))));
+		if (json_is_true(json_object_get(c, "s")))
+			rd_catch_read(req->room);
+	}
+	free(req);
+}
+
+static void
+rd_catch_clock(const char *room)
+{
+	json_t *c = json_object_get(rd_catch, room);
+	const char *argv[] = { "TIME" };
+	size_t lens[] = { 4 };
+	struct rd_catch_req *req;
+
+	if (c == NULL)
+		return;
+	if ((req = malloc(sizeof *req + strlen(room) + 1)) == NULL)
+		abort();
+	req->gen = json_integer_value(json_object_get(c, "g"));
+	strcpy(req->room, room);
+	if (rd_command(&rd_cmd, rd_on_catch_clock, req, 1, argv, lens) !=
+	    REDIS_OK) {
+		free(req);
+		json_object_del(rd_catch, room);
+	}
 }
 
 static void
@@ -453,7 +497,7 @@ rd_catch_subscribed(const char *room)
 	if (!rd_catching(room) || json_object_get(c, "s") != NULL)
 		return;
 	json_object_set_new(c, "s", json_true());
-	if (json_object_get(c, "b") != NULL)
+	if (json_object_get(c, "t") != NULL)
 		rd_catch_read(room);
 }
 
@@ -993,9 +1037,6 @@ rd_on_post(parley_ctx *ctx, struct parley_event *ev, void *arg)
 	    (json_int_t)ev->wall_ms, "i", (json_int_t)++rd_msg_id);
 	if (m != NULL && (ev->flags & PARLEY_MSG_ACTION))
 		json_object_set_new(m, "a", json_true());
-	if (m != NULL && rd_clock_known) /* for a catch-up (see there) */
-		json_object_set_new(m, "rt", json_integer((json_int_t)
-		    rd_catch_now()));
 	if (m == NULL)
 		return PARLEY_PASS; /* not UTF-8: let the core refuse it */
 	payload = json_dumps(m, JSON_COMPACT);
