@@ -194,7 +194,8 @@ rd_messages_want(const char *room, size_t len)
 			rd_catch_clock(name);
 			redisAsyncHandleWrite(rd_cmd.ac);
 			name = NULL;
-		}
+		} else
+			json_object_del(rd_catch, name);
 		free(key);
 	}
 	free(name);
@@ -507,11 +508,13 @@ rd_catch_subscribed(const char *room)
 static bool
 rd_catch_holds(const char *room, size_t len, const char *data, size_t dlen)
 {
-	char *name = strndup(room, len);
+	char *name;
 	json_t *c, *d;
 	bool held = true;
 
-	if (name == NULL)
+	if (json_object_size(rd_catch) == 0)
+		return false; /* the usual case: no copy of the name then */
+	if ((name = strndup(room, len)) == NULL)
 		abort();
 	if ((c = json_object_get(rd_catch, name)) == NULL)
 		held = false;
