@@ -58,8 +58,8 @@ static json_t *rd_seqs;   /* object: room -> last seq known here */
  * room's channel was not ours yet; skipped if the channel brings it. */
 static json_t *rd_early;
 static json_t *rd_mine;   /* room -> last local seq given this outage */
-/* room -> {"g": generation, "t": the join in Redis's clock less the
- * slack, "b": baseline seq once read, "s": true once subscribed, "q":
+/* room -> {"g": generation, "b": baseline seq once read, "t": Redis's
+ * clock right after it (microseconds), "s": true once subscribed, "q":
  * [channel messages held back]}: rooms catching up (see Catch-up). */
 static json_t *rd_catch;
 static json_int_t rd_catch_gen;
