@@ -122,8 +122,9 @@ room_owner_id(const struct room *r)
 		/* A guest's room follows its session (a resume). */
 		for (struct client *c = clients; c != NULL; c = c->next) {
 			if (!c->dead && c->account == NULL &&
-			    c->session_key != NULL &&
-			    strcmp(c->session_key, r->owner_session) == 0)
+			    client_session_key_find(c) != NULL &&
+			    strcmp(client_session_key_find(c),
+				r->owner_session) == 0)
 				return c->id;
 		}
 		return 0;
