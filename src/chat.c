@@ -184,7 +184,7 @@ chat_disconnect(struct client *c, const char *reason)
 	/* Leave from the last joined so each removal is O(1) in c->rooms. */
 	while (c->nrooms > 0)
 		chat_member_remove(
-		    c, c->rooms[c->nrooms - 1]->room, reason, NULL, NULL);
+		    c, client_room(c, c->nrooms - 1)->room, reason, NULL, NULL);
 	chat_tell_hooks(&a);
 	client_unlink(c);
 }
@@ -262,7 +262,7 @@ chat_apply_rename(struct client *c, const char *name, size_t len,
 		    json_pack("{s:s, s:s}", "type", "username_set", "username",
 			c->name));
 	for (size_t i = 0; !same && i < c->nrooms; i++) {
-		struct room *r = c->rooms[i]->room;
+		struct room *r = client_room(c, i)->room;
 		room_broadcast_new(r,
 		    chat_presence(
 			json_pack("{s:s, s:s%, s:s, s:s}", "type",
@@ -2476,7 +2476,7 @@ chat_send_resumed(struct client *c, const char *session, const json_t *id)
 	json_t *rooms = json_array();
 
 	for (uint32_t i = 0; i < c->nrooms; i++) {
-		const struct room *r = c->rooms[i]->room;
+		const struct room *r = client_room(c, i)->room;
 		json_array_append_new(rooms,
 		    json_pack("{s:s%, s:I}", "roomName", r->name, r->name_len,
 			"seq", (json_int_t)r->seq));

@@ -328,7 +328,8 @@ client_free(struct client *c)
 {
 	conn_forget(c);
 	limit_addr_unref(c->addr);
-	free(c->rooms);
+	if (c->nrooms > 1)
+		free(c->rooms.many);
 	free(c->name);
 	free(c->account);
 	client_extra_free(c);

@@ -659,7 +659,12 @@ struct client {
 	uint64_t name_hash; /* of name_key(name), what the name is held by */
 	char *account;  /* the account logged in, NULL for a guest */
 	const char *addr; /* the address as text, shared (limit_addr_ref) */
-	struct membership **rooms; /* rooms joined, in join order */
+	/* Rooms joined, in join order: most clients are in one, kept in
+	 * place of the list (client_room). */
+	union {
+		struct membership *one;   /* while nrooms <= 1 */
+		struct membership **many; /* while nrooms > 1 */
+	} rooms;
 	uint32_t roles; /* bit i: role_names[i] (client_role_*) */
 	uint32_t nrooms;
 	uint16_t refs; /* nothing takes a second reference yet */
@@ -696,6 +701,9 @@ struct client {
 	/* rate limits (limit.c) */
 	struct bucket rl_requests, rl_messages, rl_rooms, rl_names;
 };
+/* The i-th room c joined (i < c->nrooms), its membership. */
+#define client_room(c, i)                                                    \
+	((c)->nrooms <= 1 ? (c)->rooms.one : (c)->rooms.many[(i)])
 /* What a guest's ownership, roles, bans and mutes bind to: an opaque key
  * (never a secret) of its session, made on first need (most guests never
  * need one) and kept by a resume. */
