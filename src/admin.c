@@ -296,8 +296,8 @@ admin_user_json(const struct client *c)
 
 	for (uint32_t i = 0; i < c->nrooms; i++)
 		json_array_append_new(rooms,
-		    json_stringn(
-			c->rooms[i]->room->name, c->rooms[i]->room->name_len));
+		    json_stringn(client_room(c, i)->room->name,
+			client_room(c, i)->room->name_len));
 	o = json_pack("{s:s, s:o, s:s, s:o, s:I, s:o}", "username", c->name,
 	    "account", c->account ? json_string(c->account) : json_null(),
 	    "address", c->addr ? c->addr : "unknown", "rooms", rooms,

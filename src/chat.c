@@ -28,7 +28,7 @@ static void chat_room_occupancy(struct room *r);
 static enum proto_err chat_admin_decide(
     struct hook_args *a, const struct chat_actor *by, char **reason);
 static void chat_room_forget(struct room *r);
-static char *chat_member_key(const struct client *c);
+static char *chat_member_key(const struct client *c, bool make);
 static void chat_until_text(uint64_t until, char *buf, size_t size);
 static void chat_mute_reason(const json_t *mute, char **reason);
 static const json_t *chat_mute_anywhere(const struct client *c);
@@ -184,7 +184,7 @@ chat_disconnect(struct client *c, const char *reason)
 	/* Leave from the last joined so each removal is O(1) in c->rooms. */
 	while (c->nrooms > 0)
 		chat_member_remove(
-		    c, c->rooms[c->nrooms - 1]->room, reason, NULL, NULL);
+		    c, client_room(c, c->nrooms - 1)->room, reason, NULL, NULL);
 	chat_tell_hooks(&a);
 	client_unlink(c);
 }
@@ -262,7 +262,7 @@ chat_apply_rename(struct client *c, const char *name, size_t len,
 		    json_pack("{s:s, s:s}", "type", "username_set", "username",
 			c->name));
 	for (size_t i = 0; !same && i < c->nrooms; i++) {
-		struct room *r = c->rooms[i]->room;
+		struct room *r = client_room(c, i)->room;
 		room_broadcast_new(r,
 		    chat_presence(
 			json_pack("{s:s, s:s%, s:s, s:s}", "type",
@@ -776,7 +776,7 @@ chat_room_create(const struct chat_actor *by, const char *name, size_t len,
 	if (c != NULL && c->account != NULL)
 		r->owner_account = xstrdup(c->account);
 	else if (c != NULL) {
-		r->owner_session = xstrdup(c->session_key);
+		r->owner_session = xstrdup(client_session_key(c));
 		r->owner_addr = xstrdup(c->addr ? c->addr : "");
 	}
 	/* A durable store remembers the room's messages: go on from there
@@ -1090,7 +1090,7 @@ chat_post(struct room *r, struct client *from, const char *sender,
 	chat_post_at(r, sender, text, len, action, r->seq + 1, loop_wall_ms());
 	if (from != NULL) {
 		/* Its author may delete it. */
-		char *key = chat_member_key(from);
+		char *key = chat_member_key(from, true);
 		room_author_add(r, r->seq, key);
 		free(key);
 	}
@@ -1324,16 +1324,21 @@ chat_account_gone(const char *account)
 static struct loop_timer chat_sweep_timer;
 
 /* What a client's room roles, bans and mutes bind to: its account, else
- * its session (allocated). */
+ * its session (allocated). A guest's session key is made when something
+ * is bound to it (make); before that nothing names it (NULL). */
 static char *
-chat_member_key(const struct client *c)
+chat_member_key(const struct client *c, bool make)
 {
+	const char *ses;
 	char *k;
 
 	if (c->account != NULL)
 		xasprintf(&k, "a:%s", c->account);
+	else if ((ses = make ? client_session_key(c)
+			     : client_session_key_find(c)) != NULL)
+		xasprintf(&k, "s:%s", ses);
 	else
-		xasprintf(&k, "s:%s", c->session_key ? c->session_key : "");
+		k = NULL;
 	return k;
 }
 
@@ -1350,8 +1355,8 @@ chat_is_owner(const struct client *c, const struct room *r)
 		return c->account != NULL &&
 		    strcmp(c->account, r->owner_account) == 0;
 	if (r->owner_session != NULL)
-		return c->session_key != NULL &&
-		    strcmp(c->session_key, r->owner_session) == 0;
+		return client_session_key_find(c) != NULL &&
+		    strcmp(client_session_key_find(c), r->owner_session) == 0;
 	return r->owner != 0 && r->owner == c->id;
 }
 
@@ -1365,7 +1370,8 @@ chat_room_role(const struct room *r, const struct client *c)
 		return "owner";
 	if (r->roles == NULL)
 		return NULL;
-	k = chat_member_key(c);
+	if ((k = chat_member_key(c, false)) == NULL)
+		return NULL;
 	v = json_object_get(r->roles, k);
 	free(k);
 	return json_is_string(v) ? json_string_value(v) : NULL;
@@ -1827,9 +1833,10 @@ chat_delete_message(const struct chat_actor *by, struct room *r, uint64_t seq,
 		return PROTO_ERR_MESSAGE_NOT_FOUND;
 	if (by->kind == CHAT_ACTOR_CLIENT) {
 		const char *author = room_author(r, seq);
-		char *mine = chat_member_key(by->client);
+		char *mine = chat_member_key(by->client, false);
 		bool allowed = chat_may_moderate(by->client, r) ||
-		    (author != NULL && strcmp(author, mine) == 0);
+		    (author != NULL && mine != NULL &&
+			strcmp(author, mine) == 0);
 		struct hook_args a = { .event = HOOK_DELETE_MESSAGE,
 			.client = by->client,
 			.room = r,
@@ -1908,7 +1915,7 @@ chat_set_role(const struct chat_actor *by, struct room *r,
 		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
 			return e;
 	}
-	key = chat_member_key(target);
+	key = chat_member_key(target, true);
 	if (role != NULL) {
 		if (r->roles == NULL)
 			r->roles = json_object();
@@ -1948,8 +1955,8 @@ chat_restriction_holds(const json_t *v, const struct client *c)
 
 	return (acc != NULL && c->account != NULL &&
 		   strcmp(acc, c->account) == 0) ||
-	    (ses != NULL && c->session_key != NULL &&
-		strcmp(ses, c->session_key) == 0) ||
+	    (ses != NULL && client_session_key_find(c) != NULL &&
+		strcmp(ses, client_session_key_find(c)) == 0) ||
 	    (addr != NULL && c->account == NULL && c->addr != NULL &&
 		strcmp(addr, c->addr) == 0);
 }
@@ -2095,7 +2102,7 @@ chat_restrict(const char *kind, const struct chat_actor *by, struct room *r,
 		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
 			return e;
 	}
-	mkey = chat_member_key(target);
+	mkey = chat_member_key(target, true);
 	key = chat_restriction_key(r, mkey);
 	rec = json_pack("{s:s, s:s, s:I, s:s?, s:s, s:I}", "room", r->name,
 	    "name", target->name, "until", (json_int_t)until, "reason", why,
@@ -2106,7 +2113,7 @@ chat_restrict(const char *kind, const struct chat_actor *by, struct room *r,
 		    rec, "account", json_string(target->account));
 	else {
 		json_object_set_new(
-		    rec, "session", json_string(target->session_key));
+		    rec, "session", json_string(client_session_key(target)));
 		/* Not an address many share and the per-address limits
 		 * spare (loopback, a trusted proxy): it would hold them
 		 * all. */
@@ -2212,8 +2219,9 @@ chat_lift(const char *kind, const struct chat_actor *by, struct room *r,
 		match = (have != NULL && strcmp(have, want) == 0) ||
 		    (c != NULL && acc != NULL && c->account != NULL &&
 			strcmp(acc, c->account) == 0) ||
-		    (c != NULL && ses != NULL && c->session_key != NULL &&
-			strcmp(ses, c->session_key) == 0);
+		    (c != NULL && ses != NULL &&
+			client_session_key_find(c) != NULL &&
+			strcmp(ses, client_session_key_find(c)) == 0);
 		free(have);
 		if (match) {
 			drop = xreallocarray(drop, n + 1, sizeof *drop);
@@ -2468,7 +2476,7 @@ chat_send_resumed(struct client *c, const char *session, const json_t *id)
 	json_t *rooms = json_array();
 
 	for (uint32_t i = 0; i < c->nrooms; i++) {
-		const struct room *r = c->rooms[i]->room;
+		const struct room *r = client_room(c, i)->room;
 		json_array_append_new(rooms,
 		    json_pack("{s:s%, s:I}", "roomName", r->name, r->name_len,
 			"seq", (json_int_t)r->seq));
@@ -2498,7 +2506,8 @@ chat_resume(struct client *c, const char *secret, size_t len, const json_t *id,
 	    session_digest_of(secret, len, hash) &&
 	    plugin_relay_resume(c, hash)) {
 		/* Another server's, perhaps: a plugin answers (chat_adopt). */
-		c->resume_id = id != NULL ? json_deep_copy(id) : NULL;
+		client_set_resume_id_new(
+		    c, id != NULL ? json_deep_copy(id) : NULL);
 		explicit_bzero(hash, sizeof hash);
 		return PROTO_OK;
 	}
@@ -2533,18 +2542,17 @@ static void
 chat_resume_done(struct client *c)
 {
 	c->resuming = false;
-	json_decref(c->resume_id);
-	c->resume_id = NULL;
+	json_decref(client_take_resume_id(c));
 }
 
 void
 chat_resume_refuse(struct client *c)
 {
-	json_t *id = c->resume_id;
+	json_t *id;
 
 	if (!c->resuming)
 		return;
-	c->resume_id = NULL;
+	id = client_take_resume_id(c);
 	chat_resume_done(c);
 	if (!c->dead && !c->closing)
 		proto_send_error(
@@ -2565,8 +2573,7 @@ chat_adopt(struct client *c, struct client *r, const char *account,
 		chat_resume_refuse(c);
 		return -1;
 	}
-	id = c->resume_id;
-	c->resume_id = NULL;
+	id = client_take_resume_id(c);
 	chat_resume_done(c);
 	r->remote = false;
 	/* A remote member held no place in the limits; the connection's
@@ -2574,10 +2581,8 @@ chat_adopt(struct client *c, struct client *r, const char *account,
 	limit_conn_open(r->addr);
 	conn_move_now(c, r);
 	client_set_identity(r, account, roles);
-	if (session_key != NULL) {
-		free(r->session_key);
-		r->session_key = xstrdup(session_key);
-	}
+	if (session_key != NULL)
+		client_set_session_key(r, session_key);
 	r->spoke = true;
 	session_resumed(r);
 	fresh = session_issue(r);

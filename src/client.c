@@ -170,6 +170,131 @@ client_new_session_key(void)
 	return hex;
 }
 
+/* W3 (doc/PERFORMANCE.md): 10,000 idle connections within 0.6 KiB each
+ * need a client within malloc's 256-byte chunk (248 usable bytes). */
+_Static_assert(sizeof(struct client) <= 248,
+    "struct client outgrew its 256-byte malloc chunk (W3)");
+
+/*
+ * What few clients need is kept beside them, in a set keyed by client
+ * id, so that struct client stays small (W3, doc/PERFORMANCE.md): the
+ * session key (made when something first binds to it), the request id
+ * of a resume that waits for another server, the roles that came with
+ * an account.
+ */
+struct client_extra {
+	uint64_t id;
+	char *session_key;
+	json_t *resume_id;
+	uint32_t identity_roles;
+};
+
+static uint64_t
+client_extra_hash(const void *v)
+{
+	return set_hash_u64(((const struct client_extra *)v)->id);
+}
+
+static bool
+client_extra_match(const void *v, const void *key)
+{
+	return ((const struct client_extra *)v)->id == *(const uint64_t *)key;
+}
+
+static struct set client_extras = { .hash = client_extra_hash };
+
+static struct client_extra *
+client_extra_find(const struct client *c)
+{
+	if (client_extras.count == 0)
+		return NULL;
+	return set_find(
+	    &client_extras, set_hash_u64(c->id), client_extra_match, &c->id);
+}
+
+static struct client_extra *
+client_extra_get(const struct client *c)
+{
+	struct client_extra *x = client_extra_find(c);
+
+	if (x == NULL) {
+		x = xcalloc(1, sizeof *x);
+		x->id = c->id;
+		set_add(&client_extras, x);
+	}
+	return x;
+}
+
+static void
+client_extra_free(const struct client *c)
+{
+	struct client_extra *x = client_extra_find(c);
+
+	if (x == NULL)
+		return;
+	set_remove(&client_extras, x);
+	free(x->session_key);
+	json_decref(x->resume_id);
+	free(x);
+}
+
+const char *
+client_session_key(const struct client *c)
+{
+	struct client_extra *x = client_extra_get(c);
+
+	if (x->session_key == NULL)
+		x->session_key = client_new_session_key();
+	return x->session_key;
+}
+
+const char *
+client_session_key_find(const struct client *c)
+{
+	struct client_extra *x = client_extra_find(c);
+
+	return x != NULL ? x->session_key : NULL;
+}
+
+void
+client_set_session_key(struct client *c, const char *key)
+{
+	struct client_extra *x = client_extra_get(c);
+
+	free(x->session_key);
+	x->session_key = xstrdup(key);
+}
+
+uint32_t
+client_identity_roles(const struct client *c)
+{
+	struct client_extra *x = client_extra_find(c);
+
+	return x != NULL ? x->identity_roles : 0;
+}
+
+void
+client_set_resume_id_new(struct client *c, json_t *id)
+{
+	struct client_extra *x = client_extra_get(c);
+
+	json_decref(x->resume_id);
+	x->resume_id = id;
+}
+
+json_t *
+client_take_resume_id(struct client *c)
+{
+	struct client_extra *x = client_extra_find(c);
+	json_t *id;
+
+	if (x == NULL)
+		return NULL;
+	id = x->resume_id;
+	x->resume_id = NULL;
+	return id;
+}
+
 struct client *
 client_create(const char *addr)
 {
@@ -180,7 +305,6 @@ client_create(const char *addr)
 	c->refs = 1;
 	c->lfd.fd = -1;
 	c->addr = limit_addr_ref(addr);
-	c->session_key = client_new_session_key();
 	bucket_init(&c->rl_requests, cfg->request_burst);
 	bucket_init(&c->rl_messages, cfg->message_burst);
 	bucket_init(&c->rl_rooms, cfg->room_burst);
@@ -204,11 +328,11 @@ client_free(struct client *c)
 {
 	conn_forget(c);
 	limit_addr_unref(c->addr);
-	free(c->rooms);
+	if (c->nrooms > 1)
+		free(c->rooms.many);
 	free(c->name);
 	free(c->account);
-	free(c->session_key);
-	json_decref(c->resume_id);
+	client_extra_free(c);
 	free(c);
 }
 
@@ -318,10 +442,10 @@ client_identity_role(struct client *c, const char *role, bool on)
 	b = 1u << bit;
 	if (on && !(c->roles & b)) {
 		c->roles |= b;
-		c->identity_roles |= b;
-	} else if (!on && (c->identity_roles & b)) {
+		client_extra_get(c)->identity_roles |= b;
+	} else if (!on && (client_identity_roles(c) & b)) {
 		c->roles &= ~b;
-		c->identity_roles &= ~b;
+		client_extra_get(c)->identity_roles &= ~b;
 	}
 }
 
@@ -360,15 +484,18 @@ client_set_identity(
 {
 	/* The roles of the identity that goes go with it; those a script
 	 * or /oper gave the connection stay. */
-	c->roles &= ~c->identity_roles;
-	c->identity_roles = 0;
+	uint32_t mine = 0;
+
+	c->roles &= ~client_identity_roles(c);
 	for (size_t i = 0; roles != NULL && roles[i] != NULL; i++) {
 		int bit = client_role_bit(roles[i], true);
 		if (bit != -1 && !(c->roles & (1u << bit))) {
 			c->roles |= 1u << bit;
-			c->identity_roles |= 1u << bit;
+			mine |= 1u << bit;
 		}
 	}
+	if (mine != 0 || client_extra_find(c) != NULL)
+		client_extra_get(c)->identity_roles = mine;
 	free(c->account);
 	c->account = account != NULL ? xstrdup(account) : NULL;
 }

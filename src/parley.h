@@ -605,6 +605,8 @@ void conn_move_now(struct client *from, struct client *to);
 /* Closes c's connection at once with code, c staying (chat_vanish). */
 void conn_end(struct client *c, int code, const char *reason);
 
+/* The bytes of a secret's SHA-256 a client keeps (struct client). */
+#define SESSION_DIGEST_BYTES 16
 /* session.c: sessions that outlive their connection (protocol 1.1,
  * "Resume"): each client's resume secret, of which only a hash is kept,
  * and the clients held after their connection dropped. A held client is
@@ -635,7 +637,8 @@ void session_drop_all(void);
 /* Sessions across servers: the SHA-256 of a presented secret; false when
  * no session could have it. */
 bool session_digest_of(const char *secret, size_t len, uint8_t *out);
-/* The client whose secret has SHA-256 hash (open or held), or NULL. */
+/* The client whose secret has SHA-256 hash (open or held), or NULL; only
+ * the first SESSION_DIGEST_BYTES of hash are compared. */
 struct client *session_find_hash(const uint8_t *hash);
 /* {"hash", "account", "roles"} of c's session, for the plugins' relays
  * (allocated); the hash alone when brief. */
@@ -643,38 +646,47 @@ char *session_state(const struct client *c, bool brief);
 
 /* client.c: clients: id, name, rooms joined, lifetime */
 struct membership;
+/*
+ * An idle connection costs about this struct, its name and its room
+ * memberships: W3 (doc/PERFORMANCE.md) holds 10,000 of them within
+ * 0.6 KiB each, so the struct stays within malloc's 256-byte chunk
+ * (asserted in client.c). Fields are ordered by size to leave no holes;
+ * what few clients need is kept beside them (client.c, "client_extra").
+ */
 struct client {
 	uint64_t id;
-	uint32_t refs;
-	uint32_t roles; /* bit i: role_names[i] (client_role_*) */
-	uint32_t identity_roles; /* those of roles that came with account */
-	uint32_t nrooms;
 	char *name;
 	uint64_t name_hash; /* of name_key(name), what the name is held by */
 	char *account;  /* the account logged in, NULL for a guest */
-	/* What a guest's ownership, roles, bans and mutes bind to: an opaque
-	 * key (never a secret) of its session, random per connection until
-	 * sessions outlive connections, then the session's. */
-	char *session_key;
 	const char *addr; /* the address as text, shared (limit_addr_ref) */
-	struct membership **rooms; /* rooms joined, in join order */
+	/* Rooms joined, in join order: most clients are in one, kept in
+	 * place of the list (client_room). */
+	union {
+		struct membership *one;   /* while nrooms <= 1 */
+		struct membership **many; /* while nrooms > 1 */
+	} rooms;
+	uint32_t roles; /* bit i: role_names[i] (client_role_*) */
+	uint32_t nrooms;
+	uint16_t refs; /* nothing takes a second reference yet */
 	uint16_t flood; /* rate-limited requests in a row */
-	bool closing; /* no more input is handled */
-	bool dead;    /* released; freed before sleep */
-	bool pending; /* on the pending-write list */
-	bool remote;  /* another server's client (a plugin's), no socket */
-	bool account_busy; /* a register or login is being worked on */
-	bool spoke;   /* a request was handled (resume must come first) */
-	bool held;    /* its connection dropped: held for a resume */
-	bool has_session; /* session holds a secret's hash (session.c) */
-	uint8_t session[32]; /* SHA-256 of its resume secret */
-	bool resuming; /* its resume waits for a plugin (another server) */
-	json_t *resume_id; /* that resume's request id, or NULL */
+	bool closing : 1; /* no more input is handled */
+	bool dead : 1;    /* released; freed before sleep */
+	bool pending : 1; /* on the pending-write list */
+	bool remote : 1;  /* another server's client (a plugin's), no socket */
+	bool account_busy : 1; /* a register or login is being worked on */
+	bool spoke : 1;   /* a request was handled (resume must come first) */
+	bool held : 1;    /* its connection dropped: held for a resume */
+	bool has_session : 1; /* session holds a secret's hash (session.c) */
+	bool resuming : 1; /* its resume waits for a plugin (another server) */
 	/* connection state, owned by conn.c: what only a busy connection
 	 * needs (output waiting, a message half received) is allocated
 	 * while it is needed, so an idle one costs little */
-	uint8_t close_state;
+	uint8_t close_state : 2;
 	uint16_t close_code;
+	/* The first 16 bytes of the SHA-256 of its resume secret: 128 bits
+	 * are ample to find, among this server's sessions, the one of a
+	 * 192-bit random secret (session.c). */
+	uint8_t session[SESSION_DIGEST_BYTES];
 	struct loop_fd lfd;
 	struct loop_timer timer;
 	struct ws_parser parser;
@@ -689,6 +701,22 @@ struct client {
 	/* rate limits (limit.c) */
 	struct bucket rl_requests, rl_messages, rl_rooms, rl_names;
 };
+/* The i-th room c joined (i < c->nrooms), its membership. */
+#define client_room(c, i)                                                    \
+	((c)->nrooms <= 1 ? (c)->rooms.one : (c)->rooms.many[(i)])
+/* What a guest's ownership, roles, bans and mutes bind to: an opaque key
+ * (never a secret) of its session, made on first need (most guests never
+ * need one) and kept by a resume. */
+const char *client_session_key(const struct client *c);
+/* c's session key, or NULL while none was made: then it names nothing. */
+const char *client_session_key_find(const struct client *c);
+void client_set_session_key(struct client *c, const char *key);
+/* Those of c's roles that came with its account. */
+uint32_t client_identity_roles(const struct client *c);
+/* The request id of c's resume that waits for another server: set
+ * (stolen; NULL for none) and taken back (the caller owns it). */
+void client_set_resume_id_new(struct client *c, json_t *id);
+json_t *client_take_resume_id(struct client *c);
 /* Creates a client with a fresh guest name; refs = 1. */
 struct client *client_create(const char *addr);
 void client_unref(struct client *c);

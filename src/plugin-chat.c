@@ -648,13 +648,14 @@ plugin_relay_resume(struct client *c, const uint8_t *hash)
 	struct parley_relay rl = { .kind = PARLEY_RELAY_RESUME,
 		.client = (parley_client *)c,
 		.wall_ms = loop_wall_ms() };
-	char text[2 * 32 + 16];
+	char text[2 * SESSION_DIGEST_BYTES + 16];
 	int n;
 
 	if (plugin_relays == NULL)
 		return false;
+	/* The session is known by what its client keeps of the hash. */
 	n = snprintf(text, sizeof text, "{\"hash\":\"");
-	for (size_t i = 0; i < 32; i++)
+	for (size_t i = 0; i < SESSION_DIGEST_BYTES; i++)
 		n += snprintf(
 		    text + n, sizeof text - (size_t)n, "%02x", hash[i]);
 	n += snprintf(text + n, sizeof text - (size_t)n, "\"}");

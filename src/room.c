@@ -122,8 +122,9 @@ room_owner_id(const struct room *r)
 		/* A guest's room follows its session (a resume). */
 		for (struct client *c = clients; c != NULL; c = c->next) {
 			if (!c->dead && c->account == NULL &&
-			    c->session_key != NULL &&
-			    strcmp(c->session_key, r->owner_session) == 0)
+			    client_session_key_find(c) != NULL &&
+			    strcmp(client_session_key_find(c),
+				r->owner_session) == 0)
 				return c->id;
 		}
 		return 0;
@@ -145,8 +146,8 @@ room_membership(const struct room *r, const struct client *c)
 {
 	/* A client is in few rooms: scan its own list, not the room's. */
 	for (size_t i = 0; i < c->nrooms; i++) {
-		if (c->rooms[i]->room == r)
-			return c->rooms[i];
+		if (client_room(c, i)->room == r)
+			return client_room(c, i);
 	}
 	return NULL;
 }
@@ -167,9 +168,19 @@ room_join(struct room *r, struct client *c)
 	r->count++;
 	metrics_add(METRIC_ROOM_MEMBERS, 1);
 
-	c->rooms = xreallocarray(c->rooms, c->nrooms + 1, sizeof *c->rooms);
 	m->index = c->nrooms;
-	c->rooms[c->nrooms++] = m;
+	if (c->nrooms == 0)
+		c->rooms.one = m;
+	else {
+		struct membership **v = c->nrooms == 1
+		    ? xreallocarray(NULL, 2, sizeof *v)
+		    : xreallocarray(c->rooms.many, c->nrooms + 1, sizeof *v);
+		if (c->nrooms == 1)
+			v[0] = c->rooms.one;
+		v[c->nrooms] = m;
+		c->rooms.many = v;
+	}
+	c->nrooms++;
 }
 
 int
@@ -191,15 +202,22 @@ room_leave(struct room *r, struct client *c)
 	r->count--;
 	metrics[METRIC_ROOM_MEMBERS]--;
 
-	last = c->rooms[--c->nrooms];
-	if (last != m) {
-		c->rooms[m->index] = last;
-		last->index = m->index;
+	if (c->nrooms == 1)
+		c->rooms.one = NULL;
+	else {
+		struct membership **v = c->rooms.many;
+		last = v[c->nrooms - 1];
+		if (last != m) {
+			v[m->index] = last;
+			last->index = m->index;
+		}
+		if (c->nrooms == 2) {
+			/* One left: kept in place of the list. */
+			c->rooms.one = v[0];
+			free(v);
+		}
 	}
-	if (c->nrooms == 0) {
-		free(c->rooms);
-		c->rooms = NULL;
-	}
+	c->nrooms--;
 	free(m);
 	return 0;
 }

@@ -376,7 +376,7 @@ script_user_index(lua_State *L)
 	else if (strcmp(k, "rooms") == 0) {
 		lua_createtable(L, (int)c->nrooms, 0);
 		for (size_t i = 0; i < c->nrooms; i++) {
-			script_push_room(L, c->rooms[i]->room);
+			script_push_room(L, client_room(c, i)->room);
 			lua_rawseti(L, -2, (lua_Integer)i + 1);
 		}
 	} else if (strcmp(k, "data") == 0) {

@@ -57,6 +57,8 @@ session_match(const void *v, const void *key)
 {
 	const struct client *c = v;
 
+	/* The first 16 bytes of the hash: 128 bits are ample to tell
+	 * apart the sessions of 192-bit random secrets. */
 	return memeql_sec(c->session, key, sizeof c->session) != 0;
 }
 
@@ -91,6 +93,7 @@ char *
 session_issue(struct client *c)
 {
 	uint8_t raw[SESSION_SECRET_BYTES];
+	uint8_t d[SHA256_DIGEST_SIZE];
 	struct base64_encode_ctx b64;
 	char *secret = xmalloc(BASE64_ENCODE_RAW_LENGTH(sizeof raw) + 1);
 	size_t n;
@@ -111,7 +114,9 @@ session_issue(struct client *c)
 	secret[n] = '\0';
 	explicit_bzero(raw, sizeof raw);
 	session_forget(c);
-	session_digest(secret, n, c->session);
+	session_digest(secret, n, d);
+	memcpy(c->session, d, sizeof c->session);
+	explicit_bzero(d, sizeof d);
 	c->has_session = true;
 	set_add(&session_set, c);
 	plugin_relay_session(c, PARLEY_RELAY_SESSION_OPEN, 0);
@@ -155,18 +160,19 @@ session_find_hash(const uint8_t *hash)
 char *
 session_state(const struct client *c, bool brief)
 {
-	char hex[2 * SHA256_DIGEST_SIZE + 1];
+	char hex[2 * SESSION_DIGEST_BYTES + 1];
 	json_t *o;
 	char *s;
 
-	for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++)
+	/* The hash the cluster knows a session by is what the client
+	 * keeps of it: the first 16 bytes. */
+	for (size_t i = 0; i < SESSION_DIGEST_BYTES; i++)
 		snprintf(hex + 2 * i, 3, "%02x", c->session[i]);
 	o = brief
 	    ? json_pack("{s:s}", "hash", hex)
 	    : json_pack("{s:s, s:o, s:o, s:o}", "hash", hex, "account",
 		  c->account ? json_string(c->account) : json_null(), "roles",
-		  client_roles(c), "key",
-		  c->session_key ? json_string(c->session_key) : json_null());
+		  client_roles(c), "key", json_string(client_session_key(c)));
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (s == NULL)

@@ -545,8 +545,8 @@ enum parley_relay_kind {
 	 * client's session was issued (welcome, resumed) and is open; its
 	 * connection dropped and it is held until wall_ms; or it ended
 	 * (gone, replaced by a new one, or resumed elsewhere). client set;
-	 * text: a JSON object {"hash": the SHA-256 of the secret in
-	 * lowercase hex, "account": string or null, "roles": [names],
+	 * text: a JSON object {"hash": the first 16 bytes of the SHA-256
+	 * of the secret in lowercase hex (32 digits), "account": string or null, "roles": [names],
 	 * "key": the session's lasting key (by which a guest owns rooms
 	 * and is banned; not a secret)} (the secret itself never leaves
 	 * the core); GONE has the hash only. */
@@ -1003,7 +1003,8 @@ struct parley_host {
 	/* ---- Sessions across servers (since 1.4) */
 
 	/* The local client (open or held) whose session secret has this
-	 * SHA-256 (hash: 32 bytes), or NULL. since 1.4 */
+	 * SHA-256 (hash: 32 bytes, of which the first 16 are compared, as
+	 * the relays name a session), or NULL. since 1.4 */
 	parley_client *(*session_find)(parley_ctx *ctx, const uint8_t *hash);
 	/* Local client c's session was resumed on another server, whose
 	 * client it now is: c becomes a remote member (as remote_create

@@ -56,7 +56,7 @@ static const char rd_sess_take_script[] =
  * record and the ghost's key. */
 struct rd_resume {
 	uint64_t client;
-	char hash[65];
+	char hash[33];
 	char *rec;
 	char ghost[64];
 	uint64_t timer; /* the deadline, 0 once passed */
@@ -110,7 +110,8 @@ rd_resume_late(parley_ctx *ctx, uint64_t id, void *arg)
 static bool
 rd_hex(const char *s)
 {
-	if (s == NULL || strlen(s) != 64)
+	/* The core names a session by the first 16 bytes of its hash. */
+	if (s == NULL || strlen(s) != 32)
 		return false;
 	for (; *s != '\0'; s++) {
 		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
@@ -345,7 +346,7 @@ rd_resume_ask(parley_client *c, json_t *st)
 	if ((q = calloc(1, sizeof *q)) == NULL)
 		abort();
 	q->client = rd_host->client_id(rd_ctx, c);
-	memcpy(q->hash, hash, 65);
+	memcpy(q->hash, hash, sizeof q->hash);
 	/* Two round trips, each within the deadline of a command. */
 	q->timer = rd_host->timer_add(
 	    rd_ctx, (uint64_t)rd_opt.timeout_ms * 2, 0, rd_resume_late, q);
@@ -407,7 +408,7 @@ rd_sessions_moved(json_t *o)
 	const char *n = json_string_value(json_object_get(o, "n"));
 	const char *h = json_string_value(json_object_get(o, "h"));
 	char from[64], key[64];
-	uint8_t hash[32];
+	uint8_t hash[32] = { 0 };
 	parley_client *c;
 
 	if (to == NULL || s == NULL || i == NULL || n == NULL || !rd_hex(h) ||
@@ -423,7 +424,7 @@ rd_sessions_moved(json_t *o)
 		rd_members_rekey(from, key);
 		return;
 	}
-	for (size_t k = 0; k < 32; k++) {
+	for (size_t k = 0; k < 16; k++) {
 		unsigned v;
 		sscanf(h + 2 * k, "%2x", &v);
 		hash[k] = (uint8_t)v;

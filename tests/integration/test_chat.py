@@ -149,5 +149,39 @@ async def test_many_clients_one_room(t):
 	check_eq(counts.get(room), n, "count")
 
 
+@case(config={})
+async def test_rooms_joined_and_left_in_any_order(t):
+	# A client in one room keeps it in place of a list: from three rooms
+	# down to none and back, leaving from the front and the middle.
+	a, o = await t.named("walker"), await t.named("watcher")
+	rooms = [uniq("r%d" % i) for i in range(3)]
+	for r in rooms:
+		await o.create(r)
+		await a.join(r)
+	await a.expect({"type": "leave_room", "roomName": rooms[0]},
+	    "room_left")
+	await a.expect({"type": "leave_room", "roomName": rooms[1]},
+	    "room_left")
+	await a.join(rooms[0])
+	await a.expect({"type": "leave_room", "roomName": rooms[2]},
+	    "room_left")
+	# a is in rooms[0] only: a rename reaches it there, once
+	old, name = a.username, uniq("w")
+	await a.set_name(name)
+	ev = await o.recv("user_renamed")
+	check_eq((ev["roomName"], ev["oldUsername"], ev["username"]),
+	    (rooms[0], old, name), "rename in the one room left")
+	await o.sync()
+	o.assert_none("user_renamed", what="rename in rooms a left")
+	await a.say(rooms[0], "still here")
+	await o.recv("new_message", pred=lambda m: m["message"] ==
+	    "still here")
+	await a.expect({"type": "leave_room", "roomName": rooms[0]},
+	    "room_left")
+	await a.join(rooms[1])
+	await a.say(rooms[1], "and back")
+	await o.recv("new_message", pred=lambda m: m["message"] == "and back")
+
+
 if __name__ == "__main__":
 	suite.main()
