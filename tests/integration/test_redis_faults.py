@@ -111,6 +111,10 @@ async def run_fault(t, fault):
 				chatters.append(Chatter(c, i))
 		room = uniq("f")
 		await chatters[0].c.create(room)
+		# the other server learns of the room through Redis
+		for ch in chatters[1:]:
+			await ch.c.recv("room_created", pred=lambda m:
+			    m["roomName"] == room, timeout=scaled(5))
 		for ch in chatters:
 			await ch.c.join(room)
 		names = {ch.c.username for ch in chatters}
