@@ -471,13 +471,13 @@ fuzz_check_state(void)
 		FUZZ_CHECK(client_find_by_name(c->name, len) == c);
 		FUZZ_CHECK(c->nrooms <= cfg->max_rooms_per_client);
 		for (size_t i = 0; i < c->nrooms; i++) {
-			struct room *r = c->rooms[i]->room;
-			FUZZ_CHECK(c->rooms[i]->index == i);
-			FUZZ_CHECK(c->rooms[i]->client == c);
+			struct room *r = client_room(c, i)->room;
+			FUZZ_CHECK(client_room(c, i)->index == i);
+			FUZZ_CHECK(client_room(c, i)->client == c);
 			FUZZ_CHECK(room_find(r->name, r->name_len) == r);
 			FUZZ_CHECK(r->count >= 1 &&
 			    r->count <= cfg->max_members_per_room);
-			FUZZ_CHECK(room_membership(r, c) == c->rooms[i]);
+			FUZZ_CHECK(room_membership(r, c) == client_room(c, i));
 		}
 	}
 	FUZZ_CHECK(nclients == client_count);
