@@ -1711,6 +1711,36 @@ chat_admin_decide(
 	return PROTO_OK;
 }
 
+/* Whether a client acting may moderate r (false for other actors,
+ * whom chat_authorize does not ask). */
+static bool
+chat_may_moderate_by(const struct chat_actor *by, const struct room *r)
+{
+	return by->kind == CHAT_ACTOR_CLIENT &&
+	    chat_may_moderate(by->client, r);
+}
+
+/* Who may take a moderation act: a client's request runs the hooks,
+ * which may widen or narrow allowed (forbidden says why when they give
+ * no reason); the admin API's runs them too, with itself as the actor;
+ * a script's or a plugin's is its own authority. */
+static enum proto_err
+chat_authorize(const struct chat_actor *by, struct hook_args *a, bool allowed,
+    const char *forbidden, char **reason)
+{
+	enum proto_err e;
+
+	if (chat_by_admin(by))
+		return chat_admin_decide(a, by, reason);
+	if (by->kind != CHAT_ACTOR_CLIENT)
+		return PROTO_OK;
+	a->client = by->client;
+	e = chat_decide(a, allowed, reason);
+	if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
+		chat_set_reason(reason, forbidden);
+	return e;
+}
+
 /* The name to show for who acted. */
 static const char *
 chat_actor_username(const struct chat_actor *by)
@@ -1750,27 +1780,16 @@ chat_set_topic(const struct chat_actor *by, struct room *r, const char *topic,
 		chat_set_reason(reason, "a topic is text");
 		return PROTO_ERR_BAD_REQUEST;
 	}
-	if (by->kind == CHAT_ACTOR_CLIENT) {
-		struct hook_args a = { .event = HOOK_TOPIC,
-			.client = by->client,
-			.room = r,
-			.text = topic,
-			.text_len = len };
-		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
-		if (e != PROTO_OK) {
-			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
-				chat_set_reason(reason,
-				    "only the room's owner, its moderators "
-				    "and operators may set the topic");
-			return e;
-		}
-	}
-	if (chat_by_admin(by)) {
+	{
 		struct hook_args a = { .event = HOOK_TOPIC,
 			.room = r,
 			.text = topic,
 			.text_len = len };
-		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+		e = chat_authorize(by, &a, chat_may_moderate_by(by, r),
+		    "only the room's owner, its moderators and operators may "
+		    "set the topic",
+		    reason);
+		if (e != PROTO_OK)
 			return e;
 	}
 	free(r->topic);
@@ -1797,24 +1816,15 @@ chat_delete_room_why(
 {
 	enum proto_err e;
 
-	if (by->kind == CHAT_ACTOR_CLIENT) {
-		struct hook_args a = { .event = HOOK_DELETE_ROOM,
-			.client = by->client,
-			.room = r };
-		e = chat_decide(&a,
-		    chat_is_oper(by->client) || chat_is_owner(by->client, r),
-		    reason);
-		if (e != PROTO_OK) {
-			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
-				chat_set_reason(reason,
-				    "only the room's owner and operators may "
-				    "delete it");
-			return e;
-		}
-	}
-	if (chat_by_admin(by)) {
+	{
 		struct hook_args a = { .event = HOOK_DELETE_ROOM, .room = r };
-		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+		bool allowed = by->kind == CHAT_ACTOR_CLIENT &&
+		    (chat_is_oper(by->client) || chat_is_owner(by->client, r));
+
+		e = chat_authorize(by, &a, allowed,
+		    "only the room's owner and operators may delete it",
+		    reason);
+		if (e != PROTO_OK)
 			return e;
 	}
 	state_audit(by, "delete_room", r->name, r, why, 0);
@@ -1831,36 +1841,28 @@ chat_delete_message(const struct chat_actor *by, struct room *r, uint64_t seq,
 	(void)id;
 	if (seq == 0 || seq > r->seq)
 		return PROTO_ERR_MESSAGE_NOT_FOUND;
-	if (by->kind == CHAT_ACTOR_CLIENT) {
-		const char *author = room_author(r, seq);
-		char *mine = chat_member_key(by->client, false);
-		bool allowed = chat_may_moderate(by->client, r) ||
-		    (author != NULL && mine != NULL &&
-			strcmp(author, mine) == 0);
+	{
 		struct hook_args a = { .event = HOOK_DELETE_MESSAGE,
-			.client = by->client,
 			.room = r,
 			.text = text,
 			.text_len = (size_t)snprintf(text, sizeof text, "%llu",
 			    (unsigned long long)seq) };
-		free(mine);
-		e = chat_decide(&a, allowed, reason);
-		if (e != PROTO_OK) {
-			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
-				chat_set_reason(reason,
-				    "only its author, the room's moderators, "
-				    "its owner and operators may delete a "
-				    "message");
-			return e;
+		bool allowed = false;
+
+		if (by->kind == CHAT_ACTOR_CLIENT) {
+			const char *author = room_author(r, seq);
+			char *mine = chat_member_key(by->client, false);
+
+			allowed = chat_may_moderate(by->client, r) ||
+			    (author != NULL && mine != NULL &&
+				strcmp(author, mine) == 0);
+			free(mine);
 		}
-	}
-	if (chat_by_admin(by)) {
-		struct hook_args a = { .event = HOOK_DELETE_MESSAGE,
-			.room = r,
-			.text = text,
-			.text_len = (size_t)snprintf(text, sizeof text, "%llu",
-			    (unsigned long long)seq) };
-		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+		e = chat_authorize(by, &a, allowed,
+		    "only its author, the room's moderators, its owner and "
+		    "operators may delete a message",
+		    reason);
+		if (e != PROTO_OK)
 			return e;
 	}
 	if (!history_delete(r, seq))
@@ -1890,29 +1892,17 @@ chat_set_role(const struct chat_actor *by, struct room *r,
 		chat_set_reason(reason, "the owner's role is its own");
 		return PROTO_ERR_FORBIDDEN;
 	}
-	if (by->kind == CHAT_ACTOR_CLIENT) {
-		struct hook_args a = { .event = HOOK_ROLE,
-			.client = by->client,
-			.room = r,
-			.text = target->name,
-			.text_len = strlen(target->name),
-			.reason = role ? role : "" };
-		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
-		if (e != PROTO_OK) {
-			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
-				chat_set_reason(reason,
-				    "only the room's owner, its moderators "
-				    "and operators may give or take roles");
-			return e;
-		}
-	}
-	if (chat_by_admin(by)) {
+	{
 		struct hook_args a = { .event = HOOK_ROLE,
 			.room = r,
 			.text = target->name,
 			.text_len = strlen(target->name),
 			.reason = role ? role : "" };
-		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+		e = chat_authorize(by, &a, chat_may_moderate_by(by, r),
+		    "only the room's owner, its moderators and operators may "
+		    "give or take roles",
+		    reason);
+		if (e != PROTO_OK)
 			return e;
 	}
 	key = chat_member_key(target, true);
@@ -2077,29 +2067,16 @@ chat_restrict(const char *kind, const struct chat_actor *by, struct room *r,
 		    "muted");
 		return PROTO_ERR_FORBIDDEN;
 	}
-	if (by->kind == CHAT_ACTOR_CLIENT) {
-		struct hook_args a = { .event = HOOK_MODERATION,
-			.client = by->client,
-			.room = r,
-			.text = target->name,
-			.text_len = strlen(target->name),
-			.reason = kind };
-		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
-		if (e != PROTO_OK) {
-			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
-				chat_set_reason(reason,
-				    "only the room's owner, its moderators "
-				    "and operators may do that");
-			return e;
-		}
-	}
-	if (chat_by_admin(by)) {
+	{
 		struct hook_args a = { .event = HOOK_MODERATION,
 			.room = r,
 			.text = target->name,
 			.text_len = strlen(target->name),
 			.reason = kind };
-		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK)
+		if ((e = chat_authorize(by, &a, chat_may_moderate_by(by, r),
+			 "only the room's owner, its moderators and "
+			 "operators may do that",
+			 reason)) != PROTO_OK)
 			return e;
 	}
 	mkey = chat_member_key(target, true);
@@ -2172,32 +2149,18 @@ chat_lift(const char *kind, const struct chat_actor *by, struct room *r,
 	size_t n = 0;
 	enum proto_err e;
 
-	if (by->kind == CHAT_ACTOR_CLIENT) {
+	{
 		struct hook_args a = { .event = HOOK_MODERATION,
-			.client = by->client,
 			.room = r,
 			.text = name,
 			.text_len = strlen(name),
 			.reason = strcmp(kind, "ban") == 0 ? "unban"
 							   : "unmute" };
-		e = chat_decide(&a, chat_may_moderate(by->client, r), reason);
+		e = chat_authorize(by, &a, chat_may_moderate_by(by, r),
+		    "only the room's owner, its moderators and operators may "
+		    "do that",
+		    reason);
 		if (e != PROTO_OK) {
-			free(want);
-			if (e == PROTO_ERR_FORBIDDEN && reason && !*reason)
-				chat_set_reason(reason,
-				    "only the room's owner, its moderators "
-				    "and operators may do that");
-			return e;
-		}
-	}
-	if (chat_by_admin(by)) {
-		struct hook_args a = { .event = HOOK_MODERATION,
-			.room = r,
-			.text = name,
-			.text_len = strlen(name),
-			.reason = strcmp(kind, "ban") == 0 ? "unban"
-							   : "unmute" };
-		if ((e = chat_admin_decide(&a, by, reason)) != PROTO_OK) {
 			free(want);
 			return e;
 		}
