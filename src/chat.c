@@ -1090,9 +1090,7 @@ chat_post(struct room *r, struct client *from, const char *sender,
 	chat_post_at(r, sender, text, len, action, r->seq + 1, loop_wall_ms());
 	if (from != NULL) {
 		/* Its author may delete it. */
-		char *key = chat_member_key(from, true);
-		room_author_add(r, r->seq, key);
-		free(key);
+		room_author_add(r, r->seq, chat_member_key(from, true));
 	}
 	return PROTO_OK;
 }

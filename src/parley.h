@@ -803,8 +803,9 @@ struct room *room_create(const char *name, size_t len, uint64_t owner);
 /* Gives r the durable id rid (a room restored from the state store). */
 void room_set_id(struct room *r, uint64_t rid);
 /* Remembers that seq was written by key (an account or session key) and
- * finds it again: a bounded memory of the newest messages' authors. */
-void room_author_add(struct room *r, uint64_t seq, const char *key);
+ * finds it again: a bounded memory of the newest messages' authors. key
+ * (allocated, or NULL) is handed over. */
+void room_author_add(struct room *r, uint64_t seq, char *key);
 const char *room_author(const struct room *r, uint64_t seq);
 struct room *room_find(const char *name, size_t len);
 struct membership *room_membership(const struct room *r,

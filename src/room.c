@@ -69,7 +69,7 @@ room_new_id(void)
 }
 
 void
-room_author_add(struct room *r, uint64_t seq, const char *key)
+room_author_add(struct room *r, uint64_t seq, char *key)
 {
 	size_t i;
 
@@ -78,7 +78,7 @@ room_author_add(struct room *r, uint64_t seq, const char *key)
 	i = seq % ROOM_AUTHORS;
 	free(r->authors->key[i]);
 	r->authors->seq[i] = seq;
-	r->authors->key[i] = key != NULL ? xstrdup(key) : NULL;
+	r->authors->key[i] = key; /* taken, not copied: once per message */
 }
 
 const char *
